@@ -1,0 +1,77 @@
+#include "session/exchange_cache.hpp"
+
+#include <cmath>
+
+namespace coapgw::session {
+
+ExchangeCache::ExchangeCache(std::size_t max_entries, std::chrono::milliseconds lifetime)
+    : max_entries_(max_entries == 0 ? 1 : max_entries), lifetime_(lifetime) {}
+
+ExchangeCache::Entry* ExchangeCache::lookup(const Key& k) {
+  auto it = index_.find(k);
+  if (it == index_.end()) return nullptr;
+  return &fifo_[it->second - base_seq_];
+}
+
+const ExchangeCache::Entry* ExchangeCache::find(std::uint64_t session, std::uint16_t mid, TimePoint now) {
+  Entry* e = lookup(Key{session, mid});
+  if (e == nullptr || e->expires <= now) return nullptr;
+  return e;
+}
+
+void ExchangeCache::insert(std::uint64_t session, std::uint16_t mid, TimePoint now) {
+  expire(now);
+  while (index_.size() >= max_entries_ && !fifo_.empty()) {
+    pop_front();
+    ++evicted_;
+  }
+  Key k{session, mid};
+  fifo_.push_back(Entry{session, mid, false, now + lifetime_, {}});
+  // A reused (session, mid) after expiry replaces the old index; the stale FIFO slot is skipped on pop.
+  index_[k] = base_seq_ + fifo_.size() - 1;
+}
+
+void ExchangeCache::set_response(std::uint64_t session, std::uint16_t mid, std::span<const std::byte> answer) {
+  Entry* e = lookup(Key{session, mid});
+  if (e == nullptr) return;
+  e->answered = true;
+  e->response.assign(answer.begin(), answer.end());
+}
+
+std::size_t ExchangeCache::expire(TimePoint now) {
+  std::size_t n = 0;
+  while (!fifo_.empty() && fifo_.front().expires <= now) {
+    pop_front();
+    ++n;
+  }
+  return n;
+}
+
+void ExchangeCache::pop_front() {
+  const Entry& e = fifo_.front();
+  auto it = index_.find(Key{e.session, e.message_id});
+  if (it != index_.end() && it->second == base_seq_) index_.erase(it);
+  fifo_.pop_front();
+  ++base_seq_;
+}
+
+std::chrono::milliseconds TransmissionParameters::max_transmit_span() const {
+  // ACK_TIMEOUT * (2 ** MAX_RETRANSMIT - 1) * ACK_RANDOM_FACTOR
+  double ms = static_cast<double>(ack_timeout.count()) * (std::pow(2.0, max_retransmit) - 1.0) * ack_random_factor;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+}
+
+std::chrono::milliseconds TransmissionParameters::max_transmit_wait() const {
+  double ms = static_cast<double>(ack_timeout.count()) * (std::pow(2.0, max_retransmit + 1) - 1.0) * ack_random_factor;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+}
+
+std::chrono::milliseconds TransmissionParameters::exchange_lifetime() const {
+  return max_transmit_span() + 2 * max_latency + processing_delay();
+}
+
+std::chrono::milliseconds TransmissionParameters::non_lifetime() const {
+  return max_transmit_span() + max_latency;
+}
+
+}  // namespace coapgw::session

@@ -1,0 +1,78 @@
+// coapgw::session::ExchangeCache — per-worker duplicate detection (RFC 7252 4.5).
+//
+// A CON or NON seen again within EXCHANGE_LIFETIME (NON_LIFETIME) must not be processed twice; a
+// duplicate CON gets the same answer again. Entries live here, per worker, rather than in the
+// sessions, so an idle session costs nothing for it. All entries share one lifetime, so insertion
+// order is expiry order and a FIFO expires them in O(1). The cache is bounded: when full, the
+// oldest entry is dropped early (counted), which only narrows the duplicate window under overload.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+namespace coapgw::session {
+
+class ExchangeCache {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  struct Entry {
+    std::uint64_t session = 0;
+    std::uint16_t message_id = 0;
+    bool answered = false;          // false: still being processed (e.g. waiting for an upstream)
+    TimePoint expires{};
+    std::vector<std::byte> response;  // the datagram sent as answer (empty for NON without answer)
+  };
+
+  ExchangeCache(std::size_t max_entries, std::chrono::milliseconds lifetime);
+
+  // The live entry for (session, mid), or nullptr.
+  const Entry* find(std::uint64_t session, std::uint16_t message_id, TimePoint now);
+  // Records a new exchange as in progress. Expires old entries first.
+  void insert(std::uint64_t session, std::uint16_t message_id, TimePoint now);
+  // Stores the answer for an exchange (no-op when it has expired or was evicted meanwhile).
+  void set_response(std::uint64_t session, std::uint16_t message_id, std::span<const std::byte> answer);
+  std::size_t expire(TimePoint now);
+
+  std::size_t size() const { return index_.size(); }
+  std::uint64_t evicted() const { return evicted_; }
+  std::chrono::milliseconds lifetime() const { return lifetime_; }
+
+ private:
+  struct Key {
+    std::uint64_t session;
+    std::uint16_t mid;
+    friend bool operator==(const Key&, const Key&) = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const { return (k.session * 0x9E3779B97F4A7C15ull) ^ k.mid; }
+  };
+  Entry* lookup(const Key& k);
+  void pop_front();
+
+  std::size_t max_entries_;
+  std::chrono::milliseconds lifetime_;
+  std::deque<Entry> fifo_;
+  std::uint64_t base_seq_ = 0;  // sequence number of fifo_.front()
+  std::unordered_map<Key, std::uint64_t, KeyHash> index_;
+  std::uint64_t evicted_ = 0;
+};
+
+// RFC 7252 4.8.2 derived times from the transmission parameters.
+struct TransmissionParameters {
+  std::chrono::milliseconds ack_timeout{2000};
+  double ack_random_factor = 1.5;
+  unsigned max_retransmit = 4;
+  std::chrono::milliseconds max_latency{100000};
+  std::chrono::milliseconds processing_delay() const { return ack_timeout; }
+  std::chrono::milliseconds max_transmit_span() const;
+  std::chrono::milliseconds max_transmit_wait() const;
+  std::chrono::milliseconds exchange_lifetime() const;
+  std::chrono::milliseconds non_lifetime() const;
+};
+
+}  // namespace coapgw::session

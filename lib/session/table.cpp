@@ -1,0 +1,209 @@
+#include "session/table.hpp"
+
+#include <cassert>
+
+namespace coapgw::session {
+
+namespace {
+constexpr auto reuse_gap = std::chrono::seconds(1);
+}
+
+Table::Table(Context* context, Budget& budget, Settings settings, EventHandler on_event)
+    : context_(context),
+      budget_(budget),
+      settings_(settings),
+      on_event_(std::move(on_event)),
+      // Worker index in the high bits keeps ids unique across the process and sortable.
+      next_id_((static_cast<std::uint64_t>(settings.worker_index) << 48) + 1) {}
+
+Table::~Table() {
+  // Free without events: the owner is going away.
+  pool_head_ = pool_tail_ = nullptr;
+  for (auto& entry : by_key_) {
+    entry.second->in_pool_ = false;
+    budget_.release();
+  }
+  for (std::size_t i = 0; i < detached_.size(); ++i) budget_.release();
+}
+
+Session* Table::find(const Key& key) {
+  auto it = by_key_.find(key);
+  return it == by_key_.end() ? nullptr : it->second.get();
+}
+
+Session* Table::lookup_and_touch(const Key& key, TimePoint now) {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return nullptr;
+  Session& s = *it->second;
+  if (s.in_pool_ && now - s.last_seen_ >= reuse_gap) ++stats_.reused[static_cast<int>(s.proto_)];
+  touch(s, now);
+  return &s;
+}
+
+Session* Table::create_server(const Key& key, const Address& local, int ifindex, TimePoint now) {
+  assert(find(key) == nullptr);
+  if (!make_room()) return nullptr;
+  Session* s = make(key, local, Type::server, now);
+  s->ifindex_ = ifindex;
+  pool_push_back(*s);  // unreferenced server sessions are idle
+  emit(*s, Event::session_new);
+  return s;
+}
+
+Session* Table::create_client(const Key& key, const Address& local, TimePoint now) {
+  assert(find(key) == nullptr);
+  if (!make_room()) return nullptr;
+  Session* s = make(key, local, Type::client, now);
+  s->refcount_ = 1;
+  emit(*s, Event::session_new);
+  return s;
+}
+
+Session* Table::make(const Key& key, const Address& local, Type type, TimePoint now) {
+  auto owned = std::unique_ptr<Session>(new Session(this, next_id_++, key, local, type, now));
+  Session* s = owned.get();
+  by_key_.emplace(key, std::move(owned));
+  count(*s, +1);
+  ++stats_.created[static_cast<int>(key.proto)];
+  return s;
+}
+
+bool Table::make_room() {
+  // Another worker can take a freed slot between our reclaim and our acquire; a few rounds settle it.
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    if (budget_.try_acquire()) return true;
+    if (pool_head_ == nullptr) break;
+    close(*pool_head_, CloseReason::evicted);
+  }
+  ++stats_.refused_full;
+  return false;
+}
+
+void Table::touch(Session& s, TimePoint now) {
+  if (now > s.last_seen_) s.last_seen_ = now;
+  if (s.in_pool_ && &s != pool_tail_) {
+    pool_remove(s);
+    pool_push_back(s);
+  }
+}
+
+void Table::close(Session& s, CloseReason reason) {
+  if (s.closed_) return;
+  auto it = by_key_.find(s.key());
+  assert(it != by_key_.end() && it->second.get() == &s);
+  auto owned = std::move(it->second);
+  by_key_.erase(it);
+  if (s.in_pool_) pool_remove(s);
+  count(s, -1);
+  s.closed_ = true;
+  ++stats_.closed[static_cast<int>(s.proto_)][static_cast<int>(reason)];
+  emit(s, Event::session_closed, reason);
+  if (s.refcount_ > 0) {
+    detached_.emplace(&s, std::move(owned));
+  } else {
+    owned.reset();
+    budget_.release();
+  }
+}
+
+void Table::free(Session& s) {
+  auto it = detached_.find(&s);
+  assert(it != detached_.end());
+  detached_.erase(it);
+  budget_.release();
+}
+
+std::size_t Table::expire(TimePoint now) {
+  std::size_t n = 0;
+  while (pool_head_ != nullptr && pool_head_->last_seen_ + settings_.idle_timeout <= now) {
+    close(*pool_head_, CloseReason::idle_timeout);
+    ++n;
+  }
+  return n;
+}
+
+std::optional<TimePoint> Table::next_expiry() const {
+  if (pool_head_ == nullptr) return std::nullopt;
+  return pool_head_->last_seen_ + settings_.idle_timeout;
+}
+
+void Table::close_all(CloseReason reason) {
+  while (!by_key_.empty()) close(*by_key_.begin()->second, reason);
+}
+
+Session* Table::find_by_id(std::uint64_t id) const {
+  for (auto& [key, s] : by_key_)
+    if (s->id_ == id) return s.get();
+  return nullptr;
+}
+
+void Table::pool_push_back(Session& s) {
+  // Keep the pool ordered by last use: a session released after a long exchange is as fresh as the
+  // newest pool member, never older, so expiry from the head stays exact.
+  if (pool_tail_ != nullptr && s.last_seen_ < pool_tail_->last_seen_) s.last_seen_ = pool_tail_->last_seen_;
+  s.lru_prev_ = pool_tail_;
+  s.lru_next_ = nullptr;
+  if (pool_tail_ != nullptr) pool_tail_->lru_next_ = &s;
+  else pool_head_ = &s;
+  pool_tail_ = &s;
+  if (!s.in_pool_) {
+    s.in_pool_ = true;
+    ++idle_count_;
+    counts_.idle[static_cast<int>(s.proto_)].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Table::pool_remove(Session& s) {
+  if (s.lru_prev_ != nullptr) s.lru_prev_->lru_next_ = s.lru_next_;
+  else pool_head_ = s.lru_next_;
+  if (s.lru_next_ != nullptr) s.lru_next_->lru_prev_ = s.lru_prev_;
+  else pool_tail_ = s.lru_prev_;
+  s.lru_prev_ = s.lru_next_ = nullptr;
+  if (s.in_pool_) {
+    s.in_pool_ = false;
+    --idle_count_;
+    counts_.idle[static_cast<int>(s.proto_)].fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+void Table::on_reference(Session& s) {
+  if (s.in_pool_) pool_remove(s);
+}
+
+void Table::on_release(Session& s) {
+  if (s.closed_) {
+    free(s);
+    return;
+  }
+  if (s.type_ == Type::client) {
+    // Client sessions are freed at 0, dropping whatever they still had queued.
+    close(s, CloseReason::disconnected);
+    return;
+  }
+  pool_push_back(s);
+}
+
+void Table::on_state_change(Session& s, State from, State to) {
+  if (s.closed_) return;
+  auto& row = counts_.by_pts[static_cast<int>(s.proto_)][static_cast<int>(s.type_)];
+  row[static_cast<int>(from)].fetch_sub(1, std::memory_order_relaxed);
+  row[static_cast<int>(to)].fetch_add(1, std::memory_order_relaxed);
+  if (to == State::established) emit(s, Event::session_established);
+}
+
+void Table::on_type_change(Session& s, Type from, Type to) {
+  auto& by_type = counts_.by_pts[static_cast<int>(s.proto_)];
+  by_type[static_cast<int>(from)][static_cast<int>(s.state_)].fetch_sub(1, std::memory_order_relaxed);
+  by_type[static_cast<int>(to)][static_cast<int>(s.state_)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Table::count(Session& s, int delta) {
+  counts_.by_pts[static_cast<int>(s.proto_)][static_cast<int>(s.type_)][static_cast<int>(s.state_)]
+      .fetch_add(delta, std::memory_order_relaxed);
+}
+
+void Table::emit(Session& s, Event e, std::optional<CloseReason> r) {
+  if (on_event_) on_event_(s, EventInfo{e, r});
+}
+
+}  // namespace coapgw::session

@@ -1,0 +1,64 @@
+#include <gtest/gtest.h>
+
+#include "session/exchange_cache.hpp"
+
+using namespace coapgw::session;
+using namespace std::chrono_literals;
+
+namespace {
+const auto t0 = std::chrono::steady_clock::time_point{} + 100s;
+
+TEST(ExchangeCache, PendingThenAnswered) {
+  ExchangeCache c(16, 247s);
+  EXPECT_EQ(c.find(1, 7, t0), nullptr);
+  c.insert(1, 7, t0);
+  auto* e = c.find(1, 7, t0);
+  ASSERT_NE(e, nullptr);
+  EXPECT_FALSE(e->answered);
+  std::byte answer[3] = {std::byte{1}, std::byte{2}, std::byte{3}};
+  c.set_response(1, 7, answer);
+  e = c.find(1, 7, t0 + 1s);
+  ASSERT_NE(e, nullptr);
+  EXPECT_TRUE(e->answered);
+  EXPECT_EQ(e->response.size(), 3u);
+  EXPECT_EQ(c.find(2, 7, t0), nullptr);  // other session, same mid
+}
+
+TEST(ExchangeCache, ExpiresAfterLifetime) {
+  ExchangeCache c(16, 247s);
+  c.insert(1, 7, t0);
+  c.insert(1, 8, t0 + 10s);
+  EXPECT_NE(c.find(1, 7, t0 + 246s), nullptr);
+  EXPECT_EQ(c.find(1, 7, t0 + 247s), nullptr);
+  EXPECT_EQ(c.expire(t0 + 247s), 1u);
+  EXPECT_EQ(c.size(), 1u);
+  EXPECT_NE(c.find(1, 8, t0 + 247s), nullptr);
+}
+
+TEST(ExchangeCache, BoundedOldestEvicted) {
+  ExchangeCache c(3, 247s);
+  for (std::uint16_t m = 0; m < 5; ++m) c.insert(1, m, t0);
+  EXPECT_EQ(c.size(), 3u);
+  EXPECT_EQ(c.evicted(), 2u);
+  EXPECT_EQ(c.find(1, 0, t0), nullptr);
+  EXPECT_NE(c.find(1, 4, t0), nullptr);
+}
+
+TEST(ExchangeCache, ReinsertAfterExpiryReplaces) {
+  ExchangeCache c(8, 10s);
+  c.insert(1, 7, t0);
+  c.insert(1, 7, t0 + 20s);  // the first expired (and is dropped by insert)
+  auto* e = c.find(1, 7, t0 + 25s);
+  ASSERT_NE(e, nullptr);
+  EXPECT_FALSE(e->answered);
+  EXPECT_EQ(c.size(), 1u);
+}
+
+TEST(TransmissionParameters, Rfc7252Defaults) {
+  TransmissionParameters p;  // ACK_TIMEOUT 2 s, factor 1.5, MAX_RETRANSMIT 4
+  EXPECT_EQ(p.max_transmit_span(), 45s);
+  EXPECT_EQ(p.max_transmit_wait(), 93s);
+  EXPECT_EQ(p.exchange_lifetime(), 247s);
+  EXPECT_EQ(p.non_lifetime(), 145s);
+}
+}  // namespace
