@@ -154,6 +154,9 @@ class Session {
   void set_addr_remote_responder(const Address& responder);
   void reset_remote_to_mcast();
   std::uint16_t next_message_id() { return next_mid_++; }
+  // Which of the worker's listening sockets this session talks through.
+  std::uint8_t endpoint() const { return endpoint_; }
+  void set_endpoint(std::uint8_t endpoint) { endpoint_ = endpoint; }
 
  private:
   friend class Table;
@@ -184,6 +187,7 @@ class Session {
   Proto proto_;
   Type type_;
   State state_ = State::none;
+  std::uint8_t endpoint_ = 0;
   bool in_pool_ = false;
   bool closed_ = false;   // disconnected or freed-pending: no longer in the key index
 };

@@ -1,0 +1,155 @@
+// coapgw::config — the gateway's configuration as plain structs with defaults.
+//
+// This module owns the YAML contract of DESIGN.md ("Configuration contract"):
+// one function per section turns YAML into these structs, unknown keys are
+// rejected, and a single validation pass collects every problem with its key
+// path ("routes[1].timeout") so that an operator fixes a file in one round
+// instead of one error per restart. Exceptions are used here only because
+// config load happens at start-up or reload, never on the data path.
+// yaml-cpp stays behind the .cpp files: callers see only these structs.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/address.hpp"
+#include "common/log.hpp"
+
+namespace coapgw::config {
+
+using Duration = std::chrono::milliseconds;
+
+struct LogConfig {
+  log::Level level = log::Level::info;
+  log::Format format = log::Format::text;
+};
+
+struct ListenConfig {
+  // An empty list disables that listener.
+  std::vector<Address> coap{*Address::parse("127.0.0.1:5683")};
+  std::vector<Address> coaps{*Address::parse("127.0.0.1:5684")};
+  std::optional<Address> admin{Address::parse("127.0.0.1:9683")};  // "" disables admin
+};
+
+struct PskKey {
+  std::string identity;
+  std::string key;  // raw key bytes: key_hex is already decoded
+};
+
+struct PskConfig {
+  std::string hint = "coapgw";
+  // The effective key set: the inline `keys` followed by the keys loaded from
+  // keys_file, so a consumer builds its PskStore from this list alone.
+  std::vector<PskKey> keys;
+  std::string keys_file;  // as written; resolve with resolve_path() to re-read on SIGHUP
+};
+
+struct PkiConfig {
+  std::string cert, private_key, ca;  // as written; resolve with resolve_path()
+};
+
+struct DtlsConfig {
+  PskConfig psk;
+  PkiConfig pki;
+  std::string ciphers;
+  Duration handshake_timeout{30000};
+  std::size_t max_handshakes = 1000;
+};
+
+struct PersistConfig {
+  std::string file;
+  Duration max_age{std::chrono::hours(12)};
+};
+
+struct SessionsConfig {
+  std::size_t max = 100000;
+  Duration idle_timeout{300000};
+  PersistConfig persist;
+};
+
+struct ShutdownConfig {
+  Duration drain_timeout{10000};
+};
+
+struct CoapConfig {
+  Duration ack_timeout{2000};
+  double ack_random_factor = 1.5;
+  unsigned max_retransmit = 4;
+  std::size_t max_message_size = 1152;
+  std::size_t max_body_size = 65536;       // block-wise reassembly bound per request
+  std::size_t max_reassemblies = 1000;     // concurrent Block1 reassemblies per worker
+  Duration separate_response_after{1000};  // then: empty ACK now, separate response later
+};
+
+struct RoutePsk {
+  std::string identity;
+  std::string key;  // raw key bytes: key_hex is already decoded
+};
+
+struct Route {
+  std::string prefix;
+  std::string upstream;
+  bool strip_prefix = false;
+  Duration timeout{5000};
+  std::size_t max_in_flight = 64;
+  std::string ca_file;  // https upstreams; "" = system store
+  std::optional<RoutePsk> psk;  // coaps upstreams
+};
+
+struct AdminConfig {
+  std::size_t max_connections = 64;
+  Duration request_timeout{10000};
+  std::size_t max_request_bytes = 8192;
+};
+
+struct Config {
+  unsigned threads = 0;  // 0 = one worker per core
+  LogConfig log;
+  ListenConfig listen;
+  DtlsConfig dtls;
+  SessionsConfig sessions;
+  ShutdownConfig shutdown;
+  CoapConfig coap;
+  std::vector<Route> routes;
+  AdminConfig admin;
+  std::string source_path;  // file it came from, for resolving relative paths
+};
+
+struct ConfigIssue {
+  std::string key_path;  // like "routes[1].timeout"; "" for the file as a whole
+  std::string message;
+};
+
+// Carries every issue found; what() lists them one per line as "key: message".
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<ConfigIssue> issues);
+  std::vector<ConfigIssue> issues;
+};
+
+// "300s" "5m" "250ms" "1h" "1.5s" -> milliseconds (rounded). A missing or
+// unknown unit, a sign, spaces or an absurd value (> 10 years) -> nullopt.
+std::optional<Duration> parse_duration(std::string_view text);
+
+// Reads and validates a config file. Throws ConfigError, also for an
+// unreadable file or a YAML syntax error (key_path "", line/column in message).
+Config load_config_file(const std::string& path);
+
+// Same, from text; source_path anchors relative paths (keys_file, pki files,
+// file: sinks, persist file) and may be "" (then they resolve against the cwd).
+Config parse_config(std::string_view yaml_text, const std::string& source_path = "");
+
+// Loads a PSK keys file: its top level is the same list as dtls.psk.keys.
+// Throws ConfigError with key paths such as "[1].key_hex".
+std::vector<PskKey> load_psk_keys_file(const std::string& path);
+
+// Resolves `path` against the directory of config.source_path; absolute paths
+// and "" come back unchanged.
+std::string resolve_path(const Config& config, const std::string& path);
+
+}  // namespace coapgw::config

@@ -1,0 +1,118 @@
+// PSK key entries ({ identity, key | key_hex }) and the keys file.
+#include <unordered_map>
+
+#include "config/sections.hpp"
+
+namespace coapgw::config {
+
+namespace detail {
+
+namespace {
+
+// OpenSSL 3 refuses identities longer than 256 bytes and keys longer than 512;
+// we stay well inside both so a key that loads here also loads in the engine.
+constexpr std::size_t max_identity_bytes = 128;
+constexpr std::size_t max_key_bytes = 256;
+
+}  // namespace
+
+std::optional<PskKey> parse_psk_entry(Reader& r, const YAML::Node& node, const std::string& path) {
+  if (!node.IsMap()) {
+    r.add(path, "expected a map with identity and key or key_hex");
+    return std::nullopt;
+  }
+  r.map(node, path, {"identity", "key", "key_hex"});
+  PskKey out;
+  bool ok = true;
+  if (!child(node, "identity").IsDefined()) {
+    r.add(join(path, "identity"), "is required");
+    ok = false;
+  } else if (!r.string(node, "identity", path, out.identity)) {
+    ok = false;
+  } else if (out.identity.empty()) {
+    r.add(join(path, "identity"), "must not be empty");
+    ok = false;
+  } else if (out.identity.size() > max_identity_bytes) {
+    r.add(join(path, "identity"),
+          "is longer than " + std::to_string(max_identity_bytes) + " bytes");
+    ok = false;
+  }
+
+  bool has_key = child(node, "key").IsDefined();
+  bool has_hex = child(node, "key_hex").IsDefined();
+  if (has_key == has_hex) {
+    r.add(path, has_key ? "give either key or key_hex, not both" : "needs key or key_hex");
+    return std::nullopt;
+  }
+  std::string key_name = has_key ? "key" : "key_hex";
+  std::string text;
+  if (!r.string(node, key_name, path, text)) return std::nullopt;
+  if (has_hex) {
+    auto bytes = detail::decode_hex(text);
+    if (!bytes) {
+      r.add(join(path, key_name), "is not valid hex (even number of 0-9a-f digits)");
+      return std::nullopt;
+    }
+    text = std::move(*bytes);
+  }
+  if (text.empty()) {
+    r.add(join(path, key_name), "must not be empty");
+    return std::nullopt;
+  }
+  if (text.size() > max_key_bytes) {
+    r.add(join(path, key_name), "is longer than " + std::to_string(max_key_bytes) + " bytes");
+    return std::nullopt;
+  }
+  out.key = std::move(text);
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+std::vector<PskKey> parse_psk_list(Reader& r, const YAML::Node& node, const std::string& path) {
+  std::vector<PskKey> keys;
+  if (!r.list(node, path)) return keys;
+  std::unordered_map<std::string, std::size_t> first_at;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    auto item_path = index(path, i);
+    auto key = parse_psk_entry(r, node[i], item_path);
+    if (!key) continue;
+    auto [it, inserted] = first_at.emplace(key->identity, i);
+    if (!inserted) {
+      r.add(join(item_path, "identity"), "duplicate identity " + in_quotes(key->identity) +
+                                             " (first at " + index(path, it->second) + ")");
+      continue;
+    }
+    keys.push_back(std::move(*key));
+  }
+  return keys;
+}
+
+std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<ConfigIssue>& issues) {
+  YAML::Node root;
+  try {
+    root = load_yaml(read_file(path));
+  } catch (const ConfigError& e) {
+    issues.insert(issues.end(), e.issues.begin(), e.issues.end());
+    return {};
+  }
+  Reader r;
+  std::vector<PskKey> keys;
+  if (root.IsDefined() && !root.IsNull() && !root.IsSequence()) {
+    r.add("", "expected a list of { identity, key | key_hex } at the top level");
+  } else {
+    keys = parse_psk_list(r, root, "");
+  }
+  issues.insert(issues.end(), r.issues().begin(), r.issues().end());
+  return keys;
+}
+
+}  // namespace detail
+
+std::vector<PskKey> load_psk_keys_file(const std::string& path) {
+  std::vector<ConfigIssue> issues;
+  auto keys = detail::read_psk_keys_file(path, issues);
+  if (!issues.empty()) throw ConfigError(std::move(issues));
+  return keys;
+}
+
+}  // namespace coapgw::config

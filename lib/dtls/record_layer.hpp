@@ -1,0 +1,74 @@
+// coapgw::dtls::detail::RecordLayer — record protection of an established
+// session, kept apart from the handshake so that issue 8 can replace the
+// first implementation ("through the SSL object", SslRecordLayer) with a lean
+// AEAD layer that needs only keys, counters and the replay window.
+// Internal header.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "dtls/output.hpp"
+#include "dtls/wire.hpp"
+
+namespace coapgw::dtls {
+class Engine;
+namespace detail {
+
+// RFC 6347 4.1.2.6 sliding window over the record sequence numbers of one epoch.
+class ReplayWindow {
+ public:
+  static constexpr std::uint64_t width = 64;
+  bool seen(std::uint64_t sequence) const {
+    if (!any_ || sequence > max_) return false;
+    const std::uint64_t distance = max_ - sequence;
+    return distance >= width || ((bits_ >> distance) & 1U) != 0;
+  }
+  void mark(std::uint64_t sequence) {
+    if (!any_) {
+      any_ = true;
+      max_ = sequence;
+      bits_ = 1;
+    } else if (sequence > max_) {
+      const std::uint64_t shift = sequence - max_;
+      bits_ = shift >= width ? 1 : (bits_ << shift) | 1U;
+      max_ = sequence;
+    } else if (max_ - sequence < width) {
+      bits_ |= std::uint64_t{1} << (max_ - sequence);
+    }
+  }
+
+ private:
+  std::uint64_t max_ = 0;
+  std::uint64_t bits_ = 0;
+  bool any_ = false;
+};
+
+class RecordLayer {
+ public:
+  enum class Opened : std::uint8_t {
+    data,         // authenticated application data, appended to out.plaintexts
+    no_data,      // a valid non-application record (e.g. a retransmitted Finished, a warning alert)
+    rejected,     // application record that failed to authenticate
+    replayed,     // application record already seen or older than the window
+    peer_closed,  // close_notify
+    fatal_alert,
+    failed,       // the layer is unusable
+  };
+  virtual ~RecordLayer() = default;
+  virtual std::uint16_t read_epoch() const = 0;
+  // One whole record (header + fragment) whose epoch is read_epoch().
+  virtual Opened open(const wire::Record& record, Output& out) = 0;
+  // Whatever the handshake left buffered (records after the peer's Finished).
+  virtual Opened drain(Output& out) = 0;
+  virtual bool seal(std::span<const std::byte> plaintext, Output& out) = 0;
+  virtual void close_notify(Output& out) = 0;
+  virtual std::size_t memory_estimate() const = 0;
+};
+
+std::unique_ptr<RecordLayer> make_ssl_record_layer(Engine& engine);
+
+}  // namespace detail
+}  // namespace coapgw::dtls

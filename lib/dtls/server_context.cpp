@@ -1,0 +1,307 @@
+#include "dtls/server_context.hpp"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include <algorithm>
+
+#include "common/log.hpp"
+#include "dtls/ssl_glue.hpp"
+
+namespace coapgw::dtls {
+namespace {
+
+constexpr std::size_t read_buffer_bytes = SSL3_RT_MAX_PLAIN_LENGTH;
+
+std::string openssl_error(std::string_view what) {
+  std::string text(what);
+  const unsigned long code = ERR_peek_last_error();
+  if (code != 0) {
+    char buffer[256];
+    ERR_error_string_n(code, buffer, sizeof buffer);
+    text += ": ";
+    text += buffer;
+  }
+  ERR_clear_error();
+  return text;
+}
+
+std::string default_ciphers(bool psk, bool cert) {
+  std::string list;
+  auto add = [&list](std::string_view suite) {
+    if (!list.empty()) list += ':';
+    list += suite;
+  };
+  if (psk) {
+    add("PSK-AES128-CCM8");  // RFC 7925 mandatory-to-implement
+    add("PSK-AES128-CCM");
+    add("PSK-AES128-GCM-SHA256");
+  }
+  if (cert) {
+    add("ECDHE-ECDSA-AES128-CCM8");  // RFC 7925 for certificates
+    add("ECDHE-ECDSA-AES128-GCM-SHA256");
+    add("ECDHE-RSA-AES128-GCM-SHA256");  // so an RSA certificate is not a silent failure
+  }
+  return list;
+}
+
+}  // namespace
+
+std::string_view to_string(Failure failure) {
+  switch (failure) {
+    case Failure::none: return "none";
+    case Failure::bad_psk_identity: return "bad_psk_identity";
+    case Failure::handshake_failed: return "handshake_failed";
+    case Failure::handshake_timeout: return "handshake_timeout";
+    case Failure::fatal_alert_received: return "fatal_alert_received";
+    case Failure::decrypt_errors: return "decrypt_errors";
+    case Failure::internal: return "internal";
+  }
+  return "unknown";
+}
+
+std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& settings,
+                                                     std::string* error) {
+  auto fail = [error](std::string text) -> std::unique_ptr<ServerContext> {
+    if (error != nullptr) *error = std::move(text);
+    return nullptr;
+  };
+  if (settings.mtu < 256 + 48 || settings.mtu > 65535) return fail("dtls: mtu must be in [304, 65535]");
+  if (settings.handshake_timeout.count() <= 0) return fail("dtls: handshake_timeout must be > 0");
+  if (settings.retransmit_initial.count() <= 0 || settings.retransmit_initial.count() > 60000) {
+    return fail("dtls: retransmit_initial must be in (0, 60s]");
+  }
+  if (settings.cookie_rotation.count() <= 0) return fail("dtls: cookie_rotation must be > 0");
+  const bool cert = !settings.cert_file.empty();
+  if (cert && settings.key_file.empty()) return fail("dtls: pki.cert needs pki.private_key");
+  if (!cert && !settings.key_file.empty()) return fail("dtls: pki.private_key needs pki.cert");
+  if (!cert && !settings.ca_file.empty()) return fail("dtls: pki.ca needs pki.cert");
+  // Without a certificate PSK is the only credential, so it stays on even
+  // with no keys yet (a reload may bring them).
+  const bool psk = !cert || (settings.psk != nullptr && !settings.psk->empty());
+
+  std::unique_ptr<ServerContext> context(new ServerContext);
+  context->settings_ = settings;
+  context->psk_ = settings.psk;
+
+  SSL_CTX* ctx = SSL_CTX_new(DTLS_server_method());
+  if (ctx == nullptr) return fail(openssl_error("dtls: SSL_CTX_new"));
+  context->ctx_ = ctx;
+  SSL_CTX_set_app_data(ctx, context.get());
+  SSL_CTX_set_min_proto_version(ctx, DTLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, DTLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  // One record must fit one datagram; this also keeps OpenSSL's write buffer small.
+  const auto plaintext = std::clamp<std::size_t>(settings.mtu - 48 - 13 - 8 - 16, 512, 16384);
+  SSL_CTX_set_max_send_fragment(ctx, plaintext);
+
+  const std::string ciphers = settings.ciphers.empty() ? default_ciphers(psk, cert) : settings.ciphers;
+  if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
+    return fail(openssl_error("dtls: no usable cipher in '" + ciphers + "'"));
+  }
+  if (psk) {
+    SSL_CTX_set_psk_server_callback(ctx, detail::Callbacks::psk_server);
+    if (!settings.psk_hint.empty() && SSL_CTX_use_psk_identity_hint(ctx, settings.psk_hint.c_str()) != 1) {
+      return fail(openssl_error("dtls: bad psk hint"));
+    }
+  }
+  if (cert) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, settings.cert_file.c_str()) != 1) {
+      return fail(openssl_error("dtls: cannot load certificate " + settings.cert_file));
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, settings.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      return fail(openssl_error("dtls: cannot load private key " + settings.key_file));
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      return fail(openssl_error("dtls: private key does not match certificate"));
+    }
+  }
+  if (!settings.ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, settings.ca_file.c_str(), nullptr) != 1) {
+      return fail(openssl_error("dtls: cannot load CA " + settings.ca_file));
+    }
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(settings.ca_file.c_str());
+    if (names != nullptr) SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  SSL_CTX_set_cookie_generate_cb(ctx, detail::Callbacks::cookie_generate);
+  SSL_CTX_set_cookie_verify_cb(ctx, detail::Callbacks::cookie_verify);
+  SSL_CTX_set_msg_callback(ctx, detail::Callbacks::message);
+  SSL_CTX_set_info_callback(ctx, detail::Callbacks::info);
+
+  if (detail::datagram_bio_method() == nullptr) return fail(openssl_error("dtls: BIO method"));
+  context->listen_peer_ = BIO_ADDR_new();
+  context->hmac_mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  context->hmac_ = context->hmac_mac_ != nullptr ? EVP_MAC_CTX_new(context->hmac_mac_) : nullptr;
+  if (context->listen_peer_ == nullptr || context->hmac_ == nullptr) {
+    return fail(openssl_error("dtls: allocation"));
+  }
+  if (RAND_bytes(context->secret_.data(), static_cast<int>(context->secret_.size())) != 1 ||
+      RAND_bytes(context->previous_secret_.data(),
+                 static_cast<int>(context->previous_secret_.size())) != 1) {
+    return fail(openssl_error("dtls: RAND_bytes"));
+  }
+  context->read_buffer_ = std::make_unique<std::byte[]>(read_buffer_bytes);
+  return context;
+}
+
+ServerContext::~ServerContext() {
+  if (listener_ != nullptr) SSL_free(listener_);
+  if (ctx_ != nullptr) SSL_CTX_free(ctx_);
+  if (listen_peer_ != nullptr) BIO_ADDR_free(listen_peer_);
+  if (hmac_ != nullptr) EVP_MAC_CTX_free(hmac_);
+  if (hmac_mac_ != nullptr) EVP_MAC_free(hmac_mac_);
+  OPENSSL_cleanse(secret_.data(), secret_.size());
+  OPENSSL_cleanse(previous_secret_.data(), previous_secret_.size());
+}
+
+void ServerContext::set_psk_store(std::shared_ptr<const PskStore> store) { psk_ = std::move(store); }
+
+std::size_t ServerContext::read_buffer_size() const { return read_buffer_bytes; }
+
+void ServerContext::rotate_cookie_secret_if_due(time_point now) {
+  if (next_rotation_ == time_point{}) {
+    next_rotation_ = now + settings_.cookie_rotation;
+    return;
+  }
+  if (now < next_rotation_) return;
+  if (now >= next_rotation_ + settings_.cookie_rotation) {
+    // Two or more periods passed: the secret in use then is too old as well.
+    RAND_bytes(previous_secret_.data(), static_cast<int>(previous_secret_.size()));
+  } else {
+    previous_secret_ = secret_;
+  }
+  RAND_bytes(secret_.data(), static_cast<int>(secret_.size()));
+  next_rotation_ = now + settings_.cookie_rotation;
+}
+
+ServerContext::Cookie ServerContext::make_cookie(const std::array<std::uint8_t, 32>& secret,
+                                                 const Address& peer,
+                                                 const wire::ClientHello& hello) const {
+  Cookie cookie{};
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+      OSSL_PARAM_construct_end()};
+  // Bind the cookie to the address and to what the second ClientHello must repeat (RFC 6347 4.2.1).
+  std::uint8_t address[1 + 16 + 2];
+  address[0] = static_cast<std::uint8_t>(peer.family());
+  std::copy_n(peer.ip_bytes(), peer.ip_size(), address + 1);
+  const std::size_t port_at = 1 + peer.ip_size();
+  address[port_at] = static_cast<std::uint8_t>(peer.port() >> 8);
+  address[port_at + 1] = static_cast<std::uint8_t>(peer.port());
+  const auto bytes = [](std::span<const std::byte> s) {
+    return reinterpret_cast<const unsigned char*>(s.data());
+  };
+  std::size_t length = 0;
+  if (EVP_MAC_init(hmac_, secret.data(), secret.size(), params) != 1 ||
+      EVP_MAC_update(hmac_, address, port_at + 2) != 1 ||
+      EVP_MAC_update(hmac_, bytes(hello.fixed_fields), hello.fixed_fields.size()) != 1 ||
+      EVP_MAC_update(hmac_, bytes(hello.suites_and_compression), hello.suites_and_compression.size()) != 1 ||
+      EVP_MAC_final(hmac_, cookie.data(), &length, cookie.size()) != 1) {
+    ERR_clear_error();
+    // A cookie nobody can match: the handshake just does not proceed.
+    RAND_bytes(cookie.data(), static_cast<int>(cookie.size()));
+  }
+  return cookie;
+}
+
+bool ServerContext::cookie_valid(const Address& peer, const wire::ClientHello& hello) const {
+  if (hello.cookie.size() != cookie_size) return false;
+  for (const auto* secret : {&secret_, &previous_secret_}) {
+    const Cookie expected = make_cookie(*secret, peer, hello);
+    if (CRYPTO_memcmp(expected.data(), hello.cookie.data(), cookie_size) == 0) return true;
+  }
+  return false;
+}
+
+void ServerContext::write_hello_verify_request(const wire::ClientHello& hello, const Cookie& cookie,
+                                               Output& out) const {
+  constexpr std::size_t body = 2 + 1 + cookie_size;
+  constexpr std::size_t fragment = wire::handshake_header_size + body;
+  std::vector<std::byte> d;
+  d.reserve(wire::record_header_size + fragment);
+  auto put = [&d](std::uint64_t value, int count) {
+    for (int i = count - 1; i >= 0; --i) d.push_back(static_cast<std::byte>((value >> (8 * i)) & 0xff));
+  };
+  // Record: handshake, DTLS 1.0 version (RFC 6347 4.2.1), epoch 0, the
+  // ClientHello's record sequence number copied as the RFC asks.
+  put(22, 1);
+  put(0xfeff, 2);
+  put(0, 2);
+  put(hello.record_sequence, 6);
+  put(fragment, 2);
+  // HelloVerifyRequest: the server's first handshake message, message_seq 0.
+  put(3, 1);
+  put(body, 3);
+  put(0, 2);
+  put(0, 3);
+  put(body, 3);
+  put(0xfeff, 2);
+  put(cookie_size, 1);
+  for (auto b : cookie) d.push_back(static_cast<std::byte>(b));
+  out.datagrams.push_back(std::move(d));
+}
+
+bool ServerContext::ensure_listener() {
+  if (listener_ != nullptr) return true;
+  SSL* ssl = SSL_new(ctx_);
+  if (ssl == nullptr) return false;
+  BIO* bio = detail::new_datagram_bio(&listener_pipe_);
+  if (bio == nullptr) {
+    SSL_free(ssl);
+    return false;
+  }
+  SSL_set_bio(ssl, bio, bio);
+  SSL_set_accept_state(ssl);
+  listener_ = ssl;
+  return true;
+}
+
+ServerContext::HelloResult ServerContext::on_hello(const Address& peer,
+                                                   std::span<const std::byte> datagram,
+                                                   Output& out, time_point now) {
+  rotate_cookie_secret_if_due(now);
+  wire::ClientHello hello;
+  switch (wire::parse_client_hello(datagram, &hello)) {
+    case wire::HelloParse::not_client_hello: return {HelloVerdict::not_client_hello, nullptr};
+    case wire::HelloParse::malformed: return {HelloVerdict::malformed, nullptr};
+    case wire::HelloParse::ok: break;
+  }
+  if (hello.cookie.empty() || !cookie_valid(peer, hello)) {
+    write_hello_verify_request(hello, make_cookie(secret_, peer, hello), out);
+    return {hello.cookie.empty() ? HelloVerdict::hello_verify_sent : HelloVerdict::bad_cookie, nullptr};
+  }
+  if (!ensure_listener()) {
+    ERR_clear_error();
+    return {HelloVerdict::malformed, nullptr};
+  }
+  listener_pipe_.feed(datagram, &out);
+  listener_pipe_.mtu_overhead = peer.is_v6() ? 48 : 28;
+  hello_cookie_ok_ = true;
+  const int listened = DTLSv1_listen(listener_, listen_peer_);
+  listener_pipe_.detach();
+  if (listened != 1) {
+    // OpenSSL refused what our parser accepted (e.g. an unsupported version).
+    hello_cookie_ok_ = false;
+    SSL_free(listener_);
+    listener_ = nullptr;
+    ERR_clear_error();
+    return {HelloVerdict::malformed, nullptr};
+  }
+  SSL* ssl = listener_;
+  listener_ = nullptr;
+  std::unique_ptr<Engine> engine(new Engine(*this, ssl, peer, now));
+  engine->start(out, now);
+  hello_cookie_ok_ = false;
+  return {HelloVerdict::accepted, std::move(engine)};
+}
+
+}  // namespace coapgw::dtls

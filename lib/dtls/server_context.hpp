@@ -1,0 +1,93 @@
+// coapgw::dtls::ServerContext — one per worker thread: the SSL_CTX, the
+// cookie secrets, and the stateless answer to ClientHellos from peers that
+// have no session yet.
+//
+// A ClientHello without a valid cookie is answered with a HelloVerifyRequest
+// built here from the datagram alone (no OpenSSL object, nothing kept per
+// peer). One with a valid cookie goes through DTLSv1_listen on a reusable
+// listener SSL object, which then becomes the new Engine's SSL object.
+// Not thread-safe.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/address.hpp"
+#include "dtls/engine.hpp"
+#include "dtls/output.hpp"
+#include "dtls/psk_store.hpp"
+#include "dtls/settings.hpp"
+#include "dtls/wire.hpp"
+
+struct ssl_st;
+struct ssl_ctx_st;
+union bio_addr_st;
+struct evp_mac_st;
+struct evp_mac_ctx_st;
+
+namespace coapgw::dtls {
+
+class ServerContext {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+
+  // nullptr + error on bad cert/key/ca/ciphers/settings.
+  static std::unique_ptr<ServerContext> create(const ServerSettings& settings, std::string* error);
+  ~ServerContext();
+  ServerContext(const ServerContext&) = delete;
+  ServerContext& operator=(const ServerContext&) = delete;
+
+  // Reload: handshakes that look a key up from now on use the new store.
+  void set_psk_store(std::shared_ptr<const PskStore> store);
+
+  enum class HelloVerdict : std::uint8_t { hello_verify_sent, accepted, not_client_hello, malformed, bad_cookie };
+  struct HelloResult {
+    HelloVerdict verdict;
+    std::unique_ptr<Engine> engine;  // only when accepted
+  };
+  HelloResult on_hello(const Address& peer, std::span<const std::byte> datagram, Output& out,
+                       time_point now);
+  void rotate_cookie_secret_if_due(time_point now);
+
+  ssl_ctx_st* native_handle() { return ctx_; }
+  const ServerSettings& settings() const { return settings_; }
+  const std::shared_ptr<const PskStore>& psk_store() const { return psk_; }
+
+  static constexpr std::size_t cookie_size = 32;
+
+ private:
+  friend class Engine;
+  friend struct detail::Callbacks;
+  friend class detail::SslRecordLayer;
+
+  ServerContext() = default;
+  using Cookie = std::array<std::uint8_t, cookie_size>;
+  Cookie make_cookie(const std::array<std::uint8_t, 32>& secret, const Address& peer,
+                     const wire::ClientHello& hello) const;
+  bool cookie_valid(const Address& peer, const wire::ClientHello& hello) const;
+  void write_hello_verify_request(const wire::ClientHello& hello, const Cookie& cookie, Output& out) const;
+  bool ensure_listener();
+
+  ServerSettings settings_;
+  std::shared_ptr<const PskStore> psk_;
+  ssl_ctx_st* ctx_ = nullptr;
+  ssl_st* listener_ = nullptr;  // fresh SSL object waiting for the next cookie-bearing ClientHello
+  bio_addr_st* listen_peer_ = nullptr;
+  detail::DatagramPipe listener_pipe_;
+  std::array<std::uint8_t, 32> secret_{};
+  std::array<std::uint8_t, 32> previous_secret_{};
+  time_point next_rotation_{};
+  bool hello_cookie_ok_ = false;  // set only while on_hello drives an already-verified ClientHello
+  // Scratch for SSL_read, shared by all engines of this worker.
+  std::unique_ptr<std::byte[]> read_buffer_;
+  std::size_t read_buffer_size() const;
+  evp_mac_st* hmac_mac_ = nullptr;
+  evp_mac_ctx_st* hmac_ = nullptr;  // re-keyed per cookie, allocated once
+};
+
+}  // namespace coapgw::dtls

@@ -1,0 +1,45 @@
+// coapgw::dtls::ServerSettings and Failure — what a DTLS server context is
+// built from, and why a session ended. Plain values, no OpenSSL.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "dtls/psk_store.hpp"
+
+namespace coapgw::dtls {
+
+struct ServerSettings {
+  std::string psk_hint = "coapgw";     // "" = send no hint (no ServerKeyExchange for plain PSK)
+  // null = PSK off when a certificate is configured. Without a certificate the
+  // PSK suites stay on even with no keys, so keys can arrive by reload.
+  std::shared_ptr<const PskStore> psk;
+  std::string cert_file, key_file, ca_file;  // PKI; ca_file set => client cert required, identity = subject CN
+  // "" => RFC 7925 PSK-AES128-CCM8 + AES-128 CCM and GCM PSK suites
+  // (+ ECDHE-ECDSA CCM8/GCM and ECDHE-RSA GCM when a certificate is configured).
+  std::string ciphers;
+  std::chrono::milliseconds handshake_timeout{30000};
+  std::size_t mtu = 1280;  // link MTU; IP+UDP overhead is subtracted per peer family
+  // DTLS retransmission: first timeout, doubled per retransmission up to 60 s (RFC 6347 4.2.4.1).
+  std::chrono::milliseconds retransmit_initial{1000};
+  // Cookie secret lifetime; the previous secret is still accepted.
+  std::chrono::milliseconds cookie_rotation{60000};
+};
+
+enum class Failure : std::uint8_t {
+  none,
+  bad_psk_identity,      // PSK identity not in the store
+  handshake_failed,      // anything else that broke the handshake (wrong key, no shared cipher, bad cert, ...)
+  handshake_timeout,     // not established within handshake_timeout, or retransmissions exhausted
+  fatal_alert_received,
+  decrypt_errors,        // too many consecutive records failed to authenticate
+  internal,
+};
+
+std::string_view to_string(Failure failure);
+
+}  // namespace coapgw::dtls

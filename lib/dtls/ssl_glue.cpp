@@ -1,0 +1,169 @@
+#include "dtls/ssl_glue.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "common/log.hpp"
+#include "dtls/datagram_pipe.hpp"
+#include "dtls/engine.hpp"
+#include "dtls/server_context.hpp"
+#include "dtls/wire.hpp"
+
+namespace coapgw::dtls::detail {
+namespace {
+
+int bio_write(BIO* bio, const char* data, int length) {
+  BIO_clear_retry_flags(bio);
+  auto* pipe = static_cast<DatagramPipe*>(BIO_get_data(bio));
+  if (length <= 0) return 0;
+  if (pipe == nullptr || pipe->out == nullptr) return length;  // nobody to send to: drop
+  const auto* first = reinterpret_cast<const std::byte*>(data);
+  std::span<const std::byte> datagram(first, static_cast<std::size_t>(length));
+  pipe->out->datagrams.emplace_back(datagram.begin(), datagram.end());
+  std::span<const std::byte> rest = datagram;
+  while (!rest.empty()) {
+    const auto record = wire::next_record(rest, &rest);
+    if (!record) break;
+    if (record->epoch == 0) {
+      pipe->last_epoch0_sequence = std::max(pipe->last_epoch0_sequence, record->sequence);
+      pipe->wrote_epoch0 = true;
+    }
+  }
+  return length;
+}
+
+int bio_read(BIO* bio, char* data, int length) {
+  BIO_clear_retry_flags(bio);
+  auto* pipe = static_cast<DatagramPipe*>(BIO_get_data(bio));
+  if (pipe == nullptr || pipe->in_consumed || length <= 0) {
+    BIO_set_retry_read(bio);
+    return -1;
+  }
+  // A datagram larger than OpenSSL's buffer is truncated, as a UDP socket would.
+  const std::size_t n = std::min(pipe->in.size(), static_cast<std::size_t>(length));
+  if (n > 0) std::memcpy(data, pipe->in.data(), n);
+  pipe->in_consumed = true;
+  return static_cast<int>(n);
+}
+
+long bio_ctrl(BIO* bio, int command, long, void*) {
+  auto* pipe = static_cast<DatagramPipe*>(BIO_get_data(bio));
+  switch (command) {
+    case BIO_CTRL_FLUSH:
+      return 1;
+    case BIO_CTRL_PENDING:
+      return pipe != nullptr && !pipe->in_consumed ? static_cast<long>(pipe->in.size()) : 0;
+    case BIO_CTRL_DGRAM_GET_MTU_OVERHEAD:
+      return pipe != nullptr ? pipe->mtu_overhead : 28;
+    default:
+      // No path MTU discovery (SSL_OP_NO_QUERY_MTU), no peer address, no
+      // timeouts: the worker owns all of that.
+      return 0;
+  }
+}
+
+int bio_create(BIO* bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+int bio_destroy(BIO* bio) {
+  BIO_set_data(bio, nullptr);
+  return 1;
+}
+
+Engine* engine_of(const SSL* ssl) { return static_cast<Engine*>(SSL_get_app_data(ssl)); }
+
+ServerContext* context_of(const SSL* ssl) {
+  return static_cast<ServerContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+}
+
+}  // namespace
+
+const BIO_METHOD* datagram_bio_method() {
+  static const BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "coapgw-datagram");
+    if (m != nullptr) {
+      BIO_meth_set_write(m, bio_write);
+      BIO_meth_set_read(m, bio_read);
+      BIO_meth_set_ctrl(m, bio_ctrl);
+      BIO_meth_set_create(m, bio_create);
+      BIO_meth_set_destroy(m, bio_destroy);
+    }
+    return m;
+  }();
+  return method;
+}
+
+BIO* new_datagram_bio(DatagramPipe* pipe) {
+  const BIO_METHOD* method = datagram_bio_method();
+  if (method == nullptr) return nullptr;
+  BIO* bio = BIO_new(method);
+  if (bio != nullptr) BIO_set_data(bio, pipe);
+  return bio;
+}
+
+unsigned int Callbacks::psk_server(SSL* ssl, const char* identity, unsigned char* psk,
+                                   unsigned int max_psk_len) {
+  Engine* engine = engine_of(ssl);
+  ServerContext* context = context_of(ssl);
+  if (engine == nullptr || context == nullptr) return 0;
+  const std::string_view id = identity != nullptr ? std::string_view(identity) : std::string_view();
+  const std::string* key = context->psk_ ? context->psk_->find(id) : nullptr;
+  engine->identity_.assign(id);
+  if (key == nullptr || key->empty() || key->size() > max_psk_len) {
+    engine->psk_identity_unknown_ = true;
+    log::debug("dtls: unknown PSK identity '" + std::string(id) + "' from " +
+               engine->peer_.to_string());
+    return 0;
+  }
+  std::memcpy(psk, key->data(), key->size());
+  engine->psk_key_ = *key;
+  return static_cast<unsigned int>(key->size());
+}
+
+int Callbacks::cookie_generate(SSL*, unsigned char*, unsigned int*) {
+  // HelloVerifyRequests are written by ServerContext without OpenSSL; the
+  // listener only ever sees ClientHellos whose cookie was already checked.
+  return 0;
+}
+
+int Callbacks::cookie_verify(SSL* ssl, const unsigned char*, unsigned int) {
+  ServerContext* context = context_of(ssl);
+  return context != nullptr && context->hello_cookie_ok_ ? 1 : 0;
+}
+
+void Callbacks::message(int write_p, int, int content_type, const void* buf, size_t len, SSL* ssl,
+                        void*) {
+  Engine* engine = engine_of(ssl);
+  if (engine == nullptr || write_p != 0) return;
+  if (content_type == SSL3_RT_CHANGE_CIPHER_SPEC) {
+    engine->peer_ccs_seen_ = true;
+  } else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+             *static_cast<const unsigned char*>(buf) == SSL3_MT_FINISHED) {
+    engine->peer_finished_seen_ = true;
+  }
+}
+
+void Callbacks::info(const SSL* ssl, int where, int ret) {
+  // SSL_CB_READ_ALERT shares the SSL_CB_ALERT bit with SSL_CB_WRITE_ALERT.
+  if ((where & SSL_CB_READ_ALERT) != SSL_CB_READ_ALERT) return;
+  Engine* engine = engine_of(ssl);
+  if (engine == nullptr) return;
+  if (((ret >> 8) & 0xff) == SSL3_AL_FATAL) {
+    engine->fatal_alert_received_ = true;
+    log::debug(std::string("dtls: fatal alert '") + SSL_alert_desc_string_long(ret) + "' from " +
+               engine->peer_.to_string());
+  }
+}
+
+unsigned int Callbacks::dtls_timer(SSL* ssl, unsigned int previous_us) {
+  constexpr unsigned int max_us = 60'000'000;  // RFC 6347 4.2.4.1: at least 60 s
+  ServerContext* context = context_of(ssl);
+  const auto initial = context != nullptr ? context->settings_.retransmit_initial.count() : 1000;
+  if (previous_us == 0) return static_cast<unsigned int>(std::clamp<long long>(initial, 1, 60'000) * 1000);
+  return previous_us >= max_us / 2 ? max_us : previous_us * 2;
+}
+
+}  // namespace coapgw::dtls::detail

@@ -1,0 +1,68 @@
+// coapgw::gateway forwarding vocabulary — what a worker hands to an upstream
+// and what comes back.
+//
+// These types are the seam between the CoAP side (codec, sessions, workers)
+// and the backends (HTTP, file sink, later CoAP). They carry no protocol
+// objects, only decoded values, so neither side needs the other's headers.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace coapgw::gateway {
+
+// CoAP code byte from class and detail: coap_code(2, 5) == 0x45 ("2.05").
+constexpr std::uint8_t coap_code(unsigned cls, unsigned detail) {
+  return static_cast<std::uint8_t>((cls << 5) | detail);
+}
+
+struct ForwardRequest {
+  std::string method;            // "GET","POST","PUT","DELETE","FETCH","PATCH","IPATCH"
+  std::string path;              // Uri-Path joined, starting with "/", percent-encoded as needed
+  std::string query;             // Uri-Query joined with '&', "" if none
+  std::optional<std::uint16_t> content_format;  // CoAP Content-Format of the payload
+  std::optional<std::uint16_t> accept;
+  std::vector<std::byte> payload;
+  std::string identity;          // "" on plain CoAP
+  std::string remote;            // "ip:port" of the device
+  std::uint64_t session_id = 0;
+};
+
+struct ForwardResponse {
+  std::uint8_t code = 0;         // CoAP code byte, e.g. 0x45 for 2.05
+  std::optional<std::uint16_t> content_format;
+  std::optional<std::uint32_t> max_age;  // set with 5.03
+  std::vector<std::byte> payload;
+  // Metric label: "ok", "upstream_error", "connect_failed", "timeout",
+  // "overloaded", "bad_response", "not_implemented".
+  std::string outcome;
+};
+
+// Called exactly once, on the worker's io_context, never from inside forward().
+using ForwardDone = std::function<void(ForwardResponse)>;
+
+struct RouteSpec {
+  std::string prefix;             // "/api": matches "/api" and "/api/x", not "/apix"
+  std::string upstream;           // http://, https://, coap://, coaps://, file:PATH
+  bool strip_prefix = false;
+  std::chrono::milliseconds timeout{5000};
+  std::size_t max_in_flight = 64;  // also bounds the HTTP connection pool
+  std::string ca_file;             // https: CA bundle; "" = system store
+};
+
+// One backend. Instances belong to one worker and do all their I/O on its
+// io_context, so no method needs a lock.
+class Upstream {
+ public:
+  virtual ~Upstream() = default;
+  virtual void forward(ForwardRequest request, ForwardDone done) = 0;
+  virtual void reopen() {}    // file sink: SIGHUP log rotation
+  virtual void shutdown() {}  // close connections; pending requests are answered
+};
+
+}  // namespace coapgw::gateway

@@ -1,0 +1,525 @@
+#include "gateway/http_upstream.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <cctype>
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "common/address.hpp"
+#include "gateway/mapping.hpp"
+#include "gateway/router.hpp"
+
+namespace coapgw::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+// Bounds of one exchange. Bodies beyond 1 MiB would not fit a CoAP answer
+// even block-wise in any sensible time, so they are refused as bad_response.
+constexpr std::size_t max_body_bytes = 1024 * 1024;
+constexpr std::size_t max_header_bytes = 16 * 1024;
+constexpr std::size_t max_read_buffer = 128 * 1024;
+
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
+
+bool is_unreserved_or_allowed(unsigned char c, bool query) {
+  if (std::isalnum(c)) return true;
+  switch (c) {
+    case '-': case '.': case '_': case '~':
+    case '!': case '$': case '&': case '\'': case '(': case ')': case '*': case '+': case ',':
+    case ';': case '=': case ':': case '@': case '/': case '%':
+      return true;
+    case '?':
+      return query;
+    default:
+      return false;
+  }
+}
+
+// The worker percent-encodes Uri-Path and Uri-Query; this is the safety net
+// that keeps spaces, CR/LF and non-ASCII out of the request line whatever
+// the caller passed.
+void append_target_part(std::string& out, std::string_view part, bool query) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (char ch : part) {
+    auto c = static_cast<unsigned char>(ch);
+    if (is_unreserved_or_allowed(c, query)) {
+      out += ch;
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+}
+
+// Header values must not carry control characters (header injection); a PSK
+// identity is opaque bytes, so those are percent-encoded.
+std::string header_safe(std::string_view value) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(value.size());
+  for (char ch : value) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+bool set_method(http::request<http::string_body>& req, std::string_view method) {
+  if (method == "GET") req.method(http::verb::get);
+  else if (method == "POST") req.method(http::verb::post);
+  else if (method == "PUT") req.method(http::verb::put);
+  else if (method == "DELETE") req.method(http::verb::delete_);
+  else if (method == "PATCH") req.method(http::verb::patch);
+  else if (method == "FETCH") req.method_string("FETCH");
+  else if (method == "IPATCH") req.method_string("iPATCH");  // RFC 8132 spelling
+  else return false;
+  return true;
+}
+
+ForwardResponse failure(std::uint8_t code, std::string outcome) {
+  ForwardResponse r;
+  r.code = code;
+  r.outcome = std::move(outcome);
+  return r;
+}
+
+// One TCP (optionally TLS) connection to the upstream.
+class Connection {
+ public:
+  Connection(asio::io_context& io, ssl::context* tls) {
+    if (tls) tls_.emplace(io, *tls);
+    else plain_.emplace(io);
+  }
+  tcp::socket::lowest_layer_type& socket() {
+    return tls_ ? tls_->lowest_layer() : plain_->lowest_layer();
+  }
+  ssl::stream<tcp::socket>* tls() { return tls_ ? &*tls_ : nullptr; }
+  template <class F>
+  void with_stream(F&& f) {
+    if (tls_) f(*tls_);
+    else f(*plain_);
+  }
+  void close() {
+    error_code ignored;
+    socket().close(ignored);
+  }
+
+  beast::flat_buffer buffer{max_read_buffer};
+  bool reused = false;
+
+ private:
+  std::optional<tcp::socket> plain_;
+  std::optional<ssl::stream<tcp::socket>> tls_;
+};
+
+class Exchange;
+
+// State shared by an upstream and its in-flight exchanges, so a completion
+// handler that runs after the upstream was destroyed still finds it.
+struct Pool {
+  Pool(asio::io_context& io_ctx, HttpTarget t, const RouteSpec& spec)
+      : io(io_ctx), target(std::move(t)), max_connections(spec.max_in_flight), timeout(spec.timeout) {
+    error_code ec;
+    auto addr = asio::ip::make_address(target.host, ec);
+    if (!ec) literal = addr;
+    std::from_chars(target.port.data(), target.port.data() + target.port.size(), port);
+    if (target.tls) {
+      tls.emplace(ssl::context::tls_client);
+      SSL_CTX_set_min_proto_version(tls->native_handle(), TLS1_2_VERSION);
+      tls->set_verify_mode(ssl::verify_peer);
+      if (spec.ca_file.empty()) tls->set_default_verify_paths();
+      else tls->load_verify_file(spec.ca_file);  // throws system_error (a runtime_error)
+    }
+  }
+
+  asio::io_context& io;
+  HttpTarget target;
+  std::optional<asio::ip::address> literal;  // host is an IP literal: no DNS
+  std::uint16_t port = 0;
+  std::optional<ssl::context> tls;           // before `idle`: connections use it
+  std::size_t max_connections;
+  std::chrono::milliseconds timeout;
+  std::size_t open = 0;                      // idle + busy connections
+  std::vector<std::unique_ptr<Connection>> idle;
+  std::unordered_set<Exchange*> active;
+  bool shut_down = false;
+};
+
+// One request/response, from picking a connection to calling `done`. Owned
+// by the completion handlers in flight (shared_from_this), the Beast way.
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  Exchange(std::shared_ptr<Pool> pool, ForwardRequest request, ForwardDone done)
+      : pool_(std::move(pool)),
+        method_(std::move(request.method)),
+        done_(std::move(done)),
+        deadline_(pool_->io),
+        resolver_(pool_->io) {
+    method_ok_ = set_method(req_, method_);
+    build_request(request);
+  }
+  ~Exchange() { pool_->active.erase(this); }
+
+  void start() {
+    if (pool_->shut_down) return finish(failure(coap_code(5, 2), "upstream_error"), false);
+    if (!method_ok_) return finish(failure(coap_code(5, 1), "not_implemented"), false);
+    pool_->active.insert(this);
+    deadline_.expires_after(pool_->timeout);
+    deadline_.async_wait([self = shared_from_this()](error_code ec) {
+      if (!ec) self->on_deadline();
+    });
+    if (!pool_->idle.empty()) {
+      conn_ = std::move(pool_->idle.back());
+      pool_->idle.pop_back();
+      conn_->reused = true;
+      return do_write();
+    }
+    if (pool_->open >= pool_->max_connections) {
+      ForwardResponse r = failure(coap_code(5, 3), "overloaded");
+      r.max_age = overloaded_max_age_s;
+      return finish(std::move(r), false);
+    }
+    open_connection();
+  }
+
+  // Upstream shutdown: pending operations complete with errors, which then
+  // answer 5.02 on the io_context.
+  void abort() {
+    aborted_ = true;
+    resolver_.cancel();
+    if (conn_) conn_->close();
+  }
+
+ private:
+  void build_request(const ForwardRequest& r) {
+    const HttpTarget& t = pool_->target;
+    std::string target = t.base_path;
+    append_target_part(target, r.path.empty() ? std::string_view("/") : std::string_view(r.path), false);
+    if (!r.query.empty()) {
+      target += '?';
+      append_target_part(target, r.query, true);
+    }
+    req_.target(target);
+    req_.version(11);
+    req_.set(http::field::host, t.host_header);
+    if (r.content_format) {
+      auto mt = content_format_to_media_type(*r.content_format);
+      req_.set(http::field::content_type, bsv(mt ? *mt : "application/octet-stream"));
+    }
+    if (r.accept) {
+      if (auto mt = content_format_to_media_type(*r.accept)) req_.set(http::field::accept, bsv(*mt));
+    }
+    if (!r.identity.empty()) req_.set("X-Device-Identity", header_safe(r.identity));
+    if (auto addr = Address::parse(r.remote)) req_.set("X-Forwarded-For", addr->ip_string());
+    req_.set("X-CoAP-Session", std::to_string(r.session_id));
+    req_.body().assign(reinterpret_cast<const char*>(r.payload.data()), r.payload.size());
+    req_.prepare_payload();
+  }
+
+  void open_connection() {
+    ++pool_->open;
+    conn_ = std::make_unique<Connection>(pool_->io, pool_->tls ? &*pool_->tls : nullptr);
+    if (pool_->literal) {
+      conn_->socket().async_connect(
+          tcp::endpoint(*pool_->literal, pool_->port),
+          [self = shared_from_this()](error_code ec) { self->on_connect(ec); });
+      return;
+    }
+    resolver_.async_resolve(
+        pool_->target.host, pool_->target.port,
+        [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
+          self->on_resolve(ec, std::move(results));
+        });
+  }
+
+  void on_resolve(error_code ec, tcp::resolver::results_type results) {
+    if (finished_) return;
+    if (ec) return fail(coap_code(5, 2), "connect_failed");
+    asio::async_connect(conn_->socket(), results,
+                        [self = shared_from_this()](error_code ec2, const tcp::endpoint&) {
+                          self->on_connect(ec2);
+                        });
+  }
+
+  void on_connect(error_code ec) {
+    if (finished_) return;
+    if (ec) return fail(coap_code(5, 2), "connect_failed");
+    if (auto* stream = conn_->tls()) {
+      SSL* ssl_handle = stream->native_handle();
+      const std::string& host = pool_->target.host;
+      if (pool_->literal) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_handle), host.c_str());
+      } else {
+        SSL_set_tlsext_host_name(ssl_handle, host.c_str());
+        SSL_set1_host(ssl_handle, host.c_str());
+      }
+      stream->async_handshake(ssl::stream_base::client, [self = shared_from_this()](error_code ec2) {
+        self->on_handshake(ec2);
+      });
+      return;
+    }
+    do_write();
+  }
+
+  void on_handshake(error_code ec) {
+    if (finished_) return;
+    // A certificate that does not verify is as unreachable as a closed port.
+    if (ec) return fail(coap_code(5, 2), "connect_failed");
+    do_write();
+  }
+
+  void do_write() {
+    conn_->buffer.consume(conn_->buffer.size());
+    conn_->with_stream([this](auto& stream) {
+      http::async_write(stream, req_, [self = shared_from_this()](error_code ec, std::size_t) {
+        self->on_write(ec);
+      });
+    });
+  }
+
+  void on_write(error_code ec) {
+    if (finished_) return;
+    if (ec) {
+      if (may_retry()) return retry_on_fresh_connection();
+      return fail(coap_code(5, 2), "upstream_error");
+    }
+    parser_.emplace();
+    parser_->body_limit(max_body_bytes);
+    parser_->header_limit(max_header_bytes);
+    conn_->with_stream([this](auto& stream) {
+      http::async_read_header(stream, conn_->buffer, *parser_,
+                              [self = shared_from_this()](error_code ec2, std::size_t) {
+                                self->on_read_header(ec2);
+                              });
+    });
+  }
+
+  // Beast 1.74's async_read does not apply body_limit to a Content-Length
+  // that arrives together with the header, so the cap is checked here too.
+  void on_read_header(error_code ec) {
+    if (finished_) return;
+    if (ec) return on_read(ec);
+    if (auto length = parser_->content_length(); length && *length > max_body_bytes) {
+      return fail(coap_code(5, 2), "bad_response");
+    }
+    if (parser_->is_done()) return on_read(ec);
+    conn_->with_stream([this](auto& stream) {
+      http::async_read(stream, conn_->buffer, *parser_,
+                       [self = shared_from_this()](error_code ec2, std::size_t) { self->on_read(ec2); });
+    });
+  }
+
+  void on_read(error_code ec) {
+    if (finished_) return;
+    if (ec) {
+      const bool stale = ec == http::error::end_of_stream || ec == asio::error::eof ||
+                         ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+                         ec == ssl::error::stream_truncated;
+      // An idle keep-alive connection the server closed meanwhile: nothing of
+      // the answer arrived, so sending again on a new connection is safe.
+      if (stale && !parser_->got_some() && may_retry()) return retry_on_fresh_connection();
+      // Malformed or oversized answers are the upstream's fault in a way a
+      // dropped connection is not; they get their own outcome.
+      const bool malformed = ec.category() == make_error_code(http::error::body_limit).category() &&
+                             ec != http::error::end_of_stream && ec != http::error::partial_message;
+      if (malformed) return fail(coap_code(5, 2), "bad_response");
+      return fail(coap_code(5, 2), "upstream_error");
+    }
+    auto& res = parser_->get();
+    ForwardResponse out;
+    out.code = http_status_to_coap(res.result_int(), method_);
+    if (auto ct = res.find(http::field::content_type); ct != res.end()) {
+      out.content_format = media_type_to_content_format(sv(ct->value()));
+    }
+    const std::string& body = res.body();
+    if (body.size() > max_body_bytes) return fail(coap_code(5, 2), "bad_response");
+    out.payload.resize(body.size());
+    std::memcpy(out.payload.data(), body.data(), body.size());
+    out.outcome = res.result_int() >= 500 ? "upstream_error" : "ok";
+    const bool reusable = res.keep_alive() && !parser_->need_eof() && conn_->buffer.size() == 0;
+    finish(std::move(out), reusable);
+  }
+
+  bool may_retry() const { return conn_->reused && !retried_ && !aborted_ && !pool_->shut_down; }
+
+  void retry_on_fresh_connection() {
+    retried_ = true;
+    conn_->close();
+    --pool_->open;
+    conn_.reset();  // no operation is pending on it: we are in its last handler
+    open_connection();
+  }
+
+  void on_deadline() {
+    if (finished_) return;
+    fail(coap_code(5, 4), "timeout");
+  }
+
+  void fail(std::uint8_t code, std::string outcome) {
+    if (aborted_) return finish(failure(coap_code(5, 2), "upstream_error"), false);
+    finish(failure(code, std::move(outcome)), false);
+  }
+
+  void finish(ForwardResponse response, bool keep_connection) {
+    if (finished_) return;
+    finished_ = true;
+    deadline_.cancel();
+    resolver_.cancel();
+    pool_->active.erase(this);
+    if (conn_) {
+      if (keep_connection && !pool_->shut_down) {
+        conn_->reused = false;
+        pool_->idle.push_back(std::move(conn_));
+      } else {
+        // Closed, never reused; the object stays until this exchange dies
+        // because an aborted operation may still refer to it.
+        conn_->close();
+        --pool_->open;
+      }
+    }
+    auto done = std::move(done_);
+    done(std::move(response));
+  }
+
+  std::shared_ptr<Pool> pool_;
+  std::string method_;
+  ForwardDone done_;
+  asio::steady_timer deadline_;
+  tcp::resolver resolver_;
+  http::request<http::string_body> req_;
+  std::unique_ptr<Connection> conn_;
+  std::optional<http::response_parser<http::string_body>> parser_;
+  bool method_ok_ = false;
+  bool finished_ = false;
+  bool retried_ = false;
+  bool aborted_ = false;
+};
+
+class HttpUpstream final : public Upstream {
+ public:
+  HttpUpstream(asio::io_context& io, HttpTarget target, const RouteSpec& spec)
+      : pool_(std::make_shared<Pool>(io, std::move(target), spec)) {}
+  ~HttpUpstream() override { shutdown(); }
+
+  void forward(ForwardRequest request, ForwardDone done) override {
+    auto exchange = std::make_shared<Exchange>(pool_, std::move(request), std::move(done));
+    // Started from the io_context so that `done` never runs inside forward().
+    asio::post(pool_->io, [exchange] { exchange->start(); });
+  }
+
+  void shutdown() override {
+    pool_->shut_down = true;
+    for (auto& c : pool_->idle) c->close();
+    pool_->open -= pool_->idle.size();
+    pool_->idle.clear();
+    std::vector<Exchange*> active(pool_->active.begin(), pool_->active.end());
+    for (Exchange* e : active) e->abort();
+  }
+
+ private:
+  std::shared_ptr<Pool> pool_;
+};
+
+bool all_digits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<HttpTarget> parse_http_target(std::string_view url) {
+  HttpTarget t;
+  std::string default_port;
+  if (url.starts_with("http://")) {
+    url.remove_prefix(7);
+    default_port = "80";
+  } else if (url.starts_with("https://")) {
+    url.remove_prefix(8);
+    t.tls = true;
+    default_port = "443";
+  } else {
+    return std::nullopt;
+  }
+  if (url.find_first_of("?# \t\r\n") != std::string_view::npos) return std::nullopt;
+  const auto slash = url.find('/');
+  std::string_view authority = url.substr(0, slash);
+  std::string_view path = slash == std::string_view::npos ? std::string_view{} : url.substr(slash);
+  if (authority.find('@') != std::string_view::npos) return std::nullopt;  // no userinfo
+  std::string_view host, port;
+  bool bracketed = false;
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = authority.substr(1, close - 1);
+    std::string_view rest = authority.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+    }
+    bracketed = true;
+  } else {
+    const auto colon = authority.find(':');
+    host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
+    if (port.find(':') != std::string_view::npos) return std::nullopt;
+  }
+  if (host.empty()) return std::nullopt;
+  if (!port.empty() || authority.ends_with(':')) {
+    unsigned value = 0;
+    if (!all_digits(port) || port.size() > 5) return std::nullopt;
+    std::from_chars(port.data(), port.data() + port.size(), value);
+    if (value == 0 || value > 65535) return std::nullopt;
+  }
+  t.host = std::string(host);
+  t.port = port.empty() ? default_port : std::string(port);
+  while (path.ends_with('/')) path.remove_suffix(1);
+  t.base_path = std::string(path);
+  t.host_header = bracketed ? "[" + t.host + "]" : t.host;
+  if (t.port != default_port) t.host_header += ":" + t.port;
+  return t;
+}
+
+std::unique_ptr<Upstream> make_http_upstream(boost::asio::io_context& io, const RouteSpec& spec) {
+  auto target = parse_http_target(spec.upstream);
+  if (!target) throw std::runtime_error("route " + spec.prefix + ": bad upstream URL " + spec.upstream);
+  if (!target->tls && !spec.ca_file.empty()) {
+    throw std::runtime_error("route " + spec.prefix + ": ca_file needs an https upstream");
+  }
+  try {
+    return std::make_unique<HttpUpstream>(io, std::move(*target), spec);
+  } catch (const boost::system::system_error& e) {
+    throw std::runtime_error("route " + spec.prefix + ": cannot load CA file " + spec.ca_file + ": " +
+                             e.what());
+  }
+}
+
+}  // namespace coapgw::gateway

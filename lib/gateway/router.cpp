@@ -1,0 +1,179 @@
+#include "gateway/router.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <stdexcept>
+
+#include "gateway/file_sink.hpp"
+#include "gateway/http_upstream.hpp"
+
+namespace coapgw::gateway {
+namespace {
+
+namespace asio = boost::asio;
+
+void post_response(asio::io_context& io, ForwardDone done, ForwardResponse response) {
+  asio::post(io, [done = std::move(done), response = std::move(response)]() mutable {
+    done(std::move(response));
+  });
+}
+
+// coap:// and coaps:// until the CoAP client lands: an honest 5.02.
+class NotImplementedUpstream final : public Upstream {
+ public:
+  explicit NotImplementedUpstream(asio::io_context& io) : io_(io) {}
+  void forward(ForwardRequest, ForwardDone done) override {
+    ForwardResponse r;
+    r.code = coap_code(5, 2);
+    r.outcome = "not_implemented";
+    post_response(io_, std::move(done), std::move(r));
+  }
+
+ private:
+  asio::io_context& io_;
+};
+
+std::unique_ptr<Upstream> make_upstream(asio::io_context& io, const RouteSpec& spec) {
+  const std::string_view url = spec.upstream;
+  if (url.starts_with("http://") || url.starts_with("https://")) return make_http_upstream(io, spec);
+  if (url.starts_with("file:")) return std::make_unique<FileSink>(io, std::string(url.substr(5)));
+  if (url.starts_with("coap://") || url.starts_with("coaps://")) {
+    return std::make_unique<NotImplementedUpstream>(io);
+  }
+  throw std::runtime_error("route " + spec.prefix + ": unknown upstream scheme in \"" + spec.upstream +
+                           "\" (http, https, coap, coaps, file)");
+}
+
+void validate(const RouteSpec& spec) {
+  const std::string& p = spec.prefix;
+  if (p.empty() || p.front() != '/') {
+    throw std::runtime_error("route \"" + p + "\": prefix must start with '/'");
+  }
+  if (p.size() > 1 && p.back() == '/') {
+    throw std::runtime_error("route \"" + p + "\": prefix must not end with '/'");
+  }
+  if (spec.timeout.count() <= 0) throw std::runtime_error("route " + p + ": timeout must be > 0");
+  if (spec.max_in_flight == 0) throw std::runtime_error("route " + p + ": max_in_flight must be > 0");
+}
+
+}  // namespace
+
+// Per-route counters live behind a shared_ptr so that a request still in
+// flight when its Router is swapped out on reload releases its slot safely.
+struct RouteCounters {
+  std::size_t in_flight = 0;
+};
+
+struct Router::Route {
+  RouteSpec spec;
+  std::unique_ptr<Upstream> upstream;
+  std::shared_ptr<RouteCounters> counters = std::make_shared<RouteCounters>();
+};
+
+namespace {
+
+// One forwarded request as the Router sees it: whichever of the upstream's
+// answer and the route timeout comes first answers the caller.
+struct Pending {
+  Pending(asio::io_context& io, ForwardDone d, std::shared_ptr<RouteCounters> c)
+      : timer(io), done(std::move(d)), counters(std::move(c)) {}
+  asio::steady_timer timer;
+  ForwardDone done;
+  std::shared_ptr<RouteCounters> counters;
+  bool answered = false;
+
+  void answer(ForwardResponse response) {
+    if (answered) return;
+    answered = true;
+    auto d = std::move(done);
+    d(std::move(response));
+  }
+};
+
+}  // namespace
+
+Router::Router(boost::asio::io_context& io, std::vector<RouteSpec> routes) : io_(io) {
+  routes_.reserve(routes.size());
+  for (auto& spec : routes) {
+    validate(spec);
+    auto route = std::make_unique<Route>();
+    route->upstream = make_upstream(io_, spec);
+    route->spec = std::move(spec);
+    routes_.push_back(std::move(route));
+  }
+}
+
+Router::~Router() { shutdown(); }
+
+std::optional<Router::Match> Router::match(std::string_view path) const {
+  for (const auto& r : routes_) {
+    const std::string& prefix = r->spec.prefix;
+    const bool root = prefix == "/";
+    if (!path.starts_with(prefix)) continue;
+    if (!root && path.size() > prefix.size() && path[prefix.size()] != '/') continue;
+    std::string upstream_path(path);
+    if (r->spec.strip_prefix && !root) {
+      upstream_path = std::string(path.substr(prefix.size()));
+      if (upstream_path.empty()) upstream_path = "/";
+    }
+    return Match{&r->spec, r->upstream.get(), std::move(upstream_path)};
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> Router::prefixes() const {
+  std::vector<std::string> out;
+  out.reserve(routes_.size());
+  for (const auto& r : routes_) out.push_back(r->spec.prefix);
+  return out;
+}
+
+void Router::forward(const Match& match, ForwardRequest request, ForwardDone done) {
+  Route* route = nullptr;
+  for (auto& r : routes_) {
+    if (&r->spec == match.route) route = r.get();
+  }
+  if (!route) {  // a Match from another Router (e.g. across a reload)
+    ForwardResponse r;
+    r.code = coap_code(5, 0);
+    r.outcome = "upstream_error";
+    return post_response(io_, std::move(done), std::move(r));
+  }
+  auto counters = route->counters;
+  if (counters->in_flight >= route->spec.max_in_flight) {
+    ForwardResponse r;
+    r.code = coap_code(5, 3);
+    r.max_age = overloaded_max_age_s;
+    r.outcome = "overloaded";
+    return post_response(io_, std::move(done), std::move(r));
+  }
+  ++counters->in_flight;
+  request.path = match.upstream_path;
+  auto pending = std::make_shared<Pending>(io_, std::move(done), std::move(counters));
+  pending->timer.expires_after(route->spec.timeout);
+  pending->timer.async_wait([pending](boost::system::error_code ec) {
+    if (ec) return;
+    ForwardResponse r;
+    r.code = coap_code(5, 4);
+    r.outcome = "timeout";
+    pending->answer(std::move(r));
+  });
+  // The slot is held until the upstream itself answers, even after a
+  // timeout, so the bound also caps the upstream's real concurrency.
+  route->upstream->forward(std::move(request), [pending](ForwardResponse response) {
+    --pending->counters->in_flight;
+    pending->timer.cancel();
+    pending->answer(std::move(response));
+  });
+}
+
+void Router::reopen_files() {
+  for (auto& r : routes_) r->upstream->reopen();
+}
+
+void Router::shutdown() {
+  for (auto& r : routes_) r->upstream->shutdown();
+}
+
+}  // namespace coapgw::gateway

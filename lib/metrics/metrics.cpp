@@ -1,0 +1,247 @@
+// Registry construction and scrape-time rendering; see metrics.hpp.
+#include "metrics/metrics.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <sstream>
+#include <utility>
+
+namespace coapgw::metrics {
+
+namespace {
+
+constexpr std::array<std::string_view, 2> proto_names{"udp", "dtls"};
+constexpr std::array<std::string_view, 3> type_names{"client", "server", "hello"};
+constexpr std::array<std::string_view, 5> state_names{"none", "connecting", "handshake", "csm",
+                                                      "established"};
+constexpr std::array<std::string_view, 4> msg_type_names{"con", "non", "ack", "rst"};
+constexpr std::array<std::string_view, 7> close_names{
+    "idle_timeout", "evicted", "peer_closed", "tls_failed", "handshake_timeout", "disconnected",
+    "shutdown"};
+constexpr std::array<std::string_view, 4> handshake_names{"ok", "failed", "timeout", "rejected"};
+constexpr std::array<std::string_view, 3> admin_reject_names{"connection_limit", "too_large",
+                                                             "timeout"};
+
+template <typename E, std::size_t N>
+std::string_view lookup(const std::array<std::string_view, N>& names, E e) {
+  return names[static_cast<std::size_t>(e)];
+}
+
+std::string s(std::string_view v) { return std::string(v); }
+
+constexpr const char* requests_help = "Device requests answered, by method and response code";
+constexpr const char* bad_messages_help = "Datagrams dropped or rejected as malformed, by reason";
+constexpr const char* upstream_requests_help = "Requests forwarded to upstreams, by route and outcome";
+constexpr const char* upstream_duration_help = "Time from forwarding a request to the upstream answer";
+
+}  // namespace
+
+std::string_view name(Proto v) { return lookup(proto_names, v); }
+std::string_view name(SessionType v) { return lookup(type_names, v); }
+std::string_view name(SessionState v) { return lookup(state_names, v); }
+std::string_view name(MsgType v) { return lookup(msg_type_names, v); }
+std::string_view name(CloseReason v) { return lookup(close_names, v); }
+std::string_view name(HandshakeResult v) { return lookup(handshake_names, v); }
+std::string_view name(AdminReject v) { return lookup(admin_reject_names, v); }
+
+const std::vector<double>& Metrics::upstream_buckets() {
+  // 1 ms .. 30 s, roughly 1-2.5-5 per decade: fine where backends usually
+  // answer, coarse up to the longest route timeout anyone sets.
+  static const std::vector<double> buckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                           0.25,  0.5,    1.0,   2.5,  5.0,   10.0, 30.0};
+  return buckets;
+}
+
+Metrics::Metrics(std::string version)
+    : registry_(std::make_shared<prometheus::Registry>()) {
+  auto& reg = *registry_;
+
+  sessions_family_ = &prometheus::BuildGauge()
+                          .Name("coapgw_sessions")
+                          .Help("Sessions in the session tables by protocol, type and state")
+                          .Register(reg);
+  sessions_idle_family_ = &prometheus::BuildGauge()
+                               .Name("coapgw_sessions_idle")
+                               .Help("Unreferenced server sessions waiting in the idle pool")
+                               .Register(reg);
+  auto& created = prometheus::BuildCounter()
+                      .Name("coapgw_sessions_created_total")
+                      .Help("Sessions created")
+                      .Register(reg);
+  auto& reused = prometheus::BuildCounter()
+                     .Name("coapgw_sessions_reused_total")
+                     .Help("Idle sessions resumed by their peer")
+                     .Register(reg);
+  auto& closed = prometheus::BuildCounter()
+                     .Name("coapgw_sessions_closed_total")
+                     .Help("Sessions closed, by reason")
+                     .Register(reg);
+  auto& handshakes = prometheus::BuildCounter()
+                         .Name("coapgw_dtls_handshakes_total")
+                         .Help("DTLS handshakes finished, by result")
+                         .Register(reg);
+  auto& hello_verify = prometheus::BuildCounter()
+                           .Name("coapgw_dtls_hello_verify_requests_total")
+                           .Help("DTLS HelloVerifyRequests sent (stateless cookie exchange)")
+                           .Register(reg);
+  auto& messages = prometheus::BuildCounter()
+                       .Name("coapgw_messages_total")
+                       .Help("CoAP messages received and sent, by direction and type")
+                       .Register(reg);
+  requests_family_ = &prometheus::BuildCounter()
+                          .Name("coapgw_requests_total")
+                          .Help(requests_help)
+                          .Register(reg);
+  auto& retransmissions = prometheus::BuildCounter()
+                              .Name("coapgw_retransmissions_total")
+                              .Help("Confirmable messages retransmitted")
+                              .Register(reg);
+  auto& duplicates = prometheus::BuildCounter()
+                         .Name("coapgw_duplicates_total")
+                         .Help("Duplicate messages received and deduplicated")
+                         .Register(reg);
+  bad_messages_family_ = &prometheus::BuildCounter()
+                              .Name("coapgw_bad_messages_total")
+                          .Help(bad_messages_help)
+                              .Register(reg);
+  upstream_requests_family_ = &prometheus::BuildCounter()
+                                   .Name("coapgw_upstream_requests_total")
+                          .Help(upstream_requests_help)
+                                   .Register(reg);
+  upstream_duration_family_ = &prometheus::BuildHistogram()
+                                   .Name("coapgw_upstream_duration_seconds")
+                          .Help(upstream_duration_help)
+                                   .Register(reg);
+  auto& reloads = prometheus::BuildCounter()
+                      .Name("coapgw_config_reloads_total")
+                      .Help("Configuration reloads, by result")
+                      .Register(reg);
+  auto& build_info = prometheus::BuildGauge()
+                         .Name("coapgw_build_info")
+                         .Help("Build information; the value is always 1")
+                         .Register(reg);
+  auto& admin_rejected = prometheus::BuildCounter()
+                             .Name("coapgw_admin_rejected_total")
+                             .Help("Admin HTTP clients turned away at a bound, by reason")
+                             .Register(reg);
+
+  for (std::size_t p = 0; p < proto_names.size(); ++p) {
+    const auto proto = s(proto_names[p]);
+    created_[p] = &created.Add({{"proto", proto}});
+    reused_[p] = &reused.Add({{"proto", proto}});
+    for (std::size_t r = 0; r < close_names.size(); ++r)
+      closed_[p][r] = &closed.Add({{"proto", proto}, {"reason", s(close_names[r])}});
+    for (std::size_t t = 0; t < type_names.size(); ++t)
+      for (std::size_t st = 0; st < state_names.size(); ++st)
+        session_gauges_[p][t][st] = &sessions_family_->Add(
+            {{"proto", proto}, {"type", s(type_names[t])}, {"state", s(state_names[st])}});
+    idle_gauges_[p] = &sessions_idle_family_->Add({{"proto", proto}});
+  }
+  for (std::size_t d = 0; d < 2; ++d)
+    for (std::size_t t = 0; t < msg_type_names.size(); ++t)
+      messages_[d][t] =
+          &messages.Add({{"direction", d == 1 ? "in" : "out"}, {"type", s(msg_type_names[t])}});
+  for (std::size_t r = 0; r < handshake_names.size(); ++r)
+    handshakes_[r] = &handshakes.Add({{"result", s(handshake_names[r])}});
+  hello_verify_ = &hello_verify.Add({});
+  retransmissions_ = &retransmissions.Add({});
+  duplicates_ = &duplicates.Add({});
+  reloads_[0] = &reloads.Add({{"result", "failed"}});
+  reloads_[1] = &reloads.Add({{"result", "ok"}});
+  for (std::size_t r = 0; r < admin_reject_names.size(); ++r)
+    admin_rejected_[r] = &admin_rejected.Add({{"reason", s(admin_reject_names[r])}});
+  build_info.Add({{"version", std::move(version)}}).Set(1);
+
+  // prometheus-cpp leaves childless families out of Collect(); these have
+  // children only once used, so serialize() renders them empty (HELP and
+  // TYPE) until then and every family is visible from the first scrape.
+  using prometheus::MetricType;
+  empty_families_ = {
+      {requests_family_->GetName(), requests_help, MetricType::Counter, {}},
+      {bad_messages_family_->GetName(), bad_messages_help, MetricType::Counter, {}},
+      {upstream_requests_family_->GetName(), upstream_requests_help, MetricType::Counter, {}},
+      {upstream_duration_family_->GetName(), upstream_duration_help, MetricType::Histogram, {}},
+  };
+}
+
+Metrics::~Metrics() = default;
+
+prometheus::Registry& Metrics::registry() { return *registry_; }
+std::shared_ptr<prometheus::Registry> Metrics::registry_ptr() { return registry_; }
+
+prometheus::Counter& Metrics::messages(bool in, MsgType t) {
+  return *messages_[in ? 1 : 0][static_cast<std::size_t>(t)];
+}
+prometheus::Counter& Metrics::sessions_created(Proto p) {
+  return *created_[static_cast<std::size_t>(p)];
+}
+prometheus::Counter& Metrics::sessions_reused(Proto p) {
+  return *reused_[static_cast<std::size_t>(p)];
+}
+prometheus::Counter& Metrics::sessions_closed(Proto p, CloseReason r) {
+  return *closed_[static_cast<std::size_t>(p)][static_cast<std::size_t>(r)];
+}
+prometheus::Counter& Metrics::dtls_handshakes(HandshakeResult r) {
+  return *handshakes_[static_cast<std::size_t>(r)];
+}
+prometheus::Counter& Metrics::hello_verify_requests() { return *hello_verify_; }
+prometheus::Counter& Metrics::retransmissions() { return *retransmissions_; }
+prometheus::Counter& Metrics::duplicates() { return *duplicates_; }
+prometheus::Counter& Metrics::config_reloads(bool ok) { return *reloads_[ok ? 1 : 0]; }
+prometheus::Counter& Metrics::admin_rejected(AdminReject r) {
+  return *admin_rejected_[static_cast<std::size_t>(r)];
+}
+
+prometheus::Counter& Metrics::bad_messages(std::string_view reason) {
+  return bad_messages_family_->Add({{"reason", s(reason)}});
+}
+prometheus::Counter& Metrics::requests(std::string_view method, std::string_view code) {
+  return requests_family_->Add({{"method", s(method)}, {"code", s(code)}});
+}
+prometheus::Counter& Metrics::upstream_requests(std::string_view route, std::string_view outcome) {
+  return upstream_requests_family_->Add({{"route", s(route)}, {"outcome", s(outcome)}});
+}
+prometheus::Histogram& Metrics::upstream_duration(std::string_view route) {
+  return upstream_duration_family_->Add({{"route", s(route)}}, upstream_buckets());
+}
+
+void Metrics::add_session_source(std::function<void(SessionCounts&)> add_counts) {
+  std::lock_guard lock(scrape_mutex_);
+  session_sources_.push_back(std::move(add_counts));
+}
+
+void Metrics::update_session_gauges() {
+  SessionCounts total;
+  for (const auto& source : session_sources_) source(total);
+  for (std::size_t p = 0; p < SessionCounts::protos; ++p) {
+    for (std::size_t t = 0; t < SessionCounts::types; ++t)
+      for (std::size_t st = 0; st < SessionCounts::states; ++st)
+        session_gauges_[p][t][st]->Set(static_cast<double>(total.sessions[p][t][st]));
+    idle_gauges_[p]->Set(static_cast<double>(total.idle[p]));
+  }
+}
+
+std::string Metrics::serialize() {
+  std::vector<prometheus::MetricFamily> families;
+  {
+    std::lock_guard lock(scrape_mutex_);
+    update_session_gauges();
+    families = registry_->Collect();
+  }
+  for (const auto& empty : empty_families_) {
+    const bool present = std::any_of(families.begin(), families.end(),
+                                     [&](const auto& f) { return f.name == empty.name; });
+    if (!present) families.push_back(empty);
+  }
+  std::ostringstream out;
+  prometheus::TextSerializer{}.Serialize(out, families);
+  return out.str();
+}
+
+}  // namespace coapgw::metrics

@@ -1,0 +1,148 @@
+// coapgw::metrics — the process-wide Prometheus registry and every metric
+// family of DESIGN.md "Metric names".
+//
+// One Metrics object is created at start-up and outlives the workers. All
+// families and every child with a fixed label set are created in the
+// constructor, so a scrape shows them at 0 from the first second and the hot
+// path only increments a pre-resolved reference (prometheus-cpp counters are
+// atomic). Children with open label sets (bad message reasons, request codes,
+// routes) are resolved under the family lock: callers resolve once and cache.
+// Session gauges are not stored by the workers: each worker registers a
+// source that adds its table's counts, and serialize() sums them at scrape
+// time, so the gauge always equals what the tables hold.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Gauge;
+class Histogram;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+#include <prometheus/metric_family.h>
+
+namespace coapgw::metrics {
+
+// Label values are the lower-case enumerator names.
+enum class Proto : std::uint8_t { udp, dtls };
+enum class SessionType : std::uint8_t { client, server, hello };
+enum class SessionState : std::uint8_t { none, connecting, handshake, csm, established };
+enum class MsgType : std::uint8_t { con, non, ack, rst };
+enum class CloseReason : std::uint8_t {
+  idle_timeout, evicted, peer_closed, tls_failed, handshake_timeout, disconnected, shutdown
+};
+enum class HandshakeResult : std::uint8_t { ok, failed, timeout, rejected };
+// Why the admin listener turned a client away (coapgw_admin_rejected_total).
+enum class AdminReject : std::uint8_t { connection_limit, too_large, timeout };
+
+std::string_view name(Proto);
+std::string_view name(SessionType);
+std::string_view name(SessionState);
+std::string_view name(MsgType);
+std::string_view name(CloseReason);
+std::string_view name(HandshakeResult);
+std::string_view name(AdminReject);
+
+// One worker's contribution to coapgw_sessions / coapgw_sessions_idle.
+struct SessionCounts {
+  static constexpr std::size_t protos = 2, types = 3 /*client,server,hello*/,
+                               states = 5 /*none,connecting,handshake,csm,established*/;
+  std::array<std::array<std::array<std::int64_t, states>, types>, protos> sessions{};
+  std::array<std::int64_t, protos> idle{};
+
+  std::int64_t& at(Proto p, SessionType t, SessionState s) {
+    return sessions[static_cast<std::size_t>(p)][static_cast<std::size_t>(t)]
+                   [static_cast<std::size_t>(s)];
+  }
+  std::int64_t& idle_at(Proto p) { return idle[static_cast<std::size_t>(p)]; }
+};
+
+class Metrics {
+ public:
+  explicit Metrics(std::string version);
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  prometheus::Registry& registry();
+  std::shared_ptr<prometheus::Registry> registry_ptr();
+
+  // Fixed label sets: pre-resolved, lock-free to call.
+  prometheus::Counter& messages(bool in, MsgType t);
+  prometheus::Counter& sessions_created(Proto p);
+  prometheus::Counter& sessions_reused(Proto p);
+  prometheus::Counter& sessions_closed(Proto p, CloseReason r);
+  prometheus::Counter& dtls_handshakes(HandshakeResult r);
+  prometheus::Counter& hello_verify_requests();
+  prometheus::Counter& retransmissions();
+  prometheus::Counter& duplicates();
+  prometheus::Counter& config_reloads(bool ok);  // result="ok"|"failed"
+  prometheus::Counter& admin_rejected(AdminReject r);
+
+  // Open label sets: each call takes the family lock; cache the reference.
+  prometheus::Counter& bad_messages(std::string_view reason);
+  prometheus::Counter& requests(std::string_view method, std::string_view code);  // code "2.05"
+  prometheus::Counter& upstream_requests(std::string_view route, std::string_view outcome);
+  prometheus::Histogram& upstream_duration(std::string_view route);
+
+  // Registers a source called at each scrape (on the scraping thread); it
+  // must add its counts without blocking on a worker. Register at start-up.
+  void add_session_source(std::function<void(SessionCounts&)> add_counts);
+
+  // Sums the session sources into the session gauges, then renders every
+  // family in the Prometheus text format (version 0.0.4).
+  std::string serialize();
+
+  // Upper bounds of coapgw_upstream_duration_seconds, in seconds.
+  static const std::vector<double>& upstream_buckets();
+
+ private:
+  void update_session_gauges();
+
+  std::shared_ptr<prometheus::Registry> registry_;
+
+  prometheus::Family<prometheus::Gauge>* sessions_family_;
+  prometheus::Family<prometheus::Gauge>* sessions_idle_family_;
+  prometheus::Family<prometheus::Counter>* bad_messages_family_;
+  prometheus::Family<prometheus::Counter>* requests_family_;
+  prometheus::Family<prometheus::Counter>* upstream_requests_family_;
+  prometheus::Family<prometheus::Histogram>* upstream_duration_family_;
+
+  std::array<std::array<prometheus::Counter*, 4>, 2> messages_{};
+  std::array<prometheus::Counter*, 2> created_{};
+  std::array<prometheus::Counter*, 2> reused_{};
+  std::array<std::array<prometheus::Counter*, 7>, 2> closed_{};
+  std::array<prometheus::Counter*, 4> handshakes_{};
+  prometheus::Counter* hello_verify_ = nullptr;
+  prometheus::Counter* retransmissions_ = nullptr;
+  prometheus::Counter* duplicates_ = nullptr;
+  std::array<prometheus::Counter*, 2> reloads_{};  // [0]=failed, [1]=ok
+  std::array<prometheus::Counter*, 3> admin_rejected_{};
+
+  std::array<std::array<std::array<prometheus::Gauge*, SessionCounts::states>,
+                        SessionCounts::types>,
+             SessionCounts::protos>
+      session_gauges_{};
+  std::array<prometheus::Gauge*, SessionCounts::protos> idle_gauges_{};
+
+  // Guards the source list and the set-then-collect step of serialize(), so
+  // two concurrent scrapes cannot interleave their gauge updates.
+  std::mutex scrape_mutex_;
+  // Open-label families as they render while they have no children yet.
+  std::vector<prometheus::MetricFamily> empty_families_;
+  std::vector<std::function<void(SessionCounts&)>> session_sources_;
+};
+
+}  // namespace coapgw::metrics

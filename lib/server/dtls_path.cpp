@@ -1,0 +1,159 @@
+// DTLS on the worker: stateless cookie exchange for unknown peers (through dtls::ServerContext),
+// the handshake bound (dtls.max_handshakes, this worker's share), per-session engines driven by the
+// worker's datagrams and ticks, and the mapping of DTLS endings to session close reasons.
+#include <prometheus/counter.h>
+
+#include "common/log.hpp"
+#include "dtls/output.hpp"
+#include "dtls/server_context.hpp"
+#include "dtls/wire.hpp"
+#include "metrics/metrics.hpp"
+#include "server/worker_internal.hpp"
+
+namespace coapgw::server {
+
+dtls::Engine* Worker::engine_of(session::Session& s) const {
+  auto* t = s.tls_state();
+  return t != nullptr ? &static_cast<DtlsTls*>(t)->engine() : nullptr;
+}
+
+void Worker::send_dtls_datagrams(Endpoint& ep, const Address& peer, const Address& local, dtls::Output& out) {
+  for (auto& d : out.datagrams) send_batch_->add(*ep.socket, peer, local, d);
+}
+
+void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
+                              session::TimePoint now) {
+  if (!dtls_) return;
+  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls};
+  auto& out = *dtls_out_;
+  out.clear();
+  session::Session* s = table_->lookup_and_touch(key, now);
+  bool hello = dtls::looks_like_client_hello(d.data);
+  if (s != nullptr && !(hello && s->state() == session::State::established)) {
+    s->set_ifindex(d.ifindex);
+    if (ep.socket->wildcard()) s->set_addr_local(d.local);
+    engine_of(*s)->on_datagram(d.data, out, now);
+    handle_dtls_output(*s, out, now);
+    return;
+  }
+  if (!hello) {
+    count_bad("dtls_no_session");
+    return;
+  }
+  if (draining_.load(std::memory_order_relaxed)) return;
+  // A ClientHello: stateless until it carries a valid cookie. For the address of an established
+  // session (a rebooted device) this goes through the same cookie exchange, so a spoofed ClientHello
+  // only earns a HelloVerifyRequest sent to the real owner of the address.
+  auto result = dtls_->on_hello(d.peer, d.data, out, now);
+  using V = dtls::ServerContext::HelloVerdict;
+  switch (result.verdict) {
+    case V::hello_verify_sent:
+    case V::bad_cookie:
+      metrics_.hello_verify_requests().Increment();
+      send_dtls_datagrams(ep, d.peer, d.local, out);
+      return;
+    case V::not_client_hello:
+    case V::malformed:
+      count_bad("dtls_malformed_hello");
+      return;
+    case V::accepted:
+      break;
+  }
+  if (handshaking_.size() >= settings_.max_handshakes) {
+    metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
+    return;  // dropped: the device retries; established sessions are unaffected
+  }
+  if (s != nullptr) {
+    // The peer proved it owns the address with a fresh cookie: its old session is gone on its side.
+    close_dtls_session(*s, session::CloseReason::peer_closed);
+    s = nullptr;
+  }
+  s = table_->create_server(key, d.local, d.ifindex, now);
+  if (s == nullptr) {
+    metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
+    count_bad("session_table_full");
+    return;
+  }
+  s->set_endpoint(ep_index);
+  s->set_tls(std::make_unique<DtlsTls>(std::move(result.engine)));
+  s->set_state(session::State::handshake);
+  handshaking_.insert(&s->reference());  // a handshake is pending traffic: never idle, never reclaimed
+  handle_dtls_output(*s, out, now);
+}
+
+void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session::TimePoint now) {
+  Endpoint& ep = *endpoints_[s.endpoint()];
+  send_dtls_datagrams(ep, s.addr_remote(), s.addr_local(), out);
+  if (out.established) {
+    s.set_state(session::State::established);
+    metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
+    log::debug("dtls established identity=" + std::string(s.tls_state()->identity()), s.id());
+    if (handshaking_.erase(&s) != 0) s.release();
+  }
+  // Application records: each is one CoAP message. The Output is not touched by sends (they use
+  // their own), so iterating it here is safe.
+  for (auto& plain : out.plaintexts) {
+    if (s.closed()) break;
+    coap::MessageView view;
+    auto err = coap::parse(plain, view);
+    if (err != coap::ParseError::ok) {
+      on_malformed_in_session(s, plain, err);
+      continue;
+    }
+    on_coap(s, view, now);
+  }
+  if (out.closed && !s.closed()) {
+    auto reason = session::CloseReason::peer_closed;
+    bool in_handshake = handshaking_.count(&s) != 0;
+    switch (out.failure) {
+      case dtls::Failure::none:
+        break;
+      case dtls::Failure::handshake_timeout:
+        reason = session::CloseReason::handshake_timeout;
+        break;
+      default:
+        reason = session::CloseReason::tls_failed;
+        break;
+    }
+    if (in_handshake) {
+      metrics_.dtls_handshakes(out.failure == dtls::Failure::handshake_timeout
+                                   ? metrics::HandshakeResult::timeout
+                                   : metrics::HandshakeResult::failed)
+          .Increment();
+      log::debug("dtls handshake failed: " + std::string(dtls::to_string(out.failure)) + " peer=" +
+                     s.addr_remote().to_string(),
+                 s.id());
+    }
+    table_->close(s, reason);  // may free s
+  }
+}
+
+void Worker::dtls_timers_due(session::TimePoint now) {
+  if (handshaking_.empty()) return;
+  std::vector<session::Session*> due;
+  for (auto* s : handshaking_) {
+    auto* engine = engine_of(*s);
+    auto t = engine != nullptr ? engine->next_timer() : std::nullopt;
+    if (t && *t <= now) due.push_back(s);
+  }
+  for (auto* s : due) {
+    if (handshaking_.count(s) == 0) continue;
+    auto& out = *dtls_out_;
+    out.clear();
+    engine_of(*s)->on_timer(out, now);
+    handle_dtls_output(*s, out, now);
+  }
+}
+
+void Worker::close_dtls_session(session::Session& s, session::CloseReason reason) {
+  if (s.closed()) return;
+  if (auto* engine = engine_of(s)) {
+    auto& out = *dtls_send_out_;
+    out.clear();
+    engine->close(out);  // close_notify
+    send_dtls_datagrams(*endpoints_[s.endpoint()], s.addr_remote(), s.addr_local(), out);
+  }
+  table_->close(s, reason);  // may free s
+}
+
+}  // namespace coapgw::server

@@ -1,0 +1,277 @@
+#include "server/gateway.hpp"
+
+#include <openssl/opensslv.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <prometheus/counter.h>
+
+#include "admin/admin_server.hpp"
+#include "common/log.hpp"
+#include "config/config.hpp"
+#include "dtls/psk_store.hpp"
+#include "dtls/server_context.hpp"
+#include "gateway/forward.hpp"
+#include "metrics/metrics.hpp"
+#include "server/worker.hpp"
+
+namespace coapgw::server {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+std::shared_ptr<const dtls::PskStore> build_psk_store(const config::Config& c) {
+  // dtls.psk.keys already holds the inline keys followed by the validated keys_file entries.
+  auto store = std::make_shared<dtls::PskStore>();
+  store->reserve(c.dtls.psk.keys.size());
+  for (auto& k : c.dtls.psk.keys) store->add(k.identity, k.key);
+  return store;
+}
+
+std::vector<gateway::RouteSpec> build_routes(const config::Config& c) {
+  std::vector<gateway::RouteSpec> out;
+  for (auto& r : c.routes) {
+    gateway::RouteSpec spec;
+    spec.prefix = r.prefix;
+    spec.upstream = r.upstream;
+    // file: paths are relative to the config file, like every other path in it.
+    if (spec.upstream.rfind("file:", 0) == 0) spec.upstream = "file:" + config::resolve_path(c, spec.upstream.substr(5));
+    spec.strip_prefix = r.strip_prefix;
+    spec.timeout = r.timeout;
+    spec.max_in_flight = r.max_in_flight;
+    spec.ca_file = r.ca_file.empty() ? "" : config::resolve_path(c, r.ca_file);
+    out.push_back(std::move(spec));
+  }
+  return out;
+}
+
+dtls::ServerSettings dtls_settings(const config::Config& c, std::shared_ptr<const dtls::PskStore> psk) {
+  dtls::ServerSettings s;
+  s.psk_hint = c.dtls.psk.hint;
+  s.psk = std::move(psk);
+  if (!c.dtls.pki.cert.empty()) s.cert_file = config::resolve_path(c, c.dtls.pki.cert);
+  if (!c.dtls.pki.private_key.empty()) s.key_file = config::resolve_path(c, c.dtls.pki.private_key);
+  if (!c.dtls.pki.ca.empty()) s.ca_file = config::resolve_path(c, c.dtls.pki.ca);
+  s.ciphers = c.dtls.ciphers;
+  s.handshake_timeout = c.dtls.handshake_timeout;
+  return s;
+}
+
+}  // namespace
+
+struct Gateway::Impl {
+  std::shared_ptr<const config::Config> config;
+  std::unique_ptr<metrics::Metrics> metrics;
+  std::unique_ptr<session::Budget> budget;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<admin::AdminServer> admin;
+  std::vector<Address> coap_bound, coaps_bound;
+  bool started = false;
+};
+
+Gateway::Gateway(std::shared_ptr<const config::Config> config) : impl_(std::make_unique<Impl>()) {
+  impl_->config = std::move(config);
+  impl_->metrics = std::make_unique<metrics::Metrics>(COAPGW_VERSION);
+}
+
+Gateway::~Gateway() { stop(); }
+
+metrics::Metrics& Gateway::metrics() { return *impl_->metrics; }
+
+bool Gateway::start(std::string* error) {
+  auto& c = *impl_->config;
+  unsigned n = c.threads != 0 ? c.threads : std::max(1u, std::thread::hardware_concurrency());
+  impl_->budget = std::make_unique<session::Budget>(c.sessions.max);
+
+  std::shared_ptr<const dtls::PskStore> psk;
+  try {
+    psk = build_psk_store(c);
+  } catch (const std::exception& e) {
+    if (error) *error = e.what();
+    return false;
+  }
+  auto routes = build_routes(c);
+
+  session::TransmissionParameters tx;
+  tx.ack_timeout = c.coap.ack_timeout;
+  tx.ack_random_factor = c.coap.ack_random_factor;
+  tx.max_retransmit = c.coap.max_retransmit;
+
+  std::vector<Address> coap_listen = c.listen.coap, coaps_listen = c.listen.coaps;
+  for (unsigned i = 0; i < n; ++i) {
+    WorkerSettings ws;
+    ws.index = static_cast<int>(i);
+    // Worker 0 resolves port 0 to a real port; the others bind that same port (SO_REUSEPORT).
+    ws.coap_listen = coap_listen;
+    ws.coaps_listen = coaps_listen;
+    ws.transmission = tx;
+    ws.max_message_size = c.coap.max_message_size;
+    ws.max_handshakes = std::max<std::size_t>(1, (c.dtls.max_handshakes + n - 1) / n);
+    ws.separate_response_after = c.coap.separate_response_after;
+    ws.idle_timeout = c.sessions.idle_timeout;
+    auto w = std::make_unique<Worker>(ws, *impl_->budget, *impl_->metrics);
+    if (!w->open(error)) return false;
+    if (i == 0) {
+      coap_listen = w->bound_addresses(session::Proto::udp);
+      coaps_listen = w->bound_addresses(session::Proto::dtls);
+      impl_->coap_bound = coap_listen;
+      impl_->coaps_bound = coaps_listen;
+    }
+    if (!coaps_listen.empty()) {
+      std::string dtls_error;
+      auto ctx = dtls::ServerContext::create(dtls_settings(c, psk), &dtls_error);
+      if (!ctx) {
+        if (error) *error = "dtls: " + dtls_error;
+        return false;
+      }
+      w->set_dtls(std::move(ctx));
+    }
+    try {
+      w->set_routes(routes);
+    } catch (const std::exception& e) {
+      if (error) *error = std::string("routes: ") + e.what();
+      return false;
+    }
+    auto* wp = w.get();
+    impl_->metrics->add_session_source([wp](metrics::SessionCounts& out) {
+      const auto& counts = wp->counts();
+      for (int p = 0; p < 2; ++p) {
+        auto sp = static_cast<session::Proto>(p + 1);
+        for (int t = 0; t < 3; ++t) {
+          auto st = static_cast<session::Type>(t + 1);
+          for (int s = 0; s < 5; ++s)
+            out.sessions[p][t][s] += counts.sessions(sp, st, static_cast<session::State>(s));
+        }
+        out.idle[p] += counts.idle_of(sp);
+      }
+    });
+    impl_->workers.push_back(std::move(w));
+  }
+
+  if (c.listen.admin) {
+    admin::AdminSettings as;
+    as.listen = *c.listen.admin;
+    as.max_connections = c.admin.max_connections;
+    as.request_timeout = c.admin.request_timeout;
+    as.max_request_bytes = c.admin.max_request_bytes;
+    auto* self = impl_.get();
+    impl_->admin = std::make_unique<admin::AdminServer>(
+        as, *impl_->metrics,
+        [self](std::uint64_t after, std::size_t limit, std::function<void(std::vector<admin::SessionInfo>)> done) {
+          // Ask every worker on its own thread; merge when the last one answered.
+          struct Merge {
+            std::mutex m;
+            std::vector<admin::SessionInfo> all;
+            std::size_t remaining;
+            std::function<void(std::vector<admin::SessionInfo>)> done;
+          };
+          auto merge = std::make_shared<Merge>();
+          merge->remaining = self->workers.size();
+          merge->done = std::move(done);
+          for (auto& w : self->workers) {
+            auto* wp = w.get();
+            wp->post([wp, merge, after, limit] {
+              wp->list_sessions(after, limit, [merge, limit](std::vector<admin::SessionInfo> part) {
+                std::lock_guard lock(merge->m);
+                for (auto& i : part) merge->all.push_back(std::move(i));
+                if (--merge->remaining == 0) {
+                  std::sort(merge->all.begin(), merge->all.end(), [](auto& a, auto& b) { return a.id < b.id; });
+                  if (merge->all.size() > limit) merge->all.resize(limit);
+                  merge->done(std::move(merge->all));
+                }
+              });
+            });
+          }
+        });
+    if (!impl_->admin->start(error)) return false;
+  }
+
+  for (auto& w : impl_->workers) w->start();
+  impl_->started = true;
+  if (impl_->admin) impl_->admin->set_ready(true);
+  log::info("coapgw " COAPGW_VERSION " started: " + std::to_string(n) + " worker(s), " + OPENSSL_VERSION_TEXT);
+  for (auto& a : impl_->coap_bound) log::info("listening coap://" + a.to_string());
+  for (auto& a : impl_->coaps_bound) log::info("listening coaps://" + a.to_string());
+  if (impl_->admin) log::info("admin http://" + impl_->admin->local_address().to_string());
+  return true;
+}
+
+bool Gateway::reload(std::shared_ptr<const config::Config> config, std::string* error) {
+  std::shared_ptr<const dtls::PskStore> psk;
+  std::vector<gateway::RouteSpec> routes;
+  try {
+    psk = build_psk_store(*config);
+    routes = build_routes(*config);
+  } catch (const std::exception& e) {
+    if (error) *error = e.what();
+    count_failed_reload();
+    return false;
+  }
+  auto& old = *impl_->config;
+  if (old.threads != config->threads || old.listen.coap.size() != config->listen.coap.size() ||
+      old.listen.coaps.size() != config->listen.coaps.size() || old.sessions.max != config->sessions.max)
+    log::warn("reload: threads, listeners and sessions.max change only on restart");
+  log::set_level(config->log.level);
+  for (auto& w : impl_->workers) {
+    auto* wp = w.get();
+    wp->post([wp, psk, routes] {
+      wp->apply_psk_store(psk);
+      try {
+        wp->apply_routes(routes);
+      } catch (const std::exception& e) {
+        log::error(std::string("reload: routes: ") + e.what());
+      }
+      wp->reopen_files();
+    });
+  }
+  impl_->config = std::move(config);
+  impl_->metrics->config_reloads(true).Increment();
+  log::info("configuration reloaded: " + std::to_string(psk->size()) + " PSK identities, " +
+            std::to_string(routes.size()) + " routes");
+  return true;
+}
+
+void Gateway::count_failed_reload() { impl_->metrics->config_reloads(false).Increment(); }
+
+void Gateway::drain() {
+  if (!impl_->started) return;
+  if (impl_->admin) impl_->admin->set_ready(false);
+  for (auto& w : impl_->workers) w->begin_drain();
+  auto deadline = std::chrono::steady_clock::now() + impl_->config->shutdown.drain_timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::size_t busy = 0;
+    for (auto& w : impl_->workers) busy += w->in_flight();
+    if (busy == 0) break;
+    std::this_thread::sleep_for(20ms);  // polling a counter with a deadline, not synchronisation
+  }
+}
+
+void Gateway::stop() {
+  if (impl_->admin) impl_->admin->stop();
+  for (auto& w : impl_->workers) w->stop();
+  impl_->workers.clear();
+  impl_->admin.reset();
+  impl_->started = false;
+}
+
+std::vector<Address> Gateway::coap_addresses() const { return impl_->coap_bound; }
+std::vector<Address> Gateway::coaps_addresses() const { return impl_->coaps_bound; }
+std::optional<Address> Gateway::admin_address() const {
+  if (!impl_->admin) return std::nullopt;
+  return impl_->admin->local_address();
+}
+
+bool Gateway::workers_alive() const {
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now().time_since_epoch())
+                 .count();
+  for (auto& w : impl_->workers)
+    if (now - w->heartbeat_ms() > 5000) return false;
+  return true;
+}
+
+}  // namespace coapgw::server

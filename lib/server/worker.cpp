@@ -1,0 +1,363 @@
+#include "server/worker.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+
+#include "common/log.hpp"
+#include "dtls/engine.hpp"
+#include "dtls/output.hpp"
+#include "dtls/server_context.hpp"
+#include "gateway/router.hpp"
+#include "metrics/metrics.hpp"
+#include "net/udp_socket.hpp"
+#include "server/worker_internal.hpp"
+
+#include <prometheus/counter.h>
+
+namespace coapgw::server {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+constexpr auto tick_interval = 50ms;
+
+std::int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+struct Worker::Timer {
+  explicit Timer(asio::io_context& io) : timer(io) {}
+  asio::steady_timer timer;
+};
+
+Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metrics& metrics)
+    : settings_(std::move(settings)),
+      budget_(budget),
+      metrics_(metrics),
+      io_(std::make_unique<asio::io_context>(1)),
+      tick_timer_(std::make_unique<Timer>(*io_)),
+      receive_batch_(std::make_unique<net::ReceiveBatch>()),
+      send_batch_(std::make_unique<net::SendBatch>()),
+      cache_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
+      dtls_out_(std::make_unique<dtls::Output>()),
+      dtls_send_out_(std::make_unique<dtls::Output>()) {
+  table_ = std::make_unique<session::Table>(
+      this, budget_, session::Table::Settings{settings_.idle_timeout, settings_.index},
+      [this](session::Session& s, const session::EventInfo& e) { on_session_event(s, e); });
+  heartbeat_ms_.store(steady_ms());
+}
+
+Worker::~Worker() {
+  stop();
+  // Sessions go before the DTLS context their engines point into, and before the router.
+  table_->close_all(session::CloseReason::shutdown);
+  outstanding_.clear();
+  pending_.clear();
+  handshaking_.clear();
+  table_.reset();
+  if (router_) router_->shutdown();
+  router_.reset();
+  endpoints_.clear();
+}
+
+bool Worker::open(std::string* error) {
+  auto add = [&](const Address& a, session::Proto proto) {
+    auto socket = net::UdpSocket::open(a, error);
+    if (!socket) return false;
+    auto ep = std::make_unique<Endpoint>();
+    ep->proto = proto;
+    ep->watcher = std::make_unique<asio::posix::stream_descriptor>(*io_, socket->fd());
+    ep->socket = std::move(socket);
+    endpoints_.push_back(std::move(ep));
+    return true;
+  };
+  for (auto& a : settings_.coap_listen)
+    if (!add(a, session::Proto::udp)) return false;
+  for (auto& a : settings_.coaps_listen)
+    if (!add(a, session::Proto::dtls)) return false;
+  return true;
+}
+
+Worker::Endpoint::~Endpoint() {
+  if (watcher) watcher->release();  // the UdpSocket owns and closes the descriptor
+}
+
+std::vector<Address> Worker::bound_addresses(session::Proto proto) const {
+  std::vector<Address> out;
+  for (auto& ep : endpoints_)
+    if (ep->proto == proto) out.push_back(ep->socket->bound_address());
+  return out;
+}
+
+void Worker::set_dtls(std::unique_ptr<dtls::ServerContext> context) { dtls_ = std::move(context); }
+
+void Worker::set_routes(const std::vector<gateway::RouteSpec>& routes) { apply_routes(routes); }
+
+void Worker::apply_routes(const std::vector<gateway::RouteSpec>& routes) {
+  // In-flight forwards keep the old router's upstreams alive until they answer: the old router is
+  // parked until then. Requests from now on use the new one.
+  auto fresh = std::make_shared<gateway::Router>(*io_, routes);
+  route_prefixes_ = fresh->prefixes();
+  if (router_) old_routers_.push_back(std::move(router_));
+  router_ = std::move(fresh);
+}
+
+void Worker::reopen_files() {
+  if (router_) router_->reopen_files();
+}
+
+void Worker::apply_psk_store(std::shared_ptr<const dtls::PskStore> store) {
+  if (!dtls_) return;
+  dtls_->set_psk_store(store);
+  // A device whose key was removed or changed loses its sessions: they were authenticated with a
+  // key that is no longer valid.
+  std::vector<session::Session*> revoked;
+  table_->for_each([&](session::Session& s) {
+    if (s.proto() != session::Proto::dtls) return;
+    auto* engine = engine_of(s);
+    if (engine == nullptr || engine->identity().empty() || engine->psk_key().empty()) return;
+    const std::string* key = store ? store->find(engine->identity()) : nullptr;
+    auto used = engine->psk_key();
+    if (key == nullptr || key->size() != used.size() ||
+        !std::equal(used.begin(), used.end(), reinterpret_cast<const std::byte*>(key->data())))
+      revoked.push_back(&s);
+  });
+  for (auto* s : revoked) close_dtls_session(*s, session::CloseReason::disconnected);
+  send_batch_->flush();
+}
+
+void Worker::start() {
+  for (std::size_t i = 0; i < endpoints_.size(); ++i) do_wait(i);
+  schedule_tick();
+  thread_ = std::thread([this] {
+    log::set_thread_worker(settings_.index);
+    io_->run();
+  });
+}
+
+void Worker::post(std::function<void()> fn) { asio::post(*io_, std::move(fn)); }
+
+void Worker::begin_drain() {
+  post([this] {
+    draining_.store(true);
+    // close_notify to every DTLS session now; plain sessions just stop being created.
+    std::vector<session::Session*> dtls_sessions;
+    table_->for_each([&](session::Session& s) {
+      if (s.proto() == session::Proto::dtls) dtls_sessions.push_back(&s);
+    });
+    for (auto* s : dtls_sessions) close_dtls_session(*s, session::CloseReason::shutdown);
+    send_batch_->flush();
+  });
+}
+
+void Worker::stop() {
+  if (!thread_.joinable()) return;
+  post([this] {
+    tick_timer_->timer.cancel();
+    for (auto& ep : endpoints_) ep->watcher->cancel();
+    send_batch_->flush();
+    io_->stop();
+  });
+  thread_.join();
+}
+
+void Worker::do_wait(std::size_t index) {
+  endpoints_[index]->watcher->async_wait(asio::posix::stream_descriptor::wait_read,
+                                         [this, index](const boost::system::error_code& ec) {
+                                           if (ec) return;
+                                           on_readable(index);
+                                           do_wait(index);
+                                         });
+}
+
+void Worker::on_readable(std::size_t index) {
+  Endpoint& ep = *endpoints_[index];
+  // Bounded drain: at most a few batches per wake-up so one busy socket cannot starve timers.
+  for (int round = 0; round < 8; ++round) {
+    auto batch = receive_batch_->receive(*ep.socket);
+    if (batch.empty()) break;
+    for (auto& d : batch) on_datagram(ep, static_cast<std::uint8_t>(index), d);
+    send_batch_->flush();
+    if (batch.size() < net::ReceiveBatch::slots) break;
+  }
+  send_batch_->flush();
+}
+
+void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d) {
+  auto now = session::Clock::now();
+  if (d.truncated || d.data.size() > settings_.max_message_size + 512) {
+    count_bad("oversize");
+    return;
+  }
+  if (ep.proto == session::Proto::dtls) {
+    on_dtls_datagram(ep, ep_index, d, now);
+    return;
+  }
+  coap::MessageView view;
+  auto err = coap::parse(d.data, view);
+  if (err != coap::ParseError::ok) {
+    on_malformed(ep, d, err);
+    return;
+  }
+  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::udp};
+  session::Session* s = table_->lookup_and_touch(key, now);
+  if (s == nullptr) {
+    // A stray ACK/RST creates no session.
+    if (view.type == coap::Type::ack || view.type == coap::Type::rst) return;
+    if (draining_.load(std::memory_order_relaxed)) {
+      // Shutting down: RFC 7252 allows 5.03 with Max-Age for a temporary refusal.
+      if (view.type == coap::Type::con) send_stateless_reset(ep, d, view.message_id);
+      return;
+    }
+    s = table_->create_server(key, d.local, d.ifindex, now);
+    if (s == nullptr) {
+      count_bad("session_table_full");
+      if (view.type == coap::Type::con) send_stateless_reset(ep, d, view.message_id);
+      return;
+    }
+    s->set_endpoint(ep_index);
+    s->set_state(session::State::established);  // plain CoAP needs no handshake
+  }
+  s->set_ifindex(d.ifindex);
+  if (ep.socket->wildcard()) s->set_addr_local(d.local);
+  on_coap(*s, view, now);
+}
+
+void Worker::send_stateless_reset(Endpoint& ep, const net::ReceivedDatagram& d, std::uint16_t mid) {
+  std::array<std::byte, 4> rst{};
+  coap::MessageWriter w(rst);
+  w.header(coap::Type::rst, coap::code::empty, mid, {});
+  send_batch_->add(*ep.socket, d.peer, d.local, w.bytes());
+  ++local_.messages_out[static_cast<int>(coap::Type::rst)];
+}
+
+void Worker::schedule_tick() {
+  tick_timer_->timer.expires_after(tick_interval);
+  tick_timer_->timer.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    on_tick();
+    schedule_tick();
+  });
+}
+
+void Worker::on_tick() {
+  auto now = session::Clock::now();
+  heartbeat_ms_.store(steady_ms(), std::memory_order_relaxed);
+  table_->expire(now);
+  cache_.expire(now);
+  retransmit_due(now);
+  separate_due(now);
+  dtls_timers_due(now);
+  if (dtls_) dtls_->rotate_cookie_secret_if_due(now);
+  // Routers replaced by a reload are dropped once nothing uses them.
+  std::erase_if(old_routers_, [](const std::shared_ptr<gateway::Router>& r) { return r.use_count() == 1; });
+  send_batch_->flush();
+  flush_metrics();
+}
+
+void Worker::flush_metrics() {
+  for (int t = 0; t < 4; ++t) {
+    if (auto d = local_.messages_in[t] - flushed_.messages_in[t]; d != 0)
+      metrics_.messages(true, static_cast<metrics::MsgType>(t)).Increment(static_cast<double>(d));
+    if (auto d = local_.messages_out[t] - flushed_.messages_out[t]; d != 0)
+      metrics_.messages(false, static_cast<metrics::MsgType>(t)).Increment(static_cast<double>(d));
+  }
+  if (auto d = local_.duplicates - flushed_.duplicates; d != 0)
+    metrics_.duplicates().Increment(static_cast<double>(d));
+  if (auto d = local_.retransmissions - flushed_.retransmissions; d != 0)
+    metrics_.retransmissions().Increment(static_cast<double>(d));
+  const auto& st = table_->stats();
+  for (int p = 1; p < 3; ++p) {
+    if (auto d = st.reused[p] - local_.reused[p]; d != 0) {
+      metrics_.sessions_reused(static_cast<metrics::Proto>(p - 1)).Increment(static_cast<double>(d));
+      local_.reused[p] = st.reused[p];
+    }
+  }
+  flushed_ = local_;
+}
+
+void Worker::on_session_event(session::Session& s, const session::EventInfo& e) {
+  auto proto = s.proto() == session::Proto::dtls ? metrics::Proto::dtls : metrics::Proto::udp;
+  switch (e.event) {
+    case session::Event::session_new:
+      metrics_.sessions_created(proto).Increment();
+      log::trace("session new " + s.addr_remote().to_string(), s.id());
+      break;
+    case session::Event::session_closed:
+      drop_session_traffic(s);
+      if (e.reason)
+        metrics_.sessions_closed(proto, static_cast<metrics::CloseReason>(*e.reason)).Increment();
+      log::debug("session closed " + s.addr_remote().to_string() + " reason=" +
+                     std::string(e.reason ? session::to_string(*e.reason) : "?"),
+                 s.id());
+      break;
+    default:
+      break;
+  }
+}
+
+void Worker::count_bad(std::string_view reason) {
+  auto it = bad_counters_.find(std::string(reason));
+  if (it == bad_counters_.end())
+    it = bad_counters_.emplace(std::string(reason), &metrics_.bad_messages(reason)).first;
+  it->second->Increment();
+}
+
+void Worker::count_request(std::uint8_t method, std::uint8_t code) {
+  std::uint16_t k = static_cast<std::uint16_t>(method << 8 | code);
+  auto it = request_counters_.find(k);
+  if (it == request_counters_.end()) {
+    auto name = coap::method_name(method);
+    it = request_counters_
+             .emplace(k, &metrics_.requests(name.empty() ? coap::code_string(method) : name,
+                                            coap::code_string(code)))
+             .first;
+  }
+  it->second->Increment();
+}
+
+void Worker::list_sessions(std::uint64_t after_id, std::size_t limit,
+                           std::function<void(std::vector<admin::SessionInfo>)> done) {
+  std::vector<const session::Session*> picked;
+  table_->for_each([&](const session::Session& s) {
+    if (s.id() > after_id) picked.push_back(&s);
+  });
+  std::sort(picked.begin(), picked.end(), [](auto* a, auto* b) { return a->id() < b->id(); });
+  if (picked.size() > limit) picked.resize(limit);
+  auto steady_now = session::Clock::now();
+  auto wall_now = std::chrono::system_clock::now();
+  auto to_unix_ms = [&](session::TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               (wall_now - (steady_now - t)).time_since_epoch())
+        .count();
+  };
+  std::vector<admin::SessionInfo> out;
+  out.reserve(picked.size());
+  for (auto* s : picked) {
+    admin::SessionInfo i;
+    i.id = s->id();
+    i.proto = std::string(session::to_string(s->proto()));
+    i.type = std::string(session::to_string(s->type()));
+    i.state = std::string(session::to_string(s->state()));
+    i.remote = s->addr_remote().to_string();
+    i.local = s->addr_local().to_string();
+    i.ifindex = s->ifindex();
+    if (auto* t = s->tls_state()) i.identity = std::string(t->identity());
+    i.created_unix_ms = to_unix_ms(s->created());
+    i.last_seen_unix_ms = to_unix_ms(s->last_seen());
+    i.refcount = s->refcount();
+    i.idle = s->idle();
+    out.push_back(std::move(i));
+  }
+  done(std::move(out));
+}
+
+}  // namespace coapgw::server

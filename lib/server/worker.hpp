@@ -1,0 +1,197 @@
+// coapgw::server::Worker — one shard of the gateway: an io_context run by one thread, its own
+// SO_REUSEPORT socket per listen address, its own session table, duplicate cache, DTLS context,
+// route table and timers. The kernel hashes each peer's 4-tuple to one socket, so a session lives on
+// exactly one worker and nothing on the data path locks. Other threads talk to a worker only by
+// post()ing work to it.
+//
+// The CoAP message layer (RFC 7252 section 4: piggybacked and separate responses, duplicate
+// detection, retransmission of our CONs, RST handling) lives in message_layer.cpp; DTLS dispatch in
+// dtls_path.cpp; this file has the loop, sockets and timers.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "admin/session_info.hpp"
+#include "coap/message.hpp"
+#include "common/address.hpp"
+#include "session/exchange_cache.hpp"
+#include "session/table.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+namespace prometheus {
+class Counter;
+}
+namespace coapgw::metrics {
+class Metrics;
+}
+namespace coapgw::net {
+class UdpSocket;
+class ReceiveBatch;
+class SendBatch;
+struct ReceivedDatagram;
+}  // namespace coapgw::net
+namespace coapgw::dtls {
+class ServerContext;
+class Engine;
+struct Output;
+class PskStore;
+}  // namespace coapgw::dtls
+namespace coapgw::gateway {
+class Router;
+struct RouteSpec;
+struct ForwardResponse;
+}  // namespace coapgw::gateway
+
+namespace coapgw::server {
+
+struct WorkerSettings {
+  int index = 0;
+  std::vector<Address> coap_listen;
+  std::vector<Address> coaps_listen;
+  session::TransmissionParameters transmission;
+  std::size_t max_message_size = 1152;
+  std::size_t max_handshakes = 1000;       // this worker's share of dtls.max_handshakes
+  std::chrono::milliseconds separate_response_after{1000};
+  std::size_t exchange_cache_entries = 65536;
+  std::size_t max_outstanding = 10000;     // our CONs awaiting ACK, per worker
+  std::size_t max_pending_forwards = 10000;
+  std::chrono::milliseconds idle_timeout{300000};
+};
+
+class Worker : public session::Context {
+ public:
+  Worker(WorkerSettings settings, session::Budget& budget, metrics::Metrics& metrics);
+  ~Worker() override;
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Binds this worker's sockets. Call before start(). Addresses with port 0 are bound to a free
+  // port; bound_addresses() tells which (the gateway binds worker 0 first and gives the resolved
+  // ports to the others so they share them through SO_REUSEPORT).
+  bool open(std::string* error);
+  std::vector<Address> bound_addresses(session::Proto proto) const;
+
+  void set_dtls(std::unique_ptr<dtls::ServerContext> context);
+  void set_routes(const std::vector<gateway::RouteSpec>& routes);   // before start(), or via post()
+
+  void start();
+  void post(std::function<void()> fn);
+  // Stop taking new sessions, send close_notify to every DTLS session, keep serving the ones in
+  // flight until they finish. Safe from any thread.
+  void begin_drain();
+  std::size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+  void stop();   // stops the loop and joins; sessions are closed with reason `shutdown`
+
+  // Reload pieces, called through post() on the worker thread.
+  void apply_psk_store(std::shared_ptr<const dtls::PskStore> store);
+  void apply_routes(const std::vector<gateway::RouteSpec>& routes);
+  void reopen_files();
+
+  // Admin: runs on the worker thread, answers through `done`.
+  void list_sessions(std::uint64_t after_id, std::size_t limit,
+                     std::function<void(std::vector<admin::SessionInfo>)> done);
+
+  int worker_index() const override { return settings_.index; }
+  const session::Counts& counts() const { return table_->counts(); }
+  // Last time the loop ran its housekeeping tick (steady clock, ms); the watchdog checks it.
+  std::int64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Endpoint;
+  struct Outstanding;
+  struct PendingForward;
+
+  void do_wait(std::size_t endpoint);
+  void on_readable(std::size_t endpoint);
+  void on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d);
+  void send_stateless_reset(Endpoint& ep, const net::ReceivedDatagram& d, std::uint16_t mid);
+  void schedule_tick();
+  void on_tick();
+  void flush_metrics();
+
+  // message_layer.cpp
+  void on_coap(session::Session& s, const coap::MessageView& m, session::TimePoint now);
+  void on_malformed(Endpoint& ep, const net::ReceivedDatagram& d, coap::ParseError error);
+  void on_malformed_in_session(session::Session& s, std::span<const std::byte> datagram, coap::ParseError error);
+  void on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now);
+  void on_ack_or_rst(session::Session& s, const coap::MessageView& m);
+  void answer(session::Session& s, const coap::MessageView& request, std::uint8_t code,
+              std::optional<std::uint16_t> content_format, std::span<const std::byte> payload,
+              std::optional<std::uint32_t> max_age = std::nullopt);
+  void send_empty(session::Session& s, coap::Type type, std::uint16_t mid);
+  void send_to(session::Session& s, std::span<const std::byte> datagram);
+  void send_con(session::Session& s, std::vector<std::byte> datagram, std::uint16_t mid,
+                session::TimePoint now);
+  void start_forward(session::Session& s, const coap::MessageView& m, session::TimePoint now);
+  void on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse response);
+  void retransmit_due(session::TimePoint now);
+  void separate_due(session::TimePoint now);
+  void drop_session_traffic(session::Session& s);
+  void count_request(std::uint8_t method, std::uint8_t code);
+  void count_bad(std::string_view reason);
+
+  // dtls_path.cpp
+  void on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
+                        session::TimePoint now);
+  void handle_dtls_output(session::Session& s, dtls::Output& out, session::TimePoint now);
+  void send_dtls_datagrams(Endpoint& ep, const Address& peer, const Address& local, dtls::Output& out);
+  void dtls_timers_due(session::TimePoint now);
+  dtls::Engine* engine_of(session::Session& s) const;
+  void close_dtls_session(session::Session& s, session::CloseReason reason);
+
+  void on_session_event(session::Session& s, const session::EventInfo& e);
+
+  WorkerSettings settings_;
+  session::Budget& budget_;
+  metrics::Metrics& metrics_;
+  std::unique_ptr<boost::asio::io_context> io_;
+  struct Timer;
+  std::unique_ptr<Timer> tick_timer_;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  std::unique_ptr<net::ReceiveBatch> receive_batch_;
+  std::unique_ptr<net::SendBatch> send_batch_;
+  std::unique_ptr<session::Table> table_;
+  session::ExchangeCache cache_;
+  std::unique_ptr<dtls::ServerContext> dtls_;
+  std::unique_ptr<dtls::Output> dtls_out_;
+  std::unique_ptr<dtls::Output> dtls_send_out_;
+  std::shared_ptr<gateway::Router> router_;
+  std::vector<std::string> route_prefixes_;
+  std::vector<std::shared_ptr<gateway::Router>> old_routers_;  // replaced by a reload, still answering
+  std::thread thread_;
+  std::atomic<bool> draining_{false};
+  std::atomic<std::size_t> in_flight_{0};
+  std::atomic<std::int64_t> heartbeat_ms_{0};
+
+  // Our CONs awaiting an ACK, keyed by (session id, message id); each holds a session reference.
+  std::unordered_map<std::uint64_t, std::unique_ptr<Outstanding>> outstanding_;
+  // Requests waiting for an upstream answer; each holds a session reference.
+  std::unordered_map<std::uint64_t, std::unique_ptr<PendingForward>> pending_;
+  std::uint64_t next_pending_id_ = 1;
+  // DTLS sessions still in their handshake; each holds a session reference.
+  std::unordered_set<session::Session*> handshaking_;
+
+  // Hot-path counters kept per worker and added to Prometheus on each tick.
+  struct LocalCounters {
+    std::uint64_t messages_in[4] = {};
+    std::uint64_t messages_out[4] = {};
+    std::uint64_t duplicates = 0;
+    std::uint64_t retransmissions = 0;
+    std::uint64_t reused[session::proto_count] = {};
+  } local_, flushed_;
+  std::unordered_map<std::uint16_t, prometheus::Counter*> request_counters_;
+  std::unordered_map<std::string, prometheus::Counter*> bad_counters_;
+  std::array<std::byte, 65536> scratch_{};
+};
+
+}  // namespace coapgw::server

@@ -1,0 +1,70 @@
+// Worker-private structures shared by worker.cpp, message_layer.cpp and dtls_path.cpp.
+#pragma once
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <array>
+#include <memory>
+#include <vector>
+
+#include "coap/message.hpp"
+#include "dtls/engine.hpp"
+#include "net/udp_socket.hpp"
+#include "server/worker.hpp"
+#include "session/session.hpp"
+
+namespace coapgw::server {
+
+struct Worker::Endpoint {
+  ~Endpoint();
+  std::unique_ptr<net::UdpSocket> socket;
+  session::Proto proto = session::Proto::udp;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> watcher;
+};
+
+// One of our CONs (a separate response) waiting for its ACK.
+struct Worker::Outstanding {
+  session::Session* session;   // referenced while outstanding
+  std::vector<std::byte> datagram;  // CoAP bytes (plaintext for DTLS sessions)
+  std::uint16_t message_id;
+  unsigned transmissions = 1;
+  session::TimePoint deadline;
+  std::chrono::milliseconds timeout;
+};
+
+// A request waiting for its upstream answer.
+struct Worker::PendingForward {
+  session::Session* session;   // referenced while pending
+  coap::Type request_type;
+  std::uint16_t message_id;
+  std::array<std::byte, coap::max_token_length> token{};
+  std::uint8_t token_length = 0;
+  std::uint8_t method = 0;
+  bool acked = false;          // an empty ACK went out: the answer must be a separate CON
+  session::TimePoint separate_deadline;
+  session::TimePoint started;
+  std::string route;
+  std::shared_ptr<gateway::Router> router;  // keeps a replaced router alive until we answer
+  std::span<const std::byte> token_span() const { return {token.data(), token_length}; }
+};
+
+// A DTLS engine seen through the session model's TlsState.
+class DtlsTls final : public session::TlsState {
+ public:
+  explicit DtlsTls(std::unique_ptr<dtls::Engine> engine) : engine_(std::move(engine)) {}
+  dtls::Engine& engine() { return *engine_; }
+  void* native_handle() const override { return engine_->native_handle(); }
+  session::TlsLibrary library() const override { return session::TlsLibrary::openssl; }
+  std::span<const std::byte> psk_key() const override { return engine_->psk_key(); }
+  std::string_view psk_hint() const override { return engine_->psk_hint(); }
+  std::string_view identity() const override { return engine_->identity(); }
+
+ private:
+  std::unique_ptr<dtls::Engine> engine_;
+};
+
+inline std::uint64_t exchange_key(const session::Session& s, std::uint16_t mid) {
+  return (s.id() << 16) | mid;
+}
+
+}  // namespace coapgw::server

@@ -1,0 +1,202 @@
+"""DTLS 1.2 termination against independent peers (issue 3, item 6).
+
+libcoap's coap-client over OpenSSL and GnuTLS with PSK and certificates,
+openssl s_client, a wrong key, and a flood of ClientHellos that never finish.
+"""
+
+import json
+import os
+import socket
+import unittest
+
+import harness as h
+
+OTHER_IDENTITY, OTHER_KEY = "other-device", "other-secret"
+
+
+class DtlsTestCase(h.GatewayTestCase):
+    def dtls_config(self, **kw):
+        self.sink = os.path.join(self.tmp, "telemetry.jsonl")
+        cfg = h.base_config(
+            coaps=[f"127.0.0.1:{h.free_udp_port()}"],
+            keys=[{"identity": h.DEMO_IDENTITY, "key": h.DEMO_KEY},
+                  {"identity": OTHER_IDENTITY, "key_hex": OTHER_KEY.encode().hex()}],
+            routes=[{"prefix": "/telemetry", "upstream": f"file:{self.sink}"}], **kw)
+        return cfg
+
+    def coaps_uri(self, gw, path):
+        host, port = gw.coaps_addr()
+        return f"coaps://{host}:{port}{path}"
+
+    def psk_args(self, identity=h.DEMO_IDENTITY, key=h.DEMO_KEY):
+        return ["-u", identity, "-k", key]
+
+    def assert_link_format(self, result):
+        rc, out, err = result
+        self.assertEqual(rc, 0, out + err)
+        self.assertIsNone(h.response_error(out, err), out + err)
+        self.assertRegex(out, r"<[^>]*>", f"no link-format body: stdout={out!r} stderr={err!r}")
+
+    def sink_lines(self):
+        try:
+            with open(self.sink) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def assert_sink_has(self, identity, payload, path="/telemetry/x"):
+        """The file sink line is written before the answer; poll briefly anyway."""
+        def find():
+            for line in self.sink_lines():
+                if line.get("payload") == payload:
+                    return line
+            return None
+        line = h.poll_until(find, 5.0, what=f"sink line with payload {payload!r}")
+        self.assertEqual(line.get("identity"), identity, line)
+        self.assertEqual(line.get("method"), "POST", line)
+        self.assertEqual(line.get("path"), path, line)
+        for key in ("ts", "session", "remote"):
+            self.assertIn(key, line)
+
+
+class Psk(DtlsTestCase):
+    def setUp(self):
+        super().setUp()
+        self.gw = self.start_gateway(self.dtls_config())
+
+    def _get_and_post(self, flavour, identity, key):
+        self.assert_link_format(h.coap_client(
+            self.psk_args(identity, key) + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")],
+            flavour=flavour))
+        payload = f"hello from {flavour} {identity}"
+        rc, out, err = h.coap_client(
+            self.psk_args(identity, key)
+            + ["-m", "post", "-e", payload, self.coaps_uri(self.gw, "/telemetry/x")], flavour=flavour)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIsNone(h.response_error(out, err), f"POST answered with an error: {out}{err}")
+        self.assert_sink_has(identity, payload)
+
+    def test_coap_client_openssl_psk(self):
+        self._get_and_post("openssl", h.DEMO_IDENTITY, h.DEMO_KEY)
+
+    def test_coap_client_gnutls_psk(self):
+        self._get_and_post("gnutls", h.DEMO_IDENTITY, h.DEMO_KEY)
+
+    def test_key_hex_identity(self):
+        self._get_and_post("openssl", OTHER_IDENTITY, OTHER_KEY)
+
+    def test_post_to_unrouted_path_is_4_04(self):
+        rc, out, err = h.coap_client(
+            self.psk_args() + ["-m", "post", "-e", "x", self.coaps_uri(self.gw, "/no-route")],
+            flavour="openssl")
+        self.assertEqual(h.response_error(out, err), "4.04", out + err)
+
+    def test_openssl_s_client_handshake(self):
+        host, port = self.gw.coaps_addr()
+        client = h.SClient(host, port, h.DEMO_IDENTITY, h.DEMO_KEY)
+        try:
+            ok = client.wait_handshake()
+        finally:
+            text = client.close()
+        self.assertTrue(ok, f"s_client did not complete the handshake:\n{text}")
+        self.assertIn("Cipher is", text)
+        self.assertRegex(text, r"Cipher is \S*PSK", "negotiated a non-PSK suite")
+
+    def test_wrong_key_refused_other_devices_served(self):
+        rc, out, err = h.coap_client(
+            self.psk_args(h.DEMO_IDENTITY, "not-the-key")
+            + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")], flavour="openssl")
+        self.assertNotRegex(out, r"<[^>]*>", "a wrong key got an answer")
+        rc, out, err = h.coap_client(
+            self.psk_args("nobody-knows-me", h.DEMO_KEY)
+            + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")], flavour="openssl")
+        self.assertNotRegex(out, r"<[^>]*>", "an unknown identity got an answer")
+        self.assertTrue(self.gw.alive())
+        self.assert_link_format(h.coap_client(
+            self.psk_args() + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")],
+            flavour="openssl"))
+        self.assert_link_format(h.coap_client(
+            self.psk_args(OTHER_IDENTITY, OTHER_KEY)
+            + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")], flavour="gnutls"))
+
+
+class HelloFlood(DtlsTestCase):
+    """Load-heavy: ctest runs it alone (RUN_SERIAL), which also keeps the RSS
+    measurement free of other tests' noise."""
+
+    def setUp(self):
+        super().setUp()
+        self.gw = self.start_gateway(self.dtls_config())
+
+    def test_client_hello_flood_leaves_memory_flat(self):
+        host, port = self.gw.coaps_addr()
+        # warm up: one real device, and one hand-made hello must get a HelloVerifyRequest
+        self.assert_link_format(h.coap_client(
+            self.psk_args() + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")],
+            flavour="openssl"))
+        with h.udp_socket((host, port)) as s:
+            s.send(h.dtls_client_hello())
+            s.settimeout(3.0)
+            try:
+                first = s.recv(4096)
+            except socket.timeout:
+                self.fail("no HelloVerifyRequest for a ClientHello without cookie")
+        self.assertTrue(h.is_hello_verify_request(first), first[:16].hex())
+        rss_before = self.gw.rss_kb()
+
+        sockets_n, per_socket = 200, 50
+        for batch in range(0, sockets_n, 50):  # bounded number of fds at once
+            socks = [h.udp_socket((host, port)) for _ in range(50)]
+            try:
+                for seq in range(per_socket):
+                    for s in socks:
+                        try:
+                            s.send(h.dtls_client_hello(seq=seq))
+                        except (ConnectionRefusedError, BlockingIOError):
+                            pass
+            finally:
+                for s in socks:
+                    s.close()
+
+        # after the flood, a fresh hello is still answered: the queue is drained
+        def answered():
+            with h.udp_socket((host, port)) as s:
+                s.send(h.dtls_client_hello())
+                s.settimeout(1.0)
+                try:
+                    return h.is_hello_verify_request(s.recv(4096))
+                except socket.timeout:
+                    return False
+        h.poll_until(answered, 20.0, what="HelloVerifyRequest after the flood")
+        self.assertTrue(self.gw.alive(), "coapgwd died during the flood")
+        rss_after = self.gw.rss_kb()
+        self.assertLess(rss_after - rss_before, 5 * 1024,
+                        f"RSS grew from {rss_before} kB to {rss_after} kB")
+        self.assert_link_format(h.coap_client(
+            self.psk_args() + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")],
+            flavour="openssl"))
+
+
+class Certificates(DtlsTestCase):
+    def test_coap_client_openssl_with_certificates(self):
+        pki = h.make_pki(self.tmp, client_cn="pki-device")
+        cfg = self.dtls_config()
+        cfg["dtls"]["pki"] = {"cert": pki["server.crt"], "private_key": pki["server.key"],
+                              "ca": pki["ca.crt"]}
+        gw = self.start_gateway(cfg)
+        cert_args = ["-c", pki["client.crt"], "-j", pki["client.key"], "-C", pki["ca.crt"]]
+        self.assert_link_format(h.coap_client(
+            cert_args + ["-m", "get", self.coaps_uri(gw, "/.well-known/core")], flavour="openssl"))
+        rc, out, err = h.coap_client(
+            cert_args + ["-m", "post", "-e", "hello pki", self.coaps_uri(gw, "/telemetry/x")],
+            flavour="openssl")
+        self.assertIsNone(h.response_error(out, err), out + err)
+        self.assert_sink_has("pki-device", "hello pki")
+        # PSK stays on beside certificates
+        self.assert_link_format(h.coap_client(
+            self.psk_args() + ["-m", "get", self.coaps_uri(gw, "/.well-known/core")],
+            flavour="openssl"))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,337 @@
+// HTTP/HTTPS forwarding against a real server on loopback (test_http_server).
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <cstdlib>
+#include <fstream>
+
+#include "gateway/http_upstream.hpp"
+#include "gateway/router.hpp"
+#include "test_http_server.hpp"
+#include "test_util.hpp"
+
+namespace coapgw::gateway {
+namespace {
+
+using test::bytes;
+using test::text;
+
+class HttpForwardTest : public ::testing::Test {
+ protected:
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(server_.port()); }
+
+  RouteSpec api_route(std::string upstream, bool strip = true) {
+    RouteSpec r;
+    r.prefix = "/api";
+    r.upstream = std::move(upstream);
+    r.strip_prefix = strip;
+    r.timeout = std::chrono::seconds(10);
+    return r;
+  }
+
+  static ForwardRequest get(std::string path) {
+    ForwardRequest r;
+    r.method = "GET";
+    r.path = std::move(path);
+    r.remote = "127.0.0.1:40000";
+    r.session_id = 1;
+    return r;
+  }
+
+  // Forwards through the router and drives io_ until the answer arrives.
+  ForwardResponse forward(Router& router, ForwardRequest r) {
+    test::Slot slot;
+    auto m = router.match(r.path);
+    EXPECT_TRUE(m) << r.path;
+    if (!m) return {};
+    router.forward(*m, std::move(r), slot.done());
+    EXPECT_EQ(slot.calls, 0) << "done must not run inside forward()";
+    EXPECT_TRUE(test::run_until(io_, [&] { return slot.response.has_value(); }));
+    EXPECT_EQ(slot.calls, 1);
+    return slot.response.value_or(ForwardResponse{});
+  }
+
+  boost::asio::io_context io_;
+  test::TestHttpServer server_;
+};
+
+TEST_F(HttpForwardTest, PostArrivesWithMappedHeadersAnd201Becomes201) {
+  Router router(io_, {api_route(base_url() + "/base")});
+  ForwardRequest r;
+  r.method = "POST";
+  r.path = "/api/status/201";
+  r.query = "a=1&b=x%20y";
+  r.content_format = 50;
+  r.accept = 60;
+  r.payload = bytes("{\"t\":1}");
+  r.identity = "dev-1";
+  r.remote = "10.1.2.3:5683";
+  r.session_id = 42;
+  auto res = forward(router, r);
+  EXPECT_EQ(res.code, coap_code(2, 1));
+  EXPECT_EQ(res.outcome, "ok");
+
+  auto reqs = server_.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  const auto& got = reqs[0];
+  EXPECT_EQ(got.method, "POST");
+  EXPECT_EQ(got.target, "/base/status/201?a=1&b=x%20y");
+  EXPECT_EQ(got.header("host"), "127.0.0.1:" + std::to_string(server_.port()));
+  EXPECT_EQ(got.header("content-type"), "application/json");
+  EXPECT_EQ(got.header("accept"), "application/cbor");
+  EXPECT_EQ(got.header("x-device-identity"), "dev-1");
+  EXPECT_EQ(got.header("x-forwarded-for"), "10.1.2.3");
+  EXPECT_EQ(got.header("x-coap-session"), "42");
+  EXPECT_EQ(got.header("content-length"), "7");
+  EXPECT_EQ(got.body, "{\"t\":1}");
+}
+
+TEST_F(HttpForwardTest, PlainCoapGetHasNoIdentityAndJsonMapsToCf50) {
+  Router router(io_, {api_route(base_url(), false)});
+  ForwardRequest r = get("/api/json");
+  r.remote = "[::1]:5683";
+  auto res = forward(router, r);
+  EXPECT_EQ(res.code, coap_code(2, 5));
+  EXPECT_EQ(res.content_format, 50);
+  EXPECT_EQ(text(res.payload), R"({"ok":true})");
+  auto reqs = server_.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].target, "/api/json");
+  EXPECT_FALSE(reqs[0].has("x-device-identity"));
+  EXPECT_FALSE(reqs[0].has("content-type"));
+  EXPECT_EQ(reqs[0].header("x-forwarded-for"), "::1");
+}
+
+TEST_F(HttpForwardTest, StatusCodesAndMethodsMap) {
+  Router router(io_, {api_route(base_url())});
+  auto not_found = forward(router, get("/api/status/404"));
+  EXPECT_EQ(not_found.code, coap_code(4, 4));
+  EXPECT_EQ(not_found.outcome, "ok");
+  auto unavailable = forward(router, get("/api/status/503"));
+  EXPECT_EQ(unavailable.code, coap_code(5, 3));
+  EXPECT_EQ(unavailable.outcome, "upstream_error");
+
+  ForwardRequest fetch = get("/api/x");
+  fetch.method = "FETCH";
+  fetch.payload = bytes("q");
+  EXPECT_EQ(forward(router, fetch).code, coap_code(2, 5));
+  ForwardRequest ipatch = get("/api/x");
+  ipatch.method = "IPATCH";
+  EXPECT_EQ(forward(router, ipatch).code, coap_code(2, 4));
+  ForwardRequest del = get("/api/x");
+  del.method = "DELETE";
+  EXPECT_EQ(forward(router, del).code, coap_code(2, 4));
+  ForwardRequest odd = get("/api/x");
+  odd.method = "TRACE";
+  EXPECT_EQ(forward(router, odd).code, coap_code(5, 1));
+
+  auto reqs = server_.requests();
+  ASSERT_EQ(reqs.size(), 5u);
+  EXPECT_EQ(reqs[2].method, "FETCH");
+  EXPECT_EQ(reqs[2].body, "q");
+  EXPECT_EQ(reqs[3].method, "iPATCH");
+  EXPECT_EQ(reqs[4].method, "DELETE");
+}
+
+TEST_F(HttpForwardTest, UnsafeCharactersInPathAndIdentityAreEncoded) {
+  Router router(io_, {api_route(base_url())});
+  ForwardRequest r = get("/api/a b\r\nX-Evil: 1");
+  r.identity = "id\r\nX-Evil: 1";
+  EXPECT_EQ(forward(router, r).code, coap_code(2, 5));
+  auto reqs = server_.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].target, "/a%20b%0D%0AX-Evil:%201");
+  EXPECT_EQ(reqs[0].header("x-device-identity"), "id%0D%0AX-Evil: 1");
+  EXPECT_FALSE(reqs[0].has("x-evil"));
+}
+
+TEST_F(HttpForwardTest, SequentialRequestsReuseOneConnection) {
+  Router router(io_, {api_route(base_url())});
+  EXPECT_EQ(forward(router, get("/api/one")).code, coap_code(2, 5));
+  EXPECT_EQ(forward(router, get("/api/two")).code, coap_code(2, 5));
+  EXPECT_EQ(server_.requests().size(), 2u);
+  EXPECT_EQ(server_.accepts(), 1u);
+}
+
+TEST_F(HttpForwardTest, IdleConnectionClosedByServerIsReplaced) {
+  Router router(io_, {api_route(base_url())});
+  EXPECT_EQ(forward(router, get("/api/drop")).code, coap_code(2, 5));
+  auto second = forward(router, get("/api/after"));
+  EXPECT_EQ(second.code, coap_code(2, 5));
+  EXPECT_EQ(text(second.payload), "hello");
+  EXPECT_EQ(server_.accepts(), 2u);
+}
+
+TEST_F(HttpForwardTest, UpstreamDownAnswers502) {
+  std::uint16_t closed_port;
+  {
+    boost::asio::io_context tmp;
+    boost::asio::ip::tcp::acceptor a(tmp, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    closed_port = a.local_endpoint().port();
+  }
+  Router router(io_, {api_route("http://127.0.0.1:" + std::to_string(closed_port))});
+  auto res = forward(router, get("/api/x"));
+  EXPECT_EQ(res.code, coap_code(5, 2));
+  EXPECT_EQ(res.outcome, "connect_failed");
+}
+
+TEST_F(HttpForwardTest, SlowUpstreamAnswers504AndItsConnectionIsNotReused) {
+  RouteSpec spec = api_route(base_url());
+  spec.timeout = std::chrono::milliseconds(300);
+  Router router(io_, {spec});
+  auto res = forward(router, get("/api/slow"));
+  EXPECT_EQ(res.code, coap_code(5, 4));
+  EXPECT_EQ(res.outcome, "timeout");
+  server_.release_slow();
+  EXPECT_EQ(forward(router, get("/api/x")).code, coap_code(2, 5));
+  EXPECT_EQ(server_.accepts(), 2u);
+}
+
+TEST_F(HttpForwardTest, UpstreamOwnTimeoutAlsoAnswers504) {
+  RouteSpec spec = api_route(base_url());
+  spec.timeout = std::chrono::milliseconds(300);
+  auto upstream = make_http_upstream(io_, spec);
+  test::Slot slot;
+  upstream->forward(get("/slow"), slot.done());
+  ASSERT_TRUE(test::run_until(io_, [&] { return slot.response.has_value(); }));
+  EXPECT_EQ(slot.response->code, coap_code(5, 4));
+  EXPECT_EQ(slot.response->outcome, "timeout");
+  server_.release_slow();
+}
+
+TEST_F(HttpForwardTest, RouteConcurrencyBoundAnswers503WithMaxAge) {
+  RouteSpec spec = api_route(base_url());
+  spec.max_in_flight = 1;
+  Router router(io_, {spec});
+  test::Slot slow;
+  router.forward(*router.match("/api/slow"), get("/api/slow"), slow.done());
+  ASSERT_TRUE(test::run_until(io_, [&] { return server_.slow_waiting() == 1; }));
+
+  auto rejected = forward(router, get("/api/x"));
+  EXPECT_EQ(rejected.code, coap_code(5, 3));
+  ASSERT_TRUE(rejected.max_age);
+  EXPECT_EQ(*rejected.max_age, overloaded_max_age_s);
+  EXPECT_EQ(rejected.outcome, "overloaded");
+  EXPECT_FALSE(slow.response);
+
+  server_.release_slow();
+  ASSERT_TRUE(test::run_until(io_, [&] { return slow.response.has_value(); }));
+  EXPECT_EQ(slow.response->code, coap_code(2, 5));
+  // The slot is free again.
+  EXPECT_EQ(forward(router, get("/api/y")).code, coap_code(2, 5));
+}
+
+TEST_F(HttpForwardTest, OversizedBodyIsBadResponse) {
+  Router router(io_, {api_route(base_url())});
+  auto res = forward(router, get("/api/big"));
+  EXPECT_EQ(res.code, coap_code(5, 2));
+  EXPECT_EQ(res.outcome, "bad_response");
+  auto chunked = forward(router, get("/api/bigchunked"));
+  EXPECT_EQ(chunked.code, coap_code(5, 2));
+  EXPECT_EQ(chunked.outcome, "bad_response");
+}
+
+TEST_F(HttpForwardTest, ShutdownAnswersRequestsInFlight) {
+  Router router(io_, {api_route(base_url())});
+  test::Slot slow;
+  router.forward(*router.match("/api/slow"), get("/api/slow"), slow.done());
+  ASSERT_TRUE(test::run_until(io_, [&] { return server_.slow_waiting() == 1; }));
+  router.shutdown();
+  ASSERT_TRUE(test::run_until(io_, [&] { return slow.response.has_value(); }));
+  EXPECT_EQ(slow.response->code, coap_code(5, 2));
+  EXPECT_EQ(slow.calls, 1);
+  server_.release_slow();
+}
+
+// A test CA and two server certificates, made with the openssl CLI once.
+class HttpsForwardTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    const std::string d = dir_->path.string();
+    {
+      std::ofstream(d + "/good.cnf") << "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n";
+      std::ofstream(d + "/wrong.cnf") << "subjectAltName=IP:127.0.0.2\nbasicConstraints=CA:FALSE\n";
+    }
+    const std::string key = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+    std::string cmd = "cd " + d + " && openssl req -x509" + key +
+                      "-keyout ca.key -out ca.pem -days 2 -subj /CN=coapgw-test-ca";
+    for (const char* name : {"good", "wrong"}) {
+      const std::string n = name;
+      cmd += " && openssl req -new" + key + "-keyout " + n + ".key -out " + n + ".csr -subj /CN=" + n +
+             " && openssl x509 -req -in " + n + ".csr -CA ca.pem -CAkey ca.key -CAcreateserial -out " + n +
+             ".pem -days 2 -extfile " + n + ".cnf";
+    }
+    cmd = "(" + cmd + ") >/dev/null 2>&1";
+    ok_ = std::system(cmd.c_str()) == 0;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (!ok_) GTEST_FAIL() << "openssl could not create the test CA";
+  }
+  static std::unique_ptr<boost::asio::ssl::context> server_context(const std::string& name) {
+    auto ctx = std::make_unique<boost::asio::ssl::context>(boost::asio::ssl::context::tls_server);
+    ctx->use_certificate_chain_file((dir_->path / (name + ".pem")).string());
+    ctx->use_private_key_file((dir_->path / (name + ".key")).string(), boost::asio::ssl::context::pem);
+    return ctx;
+  }
+  ForwardResponse forward_once(std::uint16_t port, std::string ca_file) {
+    RouteSpec spec;
+    spec.prefix = "/api";
+    spec.upstream = "https://127.0.0.1:" + std::to_string(port);
+    spec.ca_file = std::move(ca_file);
+    Router router(io_, {spec});
+    ForwardRequest r;
+    r.method = "GET";
+    r.path = "/api/json";
+    r.remote = "127.0.0.1:1";
+    r.identity = "tls-dev";
+    test::Slot slot;
+    router.forward(*router.match(r.path), r, slot.done());
+    EXPECT_TRUE(test::run_until(io_, [&] { return slot.response.has_value(); }));
+    return slot.response.value_or(ForwardResponse{});
+  }
+  std::string ca_file() const { return (dir_->path / "ca.pem").string(); }
+
+  static inline test::TempDir* dir_ = nullptr;
+  static inline bool ok_ = false;
+  boost::asio::io_context io_;
+};
+
+TEST_F(HttpsForwardTest, VerifiesAgainstConfiguredCa) {
+  auto ctx = server_context("good");
+  test::TestHttpServer server(ctx.get());
+  auto res = forward_once(server.port(), ca_file());
+  EXPECT_EQ(res.code, coap_code(2, 5));
+  EXPECT_EQ(res.outcome, "ok");
+  EXPECT_EQ(res.content_format, 50);
+  auto reqs = server.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].header("x-device-identity"), "tls-dev");
+}
+
+TEST_F(HttpsForwardTest, RefusesWithoutTheCa) {
+  auto ctx = server_context("good");
+  test::TestHttpServer server(ctx.get());
+  auto res = forward_once(server.port(), "");
+  EXPECT_EQ(res.code, coap_code(5, 2));
+  EXPECT_EQ(res.outcome, "connect_failed");
+  EXPECT_TRUE(server.requests().empty());
+}
+
+TEST_F(HttpsForwardTest, RefusesACertificateForAnotherHost) {
+  auto ctx = server_context("wrong");
+  test::TestHttpServer server(ctx.get());
+  auto res = forward_once(server.port(), ca_file());
+  EXPECT_EQ(res.code, coap_code(5, 2));
+  EXPECT_EQ(res.outcome, "connect_failed");
+  EXPECT_TRUE(server.requests().empty());
+}
+
+}  // namespace
+}  // namespace coapgw::gateway

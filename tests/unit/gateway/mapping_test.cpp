@@ -1,0 +1,113 @@
+#include "gateway/mapping.hpp"
+
+#include <gtest/gtest.h>
+
+#include "gateway/forward.hpp"
+#include "gateway/http_upstream.hpp"
+
+namespace coapgw::gateway {
+namespace {
+
+TEST(ContentFormat, KnownFormatsMapToMediaTypes) {
+  EXPECT_EQ(content_format_to_media_type(0), "text/plain;charset=utf-8");
+  EXPECT_EQ(content_format_to_media_type(40), "application/link-format");
+  EXPECT_EQ(content_format_to_media_type(41), "application/xml");
+  EXPECT_EQ(content_format_to_media_type(42), "application/octet-stream");
+  EXPECT_EQ(content_format_to_media_type(47), "application/exi");
+  EXPECT_EQ(content_format_to_media_type(50), "application/json");
+  EXPECT_EQ(content_format_to_media_type(60), "application/cbor");
+  EXPECT_EQ(content_format_to_media_type(110), "application/senml+json");
+  EXPECT_EQ(content_format_to_media_type(112), "application/senml+cbor");
+  EXPECT_FALSE(content_format_to_media_type(1));
+  EXPECT_FALSE(content_format_to_media_type(65000));
+}
+
+TEST(ContentFormat, MediaTypesMapBackIgnoringParameters) {
+  EXPECT_EQ(media_type_to_content_format("application/json"), 50);
+  EXPECT_EQ(media_type_to_content_format("Application/JSON; charset=utf-8"), 50);
+  EXPECT_EQ(media_type_to_content_format(" application/cbor "), 60);
+  EXPECT_EQ(media_type_to_content_format("application/senml+json"), 110);
+  EXPECT_EQ(media_type_to_content_format("application/link-format"), 40);
+  EXPECT_FALSE(media_type_to_content_format("text/html"));
+  EXPECT_FALSE(media_type_to_content_format(""));
+}
+
+TEST(ContentFormat, TextPlainNeedsUtf8CompatibleCharset) {
+  EXPECT_EQ(media_type_to_content_format("text/plain"), 0);
+  EXPECT_EQ(media_type_to_content_format("text/plain;charset=utf-8"), 0);
+  EXPECT_EQ(media_type_to_content_format("text/plain; charset=\"UTF-8\""), 0);
+  EXPECT_EQ(media_type_to_content_format("text/plain; charset=us-ascii"), 0);
+  EXPECT_FALSE(media_type_to_content_format("text/plain; charset=iso-8859-1"));
+}
+
+TEST(ContentFormat, EveryForwardEntryRoundTrips) {
+  for (std::uint16_t cf : {0, 40, 41, 42, 47, 50, 51, 52, 60, 61, 62, 63, 110, 111, 112, 113, 114,
+                           115, 256, 310, 311, 320, 322, 432, 11542, 11543, 11544}) {
+    auto mt = content_format_to_media_type(cf);
+    ASSERT_TRUE(mt) << cf;
+    EXPECT_EQ(media_type_to_content_format(*mt), cf) << *mt;
+  }
+}
+
+TEST(HttpStatus, MapsPerDesignTable) {
+  EXPECT_EQ(http_status_to_coap(200, "GET"), coap_code(2, 5));
+  EXPECT_EQ(http_status_to_coap(200, "FETCH"), coap_code(2, 5));
+  EXPECT_EQ(http_status_to_coap(200, "POST"), coap_code(2, 4));
+  EXPECT_EQ(http_status_to_coap(200, "PUT"), coap_code(2, 4));
+  EXPECT_EQ(http_status_to_coap(201, "POST"), coap_code(2, 1));
+  EXPECT_EQ(http_status_to_coap(204, "DELETE"), coap_code(2, 4));
+  EXPECT_EQ(http_status_to_coap(202, "POST"), coap_code(2, 4));
+  EXPECT_EQ(http_status_to_coap(304, "GET"), coap_code(2, 3));
+  EXPECT_EQ(http_status_to_coap(301, "GET"), coap_code(5, 2));
+  EXPECT_EQ(http_status_to_coap(400, "GET"), coap_code(4, 0));
+  EXPECT_EQ(http_status_to_coap(401, "GET"), coap_code(4, 1));
+  EXPECT_EQ(http_status_to_coap(403, "GET"), coap_code(4, 3));
+  EXPECT_EQ(http_status_to_coap(404, "GET"), coap_code(4, 4));
+  EXPECT_EQ(http_status_to_coap(405, "GET"), coap_code(4, 5));
+  EXPECT_EQ(http_status_to_coap(406, "GET"), coap_code(4, 6));
+  EXPECT_EQ(http_status_to_coap(412, "GET"), coap_code(4, 12));
+  EXPECT_EQ(http_status_to_coap(413, "POST"), coap_code(4, 13));
+  EXPECT_EQ(http_status_to_coap(415, "POST"), coap_code(4, 15));
+  EXPECT_EQ(http_status_to_coap(418, "GET"), coap_code(4, 0));
+  EXPECT_EQ(http_status_to_coap(500, "GET"), coap_code(5, 0));
+  EXPECT_EQ(http_status_to_coap(501, "GET"), coap_code(5, 1));
+  EXPECT_EQ(http_status_to_coap(502, "GET"), coap_code(5, 2));
+  EXPECT_EQ(http_status_to_coap(503, "GET"), coap_code(5, 3));
+  EXPECT_EQ(http_status_to_coap(504, "GET"), coap_code(5, 4));
+  EXPECT_EQ(http_status_to_coap(599, "GET"), coap_code(5, 0));
+  EXPECT_EQ(http_status_to_coap(101, "GET"), coap_code(5, 2));
+}
+
+TEST(HttpTarget, ParsesUpstreamUrls) {
+  auto t = parse_http_target("http://127.0.0.1:8000");
+  ASSERT_TRUE(t);
+  EXPECT_FALSE(t->tls);
+  EXPECT_EQ(t->host, "127.0.0.1");
+  EXPECT_EQ(t->port, "8000");
+  EXPECT_EQ(t->base_path, "");
+  EXPECT_EQ(t->host_header, "127.0.0.1:8000");
+
+  t = parse_http_target("https://backend.example/v1/");
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->tls);
+  EXPECT_EQ(t->port, "443");
+  EXPECT_EQ(t->base_path, "/v1");
+  EXPECT_EQ(t->host_header, "backend.example");
+
+  t = parse_http_target("http://[::1]:8080/x");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->host, "::1");
+  EXPECT_EQ(t->host_header, "[::1]:8080");
+
+  EXPECT_FALSE(parse_http_target("ftp://x"));
+  EXPECT_FALSE(parse_http_target("http://"));
+  EXPECT_FALSE(parse_http_target("http://host:0"));
+  EXPECT_FALSE(parse_http_target("http://host:70000"));
+  EXPECT_FALSE(parse_http_target("http://host:8x"));
+  EXPECT_FALSE(parse_http_target("http://host:"));
+  EXPECT_FALSE(parse_http_target("http://host/a?b"));
+  EXPECT_FALSE(parse_http_target("http://user@host/"));
+}
+
+}  // namespace
+}  // namespace coapgw::gateway

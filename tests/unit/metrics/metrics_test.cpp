@@ -1,0 +1,227 @@
+// Tests for coapgw::metrics: every family present with the right type, fixed
+// children at 0 from start-up, session sources summed at scrape time, and the
+// rendered text accepted by a real Prometheus text parser.
+#include "metrics/metrics.hpp"
+
+#include <gtest/gtest.h>
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+namespace coapgw::metrics {
+namespace {
+
+bool has_line(const std::string& text, const std::string& line) {
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);)
+    if (l == line) return true;
+  return false;
+}
+
+// Value of the sample whose "name{labels}" part equals `series` exactly.
+std::optional<double> sample(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) {
+    if (l.size() > series.size() && l.compare(0, series.size(), series) == 0 &&
+        l[series.size()] == ' ')
+      return std::stod(l.substr(series.size() + 1));
+  }
+  return std::nullopt;
+}
+
+TEST(Metrics, EveryFamilyHasItsTypeLine) {
+  Metrics m("1.2.3");
+  const std::string text = m.serialize();
+  const std::map<std::string, std::string> families{
+      {"coapgw_sessions", "gauge"},
+      {"coapgw_sessions_idle", "gauge"},
+      {"coapgw_sessions_created_total", "counter"},
+      {"coapgw_sessions_reused_total", "counter"},
+      {"coapgw_sessions_closed_total", "counter"},
+      {"coapgw_dtls_handshakes_total", "counter"},
+      {"coapgw_dtls_hello_verify_requests_total", "counter"},
+      {"coapgw_messages_total", "counter"},
+      {"coapgw_requests_total", "counter"},
+      {"coapgw_retransmissions_total", "counter"},
+      {"coapgw_duplicates_total", "counter"},
+      {"coapgw_bad_messages_total", "counter"},
+      {"coapgw_upstream_requests_total", "counter"},
+      {"coapgw_upstream_duration_seconds", "histogram"},
+      {"coapgw_config_reloads_total", "counter"},
+      {"coapgw_build_info", "gauge"},
+      {"coapgw_admin_rejected_total", "counter"},
+  };
+  for (const auto& [family, type] : families)
+    EXPECT_TRUE(has_line(text, "# TYPE " + family + " " + type)) << family;
+  EXPECT_EQ(sample(text, "coapgw_build_info{version=\"1.2.3\"}"), 1.0);
+}
+
+TEST(Metrics, FixedLabelCountersExistAtZero) {
+  Metrics m("t");
+  const std::string text = m.serialize();
+  for (const char* proto : {"udp", "dtls"}) {
+    const std::string p = proto;
+    EXPECT_EQ(sample(text, "coapgw_sessions_created_total{proto=\"" + p + "\"}"), 0.0);
+    EXPECT_EQ(sample(text, "coapgw_sessions_reused_total{proto=\"" + p + "\"}"), 0.0);
+    EXPECT_EQ(sample(text, "coapgw_sessions_idle{proto=\"" + p + "\"}"), 0.0);
+    for (const char* reason : {"idle_timeout", "evicted", "peer_closed", "tls_failed",
+                               "handshake_timeout", "disconnected", "shutdown"})
+      EXPECT_EQ(sample(text, "coapgw_sessions_closed_total{proto=\"" + p + "\",reason=\"" +
+                                 reason + "\"}"),
+                0.0)
+          << p << " " << reason;
+    for (const char* type : {"client", "server", "hello"})
+      for (const char* state : {"none", "connecting", "handshake", "csm", "established"})
+        EXPECT_EQ(sample(text, "coapgw_sessions{proto=\"" + p + "\",state=\"" + state +
+                                   "\",type=\"" + type + "\"}"),
+                  0.0)
+            << p << type << state;
+  }
+  for (const char* dir : {"in", "out"})
+    for (const char* type : {"con", "non", "ack", "rst"})
+      EXPECT_EQ(sample(text, std::string("coapgw_messages_total{direction=\"") + dir +
+                                 "\",type=\"" + type + "\"}"),
+                0.0);
+  for (const char* r : {"ok", "failed", "timeout", "rejected"})
+    EXPECT_EQ(sample(text, std::string("coapgw_dtls_handshakes_total{result=\"") + r + "\"}"),
+              0.0);
+  EXPECT_EQ(sample(text, "coapgw_config_reloads_total{result=\"ok\"}"), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_config_reloads_total{result=\"failed\"}"), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_dtls_hello_verify_requests_total"), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_retransmissions_total"), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_duplicates_total"), 0.0);
+}
+
+TEST(Metrics, IncrementsReachTheRightChild) {
+  Metrics m("t");
+  m.messages(true, MsgType::con).Increment();
+  m.messages(false, MsgType::ack).Increment(2);
+  m.sessions_closed(Proto::dtls, CloseReason::evicted).Increment();
+  m.dtls_handshakes(HandshakeResult::timeout).Increment();
+  m.config_reloads(false).Increment();
+  auto& bad = m.bad_messages("truncated");
+  bad.Increment();
+  EXPECT_EQ(&bad, &m.bad_messages("truncated"));  // same child, so callers may cache
+  m.requests("GET", "2.05").Increment(3);
+  m.upstream_requests("/api", "ok").Increment();
+  m.upstream_duration("/api").Observe(0.003);
+  const std::string text = m.serialize();
+  EXPECT_EQ(sample(text, "coapgw_messages_total{direction=\"in\",type=\"con\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_messages_total{direction=\"out\",type=\"ack\"}"), 2.0);
+  EXPECT_EQ(sample(text, "coapgw_messages_total{direction=\"out\",type=\"con\"}"), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_sessions_closed_total{proto=\"dtls\",reason=\"evicted\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_sessions_closed_total{proto=\"udp\",reason=\"evicted\"}"), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_dtls_handshakes_total{result=\"timeout\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_config_reloads_total{result=\"failed\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_bad_messages_total{reason=\"truncated\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_requests_total{code=\"2.05\",method=\"GET\"}"), 3.0);
+  EXPECT_EQ(sample(text, "coapgw_upstream_requests_total{outcome=\"ok\",route=\"/api\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_upstream_duration_seconds_count{route=\"/api\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_upstream_duration_seconds_bucket{route=\"/api\",le=\"0.001\"}"),
+            0.0);
+  EXPECT_EQ(sample(text, "coapgw_upstream_duration_seconds_bucket{route=\"/api\",le=\"0.005\"}"),
+            1.0);
+  EXPECT_EQ(sample(text, "coapgw_upstream_duration_seconds_bucket{route=\"/api\",le=\"30\"}"),
+            1.0);
+}
+
+TEST(Metrics, SessionSourcesAreSummedAtEachScrape) {
+  Metrics m("t");
+  SessionCounts worker_a, worker_b;  // what each worker's table holds right now
+  m.add_session_source([&](SessionCounts& c) {
+    for (std::size_t p = 0; p < SessionCounts::protos; ++p) {
+      c.idle[p] += worker_a.idle[p];
+      for (std::size_t t = 0; t < SessionCounts::types; ++t)
+        for (std::size_t s = 0; s < SessionCounts::states; ++s)
+          c.sessions[p][t][s] += worker_a.sessions[p][t][s];
+    }
+  });
+  m.add_session_source([&](SessionCounts& c) {
+    c.at(Proto::dtls, SessionType::server, SessionState::established) +=
+        worker_b.at(Proto::dtls, SessionType::server, SessionState::established);
+    c.idle_at(Proto::dtls) += worker_b.idle_at(Proto::dtls);
+  });
+  const std::string established =
+      "coapgw_sessions{proto=\"dtls\",state=\"established\",type=\"server\"}";
+
+  worker_a.at(Proto::dtls, SessionType::server, SessionState::established) = 3;
+  worker_a.at(Proto::udp, SessionType::hello, SessionState::none) = 1;
+  worker_a.idle_at(Proto::dtls) = 1;
+  worker_b.at(Proto::dtls, SessionType::server, SessionState::established) = 4;
+  worker_b.idle_at(Proto::dtls) = 2;
+  std::string text = m.serialize();
+  EXPECT_EQ(sample(text, established), 7.0);
+  EXPECT_EQ(sample(text, "coapgw_sessions{proto=\"udp\",state=\"none\",type=\"hello\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_sessions_idle{proto=\"dtls\"}"), 3.0);
+  EXPECT_EQ(sample(text, "coapgw_sessions_idle{proto=\"udp\"}"), 0.0);
+
+  // Devices leave: the next scrape says 0 again, nothing sticks.
+  worker_a = SessionCounts{};
+  worker_b = SessionCounts{};
+  text = m.serialize();
+  EXPECT_EQ(sample(text, established), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_sessions{proto=\"udp\",state=\"none\",type=\"hello\"}"), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_sessions_idle{proto=\"dtls\"}"), 0.0);
+}
+
+// Runs Debian's prometheus_client text parser over the rendered text and
+// returns its summary (one "family type samples" line per family), or the
+// parser's error output.
+std::string parse_with_python(const std::string& text) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto stem = "coapgw_metrics_test_" + std::to_string(::getpid());
+  const auto text_path = dir / (stem + ".prom");
+  const auto script_path = dir / (stem + ".py");
+  std::ofstream(text_path) << text;
+  std::ofstream(script_path)
+      << "import sys\n"
+         "from prometheus_client.parser import text_string_to_metric_families\n"
+         "data = open(sys.argv[1]).read()\n"
+         "for f in text_string_to_metric_families(data):\n"
+         "    print(f.name, f.type, len(f.samples))\n";
+  const std::string cmd = std::string(COAPGW_SYSTEM_PYTHON) + " " + script_path.string() + " " +
+                          text_path.string() + " 2>&1";
+  std::string out;
+  if (FILE* pipe = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+    const int rc = ::pclose(pipe);
+    if (rc != 0) out = "parser failed (" + std::to_string(rc) + "): " + out;
+  } else {
+    out = "popen failed";
+  }
+  std::filesystem::remove(text_path);
+  std::filesystem::remove(script_path);
+  return out;
+}
+
+TEST(Metrics, RenderedTextParsesWithPrometheusClient) {
+  Metrics m("0.1.0");
+  m.bad_messages("bad \"quoted\" \\ reason\n").Increment();  // label escaping must hold up
+  m.upstream_duration("/api").Observe(0.2);
+  m.add_session_source([](SessionCounts& c) { c.at(Proto::udp, SessionType::server,
+                                                   SessionState::established) += 2; });
+  const std::string summary = parse_with_python(m.serialize());
+  ASSERT_EQ(summary.find("parser failed"), std::string::npos) << summary;
+  // prometheus_client names counter families without the _total suffix.
+  EXPECT_TRUE(has_line(summary, "coapgw_sessions gauge 30")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_sessions_idle gauge 2")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_sessions_closed counter 14")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_messages counter 8")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_bad_messages counter 1")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_build_info gauge 1")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_requests counter 0")) << summary;  // declared, unused
+  EXPECT_TRUE(has_line(summary, "coapgw_upstream_requests counter 0")) << summary;
+  // 14 buckets + +Inf + _sum + _count
+  EXPECT_TRUE(has_line(summary, "coapgw_upstream_duration_seconds histogram 17")) << summary;
+}
+
+}  // namespace
+}  // namespace coapgw::metrics
