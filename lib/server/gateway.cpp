@@ -113,6 +113,8 @@ bool Gateway::start(std::string* error) {
     ws.max_handshakes = std::max<std::size_t>(1, (c.dtls.max_handshakes + n - 1) / n);
     ws.separate_response_after = c.coap.separate_response_after;
     ws.idle_timeout = c.sessions.idle_timeout;
+    ws.max_body_size = c.coap.max_body_size;
+    ws.max_reassemblies = c.coap.max_reassemblies;
     auto w = std::make_unique<Worker>(ws, *impl_->budget, *impl_->metrics);
     if (!w->open(error)) return false;
     if (i == 0) {

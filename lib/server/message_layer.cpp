@@ -10,6 +10,7 @@
 
 #include <random>
 
+#include "coap/block.hpp"
 #include "coap/link_format.hpp"
 #include "coap/option.hpp"
 #include "common/log.hpp"
@@ -85,6 +86,31 @@ void Worker::on_ack_or_rst(session::Session& s, const coap::MessageView& m) {
   session->release();
 }
 
+namespace {
+// Block size we can send: the largest 16 << szx that leaves room for header, token and options in
+// coap.max_message_size.
+std::uint8_t max_szx_for(std::size_t max_message_size) {
+  std::size_t room = max_message_size > 64 ? max_message_size - 64 : 16;
+  return coap::szx_for_size(room);
+}
+
+std::string resource_key(const coap::MessageView& m, std::string_view path, std::string_view query) {
+  std::string k;
+  k.reserve(path.size() + query.size() + 4);
+  k += static_cast<char>(m.code);
+  k += path;
+  k += '?';
+  k += query;
+  return k;
+}
+
+std::string session_key(std::uint64_t session_id, std::string_view rest) {
+  std::string k(reinterpret_cast<const char*>(&session_id), sizeof session_id);
+  k += rest;
+  return k;
+}
+}  // namespace
+
 void Worker::on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
   if (auto* e = cache_.find(s.id(), m.message_id, now)) {
     ++local_.duplicates;
@@ -98,55 +124,219 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
   }
   cache_.insert(s.id(), m.message_id, now);
 
+  Reply r;
+  r.request_type = m.type;
+  r.message_id = m.message_id;
+  r.token_length = static_cast<std::uint8_t>(m.token.size());
+  std::copy(m.token.begin(), m.token.end(), r.token.begin());
+  r.method = m.code;
+  r.block2_szx = max_szx_for(settings_.max_message_size);
+
   if (auto bad = coap::first_bad_critical_option(m)) {
     // RFC 7252 5.4.1: unrecognized critical option -> 4.02 for a CON, rejected (dropped) for a NON.
     if (m.type == coap::Type::con) {
       std::string text = "unrecognized critical option " + std::to_string(*bad);
-      answer(s, m, coap::code::bad_option, 0, coap::as_bytes(text));
+      reply(s, r, coap::code::bad_option, 0, coap::as_bytes(text), now);
     } else {
       count_request(m.code, coap::code::bad_option);
     }
     return;
   }
   if (coap::method_name(m.code).empty()) {
-    answer(s, m, coap::code::method_not_allowed, std::nullopt, {});
+    reply(s, r, coap::code::method_not_allowed, std::nullopt, {}, now);
     return;
   }
   auto path = coap::uri_path(m);
+  r.resource = resource_key(m, path, coap::uri_query(m));
+  if (auto* b2 = m.find(coap::option::block2)) {
+    auto block = coap::decode_block(b2->value);
+    if (!block) {
+      reply(s, r, coap::code::bad_request, 0, coap::as_bytes("bad Block2 option"), now);
+      return;
+    }
+    r.block2_num = block->num;
+    r.block2_szx = std::min(r.block2_szx, block->szx);
+    if (block->num > 0 && serve_cached_block(s, m, r, now)) return;
+  }
+  r.size2_requested = m.find(coap::option::size2) != nullptr;
+
+  std::vector<std::byte> body(m.payload.begin(), m.payload.end());
+  if (m.find(coap::option::block1) != nullptr && !reassemble(s, m, r, body, now)) return;
+
   if (path == "/.well-known/core") {
     if (m.code != coap::code::get) {
-      answer(s, m, coap::code::method_not_allowed, std::nullopt, {});
+      reply(s, r, coap::code::method_not_allowed, std::nullopt, {}, now);
       return;
     }
     std::vector<coap::Link> links;
     for (auto& prefix : route_prefixes_) links.push_back(coap::Link{prefix, {}});
-    auto body = coap::write_link_format(links);
-    answer(s, m, coap::code::content, 40, coap::as_bytes(body));
+    auto text = coap::write_link_format(links);
+    reply(s, r, coap::code::content, 40, coap::as_bytes(text), now);
     return;
   }
   if (!router_ || !router_->match(path)) {
-    answer(s, m, coap::code::not_found, std::nullopt, {});
+    reply(s, r, coap::code::not_found, std::nullopt, {}, now);
     return;
   }
-  start_forward(s, m, now);
+  start_forward(s, m, std::move(r), std::move(body), now);
 }
 
-void Worker::answer(session::Session& s, const coap::MessageView& request, std::uint8_t code,
-                    std::optional<std::uint16_t> content_format, std::span<const std::byte> payload,
-                    std::optional<std::uint32_t> max_age) {
-  bool piggyback = request.type == coap::Type::con;
+bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& r, std::vector<std::byte>& body,
+                        session::TimePoint now) {
+  auto block = coap::decode_block(m.find(coap::option::block1)->value);
+  if (!block) {
+    reply(s, r, coap::code::bad_request, 0, coap::as_bytes("bad Block1 option"), now);
+    return false;
+  }
+  std::string tag;
+  if (auto* t = m.find(coap::option::request_tag)) tag = std::string(coap::as_string(t->value));
+  auto key = session_key(s.id(), r.resource + '\0' + tag);
+  auto too_large = [&] {
+    reassemblies_.erase(key);
+    count_bad("body_too_large");
+    reply(s, r, coap::code::request_entity_too_large, std::nullopt, {}, now, std::nullopt,
+          static_cast<std::uint32_t>(settings_.max_body_size));
+  };
+  if (auto* size1 = m.find(coap::option::size1); size1 && coap::decode_uint(size1->value) > settings_.max_body_size) {
+    too_large();
+    return false;
+  }
+  // RFC 7959 2.3: every block but the last carries exactly the block size.
+  if (block->more && m.payload.size() != block->size()) {
+    reply(s, r, coap::code::bad_request, 0, coap::as_bytes("Block1 payload size does not match SZX"), now);
+    return false;
+  }
+  auto it = reassemblies_.find(key);
+  if (block->num == 0) {
+    if (it == reassemblies_.end()) {
+      if (reassemblies_.size() >= settings_.max_reassemblies) {
+        count_bad("reassemblies_full");
+        reply(s, r, coap::code::service_unavailable, std::nullopt, {}, now, 5);
+        return false;
+      }
+      it = reassemblies_.emplace(key, std::make_unique<Reassembly>()).first;
+      it->second->session_id = s.id();
+    }
+    it->second->body.clear();
+    it->second->next_num = 0;
+  }
+  std::size_t offset = static_cast<std::size_t>(block->num) * block->size();
+  if (it == reassemblies_.end() || offset != it->second->body.size()) {
+    // A block we have no start for, or out of order: RFC 7959 2.9.2.
+    if (it != reassemblies_.end()) reassemblies_.erase(it);
+    reply(s, r, coap::code::request_entity_incomplete, std::nullopt, {}, now);
+    return false;
+  }
+  auto& ra = *it->second;
+  if (ra.body.size() + m.payload.size() > settings_.max_body_size) {
+    too_large();
+    return false;
+  }
+  ra.body.insert(ra.body.end(), m.payload.begin(), m.payload.end());
+  ra.next_num = block->num + 1;
+  ra.expires = now + settings_.transmission.exchange_lifetime();
+  if (block->more) {
+    r.block1 = coap::BlockValue{block->num, true, block->szx};
+    reply(s, r, coap::code::continue_, std::nullopt, {}, now);
+    return false;
+  }
+  body = std::move(ra.body);
+  reassemblies_.erase(it);
+  r.block1 = coap::BlockValue{block->num, false, block->szx};
+  return true;
+}
+
+bool Worker::serve_cached_block(session::Session& s, const coap::MessageView&, const Reply& r,
+                                session::TimePoint now) {
+  auto it = block_bodies_.find(session_key(s.id(), r.resource));
+  if (it == block_bodies_.end() || it->second->expires <= now) return false;
+  auto& b = *it->second;
+  auto copy = b.body;  // reply() may replace the cache entry
+  reply(s, r, b.code, b.content_format, copy, now);
+  return true;
+}
+
+void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
+                   std::optional<std::uint16_t> content_format, std::span<const std::byte> body,
+                   session::TimePoint now, std::optional<std::uint32_t> max_age, std::optional<std::uint32_t> size1) {
+  bool piggyback = r.request_type == coap::Type::con && !r.separate;
+  auto type = piggyback ? coap::Type::ack : (r.separate ? coap::Type::con : coap::Type::non);
+  auto mid = piggyback ? r.message_id : s.next_message_id();
+
+  std::uint8_t szx = std::min(r.block2_szx, max_szx_for(settings_.max_message_size));
+  std::size_t block_size = std::size_t{16} << szx;
+  std::optional<coap::BlockValue> block2;
+  std::span<const std::byte> payload = body;
+  if (body.size() > block_size || r.block2_num > 0) {
+    // Block2: keep the whole body for the follow-up requests, send the block asked for.
+    std::size_t offset = static_cast<std::size_t>(r.block2_num) * block_size;
+    if (offset >= body.size() && !(offset == 0 && body.empty())) {
+      code = coap::code::bad_option;  // asked for a block past the end
+      payload = {};
+    } else {
+      block2 = coap::BlockValue{r.block2_num, offset + block_size < body.size(), szx};
+      payload = body.subspan(offset, std::min(block_size, body.size() - offset));
+      auto key = session_key(s.id(), r.resource);
+      auto it = block_bodies_.find(key);
+      if (block2->more && (it == block_bodies_.end() || it->second->body.size() != body.size() ||
+                           it->second->code != code)) {
+        if (it != block_bodies_.end()) {
+          block_body_bytes_ -= it->second->body.size();
+          block_bodies_.erase(it);
+        }
+        if (block_body_bytes_ + body.size() <= settings_.max_block_cache_bytes) {
+          auto bb = std::make_unique<BlockBody>();
+          bb->code = code;
+          bb->content_format = content_format;
+          bb->body.assign(body.begin(), body.end());
+          bb->expires = now + settings_.transmission.exchange_lifetime();
+          block_body_bytes_ += bb->body.size();
+          block_bodies_.emplace(std::move(key), std::move(bb));
+        }
+      } else if (it != block_bodies_.end()) {
+        it->second->expires = now + settings_.transmission.exchange_lifetime();
+      }
+    }
+  }
+
   coap::MessageWriter w(scratch_);
-  w.header(piggyback ? coap::Type::ack : coap::Type::non, code,
-           piggyback ? request.message_id : s.next_message_id(), request.token);
+  w.header(type, code, mid, r.token_span());
   if (content_format) w.option_uint(coap::option::content_format, *content_format);
   if (max_age) w.option_uint(coap::option::max_age, *max_age);
-  // Answers larger than one datagram are cut to what fits until Block2 arrives with forwarding.
-  auto room = settings_.max_message_size > w.size() + 1 ? settings_.max_message_size - w.size() - 1 : 0;
-  w.payload(payload.first(std::min(room, payload.size())));
-  count_request(request.code, code);
+  std::array<std::byte, 3> bbuf;
+  if (block2) w.option(coap::option::block2, std::span<const std::byte>(bbuf.data(), coap::encode_block(*block2, bbuf)));
+  std::array<std::byte, 3> b1buf;
+  if (r.block1) w.option(coap::option::block1, std::span<const std::byte>(b1buf.data(), coap::encode_block(*r.block1, b1buf)));
+  if (block2 && (block2->num == 0 || r.size2_requested))
+    w.option_uint(coap::option::size2, static_cast<std::uint32_t>(body.size()));
+  if (size1) w.option_uint(coap::option::size1, *size1);
+  w.payload(payload);
+  if (w.overflow()) {
+    // Options alone do not fit coap.max_message_size: say so rather than send a cut message.
+    coap::MessageWriter e(scratch_);
+    e.header(type, coap::code::internal_server_error, mid, r.token_span());
+    w = e;
+  }
+  count_request(r.method, code);
   auto bytes = w.bytes();
-  cache_.set_response(s.id(), request.message_id, bytes);
-  send_to(s, bytes);
+  if (type == coap::Type::con) {
+    send_con(s, std::vector<std::byte>(bytes.begin(), bytes.end()), mid, now);
+  } else {
+    cache_.set_response(s.id(), r.message_id, bytes);
+    send_to(s, bytes);
+  }
+}
+
+void Worker::expire_blockwise(session::TimePoint now) {
+  std::erase_if(reassemblies_, [now](auto& kv) { return kv.second->expires <= now; });
+  for (auto it = block_bodies_.begin(); it != block_bodies_.end();) {
+    if (it->second->expires <= now) {
+      block_body_bytes_ -= it->second->body.size();
+      it = block_bodies_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Worker::send_empty(session::Session& s, coap::Type type, std::uint16_t mid) {
@@ -210,11 +400,12 @@ void Worker::retransmit_due(session::TimePoint now) {
   }
 }
 
-void Worker::start_forward(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
+void Worker::start_forward(session::Session& s, const coap::MessageView& m, Reply r, std::vector<std::byte> body,
+                           session::TimePoint now) {
   auto path = coap::uri_path(m);
   auto match = router_->match(path);
   if (pending_.size() >= settings_.max_pending_forwards || draining_.load(std::memory_order_relaxed)) {
-    answer(s, m, coap::code::service_unavailable, std::nullopt, {}, 5);
+    reply(s, r, coap::code::service_unavailable, std::nullopt, {}, now, 5);
     return;
   }
   gateway::ForwardRequest req;
@@ -225,18 +416,14 @@ void Worker::start_forward(session::Session& s, const coap::MessageView& m, sess
     req.content_format = static_cast<std::uint16_t>(coap::decode_uint(cf->value));
   if (auto* acc = m.find(coap::option::accept))
     req.accept = static_cast<std::uint16_t>(coap::decode_uint(acc->value));
-  req.payload.assign(m.payload.begin(), m.payload.end());
+  req.payload = std::move(body);
   if (auto* t = s.tls_state()) req.identity = std::string(t->identity());
   req.remote = s.addr_remote().to_string();
   req.session_id = s.id();
 
   auto p = std::make_unique<PendingForward>();
   p->session = &s.reference();
-  p->request_type = m.type;
-  p->message_id = m.message_id;
-  p->token_length = static_cast<std::uint8_t>(m.token.size());
-  std::copy(m.token.begin(), m.token.end(), p->token.begin());
-  p->method = m.code;
+  p->reply = std::move(r);
   p->started = now;
   p->separate_deadline = now + settings_.separate_response_after;
   p->route = match->route->prefix;
@@ -258,27 +445,9 @@ void Worker::on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse 
   auto now = session::Clock::now();
   metrics_.upstream_requests(p->route, response.outcome).Increment();
   metrics_.upstream_duration(p->route).Observe(std::chrono::duration<double>(now - p->started).count());
-
   session::Session& s = *p->session;
   if (!s.closed()) {
-    coap::MessageWriter w(scratch_);
-    bool separate = p->acked && p->request_type == coap::Type::con;
-    std::uint16_t mid = (p->request_type == coap::Type::con && !separate) ? p->message_id : s.next_message_id();
-    auto type = separate ? coap::Type::con
-                         : (p->request_type == coap::Type::con ? coap::Type::ack : coap::Type::non);
-    w.header(type, response.code, mid, p->token_span());
-    if (response.content_format) w.option_uint(coap::option::content_format, *response.content_format);
-    if (response.max_age) w.option_uint(coap::option::max_age, *response.max_age);
-    auto room = settings_.max_message_size > w.size() + 1 ? settings_.max_message_size - w.size() - 1 : 0;
-    w.payload(std::span<const std::byte>(response.payload).first(std::min(room, response.payload.size())));
-    count_request(p->method, response.code);
-    auto bytes = w.bytes();
-    if (separate) {
-      send_con(s, std::vector<std::byte>(bytes.begin(), bytes.end()), mid, now);
-    } else {
-      cache_.set_response(s.id(), p->message_id, bytes);
-      send_to(s, bytes);
-    }
+    reply(s, p->reply, response.code, response.content_format, response.payload, now, response.max_age);
     send_batch_->flush();
   }
   s.release();
@@ -286,15 +455,16 @@ void Worker::on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse 
 
 void Worker::separate_due(session::TimePoint now) {
   for (auto& [id, p] : pending_) {
-    if (p->acked || p->request_type != coap::Type::con || now < p->separate_deadline) continue;
+    auto& r = p->reply;
+    if (r.separate || r.request_type != coap::Type::con || now < p->separate_deadline) continue;
     if (p->session->closed()) continue;
     // The upstream is slow: acknowledge now so the device stops retransmitting, answer later.
     std::array<std::byte, 4> buf{};
     coap::MessageWriter w(buf);
-    w.header(coap::Type::ack, coap::code::empty, p->message_id, {});
-    cache_.set_response(p->session->id(), p->message_id, w.bytes());
+    w.header(coap::Type::ack, coap::code::empty, r.message_id, {});
+    cache_.set_response(p->session->id(), r.message_id, w.bytes());
     send_to(*p->session, w.bytes());
-    p->acked = true;
+    r.separate = true;
   }
 }
 

@@ -255,6 +255,7 @@ void Worker::on_tick() {
   cache_.expire(now);
   retransmit_due(now);
   separate_due(now);
+  expire_blockwise(now);
   dtls_timers_due(now);
   if (dtls_) dtls_->rotate_cookie_secret_if_due(now);
   // Routers replaced by a reload are dropped once nothing uses them.

@@ -65,6 +65,9 @@ struct WorkerSettings {
   std::size_t exchange_cache_entries = 65536;
   std::size_t max_outstanding = 10000;     // our CONs awaiting ACK, per worker
   std::size_t max_pending_forwards = 10000;
+  std::size_t max_body_size = 65536;          // Block1 reassembly bound per request
+  std::size_t max_reassemblies = 1000;        // concurrent Block1 reassemblies per worker
+  std::size_t max_block_cache_bytes = 64u << 20;  // Block2 bodies kept per worker
   std::chrono::milliseconds idle_timeout{300000};
 };
 
@@ -120,22 +123,32 @@ class Worker : public session::Context {
   void flush_metrics();
 
   // message_layer.cpp
+  struct Reply;
   void on_coap(session::Session& s, const coap::MessageView& m, session::TimePoint now);
   void on_malformed(Endpoint& ep, const net::ReceivedDatagram& d, coap::ParseError error);
   void on_malformed_in_session(session::Session& s, std::span<const std::byte> datagram, coap::ParseError error);
   void on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now);
   void on_ack_or_rst(session::Session& s, const coap::MessageView& m);
-  void answer(session::Session& s, const coap::MessageView& request, std::uint8_t code,
-              std::optional<std::uint16_t> content_format, std::span<const std::byte> payload,
-              std::optional<std::uint32_t> max_age = std::nullopt);
+  // Sends the answer for `r`: piggybacked, NON, or separate CON; bodies larger than one block go
+  // out block-wise (Block2) and the rest is kept for the follow-up block requests.
+  void reply(session::Session& s, const Reply& r, std::uint8_t code, std::optional<std::uint16_t> content_format,
+             std::span<const std::byte> body, session::TimePoint now, std::optional<std::uint32_t> max_age = std::nullopt,
+             std::optional<std::uint32_t> size1 = std::nullopt);
   void send_empty(session::Session& s, coap::Type type, std::uint16_t mid);
   void send_to(session::Session& s, std::span<const std::byte> datagram);
   void send_con(session::Session& s, std::vector<std::byte> datagram, std::uint16_t mid,
                 session::TimePoint now);
-  void start_forward(session::Session& s, const coap::MessageView& m, session::TimePoint now);
+  // Block1 (RFC 7959 2.5): true when the request is complete (body in `body`), false when it was
+  // answered here (2.31 Continue, 4.08, 4.13, 4.00, 5.03).
+  bool reassemble(session::Session& s, const coap::MessageView& m, Reply& r, std::vector<std::byte>& body,
+                  session::TimePoint now);
+  bool serve_cached_block(session::Session& s, const coap::MessageView& m, const Reply& r, session::TimePoint now);
+  void start_forward(session::Session& s, const coap::MessageView& m, Reply r, std::vector<std::byte> body,
+                     session::TimePoint now);
   void on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse response);
   void retransmit_due(session::TimePoint now);
   void separate_due(session::TimePoint now);
+  void expire_blockwise(session::TimePoint now);
   void drop_session_traffic(session::Session& s);
   void count_request(std::uint8_t method, std::uint8_t code);
   void count_bad(std::string_view reason);
@@ -180,6 +193,13 @@ class Worker : public session::Context {
   std::uint64_t next_pending_id_ = 1;
   // DTLS sessions still in their handshake; each holds a session reference.
   std::unordered_set<session::Session*> handshaking_;
+  // Block-wise state, bounded: Block1 uploads being reassembled, and Block2 bodies kept for the
+  // follow-up block requests. Keyed by session id + method + Uri-Path + Uri-Query (+ Request-Tag).
+  struct Reassembly;
+  struct BlockBody;
+  std::unordered_map<std::string, std::unique_ptr<Reassembly>> reassemblies_;
+  std::unordered_map<std::string, std::unique_ptr<BlockBody>> block_bodies_;
+  std::size_t block_body_bytes_ = 0;
 
   // Hot-path counters kept per worker and added to Prometheus on each tick.
   struct LocalCounters {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "coap/block.hpp"
 #include "coap/message.hpp"
 #include "dtls/engine.hpp"
 #include "net/udp_socket.hpp"
@@ -32,20 +33,44 @@ struct Worker::Outstanding {
   std::chrono::milliseconds timeout;
 };
 
-// A request waiting for its upstream answer.
-struct Worker::PendingForward {
-  session::Session* session;   // referenced while pending
-  coap::Type request_type;
-  std::uint16_t message_id;
+// Everything needed to answer a request after its datagram is gone (separate responses).
+struct Worker::Reply {
+  coap::Type request_type = coap::Type::con;
+  std::uint16_t message_id = 0;
   std::array<std::byte, coap::max_token_length> token{};
   std::uint8_t token_length = 0;
   std::uint8_t method = 0;
-  bool acked = false;          // an empty ACK went out: the answer must be a separate CON
+  bool separate = false;                      // the request was already ACKed: answer with our own CON
+  std::string resource;                       // method + path + query: the Block2 cache key part
+  std::optional<coap::BlockValue> block1;     // echoed in the final answer of a Block1 upload
+  std::uint32_t block2_num = 0;               // block the client asked for
+  std::uint8_t block2_szx = 6;                // largest block size the client accepts
+  bool size2_requested = false;
+  std::span<const std::byte> token_span() const { return {token.data(), token_length}; }
+};
+
+// A request waiting for its upstream answer.
+struct Worker::PendingForward {
+  session::Session* session;   // referenced while pending
+  Reply reply;
   session::TimePoint separate_deadline;
   session::TimePoint started;
   std::string route;
   std::shared_ptr<gateway::Router> router;  // keeps a replaced router alive until we answer
-  std::span<const std::byte> token_span() const { return {token.data(), token_length}; }
+};
+
+struct Worker::Reassembly {
+  std::uint64_t session_id;
+  std::vector<std::byte> body;
+  std::uint32_t next_num = 0;
+  session::TimePoint expires;
+};
+
+struct Worker::BlockBody {
+  std::uint8_t code;
+  std::optional<std::uint16_t> content_format;
+  std::vector<std::byte> body;
+  session::TimePoint expires;
 };
 
 // A DTLS engine seen through the session model's TlsState.

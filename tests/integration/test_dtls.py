@@ -106,11 +106,11 @@ class Psk(DtlsTestCase):
         rc, out, err = h.coap_client(
             self.psk_args(h.DEMO_IDENTITY, "not-the-key")
             + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")], flavour="openssl")
-        self.assertNotRegex(out, r"<[^>]*>", "a wrong key got an answer")
+        self.assertNotIn("</", out, "a wrong key got an answer")
         rc, out, err = h.coap_client(
             self.psk_args("nobody-knows-me", h.DEMO_KEY)
             + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")], flavour="openssl")
-        self.assertNotRegex(out, r"<[^>]*>", "an unknown identity got an answer")
+        self.assertNotIn("</", out, "an unknown identity got an answer")
         self.assertTrue(self.gw.alive())
         self.assert_link_format(h.coap_client(
             self.psk_args() + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")],
