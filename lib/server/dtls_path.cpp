@@ -29,6 +29,10 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
   out.clear();
   session::Session* s = table_->lookup_and_touch(key, now);
   bool hello = dtls::looks_like_client_hello(d.data);
+  if (!rehandshakes_.empty() && rehandshakes_.count(key) != 0 && !hello) {
+    on_rehandshake_datagram(ep, ep_index, s, d, now);
+    return;
+  }
   if (s != nullptr && !(hello && s->state() == session::State::established)) {
     s->set_ifindex(d.ifindex);
     if (ep.socket->wildcard()) s->set_addr_local(d.local);
@@ -59,14 +63,21 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     case V::accepted:
       break;
   }
-  if (handshaking_.size() >= settings_.max_handshakes) {
+  if (handshaking_.size() + rehandshakes_.size() >= settings_.max_handshakes) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
     return;  // dropped: the device retries; established sessions are unaffected
   }
   if (s != nullptr) {
-    // The peer proved it owns the address with a fresh cookie: its old session is gone on its side.
-    close_dtls_session(*s, session::CloseReason::peer_closed);
-    s = nullptr;
+    // The address has a live session: run the new handshake beside it and replace the session only
+    // when this one completes (see finish_rehandshake).
+    auto rh = std::make_unique<Rehandshake>();
+    rh->engine = std::move(result.engine);
+    rh->local = d.local;
+    rh->ifindex = d.ifindex;
+    rh->endpoint = ep_index;
+    rehandshakes_[key] = std::move(rh);
+    send_dtls_datagrams(ep, d.peer, d.local, out);
+    return;
   }
   s = table_->create_server(key, d.local, d.ifindex, now);
   if (s == nullptr) {
@@ -128,7 +139,72 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
   }
 }
 
+void Worker::on_rehandshake_datagram(Endpoint& ep, std::uint8_t, session::Session* old,
+                                     const net::ReceivedDatagram& d, session::TimePoint now) {
+  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls};
+  auto& rh = *rehandshakes_[key];
+  // Epoch 0 records belong to the new handshake. Anything else is tried on the live session first
+  // and goes to the new handshake only if the live session cannot authenticate it (the client's
+  // Finished at the new epoch 1).
+  bool epoch0 = d.data.size() >= 5 && d.data[3] == std::byte{0} && d.data[4] == std::byte{0};
+  auto& out = *dtls_out_;
+  if (!epoch0 && old != nullptr && !old->closed()) {
+    auto* engine = engine_of(*old);
+    auto bad_before = engine->bad_records();
+    out.clear();
+    engine->on_datagram(d.data, out, now);
+    bool rejected = engine->bad_records() > bad_before && out.plaintexts.empty();
+    if (!rejected) {
+      handle_dtls_output(*old, out, now);
+      return;
+    }
+  }
+  out.clear();
+  rh.engine->on_datagram(d.data, out, now);
+  send_dtls_datagrams(ep, d.peer, rh.local, out);
+  if (out.established) {
+    finish_rehandshake(key, now);
+  } else if (out.closed) {
+    metrics_.dtls_handshakes(out.failure == dtls::Failure::handshake_timeout ? metrics::HandshakeResult::timeout
+                                                                            : metrics::HandshakeResult::failed)
+        .Increment();
+    rehandshakes_.erase(key);  // the live session is untouched
+  }
+}
+
+void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now) {
+  auto it = rehandshakes_.find(key);
+  auto rh = std::move(it->second);
+  rehandshakes_.erase(it);
+  if (auto* old = table_->find(key)) table_->close(*old, session::CloseReason::peer_closed);  // no close_notify: the device has new keys
+  auto* s = table_->create_server(key, rh->local, rh->ifindex, now);
+  if (s == nullptr) {
+    metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
+    return;
+  }
+  s->set_endpoint(rh->endpoint);
+  s->set_tls(std::make_unique<DtlsTls>(std::move(rh->engine)));
+  s->set_state(session::State::established);
+  metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
+  log::debug("dtls session replaced after a new handshake identity=" + std::string(s->tls_state()->identity()), s->id());
+}
+
 void Worker::dtls_timers_due(session::TimePoint now) {
+  for (auto it = rehandshakes_.begin(); it != rehandshakes_.end();) {
+    auto t = it->second->engine->next_timer();
+    if (t && *t <= now) {
+      auto& out = *dtls_out_;
+      out.clear();
+      it->second->engine->on_timer(out, now);
+      send_dtls_datagrams(*endpoints_[it->second->endpoint], it->first.remote, it->second->local, out);
+      if (out.closed) {
+        metrics_.dtls_handshakes(metrics::HandshakeResult::timeout).Increment();
+        it = rehandshakes_.erase(it);
+        continue;
+      }
+    }
+    ++it;
+  }
   if (handshaking_.empty()) return;
   std::vector<session::Session*> due;
   for (auto* s : handshaking_) {

@@ -62,6 +62,7 @@ Worker::~Worker() {
   outstanding_.clear();
   pending_.clear();
   handshaking_.clear();
+  rehandshakes_.clear();
   table_.reset();
   if (router_) router_->shutdown();
   router_.reset();
@@ -310,6 +311,12 @@ void Worker::count_bad(std::string_view reason) {
   if (it == bad_counters_.end())
     it = bad_counters_.emplace(std::string(reason), &metrics_.bad_messages(reason)).first;
   it->second->Increment();
+  // One warning per interval stands for a flood; the counter has the exact numbers.
+  if (log::enabled(log::Level::warn)) {
+    if (auto held = bad_log_.allow(session::Clock::now()))
+      log::warn("dropped or rejected bad input: " + std::string(reason) +
+                (*held != 0 ? " (" + std::to_string(*held) + " more bad datagrams since the last warning)" : ""));
+  }
 }
 
 void Worker::count_request(std::uint8_t method, std::uint8_t code) {

@@ -22,6 +22,7 @@
 #include "admin/session_info.hpp"
 #include "coap/message.hpp"
 #include "common/address.hpp"
+#include "common/log.hpp"
 #include "session/exchange_cache.hpp"
 #include "session/table.hpp"
 
@@ -161,6 +162,9 @@ class Worker : public session::Context {
   void dtls_timers_due(session::TimePoint now);
   dtls::Engine* engine_of(session::Session& s) const;
   void close_dtls_session(session::Session& s, session::CloseReason reason);
+  void on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, session::Session* old,
+                               const net::ReceivedDatagram& d, session::TimePoint now);
+  void finish_rehandshake(const session::Key& key, session::TimePoint now);
 
   void on_session_event(session::Session& s, const session::EventInfo& e);
 
@@ -193,6 +197,11 @@ class Worker : public session::Context {
   std::uint64_t next_pending_id_ = 1;
   // DTLS sessions still in their handshake; each holds a session reference.
   std::unordered_set<session::Session*> handshaking_;
+  // New handshakes from the address of an established session (a rebooted device). The live session
+  // stays until the new handshake completes, so a ClientHello alone cannot end it.
+  struct Rehandshake;
+  std::unordered_map<session::Key, std::unique_ptr<Rehandshake>, session::KeyHash> rehandshakes_;
+  log::RateLimited bad_log_;
   // Block-wise state, bounded: Block1 uploads being reassembled, and Block2 bodies kept for the
   // follow-up block requests. Keyed by session id + method + Uri-Path + Uri-Query (+ Request-Tag).
   struct Reassembly;

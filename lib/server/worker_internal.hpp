@@ -66,6 +66,13 @@ struct Worker::Reassembly {
   session::TimePoint expires;
 };
 
+struct Worker::Rehandshake {
+  std::unique_ptr<dtls::Engine> engine;
+  Address local;
+  int ifindex = -1;
+  std::uint8_t endpoint = 0;
+};
+
 struct Worker::BlockBody {
   std::uint8_t code;
   std::optional<std::uint16_t> content_format;
