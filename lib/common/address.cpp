@@ -136,11 +136,22 @@ std::string Address::ip_string() const {
 }
 
 std::string Address::to_string() const {
-  if (family_ == Family::none) return "";
-  if (family_ == Family::v4) return ip_string() + ":" + std::to_string(port_);
-  std::string s = "[" + ip_string();
-  if (scope_id_ != 0) s += "%" + std::to_string(scope_id_);
-  return s + "]:" + std::to_string(port_);
+  // Built with append(): GCC 12 at -O3 reports a false -Wrestrict on operator+ chains here.
+  std::string s;
+  if (family_ == Family::none) return s;
+  s.reserve(56);
+  if (family_ == Family::v6) s.push_back('[');
+  s.append(ip_string());
+  if (family_ == Family::v6) {
+    if (scope_id_ != 0) {
+      s.push_back('%');
+      s.append(std::to_string(scope_id_));
+    }
+    s.push_back(']');
+  }
+  s.push_back(':');
+  s.append(std::to_string(port_));
+  return s;
 }
 
 std::size_t Address::hash() const {

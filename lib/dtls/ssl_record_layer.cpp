@@ -22,6 +22,7 @@ class SslRecordLayer final : public RecordLayer {
     // OpenSSL would drop a replay silently too; knowing it here keeps replays
     // from counting as authentication failures.
     if (application && replay_.seen(record.sequence)) return Opened::replayed;
+    if (!acquire_buffers()) return Opened::failed;
     engine_.pipe_.feed(record.whole, &out);
     bool got_data = false;
     const Opened read = read_all(out, &got_data);
@@ -44,6 +45,7 @@ class SslRecordLayer final : public RecordLayer {
   }
 
   bool seal(std::span<const std::byte> plaintext, Output& out) override {
+    if (!acquire_buffers()) return false;
     engine_.pipe_.out = &out;
     const int written = SSL_write(engine_.ssl_, plaintext.data(), static_cast<int>(plaintext.size()));
     engine_.pipe_.detach();
@@ -53,18 +55,27 @@ class SslRecordLayer final : public RecordLayer {
   }
 
   void close_notify(Output& out) override {
+    if (!acquire_buffers()) return;
     engine_.pipe_.out = &out;
     SSL_shutdown(engine_.ssl_);
     engine_.pipe_.detach();
     ERR_clear_error();
+    release_buffers();
   }
 
   std::size_t memory_estimate() const override { return sizeof(*this); }
 
  private:
-  // SSL_MODE_RELEASE_BUFFERS does not cover DTLS in OpenSSL 3.0: the ~17 KB
-  // read and write buffers would stay with every idle session. Nothing is
-  // pending between datagrams, so they can always go.
+  // SSL_MODE_RELEASE_BUFFERS does not cover DTLS in OpenSSL 3.0: the two
+  // ~17 KB record buffers would stay with every idle session. Nothing is
+  // pending between datagrams, so they go after each call and come back
+  // before the next one (OpenSSL's DTLS write path does not re-create its
+  // buffer, and reading can trigger a retransmission, i.e. a write).
+  bool acquire_buffers() {
+    if (SSL_alloc_buffers(engine_.ssl_) == 1) return true;
+    ERR_clear_error();
+    return false;
+  }
   void release_buffers() { SSL_free_buffers(engine_.ssl_); }
 
   // Reads until OpenSSL wants more input; no_data means "nothing ended".

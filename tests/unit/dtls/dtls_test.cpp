@@ -460,6 +460,37 @@ TEST(DtlsTimers, ServerFlightRetransmittedWhenClientFlightLost) {
   EXPECT_TRUE(client.established());
 }
 
+TEST(DtlsTimers, LostServerFinishedIsResentWhenClientRetransmits) {
+  auto server = make_context();
+  Client client(ClientOptions{});
+  const Bytes hello = cookie_hello(*server, client, peer_a(), t0);
+  Output out;
+  auto r = server->on_hello(peer_a(), hello, out, t0);
+  ASSERT_TRUE(r.engine);
+  client.receive(out.datagrams);
+  out.clear();
+  r.engine->on_datagram(client.take(), out, t0);
+  ASSERT_TRUE(out.established);
+  ASSERT_FALSE(out.datagrams.empty());  // ChangeCipherSpec + Finished, lost on the way
+  // The client's own retransmission timer (OpenSSL, wall clock) resends its last flight.
+  Bytes again;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (again.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+    client.handle_timeout();
+    again = client.take();
+  }
+  ASSERT_FALSE(again.empty());
+  out.clear();
+  r.engine->on_datagram(again, out, t0);
+  EXPECT_EQ(r.engine->state(), Engine::State::established);
+  ASSERT_FALSE(out.datagrams.empty());
+  client.receive(out.datagrams);
+  EXPECT_TRUE(client.established());
+  EXPECT_EQ(r.engine->bad_records(), 0u);
+  EXPECT_EQ(client_to_server(client, *r.engine, "after", out), std::vector<std::string>{"after"});
+}
+
 TEST(DtlsEndings, CloseNotifyFromPeer) {
   auto server = make_context();
   Client client(ClientOptions{});
@@ -548,6 +579,24 @@ TEST(DtlsEndings, PlaintextAlertCannotKillEstablishedSession) {
   r.engine->on_datagram(alert, out, t0);
   EXPECT_EQ(r.engine->state(), Engine::State::established);
   EXPECT_EQ(client_to_server(client, *r.engine, "still here", out), std::vector<std::string>{"still here"});
+}
+
+TEST(DtlsEndings, RenegotiationRefusedSessionKept) {
+  auto server = make_context();
+  Client client(ClientOptions{});
+  auto r = test::handshake(*server, client, peer_a(), t0);
+  ASSERT_EQ(r.engine->state(), Engine::State::established);
+  ASSERT_EQ(SSL_renegotiate(client.ssl()), 1);
+  SSL_do_handshake(client.ssl());
+  const Bytes renegotiation = client.take();
+  ASSERT_FALSE(renegotiation.empty());
+  Output out;
+  r.engine->on_datagram(renegotiation, out, t0);
+  EXPECT_EQ(r.engine->state(), Engine::State::established);
+  EXPECT_FALSE(out.datagrams.empty());  // no_renegotiation warning
+  EXPECT_EQ(r.engine->bad_records(), 0u);
+  out.clear();
+  EXPECT_TRUE(r.engine->send(test::to_bytes("still up"), out));
 }
 
 class DtlsPki : public ::testing::Test {
