@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <string>
@@ -35,6 +36,17 @@ std::shared_ptr<const config::Config> load(const config::CommandLine& cli) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Signals are taken synchronously by the main thread; every thread started later inherits the
+  // mask. Blocked first thing, so a SIGTERM that arrives while the config loads still ends in a
+  // clean exit 0 instead of the default action.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
   auto parsed = config::parse_command_line(argc, argv);
   if (auto* err = std::get_if<config::CliError>(&parsed)) {
     std::fprintf(stderr, "coapgwd: %s (see --help)\n", err->message.c_str());
@@ -62,15 +74,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   log::configure(cfg->log.level, cfg->log.format);
-
-  // Signals are taken synchronously by this thread; every thread started later inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   auto gateway = std::make_unique<server::Gateway>(cfg);
   std::string error;
@@ -114,19 +117,23 @@ int main(int argc, char** argv) {
   }
   server::notify::send("STOPPING=1");
   log::info("shutting down: draining");
-  // A second SIGTERM/SIGINT during the drain stops at once.
-  std::thread second([signals] {
+  // A second SIGTERM/SIGINT during the drain stops at once. This thread also keeps the watchdog
+  // fed while the workers drain.
+  std::atomic<bool> drained{false};
+  std::thread second([signals, watchdog, &drained, &gateway] {
     timespec t{0, 200 * 1000 * 1000};
-    for (int i = 0; i < 600; ++i) {
+    while (!drained.load()) {
       int sig = sigtimedwait(&signals, nullptr, &t);
       if (sig == SIGTERM || sig == SIGINT) {
         std::fprintf(stderr, "coapgwd: second signal, exiting now\n");
         std::_Exit(0);
       }
+      if (watchdog && gateway->workers_alive()) server::notify::send("WATCHDOG=1");
     }
   });
-  second.detach();
   gateway->drain();
+  drained.store(true);
+  second.join();
   gateway->stop();
   log::info("stopped");
   return 0;

@@ -14,7 +14,8 @@ packages=(
   libyaml-cpp-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest
   libcoap3-bin                        # coap-client-{notls,openssl,gnutls}: test peers
-  python3 python3-prometheus-client   # integration tests
+  python3 python3-prometheus-client python3-yaml   # integration tests
+  systemd                             # systemd-analyze verify of the unit
   libsystemd-dev
   procps iproute2 curl
 )

@@ -23,6 +23,10 @@ struct DatagramPipe {
   // that the peer does not drop as a replay.
   std::uint64_t last_epoch0_sequence = 0;
   bool wrote_epoch0 = false;
+  // Highest epoch-1 record sequence the SSL object wrote (sent or not): the
+  // lean record layer continues after it, so no record number (nonce) repeats.
+  std::uint64_t last_epoch1_sequence = 0;
+  bool wrote_epoch1 = false;
 
   void feed(std::span<const std::byte> datagram, Output* output) {
     in = datagram;

@@ -12,5 +12,6 @@
 #include "dtls/output.hpp"
 #include "dtls/psk_store.hpp"
 #include "dtls/server_context.hpp"
+#include "dtls/session_state.hpp"
 #include "dtls/settings.hpp"
 #include "dtls/wire.hpp"

@@ -8,11 +8,20 @@
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "dtls/handshake_state.hpp"
+#include "dtls/record_crypto.hpp"
 #include "dtls/record_layer.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/ssl_glue.hpp"
 
 namespace coapgw::dtls {
+
+detail::HandshakeState::~HandshakeState() {
+  if (ssl == nullptr) return;
+  SSL_set_app_data(ssl, nullptr);  // no callback may reach the engine from here on
+  SSL_free(ssl);
+}
+
 namespace {
 
 // What an established SSL object still holds with its record buffers freed
@@ -23,6 +32,8 @@ namespace {
 constexpr std::size_t ssl_object_estimate = 32 * 1024;
 
 constexpr std::uint8_t alert_bad_record_mac = 20;
+
+unsigned char* u8(std::byte* p) { return reinterpret_cast<unsigned char*>(p); }
 
 std::string subject_common_name(SSL* ssl) {
   X509* cert = SSL_get0_peer_certificate(ssl);
@@ -43,28 +54,36 @@ std::string subject_common_name(SSL* ssl) {
 
 Engine::Engine(ServerContext& context, ssl_st* ssl, const Address& peer, time_point now)
     : context_(&context),
-      ssl_(ssl),
-      peer_(peer),
-      handshake_deadline_(now + context.settings().handshake_timeout),
-      last_now_(now) {
-  pipe_.mtu_overhead = peer.is_v6() ? 48 : 28;
-  SSL_set_app_data(ssl_, this);
-  BIO_set_data(SSL_get_rbio(ssl_), &pipe_);
-  DTLS_set_timer_cb(ssl_, detail::Callbacks::dtls_timer);
-  DTLS_set_link_mtu(ssl_, static_cast<long>(context.settings().mtu));
+      handshake_(std::make_unique<detail::HandshakeState>(ssl)),
+      psk_hint_(context.settings().psk_hint),
+      peer_(peer) {
+  auto& hs = *handshake_;
+  hs.deadline = now + context.settings().handshake_timeout;
+  hs.last_now = now;
+  hs.pipe.mtu_overhead = peer.is_v6() ? 48 : 28;
+  SSL_set_app_data(ssl, this);
+  BIO_set_data(SSL_get_rbio(ssl), &hs.pipe);
+  DTLS_set_timer_cb(ssl, detail::Callbacks::dtls_timer);
+  DTLS_set_link_mtu(ssl, static_cast<long>(context.settings().mtu));
 }
+
+Engine::Engine(ServerContext& context, const Address& peer) : context_(&context), peer_(peer) {}
 
 Engine::~Engine() {
   record_layer_.reset();
-  if (ssl_ != nullptr) SSL_free(ssl_);
+  handshake_.reset();
   OPENSSL_cleanse(psk_key_.data(), psk_key_.size());
 }
+
+ssl_st* Engine::native_handle() const { return handshake_ ? handshake_->ssl : nullptr; }
+
+bool Engine::lean() const { return record_layer_ != nullptr && !handshake_; }
 
 std::span<const std::byte> Engine::psk_key() const {
   return {reinterpret_cast<const std::byte*>(psk_key_.data()), psk_key_.size()};
 }
 
-std::string_view Engine::psk_hint() const { return context_->settings().psk_hint; }
+std::string_view Engine::psk_hint() const { return psk_hint_; }
 
 std::size_t Engine::max_plaintext() const {
   return std::clamp<std::size_t>(context_->settings().mtu - 48 - 13 - 8 - 16, 512, 16384);
@@ -72,18 +91,20 @@ std::size_t Engine::max_plaintext() const {
 
 std::size_t Engine::memory_estimate() const {
   std::size_t bytes = sizeof(Engine);
-  if (identity_.capacity() > 15) bytes += identity_.capacity() + 1;
-  if (psk_key_.capacity() > 15) bytes += psk_key_.capacity() + 1;
+  for (const auto* s : {&identity_, &psk_key_, &psk_hint_}) {
+    if (s->capacity() > 15) bytes += s->capacity() + 1;
+  }
   if (record_layer_) bytes += record_layer_->memory_estimate();
-  if (ssl_ != nullptr) bytes += ssl_object_estimate;
+  if (handshake_) bytes += sizeof(detail::HandshakeState) + ssl_object_estimate;
   return bytes;
 }
 
 void Engine::start(Output& out, time_point now) {
-  last_now_ = now;
-  pipe_.out = &out;  // the ClientHello is already buffered inside the SSL object
+  auto& hs = *handshake_;
+  hs.last_now = now;
+  hs.pipe.out = &out;  // the ClientHello is already buffered inside the SSL object
   drive_handshake(out);
-  pipe_.detach();
+  if (handshake_) handshake_->pipe.detach();
 }
 
 void Engine::note_handshake_records(std::span<const std::byte> datagram) {
@@ -92,24 +113,25 @@ void Engine::note_handshake_records(std::span<const std::byte> datagram) {
     const auto record = wire::next_record(rest, &rest);
     if (!record) break;
     if (record->epoch == 1 && record->type == static_cast<std::uint8_t>(wire::ContentType::handshake)) {
-      peer_epoch1_handshake_seen_ = true;
+      handshake_->peer_epoch1_handshake_seen = true;
     }
   }
 }
 
 void Engine::drive_handshake(Output& out) {
-  const int result = SSL_do_handshake(ssl_);
+  auto& hs = *handshake_;
+  const int result = SSL_do_handshake(hs.ssl);
   if (result == 1) {
     on_established(out);
     return;
   }
-  const int error = SSL_get_error(ssl_, result);
+  const int error = SSL_get_error(hs.ssl, result);
   if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
     // DTLS drops records that fail to authenticate without a word, so a
     // wrong PSK would otherwise only show as a timeout on both sides. The
     // peer switched to epoch 1 and its Finished arrived, yet OpenSSL never
     // saw a Finished: it failed to decrypt, i.e. the keys differ.
-    if (peer_ccs_seen_ && peer_epoch1_handshake_seen_ && !peer_finished_seen_) {
+    if (hs.peer_ccs_seen && hs.peer_epoch1_handshake_seen && !hs.peer_finished_seen) {
       log::debug("dtls: handshake with " + peer_.to_string() + " failed: Finished did not authenticate" +
                  (identity_.empty() ? std::string() : " (wrong key for PSK identity '" + identity_ + "')"));
       send_plaintext_alert(alert_bad_record_mac, out);
@@ -124,9 +146,9 @@ void Engine::drive_handshake(Output& out) {
     out.closed = true;
     return;
   }
-  const Failure failure = psk_identity_unknown_   ? Failure::bad_psk_identity
-                          : fatal_alert_received_ ? Failure::fatal_alert_received
-                                                  : Failure::handshake_failed;
+  const Failure failure = hs.psk_identity_unknown   ? Failure::bad_psk_identity
+                          : hs.fatal_alert_received ? Failure::fatal_alert_received
+                                                    : Failure::handshake_failed;
   if (log::enabled(log::Level::debug)) {
     char reason[256] = "";
     if (const unsigned long code = ERR_peek_last_error(); code != 0) {
@@ -142,10 +164,11 @@ void Engine::drive_handshake(Output& out) {
 void Engine::on_established(Output& out) {
   state_ = State::established;
   out.established = true;
-  if (psk_key_.empty()) identity_ = subject_common_name(ssl_);
+  if (psk_key_.empty()) identity_ = subject_common_name(handshake_->ssl);
   record_layer_ = detail::make_ssl_record_layer(*this);
   // Records that shared a datagram with the peer's Finished.
   switch (record_layer_->drain(out)) {
+    case detail::RecordLayer::Opened::data: handshake_->switch_pending = true; break;
     case detail::RecordLayer::Opened::peer_closed:
       state_ = State::closed;
       out.closed = true;
@@ -154,6 +177,65 @@ void Engine::on_established(Output& out) {
     case detail::RecordLayer::Opened::failed: fail(Failure::internal, out); break;
     default: break;
   }
+}
+
+void Engine::switch_to_lean(std::span<const std::byte> proof) {
+  auto& hs = *handshake_;
+  if (hs.switch_failed || context_->crypto_ == nullptr) return;
+  hs.switch_failed = true;  // one attempt per session; success frees hs anyway
+  SSL* ssl = hs.ssl;
+  const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
+  SSL_SESSION* session = SSL_get_session(ssl);
+  const auto* suite = cipher != nullptr ? detail::find_suite(SSL_CIPHER_get_protocol_id(cipher)) : nullptr;
+  if (suite == nullptr || session == nullptr) {
+    log::warn("dtls: " + peer_.to_string() + ": cipher suite not supported by the lean record layer, "
+              "session stays on the SSL object");
+    return;
+  }
+  std::array<std::byte, 48> master{};
+  std::array<std::byte, 32> client_random{}, server_random{};
+  detail::LeanStart start;
+  start.suite = suite;
+  const bool derived =
+      SSL_SESSION_get_master_key(session, u8(master.data()), master.size()) == master.size() &&
+      SSL_get_client_random(ssl, u8(client_random.data()), client_random.size()) == client_random.size() &&
+      SSL_get_server_random(ssl, u8(server_random.data()), server_random.size()) == server_random.size() &&
+      detail::derive_traffic_keys(*suite, master, client_random, server_random, &start.read, &start.write);
+  OPENSSL_cleanse(master.data(), master.size());
+  // The peer's record that OpenSSL just authenticated must authenticate with
+  // our derived keys too: a derivation mismatch (some extension we do not
+  // know) leaves the session on the SSL object instead of breaking it.
+  bool proven = false;
+  if (derived) {
+    auto& crypto = *context_->crypto_;
+    std::span<const std::byte> rest = proof;
+    while (!rest.empty() && !proven) {
+      const auto record = wire::next_record(rest, &rest);
+      if (!record) break;
+      if (record->epoch != 1 || record->type != static_cast<std::uint8_t>(wire::ContentType::application_data)) {
+        continue;
+      }
+      proven = crypto.open_record(*suite, start.read, *record, crypto.scratch()).has_value();
+    }
+  }
+  if (!proven) {
+    log::warn("dtls: " + peer_.to_string() + ": derived record keys do not match the SSL object's, "
+              "session stays on the SSL object");
+    OPENSSL_cleanse(&start, sizeof start);
+    return;
+  }
+  start.window = record_layer_->replay_window();
+  // Continue after every epoch-1 record number the SSL object used for us
+  // (its Finished at least), so that no nonce is ever used twice.
+  start.write_sequence = hs.pipe.wrote_epoch1 ? hs.pipe.last_epoch1_sequence + 1 : 0;
+  auto lean = detail::make_lean_record_layer(*context_->crypto_, start);
+  OPENSSL_cleanse(&start, sizeof start);
+  if (!lean) return;
+  const char* suite_name = SSL_CIPHER_get_name(cipher);  // static table, outlives the SSL object
+  record_layer_ = std::move(lean);
+  handshake_.reset();  // SSL_free: the ~22 KB DTLS buffers, the SSL struct, the session
+  log::debug("dtls: " + peer_.to_string() + " proved its keys, record protection moved to the lean layer (" +
+             suite_name + ")");
 }
 
 void Engine::fail(Failure failure, Output& out) {
@@ -166,8 +248,9 @@ void Engine::fail(Failure failure, Output& out) {
 void Engine::send_plaintext_alert(std::uint8_t description, Output& out) {
   // Only valid while our write epoch is still 0 (before our ChangeCipherSpec),
   // which holds whenever the peer's Finished is still being checked.
+  auto& pipe = handshake_->pipe;
   std::vector<std::byte> d;
-  const std::uint64_t sequence = pipe_.wrote_epoch0 ? pipe_.last_epoch0_sequence + 1 : 0;
+  const std::uint64_t sequence = pipe.wrote_epoch0 ? pipe.last_epoch0_sequence + 1 : 0;
   auto put = [&d](std::uint64_t value, int count) {
     for (int i = count - 1; i >= 0; --i) d.push_back(static_cast<std::byte>((value >> (8 * i)) & 0xff));
   };
@@ -178,23 +261,37 @@ void Engine::send_plaintext_alert(std::uint8_t description, Output& out) {
   put(2, 2);
   put(2, 1);  // fatal
   put(description, 1);
-  pipe_.last_epoch0_sequence = sequence;
-  pipe_.wrote_epoch0 = true;
+  pipe.last_epoch0_sequence = sequence;
+  pipe.wrote_epoch0 = true;
   out.datagrams.push_back(std::move(d));
 }
 
 void Engine::on_datagram(std::span<const std::byte> datagram, Output& out, time_point now) {
-  last_now_ = now;
+  if (handshake_) handshake_->last_now = now;
   if (state_ == State::closed) return;
   if (state_ == State::handshake) {
-    if (now >= handshake_deadline_) {
+    if (now >= handshake_->deadline) {
       fail(Failure::handshake_timeout, out);
       return;
     }
     note_handshake_records(datagram);
-    pipe_.feed(datagram, &out);
+    handshake_->pipe.feed(datagram, &out);
     drive_handshake(out);
-    pipe_.detach();
+    handshake_->pipe.detach();
+    if (state_ == State::established && handshake_->switch_pending) {
+      // Application records came with the peer's Finished and OpenSSL opened
+      // them; it did not tell which, so every epoch-1 application record number
+      // of the datagram counts as seen (a forged one only costs its number).
+      std::span<const std::byte> rest = datagram;
+      while (!rest.empty()) {
+        const auto record = wire::next_record(rest, &rest);
+        if (!record) break;
+        if (record->epoch == 1 && record->type == static_cast<std::uint8_t>(wire::ContentType::application_data)) {
+          record_layer_->replay_window().mark(record->sequence);
+        }
+      }
+      switch_to_lean(datagram);
+    }
     return;
   }
   std::span<const std::byte> rest = datagram;
@@ -215,7 +312,10 @@ void Engine::on_record(const wire::Record& record, Output& out) {
   if (record.epoch != record_layer_->read_epoch()) return;
   using Opened = detail::RecordLayer::Opened;
   switch (record_layer_->open(record, out)) {
-    case Opened::data: consecutive_bad_ = 0; break;
+    case Opened::data:
+      consecutive_bad_ = 0;
+      if (handshake_) switch_to_lean(record.whole);  // the peer proved it has the keys
+      break;
     case Opened::no_data: break;
     case Opened::replayed: ++bad_records_; break;
     case Opened::rejected:
@@ -237,6 +337,14 @@ void Engine::on_record(const wire::Record& record, Output& out) {
 
 bool Engine::send(std::span<const std::byte> plaintext, Output& out) {
   if (state_ != State::established || !record_layer_ || plaintext.size() > max_plaintext()) return false;
+  if (record_layer_->write_exhausted()) {
+    // Renegotiation is refused, so the session cannot get fresh keys: end it
+    // while a close_notify can still be sealed with an unused record number.
+    log::debug("dtls: write sequence space of " + peer_.to_string() + " used up, closing");
+    record_layer_->close_notify(out);
+    fail(Failure::sequence_exhausted, out);
+    return false;
+  }
   return record_layer_->seal(plaintext, out);
 }
 
@@ -246,31 +354,77 @@ void Engine::close(Output& out) {
 }
 
 std::optional<Engine::time_point> Engine::next_timer() const {
-  if (state_ != State::handshake) return std::nullopt;
+  if (state_ != State::handshake || !handshake_) return std::nullopt;
+  const auto& hs = *handshake_;
   timeval left{};
-  if (ssl_ != nullptr && DTLSv1_get_timeout(ssl_, &left) == 1) {
-    const auto retransmit = last_now_ + std::chrono::seconds(left.tv_sec) + std::chrono::microseconds(left.tv_usec);
-    return std::min(retransmit, handshake_deadline_);
+  if (DTLSv1_get_timeout(hs.ssl, &left) == 1) {
+    const auto retransmit = hs.last_now + std::chrono::seconds(left.tv_sec) + std::chrono::microseconds(left.tv_usec);
+    return std::min(retransmit, hs.deadline);
   }
-  return handshake_deadline_;
+  return hs.deadline;
 }
 
 void Engine::on_timer(Output& out, time_point now) {
-  last_now_ = now;
-  if (state_ != State::handshake) return;
-  if (now >= handshake_deadline_) {
+  if (state_ != State::handshake || !handshake_) return;
+  auto& hs = *handshake_;
+  hs.last_now = now;
+  if (now >= hs.deadline) {
     log::debug("dtls: handshake with " + peer_.to_string() + " timed out");
     fail(Failure::handshake_timeout, out);
     return;
   }
   // OpenSSL keeps its own retransmission clock; it resends only when that is due.
-  pipe_.out = &out;
-  const int result = DTLSv1_handle_timeout(ssl_);
-  pipe_.detach();
+  hs.pipe.out = &out;
+  const int result = DTLSv1_handle_timeout(hs.ssl);
+  hs.pipe.detach();
   if (result < 0) {
     ERR_clear_error();
     fail(Failure::handshake_timeout, out);
   }
+}
+
+std::optional<SessionState> Engine::export_state() const {
+  if (state_ != State::established || !lean()) return std::nullopt;
+  SessionState state;
+  if (!record_layer_->export_state(&state)) return std::nullopt;
+  state.peer = peer_;
+  state.identity = identity_;
+  const auto key = psk_key();
+  state.psk_key.assign(key.begin(), key.end());
+  state.psk_hint = psk_hint_;
+  return state;
+}
+
+std::unique_ptr<Engine> Engine::import_state(ServerContext& context, const SessionState& state,
+                                             std::uint64_t write_seq_gap) {
+  const auto* suite = detail::find_suite(state.cipher_suite);
+  if (suite == nullptr || context.crypto_ == nullptr || state.client_write_key.size() != suite->key_size ||
+      state.server_write_key.size() != suite->key_size || state.client_write_iv.size() != suite->fixed_iv_size ||
+      state.server_write_iv.size() != suite->fixed_iv_size || state.read_epoch == 0 || state.write_epoch == 0 ||
+      state.write_sequence >= detail::write_sequence_limit ||
+      write_seq_gap >= detail::write_sequence_limit - state.write_sequence ||
+      state.replay_max > detail::max_write_sequence) {
+    return nullptr;
+  }
+  detail::LeanStart start;
+  start.suite = suite;
+  std::copy(state.client_write_key.begin(), state.client_write_key.end(), start.read.key.begin());
+  std::copy(state.server_write_key.begin(), state.server_write_key.end(), start.write.key.begin());
+  std::copy(state.client_write_iv.begin(), state.client_write_iv.end(), start.read.iv.begin());
+  std::copy(state.server_write_iv.begin(), state.server_write_iv.end(), start.write.iv.begin());
+  start.read_epoch = state.read_epoch;
+  start.write_epoch = state.write_epoch;
+  start.write_sequence = state.write_sequence + write_seq_gap;
+  start.window.restore(state.replay_any, state.replay_max, state.replay_bits);
+  std::unique_ptr<Engine> engine(new Engine(context, state.peer));
+  engine->record_layer_ = detail::make_lean_record_layer(*context.crypto_, start);
+  OPENSSL_cleanse(&start, sizeof start);
+  if (!engine->record_layer_) return nullptr;
+  engine->identity_ = state.identity;
+  engine->psk_key_.assign(reinterpret_cast<const char*>(state.psk_key.data()), state.psk_key.size());
+  engine->psk_hint_ = state.psk_hint;
+  engine->state_ = State::established;
+  return engine;
 }
 
 }  // namespace coapgw::dtls

@@ -1,11 +1,15 @@
 // coapgw::dtls::Engine — one DTLS 1.2 server session, datagrams in and out.
 //
 // Created by ServerContext::on_hello once a ClientHello carried a valid cookie.
-// Owns the OpenSSL SSL object for the handshake and, through an internal
-// RecordLayer, the record protection of the established session (issue 8
-// swaps that piece for a lean AEAD layer and frees the SSL object). Does no
-// I/O and reads no clock: the worker passes `now` and sends what lands in
-// Output::datagrams. The ServerContext that created an engine must outlive it.
+// Owns the OpenSSL SSL object for the handshake (detail::HandshakeState) and,
+// through an internal RecordLayer, the record protection of the established
+// session. Once the peer has proven its keys (its first application record
+// that authenticates after our Finished), protection moves to the lean AEAD
+// layer and the SSL object is freed: an established engine then holds only
+// keys, counters, the replay window and the identity (a few hundred bytes).
+// Does no I/O and reads no clock: the worker passes `now` and sends what lands
+// in Output::datagrams. The ServerContext that created (or imported) an engine
+// must outlive it.
 #pragma once
 
 #include <chrono>
@@ -20,6 +24,7 @@
 #include "common/address.hpp"
 #include "dtls/datagram_pipe.hpp"
 #include "dtls/output.hpp"
+#include "dtls/session_state.hpp"
 #include "dtls/wire.hpp"
 
 struct ssl_st;
@@ -31,6 +36,7 @@ namespace detail {
 class RecordLayer;
 class SslRecordLayer;
 struct Callbacks;
+struct HandshakeState;
 }  // namespace detail
 
 class Engine {
@@ -47,6 +53,8 @@ class Engine {
 
   void on_datagram(std::span<const std::byte> datagram, Output& out, time_point now);
   // One application_data record -> out.datagrams; false if not established or too large.
+  // When the write sequence space is used up (close to 2^48) it sends
+  // close_notify instead, closes (out.closed, Failure::sequence_exhausted) and returns false.
   bool send(std::span<const std::byte> plaintext, Output& out);
   // close_notify -> out.datagrams (when established); state closed.
   void close(Output& out);
@@ -61,7 +69,10 @@ class Engine {
   std::span<const std::byte> psk_key() const;
   std::string_view psk_hint() const;
   const Address& peer() const { return peer_; }
-  ssl_st* native_handle() const { return ssl_; }
+  // The SSL object; nullptr once record protection moved to the lean layer.
+  ssl_st* native_handle() const;
+  // True once record protection runs without the SSL object.
+  bool lean() const;
   std::size_t memory_estimate() const;
   // Application records dropped because they failed to authenticate, were
   // replayed or were malformed (single bad records are dropped silently).
@@ -70,12 +81,24 @@ class Engine {
   // Largest plaintext send() accepts (one record fits one datagram).
   std::size_t max_plaintext() const;
 
+  // Persistence (issue 8): the session's keys, counters, window and identity;
+  // nullopt unless established and lean(). The write sequence is the next one
+  // to use: whoever restores it must add a safety gap.
+  std::optional<SessionState> export_state() const;
+  // An established lean engine from saved state, its write sequence moved
+  // forward by `write_seq_gap` (records sent after the export must not reuse a
+  // nonce). nullptr if the state is inconsistent or too close to the end of
+  // the sequence space.
+  static std::unique_ptr<Engine> import_state(ServerContext& context, const SessionState& state,
+                                              std::uint64_t write_seq_gap);
+
  private:
   friend class ServerContext;
   friend struct detail::Callbacks;
   friend class detail::SslRecordLayer;
 
   Engine(ServerContext& context, ssl_st* ssl, const Address& peer, time_point now);
+  Engine(ServerContext& context, const Address& peer);  // import: no handshake
   void start(Output& out, time_point now);
   void drive_handshake(Output& out);
   void on_established(Output& out);
@@ -83,26 +106,21 @@ class Engine {
   void fail(Failure failure, Output& out);
   void send_plaintext_alert(std::uint8_t description, Output& out);
   void note_handshake_records(std::span<const std::byte> datagram);
+  // Moves record protection to the lean layer and frees the SSL object, if
+  // one of `proof`'s epoch-1 application records opens with the derived keys.
+  void switch_to_lean(std::span<const std::byte> proof);
 
   ServerContext* context_;
-  ssl_st* ssl_;
+  std::unique_ptr<detail::HandshakeState> handshake_;  // null once lean
   std::unique_ptr<detail::RecordLayer> record_layer_;
-  detail::DatagramPipe pipe_;
-  Address peer_;
   std::string identity_;
   std::string psk_key_;
-  time_point handshake_deadline_;
-  time_point last_now_;
+  std::string psk_hint_;
   std::uint64_t bad_records_ = 0;
+  Address peer_;
   std::uint32_t consecutive_bad_ = 0;
   State state_ = State::handshake;
   Failure failure_ = Failure::none;
-  // Handshake observations from OpenSSL's callbacks (see engine.cpp).
-  bool psk_identity_unknown_ = false;
-  bool peer_ccs_seen_ = false;
-  bool peer_finished_seen_ = false;
-  bool peer_epoch1_handshake_seen_ = false;
-  bool fatal_alert_received_ = false;
 };
 
 }  // namespace coapgw::dtls

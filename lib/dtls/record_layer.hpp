@@ -2,6 +2,8 @@
 // session, kept apart from the handshake so that issue 8 can replace the
 // first implementation ("through the SSL object", SslRecordLayer) with a lean
 // AEAD layer that needs only keys, counters and the replay window.
+// The engine starts every established session on SslRecordLayer and switches
+// to LeanRecordLayer (lean_record_layer.cpp) once the peer has proven its keys.
 // Internal header.
 #pragma once
 
@@ -11,10 +13,12 @@
 #include <span>
 
 #include "dtls/output.hpp"
+#include "dtls/record_crypto.hpp"
 #include "dtls/wire.hpp"
 
 namespace coapgw::dtls {
 class Engine;
+struct SessionState;
 namespace detail {
 
 // RFC 6347 4.1.2.6 sliding window over the record sequence numbers of one epoch.
@@ -25,6 +29,15 @@ class ReplayWindow {
     if (!any_ || sequence > max_) return false;
     const std::uint64_t distance = max_ - sequence;
     return distance >= width || ((bits_ >> distance) & 1U) != 0;
+  }
+  bool any() const { return any_; }
+  std::uint64_t max() const { return max_; }
+  std::uint64_t bits() const { return bits_; }
+  // Restores a window saved with any()/max()/bits().
+  void restore(bool any, std::uint64_t max, std::uint64_t bits) {
+    any_ = any;
+    max_ = any ? max : 0;
+    bits_ = any ? (bits | 1U) : 0;
   }
   void mark(std::uint64_t sequence) {
     if (!any_) {
@@ -66,9 +79,35 @@ class RecordLayer {
   virtual bool seal(std::span<const std::byte> plaintext, Output& out) = 0;
   virtual void close_notify(Output& out) = 0;
   virtual std::size_t memory_estimate() const = 0;
+  // The window over the peer's application records, which the lean layer continues.
+  virtual ReplayWindow& replay_window() = 0;
+  // True once the write sequence is too close to 2^48 to seal application data.
+  virtual bool write_exhausted() const { return false; }
+  // Fills the keys/epochs/sequence/window part; false for the SSL-backed layer.
+  virtual bool export_state(SessionState*) const { return false; }
 };
 
 std::unique_ptr<RecordLayer> make_ssl_record_layer(Engine& engine);
+
+// What the lean layer starts from: at the switch (from the SSL object) or at import.
+struct LeanStart {
+  const SuiteParams* suite = nullptr;
+  TrafficKeys read;   // the client's write keys
+  TrafficKeys write;  // ours
+  std::uint16_t read_epoch = 1;
+  std::uint16_t write_epoch = 1;
+  std::uint64_t write_sequence = 0;
+  ReplayWindow window;
+};
+
+// Sequence numbers are 48 bits. Application data stops `write_sequence_margin`
+// short of the end so that a close_notify can still go out.
+inline constexpr std::uint64_t max_write_sequence = 0xffffffffffffULL;
+inline constexpr std::uint64_t write_sequence_margin = 16;
+inline constexpr std::uint64_t write_sequence_limit = max_write_sequence - write_sequence_margin;
+
+// `crypto` belongs to the worker's ServerContext and must outlive the layer.
+std::unique_ptr<RecordLayer> make_lean_record_layer(RecordCrypto& crypto, const LeanStart& start);
 
 }  // namespace detail
 }  // namespace coapgw::dtls

@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
 
 namespace coapgw::dtls {
@@ -60,6 +61,7 @@ std::string_view to_string(Failure failure) {
     case Failure::fatal_alert_received: return "fatal_alert_received";
     case Failure::decrypt_errors: return "decrypt_errors";
     case Failure::internal: return "internal";
+    case Failure::sequence_exhausted: return "sequence_exhausted";
   }
   return "unknown";
 }
@@ -107,6 +109,21 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
     return fail(openssl_error("dtls: no usable cipher in '" + ciphers + "'"));
   }
+  // Established sessions are protected by the lean AEAD record layer, which
+  // knows only AEAD suites: a list that could negotiate CBC (or ARIA,
+  // Camellia, NULL) is refused rather than silently narrowed.
+  if (const STACK_OF(SSL_CIPHER)* enabled = SSL_CTX_get_ciphers(ctx); enabled != nullptr) {
+    for (int i = 0; i < sk_SSL_CIPHER_num(enabled); ++i) {
+      const SSL_CIPHER* c = sk_SSL_CIPHER_value(enabled, i);
+      const std::uint16_t id = SSL_CIPHER_get_protocol_id(c);
+      if ((id >> 8) == 0x13) continue;  // TLS 1.3 suites: never negotiated in DTLS 1.2
+      if (detail::find_suite(id) == nullptr) {
+        return fail("dtls: cipher suite " + std::string(SSL_CIPHER_get_name(c)) + " in '" + ciphers +
+                    "' is not supported: DTLS sessions need an AEAD suite (AES-CCM, AES-CCM8, AES-GCM, "
+                    "ChaCha20-Poly1305), e.g. PSK-AES128-CCM8");
+      }
+    }
+  }
   if (psk) {
     SSL_CTX_set_psk_server_callback(ctx, detail::Callbacks::psk_server);
     if (!settings.psk_hint.empty() && SSL_CTX_use_psk_identity_hint(ctx, settings.psk_hint.c_str()) != 1) {
@@ -150,8 +167,12 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
     return fail(openssl_error("dtls: RAND_bytes"));
   }
   context->read_buffer_ = std::make_unique<std::byte[]>(read_buffer_bytes);
+  context->crypto_ = detail::RecordCrypto::create();
+  if (context->crypto_ == nullptr) return fail(openssl_error("dtls: AEAD ciphers unavailable"));
   return context;
 }
+
+ServerContext::ServerContext() = default;
 
 ServerContext::~ServerContext() {
   if (listener_ != nullptr) SSL_free(listener_);

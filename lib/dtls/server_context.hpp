@@ -31,12 +31,17 @@ struct evp_mac_st;
 struct evp_mac_ctx_st;
 
 namespace coapgw::dtls {
+namespace detail {
+class RecordCrypto;
+}
 
 class ServerContext {
  public:
   using time_point = std::chrono::steady_clock::time_point;
 
-  // nullptr + error on bad cert/key/ca/ciphers/settings.
+  // nullptr + error on bad cert/key/ca/ciphers/settings. A cipher list that
+  // allows a suite the lean record layer cannot protect (anything but the
+  // AES-GCM, AES-CCM(_8) and ChaCha20-Poly1305 suites) is an error too.
   static std::unique_ptr<ServerContext> create(const ServerSettings& settings, std::string* error);
   ~ServerContext();
   ServerContext(const ServerContext&) = delete;
@@ -65,7 +70,7 @@ class ServerContext {
   friend struct detail::Callbacks;
   friend class detail::SslRecordLayer;
 
-  ServerContext() = default;
+  ServerContext();
   using Cookie = std::array<std::uint8_t, cookie_size>;
   Cookie make_cookie(const std::array<std::uint8_t, 32>& secret, const Address& peer,
                      const wire::ClientHello& hello) const;
@@ -88,6 +93,8 @@ class ServerContext {
   std::size_t read_buffer_size() const;
   evp_mac_st* hmac_mac_ = nullptr;
   evp_mac_ctx_st* hmac_ = nullptr;  // re-keyed per cookie, allocated once
+  // AEAD contexts and plaintext scratch of every lean session of this worker.
+  std::unique_ptr<detail::RecordCrypto> crypto_;
 };
 
 }  // namespace coapgw::dtls

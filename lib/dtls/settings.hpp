@@ -38,6 +38,7 @@ enum class Failure : std::uint8_t {
   fatal_alert_received,
   decrypt_errors,        // too many consecutive records failed to authenticate
   internal,
+  sequence_exhausted,    // the 48-bit write sequence is used up; closed with close_notify
 };
 
 std::string_view to_string(Failure failure);

@@ -7,6 +7,7 @@
 #include "common/log.hpp"
 #include "dtls/datagram_pipe.hpp"
 #include "dtls/engine.hpp"
+#include "dtls/handshake_state.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/wire.hpp"
 
@@ -17,10 +18,11 @@ int bio_write(BIO* bio, const char* data, int length) {
   BIO_clear_retry_flags(bio);
   auto* pipe = static_cast<DatagramPipe*>(BIO_get_data(bio));
   if (length <= 0) return 0;
-  if (pipe == nullptr || pipe->out == nullptr) return length;  // nobody to send to: drop
+  if (pipe == nullptr) return length;
   const auto* first = reinterpret_cast<const std::byte*>(data);
   std::span<const std::byte> datagram(first, static_cast<std::size_t>(length));
-  pipe->out->datagrams.emplace_back(datagram.begin(), datagram.end());
+  // Noted even when the datagram is dropped below: a record number OpenSSL
+  // used must never be used again by the lean record layer.
   std::span<const std::byte> rest = datagram;
   while (!rest.empty()) {
     const auto record = wire::next_record(rest, &rest);
@@ -28,8 +30,13 @@ int bio_write(BIO* bio, const char* data, int length) {
     if (record->epoch == 0) {
       pipe->last_epoch0_sequence = std::max(pipe->last_epoch0_sequence, record->sequence);
       pipe->wrote_epoch0 = true;
+    } else if (record->epoch == 1) {
+      pipe->last_epoch1_sequence = std::max(pipe->last_epoch1_sequence, record->sequence);
+      pipe->wrote_epoch1 = true;
     }
   }
+  if (pipe->out == nullptr) return length;  // nobody to send to: drop
+  pipe->out->datagrams.emplace_back(datagram.begin(), datagram.end());
   return length;
 }
 
@@ -113,7 +120,7 @@ unsigned int Callbacks::psk_server(SSL* ssl, const char* identity, unsigned char
   const std::string* key = context->psk_ ? context->psk_->find(id) : nullptr;
   engine->identity_.assign(id);
   if (key == nullptr || key->empty() || key->size() > max_psk_len) {
-    engine->psk_identity_unknown_ = true;
+    engine->handshake_->psk_identity_unknown = true;
     log::debug("dtls: unknown PSK identity '" + std::string(id) + "' from " +
                engine->peer_.to_string());
     return 0;
@@ -139,10 +146,10 @@ void Callbacks::message(int write_p, int, int content_type, const void* buf, siz
   Engine* engine = engine_of(ssl);
   if (engine == nullptr || write_p != 0) return;
   if (content_type == SSL3_RT_CHANGE_CIPHER_SPEC) {
-    engine->peer_ccs_seen_ = true;
+    engine->handshake_->peer_ccs_seen = true;
   } else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
              *static_cast<const unsigned char*>(buf) == SSL3_MT_FINISHED) {
-    engine->peer_finished_seen_ = true;
+    engine->handshake_->peer_finished_seen = true;
   }
 }
 
@@ -152,7 +159,7 @@ void Callbacks::info(const SSL* ssl, int where, int ret) {
   Engine* engine = engine_of(ssl);
   if (engine == nullptr) return;
   if (((ret >> 8) & 0xff) == SSL3_AL_FATAL) {
-    engine->fatal_alert_received_ = true;
+    engine->handshake_->fatal_alert_received = true;
     log::debug(std::string("dtls: fatal alert '") + SSL_alert_desc_string_long(ret) + "' from " +
                engine->peer_.to_string());
   }

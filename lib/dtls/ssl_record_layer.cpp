@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 
 #include "dtls/engine.hpp"
+#include "dtls/handshake_state.hpp"
 #include "dtls/record_layer.hpp"
 #include "dtls/server_context.hpp"
 
@@ -23,10 +24,10 @@ class SslRecordLayer final : public RecordLayer {
     // from counting as authentication failures.
     if (application && replay_.seen(record.sequence)) return Opened::replayed;
     if (!acquire_buffers()) return Opened::failed;
-    engine_.pipe_.feed(record.whole, &out);
+    hs().pipe.feed(record.whole, &out);
     bool got_data = false;
     const Opened read = read_all(out, &got_data);
-    engine_.pipe_.detach();
+    hs().pipe.detach();
     release_buffers();
     if (read != Opened::no_data && read != Opened::data) return read;
     if (!application) return Opened::no_data;
@@ -36,19 +37,19 @@ class SslRecordLayer final : public RecordLayer {
   }
 
   Opened drain(Output& out) override {
-    engine_.pipe_.out = &out;
+    hs().pipe.out = &out;
     bool got_data = false;
     const Opened read = read_all(out, &got_data);
-    engine_.pipe_.detach();
+    hs().pipe.detach();
     release_buffers();
     return read;
   }
 
   bool seal(std::span<const std::byte> plaintext, Output& out) override {
     if (!acquire_buffers()) return false;
-    engine_.pipe_.out = &out;
-    const int written = SSL_write(engine_.ssl_, plaintext.data(), static_cast<int>(plaintext.size()));
-    engine_.pipe_.detach();
+    hs().pipe.out = &out;
+    const int written = SSL_write(hs().ssl, plaintext.data(), static_cast<int>(plaintext.size()));
+    hs().pipe.detach();
     if (written <= 0) ERR_clear_error();
     release_buffers();
     return written == static_cast<int>(plaintext.size());
@@ -56,14 +57,15 @@ class SslRecordLayer final : public RecordLayer {
 
   void close_notify(Output& out) override {
     if (!acquire_buffers()) return;
-    engine_.pipe_.out = &out;
-    SSL_shutdown(engine_.ssl_);
-    engine_.pipe_.detach();
+    hs().pipe.out = &out;
+    SSL_shutdown(hs().ssl);
+    hs().pipe.detach();
     ERR_clear_error();
     release_buffers();
   }
 
   std::size_t memory_estimate() const override { return sizeof(*this); }
+  ReplayWindow& replay_window() override { return replay_; }
 
  private:
   // SSL_MODE_RELEASE_BUFFERS does not cover DTLS in OpenSSL 3.0: the two
@@ -72,32 +74,34 @@ class SslRecordLayer final : public RecordLayer {
   // before the next one (OpenSSL's DTLS write path does not re-create its
   // buffer, and reading can trigger a retransmission, i.e. a write).
   bool acquire_buffers() {
-    if (SSL_alloc_buffers(engine_.ssl_) == 1) return true;
+    if (SSL_alloc_buffers(hs().ssl) == 1) return true;
     ERR_clear_error();
     return false;
   }
-  void release_buffers() { SSL_free_buffers(engine_.ssl_); }
+  void release_buffers() { SSL_free_buffers(hs().ssl); }
 
   // Reads until OpenSSL wants more input; no_data means "nothing ended".
   Opened read_all(Output& out, bool* got_data) {
     std::byte* buffer = engine_.context_->read_buffer_.get();
     const int capacity = static_cast<int>(engine_.context_->read_buffer_size());
     for (;;) {
-      const int n = SSL_read(engine_.ssl_, buffer, capacity);
+      const int n = SSL_read(hs().ssl, buffer, capacity);
       if (n > 0) {
         out.plaintexts.emplace_back(buffer, buffer + n);
         *got_data = true;
         continue;
       }
-      const int error = SSL_get_error(engine_.ssl_, n);
+      const int error = SSL_get_error(hs().ssl, n);
       ERR_clear_error();
       if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
         return *got_data ? Opened::data : Opened::no_data;
       }
       if (error == SSL_ERROR_ZERO_RETURN) return Opened::peer_closed;
-      return engine_.fatal_alert_received_ ? Opened::fatal_alert : Opened::failed;
+      return hs().fatal_alert_received ? Opened::fatal_alert : Opened::failed;
     }
   }
+
+  HandshakeState& hs() { return *engine_.handshake_; }
 
   Engine& engine_;
   ReplayWindow replay_;

@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace coapgw::gateway {
@@ -38,6 +39,9 @@ struct ForwardResponse {
   std::optional<std::uint16_t> content_format;
   std::optional<std::uint32_t> max_age;  // set with 5.03
   std::vector<std::byte> payload;
+  // Further response options relayed from a CoAP upstream (ETag, Location-Path, Location-Query), in
+  // wire order; content_format and max_age stay in their own fields.
+  std::vector<std::pair<std::uint16_t, std::vector<std::byte>>> options;
   // Metric label: "ok", "upstream_error", "connect_failed", "timeout",
   // "overloaded", "bad_response", "not_implemented".
   std::string outcome;

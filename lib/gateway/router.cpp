@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <stdexcept>
 
+#include "gateway/coap_upstream.hpp"
 #include "gateway/file_sink.hpp"
 #include "gateway/http_upstream.hpp"
 
@@ -19,7 +20,7 @@ void post_response(asio::io_context& io, ForwardDone done, ForwardResponse respo
   });
 }
 
-// coap:// and coaps:// until the CoAP client lands: an honest 5.02.
+// coaps:// until the DTLS client lands: an honest 5.02.
 class NotImplementedUpstream final : public Upstream {
  public:
   explicit NotImplementedUpstream(asio::io_context& io) : io_(io) {}
@@ -34,11 +35,14 @@ class NotImplementedUpstream final : public Upstream {
   asio::io_context& io_;
 };
 
-std::unique_ptr<Upstream> make_upstream(asio::io_context& io, const RouteSpec& spec) {
+std::unique_ptr<Upstream> make_upstream(asio::io_context& io, const RouteSpec& spec,
+                                        const CoapClientSettings& coap) {
   const std::string_view url = spec.upstream;
   if (url.starts_with("http://") || url.starts_with("https://")) return make_http_upstream(io, spec);
   if (url.starts_with("file:")) return std::make_unique<FileSink>(io, std::string(url.substr(5)));
-  if (url.starts_with("coap://") || url.starts_with("coaps://")) {
+  if (url.starts_with("coap://")) return make_coap_upstream(io, spec, coap);
+  if (url.starts_with("coaps://")) {
+    if (!parse_coap_target(url)) throw std::runtime_error("route " + spec.prefix + ": malformed CoAP upstream \"" + spec.upstream + "\"");
     return std::make_unique<NotImplementedUpstream>(io);
   }
   throw std::runtime_error("route " + spec.prefix + ": unknown upstream scheme in \"" + spec.upstream +
@@ -93,12 +97,12 @@ struct Pending {
 
 }  // namespace
 
-Router::Router(boost::asio::io_context& io, std::vector<RouteSpec> routes) : io_(io) {
+Router::Router(boost::asio::io_context& io, std::vector<RouteSpec> routes, CoapClientSettings coap) : io_(io) {
   routes_.reserve(routes.size());
   for (auto& spec : routes) {
     validate(spec);
     auto route = std::make_unique<Route>();
-    route->upstream = make_upstream(io_, spec);
+    route->upstream = make_upstream(io_, spec, coap);
     route->spec = std::move(spec);
     routes_.push_back(std::move(route));
   }

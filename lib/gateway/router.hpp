@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gateway/coap_upstream.hpp"
 #include "gateway/forward.hpp"
 
 namespace boost::asio {
@@ -27,9 +28,10 @@ inline constexpr std::uint32_t overloaded_max_age_s = 5;
 
 class Router {
  public:
-  // Builds HTTP/HTTPS/file upstreams; coap/coaps routes get a placeholder that
-  // answers 5.02 "not_implemented". Throws std::runtime_error on bad specs.
-  Router(boost::asio::io_context& io, std::vector<RouteSpec> routes);
+  // Builds HTTP/HTTPS/file/CoAP upstreams (coap:// clients use `coap`, the
+  // config's coap: transmission parameters); coaps routes get a placeholder
+  // that answers 5.02 "not_implemented". Throws std::runtime_error on bad specs.
+  Router(boost::asio::io_context& io, std::vector<RouteSpec> routes, CoapClientSettings coap = {});
   ~Router();
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;

@@ -50,6 +50,27 @@ std::unique_ptr<UdpSocket> UdpSocket::open(const Address& address, std::string* 
   return std::unique_ptr<UdpSocket>(new UdpSocket(fd, bound, address.is_unspecified()));
 }
 
+std::optional<Address> UdpSocket::probe_exclusive(const Address& address, std::string* error) {
+  int family = address.is_v6() ? AF_INET6 : AF_INET;
+  int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    if (error) *error = "socket " + address.to_string() + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  if (family == AF_INET6) set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+  sockaddr_storage ss{};
+  auto len = address.to_sockaddr(&ss, sizeof ss);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(len)) != 0) {
+    if (error) *error = "bind " + address.to_string() + ": " + std::strerror(errno);
+    ::close(fd);
+    return std::nullopt;
+  }
+  socklen_t sl = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
+  ::close(fd);
+  return Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+}
+
 UdpSocket::~UdpSocket() {
   if (fd_ >= 0) ::close(fd_);
 }

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -31,6 +32,11 @@ class UdpSocket {
   // packet-info reception on. IPv6 sockets are v6-only (IPv4 is bound separately). nullptr + error
   // on failure ("address in use" etc.).
   static std::unique_ptr<UdpSocket> open(const Address& address, std::string* error);
+  // SO_REUSEPORT lets any process of the same user join a port, so a second gateway would silently
+  // share the first one's traffic. Before the workers bind, this binds the address once without
+  // SO_REUSEPORT: it fails with "address in use" if anyone holds it. Returns the address with port 0
+  // resolved to the port it got, or nullopt + error.
+  static std::optional<Address> probe_exclusive(const Address& address, std::string* error);
   ~UdpSocket();
   UdpSocket(const UdpSocket&) = delete;
   UdpSocket& operator=(const UdpSocket&) = delete;

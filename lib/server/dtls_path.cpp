@@ -6,6 +6,8 @@
 #include "common/log.hpp"
 #include "dtls/output.hpp"
 #include "dtls/server_context.hpp"
+#include "dtls/session_state.hpp"
+#include "server/persist.hpp"
 #include "dtls/wire.hpp"
 #include "metrics/metrics.hpp"
 #include "server/worker_internal.hpp"
@@ -41,6 +43,13 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     return;
   }
   if (!hello) {
+    if (restored_ != nullptr && !restored_->empty()) {
+      if (auto* r = restore_session(ep, ep_index, d, now)) {
+        engine_of(*r)->on_datagram(d.data, out, now);
+        handle_dtls_output(*r, out, now);
+        return;
+      }
+    }
     count_bad("dtls_no_session");
     return;
   }
@@ -92,6 +101,28 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
   handle_dtls_output(*s, out, now);
 }
 
+session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
+                                          session::TimePoint now) {
+  auto bytes = restored_->take(d.peer);
+  if (!bytes || draining_.load(std::memory_order_relaxed)) return nullptr;
+  auto state = dtls::deserialize(*bytes);
+  if (!state) return nullptr;
+  // Our write sequence jumps ahead by 2^16: records sent after the export (there should be none)
+  // can never be repeated with the same nonce.
+  auto engine = dtls::Engine::import_state(*dtls_, *state, std::uint64_t{1} << 16);
+  if (!engine) return nullptr;
+  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls};
+  auto* s = table_->create_server(key, d.local, d.ifindex, now);
+  if (s == nullptr) return nullptr;
+  s->set_endpoint(ep_index);
+  s->set_tls(std::make_unique<DtlsTls>(std::move(engine)));
+  s->set_state(session::State::established);
+  // A device that goes on without a handshake after our restart is an idle session resumed.
+  metrics_.sessions_reused(metrics::Proto::dtls).Increment();
+  log::debug("dtls session restored from the persist file identity=" + state->identity, s->id());
+  return s;
+}
+
 void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session::TimePoint now) {
   Endpoint& ep = *endpoints_[s.endpoint()];
   send_dtls_datagrams(ep, s.addr_remote(), s.addr_local(), out);
@@ -121,6 +152,9 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
         break;
       case dtls::Failure::handshake_timeout:
         reason = session::CloseReason::handshake_timeout;
+        break;
+      case dtls::Failure::sequence_exhausted:
+        reason = session::CloseReason::disconnected;  // we ended it: no sequence numbers left
         break;
       default:
         reason = session::CloseReason::tls_failed;

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <thread>
 
+#include <unistd.h>
+
 #include <prometheus/counter.h>
 
 #include "admin/admin_server.hpp"
@@ -14,8 +16,10 @@
 #include "config/config.hpp"
 #include "dtls/psk_store.hpp"
 #include "dtls/server_context.hpp"
+#include "dtls/session_state.hpp"
 #include "gateway/forward.hpp"
 #include "metrics/metrics.hpp"
+#include "server/persist.hpp"
 #include "server/worker.hpp"
 
 namespace coapgw::server {
@@ -70,6 +74,7 @@ struct Gateway::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<admin::AdminServer> admin;
   std::vector<Address> coap_bound, coaps_bound;
+  persist::RestoredPool restored;
   bool started = false;
 };
 
@@ -115,6 +120,7 @@ bool Gateway::start(std::string* error) {
     ws.idle_timeout = c.sessions.idle_timeout;
     ws.max_body_size = c.coap.max_body_size;
     ws.max_reassemblies = c.coap.max_reassemblies;
+    ws.persist = !c.sessions.persist.file.empty();
     auto w = std::make_unique<Worker>(ws, *impl_->budget, *impl_->metrics);
     if (!w->open(error)) return false;
     if (i == 0) {
@@ -192,6 +198,25 @@ bool Gateway::start(std::string* error) {
     if (!impl_->admin->start(error)) return false;
   }
 
+  if (!c.sessions.persist.file.empty()) {
+    auto path = config::resolve_path(c, c.sessions.persist.file);
+    std::string why;
+    if (::access(path.c_str(), F_OK) != 0) {
+      log::info("no persisted sessions at " + path);
+    } else if (auto r = persist::read_file(path, c.sessions.persist.max_age, &why)) {
+      for (auto& e : r->entries) {
+        auto state = dtls::deserialize(e.state);
+        if (state) impl_->restored.add(state->peer, std::move(e.state));
+      }
+      log::info("restored " + std::to_string(r->entries.size()) + " DTLS sessions from " + path + " (" +
+                std::to_string(r->skipped_stale) + " older than max_age skipped)");
+    } else {
+      log::warn("not restoring sessions: " + why);
+    }
+    // Read once: a crash later must not bring back keys that were already used.
+    ::unlink(path.c_str());
+  }
+  for (auto& w : impl_->workers) w->set_restored_pool(&impl_->restored);
   for (auto& w : impl_->workers) w->start();
   impl_->started = true;
   if (impl_->admin) impl_->admin->set_ready(true);
@@ -255,6 +280,18 @@ void Gateway::drain() {
 void Gateway::stop() {
   if (impl_->admin) impl_->admin->stop();
   for (auto& w : impl_->workers) w->stop();
+  auto& c = *impl_->config;
+  if (impl_->started && !c.sessions.persist.file.empty()) {
+    std::vector<persist::Entry> all;
+    for (auto& w : impl_->workers)
+      for (auto& e : w->take_exported()) all.push_back(std::move(e));
+    auto path = config::resolve_path(c, c.sessions.persist.file);
+    std::string why;
+    if (persist::write_file(path, all, &why))
+      log::info("persisted " + std::to_string(all.size()) + " DTLS sessions to " + path);
+    else
+      log::error("could not persist sessions: " + why);
+  }
   impl_->workers.clear();
   impl_->admin.reset();
   impl_->started = false;

@@ -83,7 +83,10 @@ void Worker::on_ack_or_rst(session::Session& s, const coap::MessageView& m) {
     log::debug("separate response rejected with RST", s.id());
   auto* session = it->second->session;
   outstanding_.erase(it);
+  // A server session outlives its release (it goes to the idle pool); a closed one may not.
+  bool survives = !session->closed() && session->type() == session::Type::server;
   session->release();
+  if (survives) close_if_drained(*session);
 }
 
 namespace {
@@ -258,7 +261,8 @@ bool Worker::serve_cached_block(session::Session& s, const coap::MessageView&, c
 
 void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
                    std::optional<std::uint16_t> content_format, std::span<const std::byte> body,
-                   session::TimePoint now, std::optional<std::uint32_t> max_age, std::optional<std::uint32_t> size1) {
+                   session::TimePoint now, std::optional<std::uint32_t> max_age, std::optional<std::uint32_t> size1,
+                   std::span<const std::pair<std::uint16_t, std::vector<std::byte>>> relayed) {
   bool piggyback = r.request_type == coap::Type::con && !r.separate;
   auto type = piggyback ? coap::Type::ack : (r.separate ? coap::Type::con : coap::Type::non);
   auto mid = piggyback ? r.message_id : s.next_message_id();
@@ -299,17 +303,31 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
     }
   }
 
+  // Options in number order: our own plus what an upstream answer relays (ETag, Location-*).
+  struct Opt {
+    std::uint16_t number;
+    std::span<const std::byte> value;
+  };
+  std::array<Opt, 16> opts;
+  std::size_t n_opts = 0;
+  std::array<std::byte, 4> cf_buf, age_buf, size2_buf, size1_buf;
+  std::array<std::byte, 3> b2_buf, b1_buf;
+  auto add_uint = [&](std::uint16_t number, std::uint32_t v, std::array<std::byte, 4>& buf) {
+    opts[n_opts++] = Opt{number, std::span<const std::byte>(buf.data(), coap::encode_uint(v, buf))};
+  };
+  if (content_format) add_uint(coap::option::content_format, *content_format, cf_buf);
+  if (max_age) add_uint(coap::option::max_age, *max_age, age_buf);
+  if (block2) opts[n_opts++] = Opt{coap::option::block2, std::span<const std::byte>(b2_buf.data(), coap::encode_block(*block2, b2_buf))};
+  if (r.block1) opts[n_opts++] = Opt{coap::option::block1, std::span<const std::byte>(b1_buf.data(), coap::encode_block(*r.block1, b1_buf))};
+  if (block2 && (block2->num == 0 || r.size2_requested)) add_uint(coap::option::size2, static_cast<std::uint32_t>(body.size()), size2_buf);
+  if (size1) add_uint(coap::option::size1, *size1, size1_buf);
+  for (auto& [number, value] : relayed)
+    if (n_opts < opts.size()) opts[n_opts++] = Opt{number, value};
+  std::stable_sort(opts.begin(), opts.begin() + static_cast<std::ptrdiff_t>(n_opts),
+                   [](const Opt& a, const Opt& b) { return a.number < b.number; });
   coap::MessageWriter w(scratch_);
   w.header(type, code, mid, r.token_span());
-  if (content_format) w.option_uint(coap::option::content_format, *content_format);
-  if (max_age) w.option_uint(coap::option::max_age, *max_age);
-  std::array<std::byte, 3> bbuf;
-  if (block2) w.option(coap::option::block2, std::span<const std::byte>(bbuf.data(), coap::encode_block(*block2, bbuf)));
-  std::array<std::byte, 3> b1buf;
-  if (r.block1) w.option(coap::option::block1, std::span<const std::byte>(b1buf.data(), coap::encode_block(*r.block1, b1buf)));
-  if (block2 && (block2->num == 0 || r.size2_requested))
-    w.option_uint(coap::option::size2, static_cast<std::uint32_t>(body.size()));
-  if (size1) w.option_uint(coap::option::size1, *size1);
+  for (std::size_t i = 0; i < n_opts; ++i) w.option(opts[i].number, opts[i].value);
   w.payload(payload);
   if (w.overflow()) {
     // Options alone do not fit coap.max_message_size: say so rather than send a cut message.
@@ -359,6 +377,15 @@ void Worker::send_to(session::Session& s, std::span<const std::byte> datagram) {
   out.clear();
   engine->send(datagram, out);
   send_dtls_datagrams(ep, s.addr_remote(), s.addr_local(), out);
+  // The engine ends a session whose write sequence is exhausted (renegotiation is refused).
+  if (out.closed && !s.closed()) {
+    // Closed outside the caller's frame, which may still use the session; found again by key and
+    // id because it may be gone by then.
+    post([this, key = s.key(), id = s.id()] {
+      if (auto* again = table_->find(key); again != nullptr && again->id() == id)
+        table_->close(*again, session::CloseReason::disconnected);
+    });
+  }
 }
 
 void Worker::send_con(session::Session& s, std::vector<std::byte> datagram, std::uint16_t mid,
@@ -446,11 +473,14 @@ void Worker::on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse 
   metrics_.upstream_requests(p->route, response.outcome).Increment();
   metrics_.upstream_duration(p->route).Observe(std::chrono::duration<double>(now - p->started).count());
   session::Session& s = *p->session;
-  if (!s.closed()) {
-    reply(s, p->reply, response.code, response.content_format, response.payload, now, response.max_age);
-    send_batch_->flush();
-  }
-  s.release();
+  bool open = !s.closed();
+  bool survives = open && s.type() == session::Type::server;  // a server session outlives release()
+  if (open)
+    reply(s, p->reply, response.code, response.content_format, response.payload, now, response.max_age, std::nullopt,
+          response.options);
+  s.release();  // a closed session may be freed here
+  if (survives) close_if_drained(s);
+  send_batch_->flush();
 }
 
 void Worker::separate_due(session::TimePoint now) {

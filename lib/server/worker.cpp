@@ -11,9 +11,12 @@
 #include "dtls/engine.hpp"
 #include "dtls/output.hpp"
 #include "dtls/server_context.hpp"
+#include "dtls/session_state.hpp"
+#include "gateway/coap_upstream.hpp"
 #include "gateway/router.hpp"
 #include "metrics/metrics.hpp"
 #include "net/udp_socket.hpp"
+#include "server/persist.hpp"
 #include "server/worker_internal.hpp"
 
 #include <prometheus/counter.h>
@@ -48,7 +51,8 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       send_batch_(std::make_unique<net::SendBatch>()),
       cache_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
       dtls_out_(std::make_unique<dtls::Output>()),
-      dtls_send_out_(std::make_unique<dtls::Output>()) {
+      dtls_send_out_(std::make_unique<dtls::Output>()),
+      exported_(std::make_unique<std::vector<persist::Entry>>()) {
   table_ = std::make_unique<session::Table>(
       this, budget_, session::Table::Settings{settings_.idle_timeout, settings_.index},
       [this](session::Session& s, const session::EventInfo& e) { on_session_event(s, e); });
@@ -70,7 +74,13 @@ Worker::~Worker() {
 }
 
 bool Worker::open(std::string* error) {
-  auto add = [&](const Address& a, session::Proto proto) {
+  auto add = [&](Address a, session::Proto proto) {
+    if (settings_.index == 0) {
+      // The first worker makes sure nobody else holds the port (see probe_exclusive).
+      auto resolved = net::UdpSocket::probe_exclusive(a, error);
+      if (!resolved) return false;
+      a = *resolved;
+    }
     auto socket = net::UdpSocket::open(a, error);
     if (!socket) return false;
     auto ep = std::make_unique<Endpoint>();
@@ -100,12 +110,22 @@ std::vector<Address> Worker::bound_addresses(session::Proto proto) const {
 
 void Worker::set_dtls(std::unique_ptr<dtls::ServerContext> context) { dtls_ = std::move(context); }
 
+std::vector<persist::Entry> Worker::take_exported() {
+  auto out = std::move(*exported_);
+  exported_->clear();
+  return out;
+}
+
 void Worker::set_routes(const std::vector<gateway::RouteSpec>& routes) { apply_routes(routes); }
 
 void Worker::apply_routes(const std::vector<gateway::RouteSpec>& routes) {
   // In-flight forwards keep the old router's upstreams alive until they answer: the old router is
   // parked until then. Requests from now on use the new one.
-  auto fresh = std::make_shared<gateway::Router>(*io_, routes);
+  gateway::CoapClientSettings coap;
+  coap.ack_timeout = settings_.transmission.ack_timeout;
+  coap.ack_random_factor = settings_.transmission.ack_random_factor;
+  coap.max_retransmit = settings_.transmission.max_retransmit;
+  auto fresh = std::make_shared<gateway::Router>(*io_, routes, coap);
   route_prefixes_ = fresh->prefixes();
   if (router_) old_routers_.push_back(std::move(router_));
   router_ = std::move(fresh);
@@ -149,19 +169,53 @@ void Worker::post(std::function<void()> fn) { asio::post(*io_, std::move(fn)); }
 void Worker::begin_drain() {
   post([this] {
     draining_.store(true);
-    // close_notify to every DTLS session now; plain sessions just stop being created.
-    std::vector<session::Session*> dtls_sessions;
-    table_->for_each([&](session::Session& s) {
-      if (s.proto() == session::Proto::dtls) dtls_sessions.push_back(&s);
-    });
-    for (auto* s : dtls_sessions) close_dtls_session(*s, session::CloseReason::shutdown);
+    // close_notify now to every DTLS session without an exchange in flight; the others get theirs
+    // right after their answer went out (close_if_drained), or at stop() when the deadline passed.
+    std::vector<session::Session*> idle_dtls;
+    // With sessions.persist the DTLS sessions stay up to be exported at stop(): no close_notify.
+    if (!settings_.persist) {
+      table_->for_each([&](session::Session& s) {
+        if (s.proto() == session::Proto::dtls && s.refcount() == 0) idle_dtls.push_back(&s);
+      });
+    }
+    for (auto* s : idle_dtls) close_dtls_session(*s, session::CloseReason::shutdown);
     send_batch_->flush();
   });
+}
+
+void Worker::close_if_drained(session::Session& s) {
+  if (draining_.load(std::memory_order_relaxed) && !settings_.persist && !s.closed() && s.proto() == session::Proto::dtls &&
+      s.refcount() == 0)
+    close_dtls_session(s, session::CloseReason::shutdown);
 }
 
 void Worker::stop() {
   if (!thread_.joinable()) return;
   post([this] {
+    // Whatever is still open at the end of the drain is told so (close_notify) before we go.
+    std::vector<session::Session*> dtls_sessions;
+    table_->for_each([&](session::Session& s) {
+      if (s.proto() == session::Proto::dtls) dtls_sessions.push_back(&s);
+    });
+    auto steady_now = session::Clock::now();
+    auto wall_now = std::chrono::system_clock::now();
+    for (auto* s : dtls_sessions) {
+      auto* engine = engine_of(*s);
+      std::optional<dtls::SessionState> state;
+      if (settings_.persist && engine != nullptr) state = engine->export_state();
+      if (state) {
+        // Persisted: the device keeps its session across the restart, so no close_notify.
+        persist::Entry e;
+        e.last_seen_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  (wall_now - (steady_now - s->last_seen())).time_since_epoch())
+                                  .count();
+        e.state = dtls::serialize(*state);
+        if (!e.state.empty()) exported_->push_back(std::move(e));
+        table_->close(*s, session::CloseReason::shutdown);
+      } else {
+        close_dtls_session(*s, session::CloseReason::shutdown);
+      }
+    }
     tick_timer_->timer.cancel();
     for (auto& ep : endpoints_) ep->watcher->cancel();
     send_batch_->flush();

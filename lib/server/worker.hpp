@@ -55,6 +55,11 @@ struct ForwardResponse;
 
 namespace coapgw::server {
 
+namespace persist {
+struct Entry;
+class RestoredPool;
+}  // namespace persist
+
 struct WorkerSettings {
   int index = 0;
   std::vector<Address> coap_listen;
@@ -70,6 +75,7 @@ struct WorkerSettings {
   std::size_t max_reassemblies = 1000;        // concurrent Block1 reassemblies per worker
   std::size_t max_block_cache_bytes = 64u << 20;  // Block2 bodies kept per worker
   std::chrono::milliseconds idle_timeout{300000};
+  bool persist = false;   // sessions.persist.file set: export DTLS sessions at stop instead of close_notify
 };
 
 class Worker : public session::Context {
@@ -86,6 +92,10 @@ class Worker : public session::Context {
   std::vector<Address> bound_addresses(session::Proto proto) const;
 
   void set_dtls(std::unique_ptr<dtls::ServerContext> context);
+  // Sessions restored from sessions.persist.file, claimed by their device's next record.
+  void set_restored_pool(persist::RestoredPool* pool) { restored_ = pool; }
+  // After stop(): the DTLS sessions exported for the persist file.
+  std::vector<persist::Entry> take_exported();
   void set_routes(const std::vector<gateway::RouteSpec>& routes);   // before start(), or via post()
 
   void start();
@@ -134,7 +144,8 @@ class Worker : public session::Context {
   // out block-wise (Block2) and the rest is kept for the follow-up block requests.
   void reply(session::Session& s, const Reply& r, std::uint8_t code, std::optional<std::uint16_t> content_format,
              std::span<const std::byte> body, session::TimePoint now, std::optional<std::uint32_t> max_age = std::nullopt,
-             std::optional<std::uint32_t> size1 = std::nullopt);
+             std::optional<std::uint32_t> size1 = std::nullopt,
+             std::span<const std::pair<std::uint16_t, std::vector<std::byte>>> relayed = {});
   void send_empty(session::Session& s, coap::Type type, std::uint16_t mid);
   void send_to(session::Session& s, std::span<const std::byte> datagram);
   void send_con(session::Session& s, std::vector<std::byte> datagram, std::uint16_t mid,
@@ -162,6 +173,9 @@ class Worker : public session::Context {
   void dtls_timers_due(session::TimePoint now);
   dtls::Engine* engine_of(session::Session& s) const;
   void close_dtls_session(session::Session& s, session::CloseReason reason);
+  void close_if_drained(session::Session& s);
+  session::Session* restore_session(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
+                                    session::TimePoint now);
   void on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, session::Session* old,
                                const net::ReceivedDatagram& d, session::TimePoint now);
   void finish_rehandshake(const session::Key& key, session::TimePoint now);
@@ -186,6 +200,8 @@ class Worker : public session::Context {
   std::vector<std::string> route_prefixes_;
   std::vector<std::shared_ptr<gateway::Router>> old_routers_;  // replaced by a reload, still answering
   std::thread thread_;
+  persist::RestoredPool* restored_ = nullptr;
+  std::unique_ptr<std::vector<persist::Entry>> exported_;
   std::atomic<bool> draining_{false};
   std::atomic<std::size_t> in_flight_{0};
   std::atomic<std::int64_t> heartbeat_ms_{0};

@@ -736,10 +736,11 @@ def make_pki(directory, client_cn="pki-device"):
 CLIENT_HELLO_SUITES = (0xC0A8, 0xC0A4, 0x00A8, 0xC037, 0xC02B, 0xC0AE, 0x00FF)
 
 
-def dtls_client_hello(seq=0, cookie=b"", suites=CLIENT_HELLO_SUITES):
-    """A DTLS 1.2 ClientHello in one record (RFC 6347 4.2.1), epoch 0."""
+def dtls_client_hello(seq=0, cookie=b"", suites=CLIENT_HELLO_SUITES, random=None, message_seq=0):
+    """A DTLS 1.2 ClientHello in one record (RFC 6347 4.2.1), epoch 0. The second
+    ClientHello of a cookie exchange repeats the first one's random with the cookie."""
     body = bytearray(b"\xfe\xfd")               # client_version DTLS 1.2
-    body += os.urandom(32)                      # random
+    body += random if random is not None else os.urandom(32)  # random
     body += b"\x00"                             # session_id: empty
     body += bytes([len(cookie)]) + cookie       # cookie
     body += struct.pack("!H", 2 * len(suites)) + b"".join(struct.pack("!H", s) for s in suites)
@@ -750,10 +751,19 @@ def dtls_client_hello(seq=0, cookie=b"", suites=CLIENT_HELLO_SUITES):
     ext = groups + points + ems
     body += struct.pack("!H", len(ext)) + ext
     n = len(body)
-    hs = bytes([1]) + n.to_bytes(3, "big") + struct.pack("!H", 0) + (0).to_bytes(3, "big") \
+    hs = bytes([1]) + n.to_bytes(3, "big") + struct.pack("!H", message_seq) + (0).to_bytes(3, "big") \
         + n.to_bytes(3, "big") + bytes(body)
     return bytes([22]) + b"\xfe\xfd" + b"\x00\x00" + seq.to_bytes(6, "big") \
         + struct.pack("!H", len(hs)) + hs
+
+
+def hello_verify_cookie(data):
+    """The cookie of a HelloVerifyRequest record: record header 13, handshake header 12,
+    server_version 2, then cookie<0..255>."""
+    if not is_hello_verify_request(data) or len(data) < 28:
+        return None
+    n = data[27]
+    return bytes(data[28:28 + n])
 
 
 def is_hello_verify_request(data):

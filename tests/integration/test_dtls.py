@@ -200,3 +200,97 @@ class Certificates(DtlsTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HandshakeBound(DtlsTestCase):
+    """dtls.max_handshakes and dtls.handshake_timeout: a peer that passes the cookie exchange and
+    then stalls holds the only handshake slot; a new device is refused (counted) while an
+    established session keeps working; when the stalled handshake times out, the slot frees up."""
+
+    def counter(self, name, **labels):
+        from prometheus_client.parser import text_string_to_metric_families
+        status, body = h.http_get(self.gw.admin_url("/metrics"))
+        self.assertEqual(status, 200)
+        for family in text_string_to_metric_families(body):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return s.value
+        return 0.0
+
+    def stall_a_handshake(self):
+        host, port = self.gw.coaps_addr()
+        s = h.udp_socket((host, port))
+        random = os.urandom(32)
+        s.send(h.dtls_client_hello(seq=0, random=random))
+        s.settimeout(3.0)
+        hvr = s.recv(4096)
+        cookie = h.hello_verify_cookie(hvr)
+        self.assertIsNotNone(cookie, hvr[:16].hex())
+        s.send(h.dtls_client_hello(seq=1, cookie=cookie, random=random, message_seq=1))
+        flight = s.recv(4096)
+        # ServerHello (handshake type 2) in the first record: the gateway committed a handshake.
+        self.assertEqual((flight[0], flight[13]), (22, 2), flight[:16].hex())
+        return s
+
+    def test_handshake_slots_are_bounded_and_freed_by_timeout(self):
+        cfg = self.dtls_config(threads=1, admin=f"127.0.0.1:{h.free_tcp_port()}")
+        cfg["dtls"]["max_handshakes"] = 1
+        cfg["dtls"]["handshake_timeout"] = "3s"
+        self.gw = self.start_gateway(cfg)
+        # An established session from before the stall (held open by s_client).
+        held = h.SClient(*self.gw.coaps_addr(), h.DEMO_IDENTITY, h.DEMO_KEY)
+        try:
+            self.assertTrue(held.wait_handshake(), held.out.text())
+            stalled = self.stall_a_handshake()
+            try:
+                rc, out, err = h.coap_client(self.psk_args() + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")],
+                                             flavour="openssl", wait_s=2)
+                self.assertNotIn("</", out, "a handshake beyond dtls.max_handshakes was served")
+                self.assertGreaterEqual(self.counter("coapgw_dtls_handshakes_total", result="rejected"), 1)
+                self.assertIsNone(held.proc.poll(), "the established session was disturbed")
+                h.poll_until(lambda: self.counter("coapgw_dtls_handshakes_total", result="timeout") >= 1, 15.0,
+                             what="the stalled handshake to time out")
+                self.assert_link_format(h.coap_client(
+                    self.psk_args() + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")], flavour="openssl"))
+                self.assertEqual(self.counter("coapgw_sessions_closed_total", proto="dtls", reason="handshake_timeout"), 1)
+            finally:
+                stalled.close()
+        finally:
+            held.kill()
+
+
+class RebootedDevice(DtlsTestCase):
+    """A device that reboots (no close_notify) and handshakes again from the same address and port:
+    the new handshake runs beside the live session and replaces it only when it completes."""
+
+    def sessions(self):
+        status, body = h.http_get(self.gw.admin_url("/v1/sessions"))
+        self.assertEqual(status, 200, body)
+        data = json.loads(body)
+        return data["sessions"] if isinstance(data, dict) else data
+
+    def test_new_handshake_from_same_port_replaces_session(self):
+        self.gw = self.start_gateway(self.dtls_config(threads=1, admin=f"127.0.0.1:{h.free_tcp_port()}"))
+        port = h.free_udp_port()
+        bind = ["-bind", f"127.0.0.1:{port}"]
+        first = h.SClient(*self.gw.coaps_addr(), h.DEMO_IDENTITY, h.DEMO_KEY, extra=bind)
+        try:
+            self.assertTrue(first.wait_handshake(), first.out.text())
+            before = h.poll_until(lambda: [s for s in self.sessions() if s["state"] == "established"] or None, 5.0,
+                                  what="the first session")
+            self.assertEqual(len(before), 1, before)
+        finally:
+            first.kill()  # a reboot: no close_notify, the gateway still holds the session
+        self.assertEqual([s["id"] for s in self.sessions()], [before[0]["id"]])
+        second = h.SClient(*self.gw.coaps_addr(), h.DEMO_IDENTITY, h.DEMO_KEY, extra=bind)
+        try:
+            self.assertTrue(second.wait_handshake(), second.out.text())
+            after = h.poll_until(
+                lambda: [s for s in self.sessions() if s["id"] != before[0]["id"]] or None, 5.0,
+                what="the replacing session")
+            self.assertEqual(len(self.sessions()), 1, "the old session must be gone once the new one is up")
+            self.assertEqual(after[0]["remote"], f"127.0.0.1:{port}")
+            self.assertEqual(after[0]["state"], "established")
+            self.assertEqual(after[0]["identity"], h.DEMO_IDENTITY)
+        finally:
+            second.kill()

@@ -86,8 +86,8 @@ TEST_F(RouterTest, BadSpecsThrowAtStartup) {
   EXPECT_THROW(Router(io_, {bad_ca}), std::runtime_error);
 }
 
-TEST_F(RouterTest, CoapRoutesAnswerNotImplementedForNow) {
-  Router router(io_, {route("/legacy", "coap://127.0.0.1:5783")});
+TEST_F(RouterTest, CoapsRoutesAnswerNotImplementedForNow) {
+  Router router(io_, {route("/legacy", "coaps://127.0.0.1:5783")});
   test::Slot slot;
   ForwardRequest req;
   req.method = "GET";

@@ -1,0 +1,582 @@
+// coapgw-bench load worker — the epoll loop and the per-mode phases (see load_worker.hpp).
+#include "load_worker.hpp"
+
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <csignal>
+#include <cstdio>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coap_exchange.hpp"
+#include "device_socket.hpp"
+#include "dtls_channel.hpp"
+#include "plain_channel.hpp"
+#include "stats.hpp"
+
+namespace coapgw::bench {
+namespace {
+
+std::uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::uint64_t seconds_to_ns(double seconds) { return static_cast<std::uint64_t>(seconds * 1e9); }
+
+enum class Purpose : std::uint8_t { open, measure, keepalive, verify, cycle };
+
+struct Pending {
+  std::uint32_t token;
+  std::uint16_t message_id;
+  Purpose purpose;
+  std::uint64_t sent_ns;
+};
+
+enum class DeviceState : std::uint8_t { closed, handshaking, open, failed };
+
+struct Device {
+  int fd = -1;
+  std::unique_ptr<DtlsChannel> dtls;
+  std::uint32_t slot = 0;
+  std::uint32_t generation = 0;  // bumped on every open, so a loop can tell it was reopened
+  std::uint16_t next_message_id = 0;
+  std::uint32_t next_token = 0;
+  DeviceState state = DeviceState::closed;
+  std::uint64_t started_ns = 0;
+  std::vector<Pending> pending;
+};
+
+enum class Phase : std::uint8_t { setup, measure, hold, verify, done };
+
+bool write_line(int fd, const std::string& line) {
+  std::size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = write(fd, line.data() + done, line.size() - done);
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+class Worker {
+ public:
+  Worker(const Options& options, const WorkerPlan& plan, sockaddr_in server, SourceSpace space,
+         std::unique_ptr<DtlsClientContext> context)
+      : options_(options), plan_(plan), server_(server), space_(space),
+        context_(std::move(context)), request_(RequestTemplate::from_path(options.path)),
+        devices_(plan.devices), device_was_opened_(plan.devices, false) {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  }
+  ~Worker() {
+    for (auto& device : devices_) close_device(device, false);
+    if (epoll_fd_ >= 0) close(epoll_fd_);
+  }
+
+  int run(int report_fd, int go_fd) {
+    if (epoll_fd_ < 0) return 2;
+    const std::uint32_t setup_failures = setup();
+    if (!write_line(report_fd, "READY opened=" + std::to_string(stats_.sessions_opened) +
+                                   " failed=" + std::to_string(setup_failures) + "\n")) {
+      return 2;
+    }
+    char go = 0;
+    if (read(go_fd, &go, 1) != 1) return 2;  // the parent went away
+    switch (options_.mode) {
+      case Mode::requests: measure_requests(); break;
+      case Mode::handshake: measure_handshakes(); break;
+      case Mode::hold: hold_and_verify(); break;
+    }
+    phase_ = Phase::done;
+    for (auto& device : devices_) close_device(device, true);
+    return write_line(report_fd, "STATS " + stats_.serialize() + "\n") ? 0 : 2;
+  }
+
+ private:
+  // ---- phases ------------------------------------------------------------------------------
+
+  // Opens every device at the open rate; returns how many could not be opened.
+  std::uint32_t setup() {
+    phase_ = Phase::setup;
+    const bool contacts_server = options_.dtls || options_.mode == Mode::hold;
+    if (options_.mode == Mode::handshake) return 0;
+    if (!contacts_server) {  // plain requests: the first measured GET creates the server session
+      std::uint32_t failed = 0;
+      for (std::uint32_t i = 0; i < devices_.size(); ++i) {
+        if (!open_socket(i, plan_.first_slot + i)) {
+          ++failed;
+          continue;
+        }
+        devices_[i].state = DeviceState::open;
+      }
+      return failed;
+    }
+    const std::uint64_t start = now_ns();
+    const std::uint64_t deadline =
+        start + seconds_to_ns(static_cast<double>(devices_.size()) / plan_.open_rate +
+                              options_.handshake_timeout + options_.timeout + 30.0);
+    std::uint32_t next = 0;
+    while ((next < devices_.size() || opening_ > 0) && now_ns() < deadline) {
+      const std::uint64_t now = now_ns();
+      const double allowed = plan_.open_rate * static_cast<double>(now - start) / 1e9 + 1;
+      while (next < devices_.size() && opening_ < options_.concurrency &&
+             static_cast<double>(next) < allowed) {
+        start_open(next, plan_.first_slot + next);
+        ++next;
+      }
+      poll_once(1);
+    }
+    std::uint32_t failed = 0;
+    for (auto& device : devices_) {
+      if (device.state != DeviceState::open) {
+        close_device(device, false);
+        device.state = DeviceState::failed;
+        ++failed;
+      }
+    }
+    opening_ = 0;
+    return failed;
+  }
+
+  void measure_requests() {
+    phase_ = Phase::measure;
+    window_start_ = now_ns();
+    window_end_ = window_start_ + seconds_to_ns(options_.duration);
+    for (std::uint32_t i = 0; i < devices_.size(); ++i) {
+      if (devices_[i].state != DeviceState::open) continue;
+      for (std::uint32_t k = 0; k < options_.outstanding; ++k) ready_.push_back(i);
+    }
+    while (now_ns() < window_end_) {
+      pump_requests(now_ns());
+      poll_once(plan_.rate > 0 ? 1 : 5);
+    }
+  }
+
+  void pump_requests(std::uint64_t now) {
+    std::uint64_t budget = ready_.size();
+    if (plan_.rate > 0) {
+      const double allowed = plan_.rate * static_cast<double>(now - window_start_) / 1e9 + 1;
+      budget = allowed > static_cast<double>(stats_.requests_sent)
+                   ? static_cast<std::uint64_t>(allowed - static_cast<double>(stats_.requests_sent))
+                   : 0;
+    }
+    while (budget > 0 && !ready_.empty()) {
+      const std::uint32_t index = ready_.front();
+      ready_.pop_front();
+      --budget;
+      if (devices_[index].state != DeviceState::open) continue;
+      if (!send_request(index, Purpose::measure)) ready_.push_back(index);
+    }
+  }
+
+  void measure_handshakes() {
+    phase_ = Phase::measure;
+    window_start_ = now_ns();
+    window_end_ = window_start_ + seconds_to_ns(options_.duration);
+    for (std::uint32_t i = 0; i < devices_.size(); ++i) restart_.push_back(i);
+    std::uint64_t started = 0;
+    while (now_ns() < window_end_) {
+      const std::uint64_t now = now_ns();
+      std::uint64_t budget = restart_.size();
+      if (plan_.rate > 0) {
+        const double allowed = plan_.rate * static_cast<double>(now - window_start_) / 1e9 + 1;
+        budget = allowed > static_cast<double>(started)
+                     ? static_cast<std::uint64_t>(allowed - static_cast<double>(started))
+                     : 0;
+      }
+      while (budget > 0 && !restart_.empty()) {
+        const std::uint32_t index = restart_.front();
+        restart_.pop_front();
+        --budget;
+        ++started;
+        const std::uint32_t slot = plan_.first_slot + next_rotation_++ % plan_.slot_count;
+        start_open(index, slot);
+      }
+      poll_once(1);
+    }
+  }
+
+  void hold_and_verify() {
+    phase_ = Phase::hold;
+    const std::uint64_t start = now_ns();
+    const std::uint64_t hold_end = start + seconds_to_ns(options_.duration);
+    std::uint64_t keepalive_cursor = 0;
+    const auto count = static_cast<std::uint64_t>(devices_.size());
+    while (now_ns() < hold_end) {
+      const std::uint64_t now = now_ns();
+      if (options_.keepalive > 0) {
+        // Spread keep-alives evenly: by time t, t / S * N of them are due.
+        const auto due = static_cast<std::uint64_t>(static_cast<double>(now - start) / 1e9 /
+                                                    options_.keepalive * static_cast<double>(count));
+        while (keepalive_cursor < due) {
+          const auto index = static_cast<std::uint32_t>(keepalive_cursor++ % count);
+          if (devices_[index].state == DeviceState::open && devices_[index].pending.empty()) {
+            send_request(index, Purpose::keepalive);
+          }
+        }
+      }
+      poll_once(options_.keepalive > 0 ? 2 : 20);
+    }
+    // Verify: every opened session must still answer on its existing session (no handshake).
+    phase_ = Phase::verify;
+    const std::uint64_t verify_start = now_ns();
+    const std::uint64_t deadline =
+        verify_start + seconds_to_ns(static_cast<double>(count) / plan_.open_rate + options_.timeout + 30.0);
+    std::uint32_t next = 0;
+    while ((next < devices_.size() || verifying_ > 0) && now_ns() < deadline) {
+      const std::uint64_t now = now_ns();
+      const double allowed = plan_.open_rate * static_cast<double>(now - verify_start) / 1e9 + 1;
+      while (next < devices_.size() && verifying_ < options_.concurrency &&
+             static_cast<double>(next) < allowed) {
+        Device& device = devices_[next];
+        if (device.state == DeviceState::open) {
+          // A keep-alive still in flight is left to finish or time out first.
+          if (!device.pending.empty()) break;
+          if (send_request(next, Purpose::verify)) ++verifying_;
+          else ++stats_.verify_failures;
+        } else if (device.state == DeviceState::failed && device.generation > 0 &&
+                   device_was_opened_[next]) {
+          ++stats_.verify_failures;  // lost during the hold
+        }
+        ++next;
+      }
+      poll_once(1);
+    }
+    stats_.verify_failures += verifying_;
+    verifying_ = 0;
+  }
+
+  // ---- devices -----------------------------------------------------------------------------
+
+  bool open_socket(std::uint32_t index, std::uint32_t slot) {
+    Device& device = devices_[index];
+    close_device(device, false);
+    device.fd = open_device_socket(slot, space_, server_);
+    if (device.fd < 0) {
+      ++stats_.errors;
+      device.state = DeviceState::failed;
+      return false;
+    }
+    device.slot = slot;
+    ++device.generation;
+    device.pending.clear();
+    device.pending.reserve(options_.outstanding);
+    device.started_ns = now_ns();
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u32 = index;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, device.fd, &event) != 0) {
+      ++stats_.errors;
+      close_device(device, false);
+      device.state = DeviceState::failed;
+      return false;
+    }
+    return true;
+  }
+
+  // Setup (and every handshake-mode cycle): socket, then handshake or first request.
+  void start_open(std::uint32_t index, std::uint32_t slot) {
+    ++opening_;
+    if (!open_socket(index, slot)) return open_failed(index);
+    Device& device = devices_[index];
+    if (options_.dtls) {
+      device.dtls = DtlsChannel::start(*context_, device.fd);
+      if (!device.dtls) return open_failed(index);
+      device.state = DeviceState::handshaking;
+      return;
+    }
+    device.state = DeviceState::open;
+    if (!send_request(index, Purpose::open)) open_failed(index);
+  }
+
+  void open_succeeded(std::uint32_t index) {
+    --opening_;
+    ++stats_.sessions_opened;
+    devices_[index].state = DeviceState::open;
+    device_was_opened_[index] = true;
+  }
+
+  void open_failed(std::uint32_t index) {
+    if (phase_ == Phase::setup) {
+      --opening_;
+      ++stats_.open_failures;
+      close_device(devices_[index], false);
+      devices_[index].state = DeviceState::failed;
+      return;
+    }
+    // Handshake mode: the slot goes on with a fresh session.
+    close_device(devices_[index], false);
+    devices_[index].state = DeviceState::failed;
+    if (phase_ == Phase::measure && options_.mode == Mode::handshake) restart_.push_back(index);
+  }
+
+  void close_device(Device& device, bool notify) {
+    if (device.dtls) {
+      if (notify && device.state == DeviceState::open) device.dtls->close();
+      device.dtls.reset();
+    }
+    if (device.fd >= 0) {
+      close(device.fd);  // also leaves the epoll set
+      device.fd = -1;
+    }
+    if (device.state != DeviceState::failed) device.state = DeviceState::closed;
+    device.pending.clear();
+  }
+
+  bool send_request(std::uint32_t index, Purpose purpose) {
+    Device& device = devices_[index];
+    std::array<std::byte, max_datagram> buffer{};
+    const std::uint16_t message_id = device.next_message_id++;
+    const std::uint32_t token = device.next_token++;
+    const std::size_t size = build_get(request_, message_id, token, buffer);
+    const std::span<const std::byte> datagram(buffer.data(), size);
+    const bool sent = size > 0 && (device.dtls ? device.dtls->send(datagram)
+                                               : PlainChannel(device.fd).send(datagram));
+    if (!sent) {
+      ++stats_.errors;
+      return false;
+    }
+    device.pending.push_back({token, message_id, purpose, now_ns()});
+    if (purpose == Purpose::measure) ++stats_.requests_sent;
+    return true;
+  }
+
+  void on_readable(std::uint32_t index) {
+    Device& device = devices_[index];
+    const std::uint32_t generation = device.generation;
+    std::array<std::byte, max_datagram> buffer{};
+    for (int round = 0; round < 32 && device.fd >= 0 && device.generation == generation; ++round) {
+      if (device.state == DeviceState::handshaking) {
+        switch (device.dtls->continue_handshake()) {
+          case HandshakeStatus::in_progress: return;
+          case HandshakeStatus::failed:
+            ++stats_.handshake_failures;
+            return open_failed(index);
+          case HandshakeStatus::done:
+            on_handshake_done(index);
+            continue;
+        }
+      }
+      const ReceiveResult result =
+          device.dtls ? device.dtls->receive(buffer) : PlainChannel(device.fd).receive(buffer);
+      switch (result.status) {
+        case ReceiveStatus::would_block: return;
+        case ReceiveStatus::datagram:
+          on_datagram(index, std::span<const std::byte>(buffer.data(), result.size));
+          break;
+        case ReceiveStatus::closed:
+        case ReceiveStatus::error:
+          return on_device_error(index);
+      }
+    }
+  }
+
+  void on_handshake_done(std::uint32_t index) {
+    ++stats_.handshakes;
+    Device& device = devices_[index];
+    device.state = DeviceState::open;
+    if (options_.mode == Mode::requests) return open_succeeded(index);
+    const Purpose purpose = options_.mode == Mode::handshake ? Purpose::cycle : Purpose::open;
+    if (!send_request(index, purpose)) open_failed(index);
+  }
+
+  void on_datagram(std::uint32_t index, std::span<const std::byte> datagram) {
+    Device& device = devices_[index];
+    const Answer answer = read_answer(datagram);
+    if (answer.kind == AnswerKind::empty_ack || answer.kind == AnswerKind::other) return;
+    if (answer.kind == AnswerKind::separate_response) {
+      std::array<std::byte, 16> ack{};
+      const std::size_t size = build_empty_ack(answer.message_id, ack);
+      const std::span<const std::byte> bytes(ack.data(), size);
+      if (device.dtls) device.dtls->send(bytes);
+      else PlainChannel(device.fd).send(bytes);
+    }
+    const bool by_message_id = answer.kind == AnswerKind::reset;
+    const auto it = std::find_if(device.pending.begin(), device.pending.end(), [&](const Pending& p) {
+      return by_message_id ? p.message_id == answer.message_id : p.token == answer.token;
+    });
+    if (it == device.pending.end()) return;  // late answer to a request already timed out
+    const Pending pending = *it;
+    device.pending.erase(it);
+    if (answer.kind == AnswerKind::reset) {
+      ++stats_.errors;
+      return on_request_failed(index, pending);
+    }
+    on_request_done(index, pending, answer.code);
+  }
+
+  void on_request_done(std::uint32_t index, const Pending& pending, std::uint8_t code) {
+    const std::uint64_t now = now_ns();
+    const std::uint64_t latency_us = (now - pending.sent_ns) / 1000;
+    switch (pending.purpose) {
+      case Purpose::open:
+        return open_succeeded(index);
+      case Purpose::measure:
+        if (phase_ != Phase::measure || now >= window_end_) return;
+        ++stats_.responses;
+        if (code >> 5 == 2) ++stats_.responses_2xx;
+        else if (code >> 5 == 4) ++stats_.responses_4xx;
+        else if (code >> 5 == 5) ++stats_.responses_5xx;
+        stats_.latency.record_us(latency_us);
+        ready_.push_back(index);
+        return;
+      case Purpose::keepalive:
+        ++stats_.keepalives;
+        stats_.latency.record_us(latency_us);
+        return;
+      case Purpose::verify:
+        --verifying_;
+        ++stats_.verified;
+        stats_.latency.record_us(latency_us);
+        return;
+      case Purpose::cycle: {
+        Device& device = devices_[index];
+        if (phase_ == Phase::measure && now < window_end_) {
+          ++stats_.cycles;
+          stats_.latency.record_us((now - device.started_ns) / 1000);
+        }
+        close_device(device, true);
+        restart_.push_back(index);
+        return;
+      }
+    }
+  }
+
+  // A request that timed out or was reset; the session itself may still be fine.
+  void on_request_failed(std::uint32_t index, const Pending& pending) {
+    switch (pending.purpose) {
+      case Purpose::open:
+        return open_failed(index);
+      case Purpose::measure:
+        if (phase_ == Phase::measure) ready_.push_back(index);
+        return;
+      case Purpose::keepalive:
+        ++stats_.keepalive_failures;
+        return;
+      case Purpose::verify:
+        --verifying_;
+        ++stats_.verify_failures;
+        return;
+      case Purpose::cycle:
+        return open_failed(index);
+    }
+  }
+
+  void on_device_error(std::uint32_t index) {
+    Device& device = devices_[index];
+    ++stats_.errors;
+    if (device.state == DeviceState::handshaking) {
+      ++stats_.handshake_failures;
+      return open_failed(index);
+    }
+    const std::vector<Pending> pending = std::move(device.pending);
+    device.pending.clear();
+    const bool in_setup = phase_ == Phase::setup;
+    close_device(device, false);
+    device.state = DeviceState::failed;
+    bool open_reported = false;
+    for (const auto& p : pending) {
+      if (p.purpose == Purpose::measure) continue;  // the session is gone, no refill
+      if (p.purpose == Purpose::open || p.purpose == Purpose::cycle) open_reported = true;
+      on_request_failed(index, p);
+    }
+    if (in_setup && !open_reported && options_.mode == Mode::hold) open_failed(index);
+  }
+
+  void sweep(std::uint64_t now) {
+    const std::uint64_t timeout = seconds_to_ns(options_.timeout);
+    const std::uint64_t handshake_timeout = seconds_to_ns(options_.handshake_timeout);
+    for (std::uint32_t index = 0; index < devices_.size(); ++index) {
+      Device& device = devices_[index];
+      if (device.state == DeviceState::handshaking) {
+        if (now - device.started_ns > handshake_timeout) {
+          ++stats_.handshake_failures;
+          open_failed(index);
+        } else {
+          device.dtls->on_timer();
+        }
+        continue;
+      }
+      if (device.pending.empty()) continue;
+      for (std::size_t i = 0; i < device.pending.size();) {
+        if (now - device.pending[i].sent_ns <= timeout) {
+          ++i;
+          continue;
+        }
+        const Pending pending = device.pending[i];
+        device.pending.erase(device.pending.begin() + static_cast<std::ptrdiff_t>(i));
+        if (pending.purpose == Purpose::measure && phase_ == Phase::measure) ++stats_.timeouts;
+        const std::uint32_t generation = device.generation;
+        on_request_failed(index, pending);
+        if (device.generation != generation || device.fd < 0) break;
+      }
+    }
+  }
+
+  void poll_once(int timeout_ms) {
+    std::array<epoll_event, 1024> events{};
+    const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
+    for (int i = 0; i < n; ++i) {
+      const std::uint32_t index = events[static_cast<std::size_t>(i)].data.u32;
+      if (index < devices_.size() && devices_[index].fd >= 0) on_readable(index);
+    }
+    const std::uint64_t now = now_ns();
+    if (now - last_sweep_ >= sweep_interval_ns) {
+      last_sweep_ = now;
+      sweep(now);
+    }
+  }
+
+  static constexpr std::uint64_t sweep_interval_ns = 20'000'000;
+
+  const Options& options_;
+  const WorkerPlan plan_;
+  const sockaddr_in server_;
+  const SourceSpace space_;
+  std::unique_ptr<DtlsClientContext> context_;
+  const RequestTemplate request_;
+  std::vector<Device> devices_;
+  std::vector<bool> device_was_opened_;
+  std::deque<std::uint32_t> ready_;    // requests mode: one entry per free request slot
+  std::deque<std::uint32_t> restart_;  // handshake mode: slots waiting for a new session
+  std::uint32_t next_rotation_ = 0;
+  std::uint32_t opening_ = 0;
+  std::uint32_t verifying_ = 0;
+  Phase phase_ = Phase::setup;
+  std::uint64_t window_start_ = 0;
+  std::uint64_t window_end_ = 0;
+  std::uint64_t last_sweep_ = 0;
+  int epoll_fd_ = -1;
+  RunStats stats_;
+};
+
+}  // namespace
+
+int run_worker(const Options& options, const WorkerPlan& plan, int report_fd, int go_fd) {
+  prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive the parent, even when it is killed
+  const auto server = parse_ipv4_endpoint(options.server);
+  const auto first_address = parse_ipv4(options.source_base);
+  if (!server || !first_address) return 1;
+  std::unique_ptr<DtlsClientContext> context;
+  if (options.dtls) {
+    std::string error;
+    context = DtlsClientContext::create(options.cipher, options.identity, options.key, error);
+    if (!context) {
+      std::fprintf(stderr, "coapgw-bench: %s\n", error.c_str());
+      return 1;
+    }
+  }
+  Worker worker(options, plan, *server, SourceSpace{*first_address, options.source_port_base},
+                std::move(context));
+  return worker.run(report_fd, go_fd);
+}
+
+}  // namespace coapgw::bench

@@ -1,0 +1,148 @@
+// coapgw-bench options — flag parsing and bounds (see options.hpp).
+#include "options.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <string_view>
+
+namespace coapgw::bench {
+namespace {
+
+bool parse_double(std::string_view text, double low, double high, double& out) {
+  char* end = nullptr;
+  const std::string copy(text);
+  const double value = std::strtod(copy.c_str(), &end);
+  if (end == copy.c_str() || *end != '\0' || !std::isfinite(value) || value < low || value > high) {
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+template <typename T>
+bool parse_integer(std::string_view text, T low, T high, T& out) {
+  T value{};
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || ptr != text.data() + text.size() || value < low || value > high) {
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+}  // namespace
+
+const char* mode_name(Mode mode) {
+  switch (mode) {
+    case Mode::requests: return "requests";
+    case Mode::handshake: return "handshake";
+    case Mode::hold: return "hold";
+  }
+  return "?";
+}
+
+std::string usage() {
+  return R"(coapgw-bench: CoAP / CoAP-over-DTLS load generator
+
+  coapgw-bench --mode requests|handshake|hold [--dtls] --server A:P [options]
+
+  --mode M              requests: K CON GETs outstanding per session for --duration s
+                        handshake: new DTLS sessions continuously (cookie exchange, one GET, close)
+                        hold: open --devices sessions, keep them idle --duration s, then verify each
+  --dtls                DTLS 1.2 PSK instead of plain CoAP
+  --server A:P          server address (IPv4), default 127.0.0.1:5683
+  --path P              Uri-Path of the GET, default x (4.04 on a gateway without routes)
+  --devices N           sessions, each its own UDP socket and source port (handshake: parallel slots)
+  --outstanding K       CON GETs in flight per session (requests mode), default 1, max 64
+  --duration S          measurement (hold: idle) seconds, default 5
+  --timeout S           request timeout, default 2 (no CON retransmission: a timeout is counted)
+  --handshake-timeout S default 30 (DTLS retransmits lost flights meanwhile)
+  --rate R              offered requests/s in total (requests mode), 0 = closed loop (default)
+  --open-rate R         sessions opened per second in total, default 5000
+  --concurrency C       sessions being opened at once per process, default 200
+  --keepalive S         hold: one GET per session every S seconds, default 0 (none)
+  --procs P             processes, default 1 (raised when the file limit needs it)
+  --server-pid PID      measure that process's CPU time (utime+stime) and VmRSS
+  --cipher C            OpenSSL cipher list, default PSK-AES128-CCM8
+  --identity I --key K  PSK identity and key, default bench / bench-secret
+  --source-base A       first source address, default 127.0.0.1 (next one every 50,000 devices)
+  --source-port-base P  first source port per address, default 10000
+)";
+}
+
+std::optional<Options> parse_options(int argc, char** argv, std::string& error) {
+  Options o;
+  using Setter = std::function<bool(std::string_view)>;
+  const std::map<std::string, Setter, std::less<>> setters = {
+      {"--mode",
+       [&](std::string_view v) {
+         if (v == "requests") o.mode = Mode::requests;
+         else if (v == "handshake") o.mode = Mode::handshake;
+         else if (v == "hold") o.mode = Mode::hold;
+         else return false;
+         return true;
+       }},
+      {"--server", [&](std::string_view v) { o.server = v; return !v.empty(); }},
+      {"--path", [&](std::string_view v) { o.path = v; return v.size() < 200; }},
+      {"--devices", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, max_devices, o.devices); }},
+      {"--outstanding", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, max_outstanding, o.outstanding); }},
+      {"--duration", [&](std::string_view v) { return parse_double(v, 0.1, 86400, o.duration); }},
+      {"--timeout", [&](std::string_view v) { return parse_double(v, 0.01, 600, o.timeout); }},
+      {"--handshake-timeout", [&](std::string_view v) { return parse_double(v, 0.1, 600, o.handshake_timeout); }},
+      {"--rate", [&](std::string_view v) { return parse_double(v, 0, 1e8, o.rate); }},
+      {"--open-rate", [&](std::string_view v) { return parse_double(v, 1, 1e7, o.open_rate); }},
+      {"--concurrency", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, 100000, o.concurrency); }},
+      {"--keepalive", [&](std::string_view v) { return parse_double(v, 0, 86400, o.keepalive); }},
+      {"--procs", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, max_procs, o.procs); }},
+      {"--server-pid", [&](std::string_view v) { return parse_integer<int>(v, 1, 1 << 30, o.server_pid); }},
+      {"--cipher", [&](std::string_view v) { o.cipher = v; return !v.empty(); }},
+      {"--identity", [&](std::string_view v) { o.identity = v; return !v.empty() && v.size() <= 128; }},
+      {"--key", [&](std::string_view v) { o.key = v; return !v.empty() && v.size() <= 64; }},
+      {"--source-base", [&](std::string_view v) { o.source_base = v; return !v.empty(); }},
+      {"--source-port-base", [&](std::string_view v) { return parse_integer<std::uint16_t>(v, 1024, 15000, o.source_port_base); }},
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      error = usage();
+      return std::nullopt;
+    }
+    if (arg == "--dtls") {
+      o.dtls = true;
+      continue;
+    }
+    std::string_view value;
+    bool has_value = false;
+    if (const auto eq = arg.find('='); eq != std::string_view::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    const auto it = setters.find(arg);
+    if (it == setters.end()) {
+      error = "unknown option " + std::string(arg);
+      return std::nullopt;
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) {
+        error = "option " + std::string(arg) + " needs a value";
+        return std::nullopt;
+      }
+      value = argv[++i];
+    }
+    if (!it->second(value)) {
+      error = "bad value for " + std::string(arg) + ": " + std::string(value);
+      return std::nullopt;
+    }
+  }
+  if (o.mode == Mode::handshake && !o.dtls) {
+    error = "--mode handshake needs --dtls";
+    return std::nullopt;
+  }
+  return o;
+}
+
+}  // namespace coapgw::bench

@@ -1,0 +1,48 @@
+// coapgw-bench options — the command line of the load tool as one plain struct.
+//
+// Owns parsing and validation of the flags; every count and duration the tool uses is bounded
+// here, so the rest of the tool can trust the values. Errors are reported once, at start-up.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace coapgw::bench {
+
+enum class Mode : std::uint8_t { requests, handshake, hold };
+
+struct Options {
+  Mode mode = Mode::requests;
+  bool dtls = false;
+  std::string server = "127.0.0.1:5683";  // IPv4 address:port of the server
+  std::string path = "x";                 // Uri-Path of each GET, segments split on '/'
+  std::uint32_t devices = 100;            // sessions (requests, hold) or handshake slots (handshake)
+  std::uint32_t outstanding = 1;          // K: CON GETs in flight per session
+  double duration = 5.0;                  // seconds of measurement (hold: idle time)
+  double timeout = 2.0;                   // a request not answered by then counts as a timeout
+  double handshake_timeout = 30.0;        // a DTLS handshake not done by then is a failure
+  double rate = 0.0;                      // offered requests/s over all processes; 0 = closed loop
+  double open_rate = 5000.0;              // sessions opened per second over all processes
+  std::uint32_t concurrency = 200;        // sessions being opened at once per process
+  double keepalive = 0.0;                 // hold: one request per session every S seconds; 0 = none
+  std::uint32_t procs = 1;                // worker processes (each one epoll thread)
+  int server_pid = 0;                     // > 0: sample that process's CPU time and RSS
+  std::string cipher = "PSK-AES128-CCM8";
+  std::string identity = "bench";
+  std::string key = "bench-secret";
+  std::string source_base = "127.0.0.1";  // first source address; more follow every 50,000 devices
+  std::uint16_t source_port_base = 10000; // source ports [base, base + 50,000) per address
+};
+
+inline constexpr std::uint32_t devices_per_address = 50000;
+inline constexpr std::uint32_t max_devices = 2000000;
+inline constexpr std::uint32_t max_outstanding = 64;
+inline constexpr std::uint32_t max_procs = 64;
+
+// Parses argv; on a bad flag returns nullopt and sets `error`. `--help` sets error to the usage.
+std::optional<Options> parse_options(int argc, char** argv, std::string& error);
+std::string usage();
+const char* mode_name(Mode mode);
+
+}  // namespace coapgw::bench

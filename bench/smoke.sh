@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# bench.smoke: starts coapgwd on free loopback ports, runs one second of plain and one second of
+# DTLS requests with coapgw-bench against it, and checks that requests were answered.
+# Usage: smoke.sh COAPGWD COAPGW_BENCH   (bounded: < 10 s)
+set -euo pipefail
+gwd=$1
+bench=$2
+dir=$(mktemp -d)
+pid=""
+cleanup() {
+  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# Two free UDP ports (bound and released; a race with another binder is possible but unlikely).
+read -r coap_port coaps_port < <(/usr/bin/python3 -c '
+import socket
+s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+cat > "$dir/gw.yaml" <<YAML
+threads: 1
+log: { level: warn }
+listen: { coap: ["127.0.0.1:$coap_port"], coaps: ["127.0.0.1:$coaps_port"], admin: "" }
+dtls: { psk: { hint: "coapgw", keys: [ { identity: "bench", key: "bench-secret" } ], keys_file: "" } }
+routes: []
+YAML
+"$gwd" --config "$dir/gw.yaml" > "$dir/gwd.log" 2>&1 &
+pid=$!
+
+# Wait (bounded) until the DTLS port is bound: /proc/net/udp lists local ports in hex.
+hex=$(printf '%04X' "$coaps_port")
+for _ in $(seq 50); do
+  grep -q ":$hex " /proc/net/udp && break
+  kill -0 "$pid" 2>/dev/null || { cat "$dir/gwd.log"; exit 1; }
+  sleep 0.1
+done
+
+check() {  # check NAME RESULT-LINE: some answers, no errors
+  local name=$1 line=$2
+  echo "$name: $line"
+  local responses errors
+  responses=$(sed -n 's/.* responses=\([0-9]*\).*/\1/p' <<<"$line")
+  errors=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")
+  [[ ${responses:-0} -gt 0 && ${errors:-1} -eq 0 ]] || { echo "$name failed"; exit 1; }
+}
+plain=$("$bench" --mode requests --server "127.0.0.1:$coap_port" --devices 4 --outstanding 2 \
+          --duration 1 --server-pid "$pid" --source-base 127.0.0.1 2>/dev/null | grep '^RESULT')
+check plain "$plain"
+dtls=$("$bench" --mode requests --dtls --server "127.0.0.1:$coaps_port" --devices 4 --outstanding 2 \
+         --duration 1 --server-pid "$pid" --source-base 127.0.0.1 --source-port-base 12000 2>/dev/null | grep '^RESULT')
+check dtls "$dtls"
+echo "bench.smoke passed"

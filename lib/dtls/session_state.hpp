@@ -1,0 +1,50 @@
+// coapgw::dtls::SessionState — everything an established lean DTLS session
+// needs to go on after a restart without a handshake: peer, authenticated
+// identity and PSK, cipher suite, traffic keys, epochs, the next write
+// sequence number and the replay window. Produced by Engine::export_state(),
+// consumed by Engine::import_state(). serialize()/deserialize() give a
+// versioned, length-checked byte form; the caller adds file framing,
+// integrity (HMAC) and permissions. The bytes hold secrets: treat them as keys.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/address.hpp"
+
+namespace coapgw::dtls {
+
+struct SessionState {
+  Address peer;
+  std::string identity;            // PSK identity or certificate subject CN
+  std::vector<std::byte> psk_key;  // empty for certificate sessions
+  std::string psk_hint;
+  std::uint16_t cipher_suite = 0;  // IANA TLS cipher suite number
+  std::vector<std::byte> client_write_key, server_write_key;
+  std::vector<std::byte> client_write_iv, server_write_iv;  // 4-byte salt (GCM/CCM) or 12-byte IV (ChaCha20)
+  std::uint16_t read_epoch = 1;
+  std::uint16_t write_epoch = 1;
+  std::uint64_t write_sequence = 0;  // next sequence number to use (48 bits)
+  // RFC 6347 4.1.2.6 window over the peer's record numbers at read_epoch.
+  bool replay_any = false;
+  std::uint64_t replay_max = 0;
+  std::uint64_t replay_bits = 0;  // bit i set: replay_max - i was seen
+};
+
+inline constexpr std::uint8_t session_state_format_version = 1;
+// Bounds deserialize() enforces (and serialize() assumes).
+inline constexpr std::size_t max_state_identity_size = 1024;
+inline constexpr std::size_t max_state_psk_size = 256;  // PSK_MAX_PSK_LEN in OpenSSL
+inline constexpr std::size_t max_state_hint_size = 128;
+
+// Empty on a state that breaks the bounds above.
+std::vector<std::byte> serialize(const SessionState& state);
+// nullopt on a wrong version, truncation, trailing bytes, an unknown suite,
+// key/IV sizes that do not match the suite, or out-of-range numbers.
+std::optional<SessionState> deserialize(std::span<const std::byte> bytes);
+
+}  // namespace coapgw::dtls

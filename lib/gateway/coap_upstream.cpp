@@ -1,0 +1,578 @@
+#include "gateway/coap_upstream.hpp"
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <charconv>
+#include <deque>
+#include <random>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "coap/block.hpp"
+#include "coap/message.hpp"
+#include "coap/option.hpp"
+#include "common/address.hpp"
+#include "session/table.hpp"
+
+namespace coapgw::gateway {
+namespace {
+
+namespace asio = boost::asio;
+using udp = asio::ip::udp;
+using error_code = boost::system::error_code;
+
+// Largest datagram accepted from the upstream; CoAP over UDP stays far below (RFC 7252 §4.6).
+constexpr std::size_t max_datagram = 65535;
+// CON responses recently acknowledged, so a retransmitted one (our ACK was lost) is ACKed again
+// instead of being RST as unknown.
+constexpr std::size_t acked_memory = 64;
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// A malformed escape is kept literally: the device sent it, the upstream may judge it.
+std::string percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size()) {
+      int hi = hex_value(in[i + 1]);
+      int lo = hex_value(in[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    out += in[i];
+  }
+  return out;
+}
+
+std::vector<std::string> split_decoded(std::string_view text, char sep, bool skip_empty) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto end = text.find(sep, start);
+    if (end == std::string_view::npos) end = text.size();
+    auto part = text.substr(start, end - start);
+    if (!part.empty() || !skip_empty) out.push_back(percent_decode(part));
+    start = end + 1;
+  }
+  return out;
+}
+
+std::optional<std::uint8_t> method_code(std::string_view method) {
+  static constexpr std::pair<std::string_view, std::uint8_t> table[] = {
+      {"GET", coap::code::get},     {"POST", coap::code::post},   {"PUT", coap::code::put},
+      {"DELETE", coap::code::del},  {"FETCH", coap::code::fetch}, {"PATCH", coap::code::patch},
+      {"IPATCH", coap::code::ipatch}};
+  for (auto& [name, code] : table) {
+    if (name == method) return code;
+  }
+  return std::nullopt;
+}
+
+ForwardResponse failure(std::uint8_t code, std::string outcome) {
+  ForwardResponse r;
+  r.code = code;
+  r.outcome = std::move(outcome);
+  return r;
+}
+
+bool relayed_option(std::uint16_t n) {
+  return n == coap::option::etag || n == coap::option::location_path || n == coap::option::location_query;
+}
+
+// One forwarded request, from the first CON to the final answer; spans several CONs when Block1 or
+// Block2 is in play (each block is its own CON with its own message id, under the same token).
+struct Exchange {
+  Exchange(asio::io_context& io, ForwardDone d) : done(std::move(d)), retransmit_timer(io), deadline_timer(io) {}
+
+  std::uint64_t token_value = 0;
+  std::array<std::byte, 8> token{};
+  ForwardDone done;
+
+  std::uint8_t method = coap::code::get;
+  std::vector<coap::Option> request_options;  // Uri-Path, Uri-Query, Content-Format, Accept
+  std::vector<std::byte> payload;
+
+  bool block1 = false;           // payload goes block-wise
+  std::uint32_t block1_num = 0;  // block being sent
+  std::uint8_t block1_szx = 6;
+  bool block1_done = false;
+
+  std::uint32_t block2_next = 0;  // 0: not fetching further blocks
+  std::uint8_t block2_szx = 6;
+  std::optional<ForwardResponse> partial;  // options of the first Block2 block, body so far
+
+  // The CON currently in flight.
+  std::uint16_t mid = 0;
+  bool awaiting_ack = false;
+  std::vector<std::byte> datagram;
+  unsigned retransmits = 0;
+  std::chrono::milliseconds rto{0};
+  asio::steady_timer retransmit_timer;
+  asio::steady_timer deadline_timer;
+};
+
+class CoapClient : public std::enable_shared_from_this<CoapClient> {
+ public:
+  CoapClient(asio::io_context& io, const RouteSpec& spec, const CoapClientSettings& settings, CoapTarget target,
+             udp::endpoint remote)
+      : io_(io),
+        spec_(spec),
+        settings_(settings),
+        target_(std::move(target)),
+        remote_(remote),
+        socket_(io),
+        budget_(1),
+        table_(nullptr, budget_, session::Table::Settings{}),
+        rx_(max_datagram),
+        rng_(std::random_device{}()) {
+    socket_.open(remote_.protocol());
+    socket_.connect(remote_);
+    socket_.non_blocking(true);
+    auto local = socket_.local_endpoint();
+    const Address local_addr = Address::from_sockaddr(local.data());
+    const Address remote_addr = Address::from_sockaddr(remote_.data());
+    session_ = table_.create_client(session::Key{remote_addr, local_addr.port(), session::Proto::udp}, local_addr,
+                                    session::Clock::now());
+    if (!session_) throw std::runtime_error("route " + spec.prefix + ": no session for the CoAP upstream");
+    session_->set_state(session::State::established);
+    // Message ids start at a random value (RFC 7252 §4.4) so a restarted gateway reusing the same
+    // source port is not taken for a duplicate.
+    for (auto n = rng_() % 65536; n > 0; --n) session_->next_message_id();
+  }
+
+  void start() { do_receive(); }
+
+  void forward(ForwardRequest request, ForwardDone done) {
+    if (closed_) return post(std::move(done), failure(coap::code::bad_gateway, "upstream_error"));
+    if (by_token_.size() >= settings_.max_exchanges) {
+      auto r = failure(coap::code::service_unavailable, "overloaded");
+      r.max_age = 5;
+      return post(std::move(done), std::move(r));
+    }
+    auto method = method_code(request.method);
+    if (!method) return post(std::move(done), failure(coap::code::not_implemented, "upstream_error"));
+
+    auto ex = std::make_unique<Exchange>(io_, std::move(done));
+    do {
+      ex->token_value = rng_();
+    } while (by_token_.contains(ex->token_value));
+    for (std::size_t i = 0; i < 8; ++i) ex->token[i] = static_cast<std::byte>(ex->token_value >> (8 * i));
+    ex->method = *method;
+    for (auto& seg : target_.base_path) add_string(*ex, coap::option::uri_path, seg);
+    for (auto& seg : split_path(request.path)) add_string(*ex, coap::option::uri_path, seg);
+    for (auto& q : split_query(request.query)) add_string(*ex, coap::option::uri_query, q);
+    if (request.content_format) add_uint(*ex, coap::option::content_format, *request.content_format);
+    if (request.accept) add_uint(*ex, coap::option::accept, *request.accept);
+    ex->payload = std::move(request.payload);
+    ex->block1 = ex->payload.size() > settings_.block_size;
+    ex->block1_szx = coap::szx_for_size(settings_.block_size);
+    ex->block2_szx = ex->block1_szx;
+
+    auto token = ex->token_value;
+    session_->reference();  // pending traffic holds the session
+    ex->deadline_timer.expires_after(spec_.timeout);
+    ex->deadline_timer.async_wait([self = shared_from_this(), token](error_code ec) {
+      if (ec) return;
+      self->finish(token, failure(coap::code::gateway_timeout, "timeout"));
+    });
+    auto& ref = *ex;
+    by_token_.emplace(token, std::move(ex));
+    send_next(ref);
+  }
+
+  // Answers everything in flight and closes the socket; the session is released.
+  void shutdown() {
+    if (closed_) return;
+    closed_ = true;
+    std::vector<std::uint64_t> tokens;
+    for (auto& [t, ex] : by_token_) tokens.push_back(t);
+    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, "upstream_error"));
+    error_code ec;
+    socket_.close(ec);
+    if (session_) {
+      session_->release();  // refcount 1 from create_client: frees it
+      session_ = nullptr;
+    }
+  }
+
+ private:
+  void post(ForwardDone done, ForwardResponse r) {
+    asio::post(io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+  }
+
+  static void add_string(Exchange& ex, std::uint16_t n, std::string_view v) {
+    coap::Option o{n, {}};
+    auto b = coap::as_bytes(v);
+    o.value.assign(b.begin(), b.end());
+    ex.request_options.push_back(std::move(o));
+  }
+  static void add_uint(Exchange& ex, std::uint16_t n, std::uint32_t v) {
+    std::array<std::byte, 4> buf{};
+    auto len = coap::encode_uint(v, buf);
+    ex.request_options.push_back(coap::Option{n, std::vector<std::byte>(buf.begin(), buf.begin() + len)});
+  }
+
+  // Builds and sends the next CON of the exchange: the next Block1 block, the next Block2 request,
+  // or the whole request.
+  void send_next(Exchange& ex) {
+    coap::Message m;
+    m.type = coap::Type::con;
+    m.code = ex.method;
+    m.message_id = session_->next_message_id();
+    m.token.assign(ex.token.begin(), ex.token.end());
+    m.options = ex.request_options;
+    if (ex.block2_next > 0) {
+      // RFC 7959 §2.4: later blocks of the answer are asked for with Block2 and no payload.
+      add_block(m, coap::option::block2, coap::BlockValue{ex.block2_next, false, ex.block2_szx});
+    } else if (ex.block1) {
+      const std::size_t size = std::size_t{16} << ex.block1_szx;
+      const std::size_t offset = std::size_t{ex.block1_num} * size;
+      const std::size_t n = std::min(size, ex.payload.size() - offset);
+      const bool more = offset + n < ex.payload.size();
+      add_block(m, coap::option::block1, coap::BlockValue{ex.block1_num, more, ex.block1_szx});
+      if (ex.block1_num == 0) m.add_uint_option(coap::option::size1, static_cast<std::uint32_t>(ex.payload.size()));
+      m.payload.assign(ex.payload.begin() + static_cast<std::ptrdiff_t>(offset),
+                       ex.payload.begin() + static_cast<std::ptrdiff_t>(offset + n));
+    } else {
+      m.payload = ex.payload;
+    }
+    ex.datagram = coap::serialize(m);
+    if (ex.datagram.empty()) {
+      return finish(ex.token_value, failure(coap::code::bad_gateway, "upstream_error"));
+    }
+    if (ex.awaiting_ack) by_mid_.erase(ex.mid);
+    ex.mid = m.message_id;
+    ex.awaiting_ack = true;
+    by_mid_[ex.mid] = ex.token_value;
+    ex.retransmits = 0;
+    std::uniform_real_distribution<double> factor(1.0, std::max(1.0, settings_.ack_random_factor));
+    ex.rto = std::chrono::milliseconds(
+        static_cast<std::int64_t>(static_cast<double>(settings_.ack_timeout.count()) * factor(rng_)));
+    transmit(ex);
+  }
+
+  static void add_block(coap::Message& m, std::uint16_t number, const coap::BlockValue& b) {
+    std::array<std::byte, 3> buf{};
+    auto len = coap::encode_block(b, buf);
+    m.add_option(number, std::span<const std::byte>(buf.data(), len));
+  }
+
+  void transmit(Exchange& ex) {
+    error_code ec;
+    socket_.send(asio::buffer(ex.datagram), 0, ec);
+    if (ec == asio::error::connection_refused) {
+      return finish(ex.token_value, failure(coap::code::bad_gateway, "connect_failed"));
+    }
+    // Other send errors (would_block, no buffer space) are left to the retransmission.
+    ex.retransmit_timer.expires_after(ex.rto);
+    ex.retransmit_timer.async_wait(
+        [self = shared_from_this(), token = ex.token_value, mid = ex.mid](error_code e) {
+          if (!e) self->on_retransmit_due(token, mid);
+        });
+  }
+
+  void on_retransmit_due(std::uint64_t token, std::uint16_t mid) {
+    auto it = by_token_.find(token);
+    if (it == by_token_.end()) return;
+    Exchange& ex = *it->second;
+    if (!ex.awaiting_ack || ex.mid != mid) return;  // a stale timer for an earlier CON
+    if (ex.retransmits >= settings_.max_retransmit) {
+      return finish(token, failure(coap::code::gateway_timeout, "timeout"));
+    }
+    ++ex.retransmits;
+    ex.rto *= 2;
+    transmit(ex);
+  }
+
+  void do_receive() {
+    socket_.async_receive(asio::buffer(rx_), [self = shared_from_this()](error_code ec, std::size_t n) {
+      if (self->closed_ || ec == asio::error::operation_aborted) return;
+      if (ec == asio::error::connection_refused) {
+        self->on_unreachable();
+      } else if (!ec) {
+        self->on_datagram(std::span<const std::byte>(self->rx_.data(), n));
+      }
+      if (!self->closed_) self->do_receive();
+    });
+  }
+
+  // ICMP port unreachable for one of our datagrams: the upstream is down, so every exchange that has
+  // not heard from it yet fails now rather than at the timeout.
+  void on_unreachable() {
+    std::vector<std::uint64_t> tokens;
+    for (auto& [t, ex] : by_token_) {
+      if (ex->awaiting_ack) tokens.push_back(t);
+    }
+    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, "connect_failed"));
+  }
+
+  void send_empty(coap::Type type, std::uint16_t mid) {
+    std::array<std::byte, 4> buf{};
+    coap::MessageWriter w(buf);
+    w.header(type, coap::code::empty, mid, {});
+    error_code ec;
+    socket_.send(asio::buffer(w.bytes().data(), w.size()), 0, ec);
+  }
+
+  void on_datagram(std::span<const std::byte> datagram) {
+    coap::MessageView m;
+    if (coap::parse(datagram, m) != coap::ParseError::ok) return;  // RFC 7252 §4.2: silently ignore
+    if (m.type == coap::Type::ack || m.type == coap::Type::rst) {
+      auto it = by_mid_.find(m.message_id);
+      if (it == by_mid_.end()) return;
+      auto token = it->second;
+      auto& ex = *by_token_.at(token);
+      if (m.type == coap::Type::rst) return finish(token, failure(coap::code::bad_gateway, "upstream_error"));
+      if (coap::is_empty(m.code)) {  // separate response follows
+        stop_awaiting(ex);
+        return;
+      }
+      if (!token_matches(ex, m)) return;
+      stop_awaiting(ex);
+      return on_response(ex, m);
+    }
+    // CON or NON: a separate response (or a request, which a client does not serve).
+    if (!coap::is_response(m.code) || m.token.size() != 8) {
+      if (m.type == coap::Type::con) send_empty(coap::Type::rst, m.message_id);
+      return;
+    }
+    std::uint64_t token = 0;
+    for (std::size_t i = 0; i < 8; ++i) token |= std::uint64_t(std::to_integer<std::uint8_t>(m.token[i])) << (8 * i);
+    if (m.type == coap::Type::con && std::find(acked_.begin(), acked_.end(), m.message_id) != acked_.end()) {
+      // A retransmission of a response already handled (our ACK was lost): ACK again, act once.
+      send_empty(coap::Type::ack, m.message_id);
+      return;
+    }
+    auto it = by_token_.find(token);
+    if (it == by_token_.end()) {
+      if (m.type == coap::Type::con) send_empty(coap::Type::rst, m.message_id);
+      return;
+    }
+    if (m.type == coap::Type::con) {
+      send_empty(coap::Type::ack, m.message_id);
+      acked_.push_back(m.message_id);
+      if (acked_.size() > acked_memory) acked_.pop_front();
+    }
+    if (is_stale(*it->second, m)) return;
+    // A separate response also acknowledges our CON if its empty ACK was lost (RFC 7252 §5.2.2).
+    stop_awaiting(*it->second);
+    on_response(*it->second, m);
+  }
+
+  static bool token_matches(const Exchange& ex, const coap::MessageView& m) {
+    return m.token.size() == ex.token.size() && std::equal(m.token.begin(), m.token.end(), ex.token.begin());
+  }
+
+  // A late separate response to an earlier block of this exchange (same token, already handled).
+  static bool is_stale(const Exchange& ex, const coap::MessageView& m) {
+    if (ex.partial) {
+      if (auto* o = m.find(coap::option::block2)) {
+        if (auto b = coap::decode_block(o->value); b && b->num < ex.block2_next) return true;
+      }
+    }
+    if (ex.block1 && !ex.block1_done && m.code == coap::code::continue_) {
+      if (auto* o = m.find(coap::option::block1)) {
+        // Stale when what it acknowledges ends before the block now in flight starts.
+        auto b = coap::decode_block(o->value);
+        const std::size_t in_flight_start = (std::size_t{16} << ex.block1_szx) * ex.block1_num;
+        if (b && b->size() * (std::size_t{b->num} + 1) <= in_flight_start) return true;
+      }
+    }
+    return false;
+  }
+
+  void stop_awaiting(Exchange& ex) {
+    if (!ex.awaiting_ack) return;
+    ex.awaiting_ack = false;
+    by_mid_.erase(ex.mid);
+    ex.retransmit_timer.cancel();
+  }
+
+  void on_response(Exchange& ex, const coap::MessageView& m) {
+    const auto token = ex.token_value;
+    // Block1 in progress: 2.31 Continue asks for the next block.
+    if (ex.block1 && !ex.block1_done) {
+      const std::size_t size = std::size_t{16} << ex.block1_szx;
+      const std::size_t sent = (std::size_t{ex.block1_num} + 1) * size;
+      if (m.code == coap::code::continue_ && sent < ex.payload.size()) {
+        std::uint8_t szx = ex.block1_szx;
+        if (auto* b1 = m.find(coap::option::block1)) {
+          if (auto v = coap::decode_block(b1->value); v && v->szx < szx) szx = v->szx;  // server asks smaller
+        }
+        ex.block1_szx = szx;
+        ex.block1_num = static_cast<std::uint32_t>(sent / (std::size_t{16} << szx));
+        return send_next(ex);
+      }
+      ex.block1_done = true;
+    }
+    // Block2: collect every block of the answer before answering the device.
+    std::optional<coap::BlockValue> b2;
+    if (auto* o = m.find(coap::option::block2)) {
+      b2 = coap::decode_block(o->value);
+      if (!b2) return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+    }
+    if (b2 && (b2->more || ex.partial)) {
+      if (b2->num != ex.block2_next || (ex.partial && m.code != ex.partial->code)) {
+        return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+      }
+      if (!ex.partial) ex.partial = to_response(m);
+      else ex.partial->payload.insert(ex.partial->payload.end(), m.payload.begin(), m.payload.end());
+      if (ex.partial->payload.size() > settings_.max_body_bytes) {
+        return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+      }
+      if (b2->more) {
+        ex.block2_szx = b2->szx;
+        ex.block2_next = b2->num + 1;
+        return send_next(ex);
+      }
+      auto whole = std::move(*ex.partial);
+      return finish(token, std::move(whole));
+    }
+    finish(token, to_response(m));
+  }
+
+  static ForwardResponse to_response(const coap::MessageView& m) {
+    ForwardResponse r;
+    r.code = m.code;
+    r.outcome = (m.code >> 5) == 5 ? "upstream_error" : "ok";
+    if (auto* cf = m.find(coap::option::content_format))
+      r.content_format = static_cast<std::uint16_t>(coap::decode_uint(cf->value));
+    if (auto* ma = m.find(coap::option::max_age)) r.max_age = coap::decode_uint(ma->value);
+    for (auto& o : m.option_list()) {
+      if (relayed_option(o.number)) r.options.emplace_back(o.number, std::vector<std::byte>(o.value.begin(), o.value.end()));
+    }
+    r.payload.assign(m.payload.begin(), m.payload.end());
+    return r;
+  }
+
+  void finish(std::uint64_t token, ForwardResponse response) {
+    auto it = by_token_.find(token);
+    if (it == by_token_.end()) return;
+    auto ex = std::move(it->second);
+    by_token_.erase(it);
+    if (ex->awaiting_ack) by_mid_.erase(ex->mid);
+    ex->retransmit_timer.cancel();
+    ex->deadline_timer.cancel();
+    if (session_) session_->release();
+    post(std::move(ex->done), std::move(response));
+  }
+
+  asio::io_context& io_;
+  RouteSpec spec_;
+  CoapClientSettings settings_;
+  CoapTarget target_;
+  udp::endpoint remote_;
+  udp::socket socket_;
+  session::Budget budget_;  // before table_: the table returns its sessions to it
+  session::Table table_;
+  session::Session* session_ = nullptr;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Exchange>> by_token_;
+  std::unordered_map<std::uint16_t, std::uint64_t> by_mid_;  // CONs awaiting their ACK
+  std::deque<std::uint16_t> acked_;
+  std::vector<std::byte> rx_;
+  std::mt19937_64 rng_;
+  bool closed_ = false;
+};
+
+// The Upstream face: owns the client, whose handlers keep it alive until they have run.
+class CoapUpstream final : public Upstream {
+ public:
+  explicit CoapUpstream(std::shared_ptr<CoapClient> client) : client_(std::move(client)) { client_->start(); }
+  ~CoapUpstream() override { client_->shutdown(); }
+  void forward(ForwardRequest request, ForwardDone done) override {
+    client_->forward(std::move(request), std::move(done));
+  }
+  void shutdown() override { client_->shutdown(); }
+
+ private:
+  std::shared_ptr<CoapClient> client_;
+};
+
+}  // namespace
+
+std::vector<std::string> split_path(std::string_view path) { return split_decoded(path, '/', true); }
+
+std::vector<std::string> split_query(std::string_view query) {
+  if (query.empty()) return {};
+  return split_decoded(query, '&', false);
+}
+
+std::optional<CoapTarget> parse_coap_target(std::string_view url) {
+  CoapTarget t;
+  if (url.starts_with("coap://")) {
+    url.remove_prefix(7);
+  } else if (url.starts_with("coaps://")) {
+    url.remove_prefix(8);
+    t.secure = true;
+    t.port = 5684;
+  } else {
+    return std::nullopt;
+  }
+  auto slash = url.find('/');
+  std::string_view authority = url.substr(0, slash);
+  std::string_view path = slash == std::string_view::npos ? std::string_view{} : url.substr(slash);
+  if (authority.empty()) return std::nullopt;
+  std::string_view port;
+  if (authority.front() == '[') {
+    auto close = authority.find(']');
+    if (close == std::string_view::npos || close == 1) return std::nullopt;
+    t.host = std::string(authority.substr(1, close - 1));
+    auto rest = authority.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+      if (port.empty()) return std::nullopt;
+    }
+  } else {
+    auto colon = authority.find(':');
+    t.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port = authority.substr(colon + 1);
+      if (port.empty()) return std::nullopt;
+    }
+    if (t.host.empty()) return std::nullopt;
+  }
+  if (!port.empty()) {
+    unsigned value = 0;
+    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc{} || p != port.data() + port.size() || value == 0 || value > 65535) return std::nullopt;
+    t.port = static_cast<std::uint16_t>(value);
+  }
+  if (path.find_first_of("?#") != std::string_view::npos) return std::nullopt;
+  t.base_path = split_path(path);
+  return t;
+}
+
+std::unique_ptr<Upstream> make_coap_upstream(asio::io_context& io, const RouteSpec& spec,
+                                             const CoapClientSettings& settings) {
+  auto target = parse_coap_target(spec.upstream);
+  if (!target) throw std::runtime_error("route " + spec.prefix + ": malformed CoAP upstream \"" + spec.upstream + "\"");
+  if (target->secure) throw std::runtime_error("route " + spec.prefix + ": coaps upstreams are not supported yet");
+  if (settings.block_size < 16 || settings.max_retransmit > 20 || settings.ack_timeout.count() <= 0) {
+    throw std::runtime_error("route " + spec.prefix + ": bad CoAP transmission parameters");
+  }
+  udp::resolver resolver(io);
+  error_code ec;
+  auto results = resolver.resolve(target->host, std::to_string(target->port), ec);
+  if (ec || results.empty()) {
+    throw std::runtime_error("route " + spec.prefix + ": cannot resolve \"" + target->host + "\": " + ec.message());
+  }
+  udp::endpoint remote = results.begin()->endpoint();
+  auto client = std::make_shared<CoapClient>(io, spec, settings, std::move(*target), remote);
+  return std::make_unique<CoapUpstream>(std::move(client));
+}
+
+}  // namespace coapgw::gateway

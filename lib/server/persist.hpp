@@ -1,0 +1,57 @@
+// coapgw::server::persist — established DTLS sessions across a restart (sessions.persist).
+//
+// On SIGTERM the workers export each lean DTLS session (dtls::SessionState, which holds traffic
+// keys) instead of sending close_notify; the gateway writes them here. On start the file is read
+// back and its sessions wait in a RestoredPool until their device's next record arrives, on
+// whichever worker the kernel hands it to.
+//
+// File: "COAPGWP1", created_unix_ms (8), count (4), then per session last_seen_unix_ms (8),
+// length (4), serialized state; then HMAC-SHA256 over everything before it. The HMAC key is 32
+// random bytes in "<file>.key" (created on first use, mode 0600), so a file written by another
+// installation, or altered, is refused; so is one older than max_age. Both files are mode 0600,
+// written to a temporary name and renamed into place.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/address.hpp"
+
+namespace coapgw::server::persist {
+
+struct Entry {
+  std::int64_t last_seen_unix_ms = 0;
+  std::vector<std::byte> state;  // dtls::serialize(SessionState)
+};
+
+// Writes atomically with mode 0600; false + error on failure.
+bool write_file(const std::string& path, const std::vector<Entry>& entries, std::string* error);
+
+struct ReadResult {
+  std::vector<Entry> entries;  // those younger than max_age
+  std::size_t skipped_stale = 0;
+};
+// nullopt + error for a missing, corrupt, foreign or stale file (never partly trusted).
+std::optional<ReadResult> read_file(const std::string& path, std::chrono::milliseconds max_age, std::string* error);
+
+// Restored sessions waiting for their device, shared by the workers. Only touched when a DTLS
+// record arrives from a peer that has no session (after a restart), never on the hot path.
+class RestoredPool {
+ public:
+  void add(const Address& peer, std::vector<std::byte> state);
+  std::optional<std::vector<std::byte>> take(const Address& peer);
+  bool empty() const { return size_.load(std::memory_order_relaxed) == 0; }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<Address, std::vector<std::byte>, AddressHash> by_peer_;
+  std::atomic<std::size_t> size_{0};
+};
+
+}  // namespace coapgw::server::persist
