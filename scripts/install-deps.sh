@@ -16,7 +16,6 @@ packages=(
   libcoap3-bin                        # coap-client-{notls,openssl,gnutls}: test peers
   python3 python3-prometheus-client python3-yaml   # integration tests
   systemd                             # systemd-analyze verify of the unit
-  libsystemd-dev
   procps iproute2 curl
 )
 packages+=("$@")
