@@ -216,6 +216,11 @@ void Metrics::add_session_source(std::function<void(SessionCounts&)> add_counts)
   session_sources_.push_back(std::move(add_counts));
 }
 
+void Metrics::clear_session_sources() {
+  std::lock_guard lock(scrape_mutex_);
+  session_sources_.clear();
+}
+
 void Metrics::update_session_gauges() {
   SessionCounts total;
   for (const auto& source : session_sources_) source(total);

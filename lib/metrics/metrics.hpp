@@ -100,6 +100,8 @@ class Metrics {
   // Registers a source called at each scrape (on the scraping thread); it
   // must add its counts without blocking on a worker. Register at start-up.
   void add_session_source(std::function<void(SessionCounts&)> add_counts);
+  // Drops every source (their owners are going away); the gauges then read 0.
+  void clear_session_sources();
 
   // Sums the session sources into the session gauges, then renders every
   // family in the Prometheus text format (version 0.0.4).

@@ -26,8 +26,9 @@ std::unique_ptr<UdpSocket> UdpSocket::open(const Address& address, std::string* 
   int family = address.is_v6() ? AF_INET6 : AF_INET;
   int fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail("socket");
+  // SO_REUSEPORT only (no SO_REUSEADDR, which for UDP would let any user bind the port later):
+  // the kernel then admits only sockets of our own user into the group.
   set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1);
-  set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   // Bigger buffers absorb bursts (the kernel caps them at rmem_max/wmem_max).
   set_int(fd, SOL_SOCKET, SO_RCVBUF, 4 << 20);
   set_int(fd, SOL_SOCKET, SO_SNDBUF, 4 << 20);

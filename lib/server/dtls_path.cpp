@@ -26,25 +26,30 @@ void Worker::send_dtls_datagrams(Endpoint& ep, const Address& peer, const Addres
 void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
                               session::TimePoint now) {
   if (!dtls_) return;
-  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls};
+  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
   auto& out = *dtls_out_;
   out.clear();
-  session::Session* s = table_->lookup_and_touch(key, now);
+  // Not touched yet: only a record that authenticates counts as activity (mark_used below), so
+  // spoofed datagrams from a device's address cannot keep its session from expiring.
+  session::Session* s = table_->find(key);
   bool hello = dtls::looks_like_client_hello(d.data);
   if (!rehandshakes_.empty() && rehandshakes_.count(key) != 0 && !hello) {
     on_rehandshake_datagram(ep, ep_index, s, d, now);
     return;
   }
   if (s != nullptr && !(hello && s->state() == session::State::established)) {
-    s->set_ifindex(d.ifindex);
-    if (ep.socket->wildcard()) s->set_addr_local(d.local);
     engine_of(*s)->on_datagram(d.data, out, now);
+    if (!out.plaintexts.empty() || out.established) {
+      table_->mark_used(*s, now);
+      s->set_ifindex(d.ifindex);
+      if (ep.socket->wildcard()) s->set_addr_local(d.local);
+    }
     handle_dtls_output(*s, out, now);
     return;
   }
   if (!hello) {
     if (restored_ != nullptr && !restored_->empty()) {
-      if (auto* r = restore_session(ep, ep_index, d, now)) {
+      if (auto* r = draining_.load(std::memory_order_relaxed) ? nullptr : restore_session(ep, ep_index, d, now)) {
         engine_of(*r)->on_datagram(d.data, out, now);
         handle_dtls_output(*r, out, now);
         return;
@@ -94,7 +99,7 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     count_bad("session_table_full");
     return;
   }
-  s->set_endpoint(ep_index);
+  rehandshakes_.erase(key);  // a replacement handshake for a session that is gone meanwhile
   s->set_tls(std::make_unique<DtlsTls>(std::move(result.engine)));
   s->set_state(session::State::handshake);
   handshaking_.insert(&s->reference());  // a handshake is pending traffic: never idle, never reclaimed
@@ -103,18 +108,17 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
 
 session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
                                           session::TimePoint now) {
-  auto bytes = restored_->take(d.peer);
-  if (!bytes || draining_.load(std::memory_order_relaxed)) return nullptr;
+  auto bytes = restored_->take(d.peer, settings_.idle_timeout);
+  if (!bytes) return nullptr;
   auto state = dtls::deserialize(*bytes);
   if (!state) return nullptr;
   // Our write sequence jumps ahead by 2^16: records sent after the export (there should be none)
   // can never be repeated with the same nonce.
   auto engine = dtls::Engine::import_state(*dtls_, *state, std::uint64_t{1} << 16);
   if (!engine) return nullptr;
-  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls};
+  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
   auto* s = table_->create_server(key, d.local, d.ifindex, now);
   if (s == nullptr) return nullptr;
-  s->set_endpoint(ep_index);
   s->set_tls(std::make_unique<DtlsTls>(std::move(engine)));
   s->set_state(session::State::established);
   // A device that goes on without a handshake after our restart is an idle session resumed.
@@ -173,9 +177,9 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
   }
 }
 
-void Worker::on_rehandshake_datagram(Endpoint& ep, std::uint8_t, session::Session* old,
+void Worker::on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, session::Session* old,
                                      const net::ReceivedDatagram& d, session::TimePoint now) {
-  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls};
+  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
   auto& rh = *rehandshakes_[key];
   // Epoch 0 records belong to the new handshake. Anything else is tried on the live session first
   // and goes to the new handshake only if the live session cannot authenticate it (the client's
@@ -216,7 +220,6 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
     return;
   }
-  s->set_endpoint(rh->endpoint);
   s->set_tls(std::make_unique<DtlsTls>(std::move(rh->engine)));
   s->set_state(session::State::established);
   metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
+
 #include <unistd.h>
 
 #include <prometheus/counter.h>
@@ -18,6 +20,7 @@
 #include "dtls/server_context.hpp"
 #include "dtls/session_state.hpp"
 #include "gateway/forward.hpp"
+#include "gateway/router.hpp"
 #include "metrics/metrics.hpp"
 #include "server/persist.hpp"
 #include "server/worker.hpp"
@@ -206,7 +209,7 @@ bool Gateway::start(std::string* error) {
     } else if (auto r = persist::read_file(path, c.sessions.persist.max_age, &why)) {
       for (auto& e : r->entries) {
         auto state = dtls::deserialize(e.state);
-        if (state) impl_->restored.add(state->peer, std::move(e.state));
+        if (state) impl_->restored.add(state->peer, std::move(e.state), e.last_seen_unix_ms);
       }
       log::info("restored " + std::to_string(r->entries.size()) + " DTLS sessions from " + path + " (" +
                 std::to_string(r->skipped_stale) + " older than max_age skipped)");
@@ -233,6 +236,11 @@ bool Gateway::reload(std::shared_ptr<const config::Config> config, std::string* 
   try {
     psk = build_psk_store(*config);
     routes = build_routes(*config);
+    // Build the routes once here, so a sink that cannot be opened or a CA file that does not
+    // load refuses the reload as a whole, before any worker has applied any of it.
+    boost::asio::io_context probe;
+    gateway::Router check(probe, routes);
+    check.shutdown();
   } catch (const std::exception& e) {
     if (error) *error = e.what();
     count_failed_reload();
@@ -279,6 +287,7 @@ void Gateway::drain() {
 
 void Gateway::stop() {
   if (impl_->admin) impl_->admin->stop();
+  impl_->metrics->clear_session_sources();  // they read the workers' tables, freed below
   for (auto& w : impl_->workers) w->stop();
   auto& c = *impl_->config;
   if (impl_->started && !c.sessions.persist.file.empty()) {

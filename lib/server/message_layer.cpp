@@ -86,7 +86,7 @@ void Worker::on_ack_or_rst(session::Session& s, const coap::MessageView& m) {
   // A server session outlives its release (it goes to the idle pool); a closed one may not.
   bool survives = !session->closed() && session->type() == session::Type::server;
   session->release();
-  if (survives) close_if_drained(*session);
+  if (survives) close_if_drained(*session);  // posts: the caller may still be using it
 }
 
 namespace {
@@ -157,9 +157,18 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
       reply(s, r, coap::code::bad_request, 0, coap::as_bytes("bad Block2 option"), now);
       return;
     }
-    r.block2_num = block->num;
-    r.block2_szx = std::min(r.block2_szx, block->szx);
+    // RFC 7959 2.4: when we use a smaller block than the client asked for, its block number is
+    // rescaled to ours so the byte offset stays the same.
+    std::uint8_t ours = std::min(r.block2_szx, block->szx);
+    r.block2_num = block->num << (block->szx - ours);
+    r.block2_szx = ours;
     if (block->num > 0 && serve_cached_block(s, m, r, now)) return;
+    if (block->num > 0 && m.code != coap::code::get && m.code != coap::code::fetch) {
+      // A later block of a POST/PUT/... answer we no longer hold: forwarding the request again
+      // (without its body) would repeat its side effect upstream.
+      reply(s, r, coap::code::request_entity_incomplete, std::nullopt, {}, now);
+      return;
+    }
   }
   r.size2_requested = m.find(coap::option::size2) != nullptr;
 
@@ -401,7 +410,11 @@ void Worker::send_con(session::Session& s, std::vector<std::byte> datagram, std:
   o->timeout = initial_timeout(settings_.transmission);
   o->deadline = now + o->timeout;
   o->datagram = std::move(datagram);
-  outstanding_[exchange_key(s, mid)] = std::move(o);
+  auto [it, inserted] = outstanding_.try_emplace(exchange_key(s, mid));
+  // The 16-bit message id wrapped while an older CON with the same id was still unacknowledged:
+  // that one is given up, and its reference returned.
+  if (!inserted) it->second->session->release();
+  it->second = std::move(o);
 }
 
 void Worker::retransmit_due(session::TimePoint now) {

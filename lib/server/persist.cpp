@@ -173,20 +173,21 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
   return r;
 }
 
-void RestoredPool::add(const Address& peer, std::vector<std::byte> state) {
+void RestoredPool::add(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms) {
   std::lock_guard lock(mutex_);
-  by_peer_[peer] = std::move(state);
+  by_peer_[peer] = Waiting{std::move(state), last_seen_unix_ms};
   size_.store(by_peer_.size(), std::memory_order_relaxed);
 }
 
-std::optional<std::vector<std::byte>> RestoredPool::take(const Address& peer) {
+std::optional<std::vector<std::byte>> RestoredPool::take(const Address& peer, std::chrono::milliseconds idle_timeout) {
   std::lock_guard lock(mutex_);
   auto it = by_peer_.find(peer);
   if (it == by_peer_.end()) return std::nullopt;
-  auto state = std::move(it->second);
+  auto waiting = std::move(it->second);
   by_peer_.erase(it);
   size_.store(by_peer_.size(), std::memory_order_relaxed);
-  return state;
+  if (now_unix_ms() - waiting.last_seen_unix_ms >= idle_timeout.count()) return std::nullopt;
+  return std::move(waiting.state);
 }
 
 }  // namespace coapgw::server::persist

@@ -44,13 +44,19 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
 // record arrives from a peer that has no session (after a restart), never on the hot path.
 class RestoredPool {
  public:
-  void add(const Address& peer, std::vector<std::byte> state);
-  std::optional<std::vector<std::byte>> take(const Address& peer);
+  void add(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms);
+  // The state for `peer`, unless its device was last seen longer than `idle_timeout` ago (the
+  // session would have expired had we not restarted).
+  std::optional<std::vector<std::byte>> take(const Address& peer, std::chrono::milliseconds idle_timeout);
   bool empty() const { return size_.load(std::memory_order_relaxed) == 0; }
 
  private:
   std::mutex mutex_;
-  std::unordered_map<Address, std::vector<std::byte>, AddressHash> by_peer_;
+  struct Waiting {
+    std::vector<std::byte> state;
+    std::int64_t last_seen_unix_ms;
+  };
+  std::unordered_map<Address, Waiting, AddressHash> by_peer_;
   std::atomic<std::size_t> size_{0};
 };
 

@@ -184,9 +184,17 @@ void Worker::begin_drain() {
 }
 
 void Worker::close_if_drained(session::Session& s) {
-  if (draining_.load(std::memory_order_relaxed) && !settings_.persist && !s.closed() && s.proto() == session::Proto::dtls &&
-      s.refcount() == 0)
-    close_dtls_session(s, session::CloseReason::shutdown);
+  if (!draining_.load(std::memory_order_relaxed) || settings_.persist || s.closed() ||
+      s.proto() != session::Proto::dtls)
+    return;
+  // Posted: the caller (e.g. the record loop of handle_dtls_output) may still use the session.
+  // Found again by key and id, because it may be gone by then.
+  post([this, key = s.key(), id = s.id()] {
+    auto* again = table_->find(key);
+    if (again == nullptr || again->id() != id || again->refcount() != 0) return;
+    close_dtls_session(*again, session::CloseReason::shutdown);
+    send_batch_->flush();
+  });
 }
 
 void Worker::stop() {
@@ -262,7 +270,7 @@ void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Receive
     on_malformed(ep, d, err);
     return;
   }
-  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::udp};
+  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::udp, ep_index};
   session::Session* s = table_->lookup_and_touch(key, now);
   if (s == nullptr) {
     // A stray ACK/RST creates no session.
@@ -278,7 +286,6 @@ void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Receive
       if (view.type == coap::Type::con) send_stateless_reset(ep, d, view.message_id);
       return;
     }
-    s->set_endpoint(ep_index);
     s->set_state(session::State::established);  // plain CoAP needs no handshake
   }
   s->set_ifindex(d.ifindex);

@@ -70,18 +70,21 @@ std::string_view to_string(Event e) {
 }
 
 Session::Session(Table* table, std::uint64_t id, const Key& key, const Address& local, Type type,
-                 TimePoint now)
+                 TimePoint now, std::uint16_t first_message_id)
     : table_(table),
       id_(id),
       created_(now),
       last_seen_(now),
       remote_(key.remote),
+      key_remote_(key.remote),
       local_(local),
       key_port_(key.local_port),
-      // Start message ids somewhere unpredictable per session (RFC 7252 4.4 suggests randomizing).
-      next_mid_(static_cast<std::uint16_t>(id * 2654435761u >> 7)),
+      // RFC 7252 4.4: start message ids at a random value, so an off-path attacker cannot guess
+      // the ids of our CONs and forge their ACK or RST.
+      next_mid_(first_message_id),
       proto_(key.proto),
-      type_(type) {}
+      type_(type),
+      endpoint_(key.endpoint) {}
 
 Session::~Session() {
   if (app_release_ != nullptr && app_data_ != nullptr) app_release_(app_data_);

@@ -81,15 +81,19 @@ class Context {
 
 class Table;
 
+// (remote address and port, local port, protocol) as in coap_session(3), plus which of the worker's
+// sockets: two listeners on the same port but different local addresses are different sessions.
 struct Key {
   Address remote;
   std::uint16_t local_port = 0;
   Proto proto = Proto::none;
+  std::uint8_t endpoint = 0;
   friend bool operator==(const Key&, const Key&) = default;
 };
 struct KeyHash {
   std::size_t operator()(const Key& k) const {
-    return k.remote.hash() ^ (std::size_t{k.local_port} << 7) ^ static_cast<std::size_t>(k.proto);
+    return k.remote.hash() ^ (std::size_t{k.local_port} << 7) ^ static_cast<std::size_t>(k.proto) ^
+           (std::size_t{k.endpoint} << 17);
   }
 };
 
@@ -140,7 +144,7 @@ class Session {
   TimePoint created() const { return created_; }
   TimePoint last_seen() const { return last_seen_; }
   std::uint16_t local_port() const { return key_port_; }
-  Key key() const { return Key{remote_, key_port_, proto_}; }
+  Key key() const { return Key{key_remote_, key_port_, proto_, endpoint_}; }
 
   // Transport-facing setters used by the worker.
   void set_state(State state);
@@ -154,13 +158,13 @@ class Session {
   void set_addr_remote_responder(const Address& responder);
   void reset_remote_to_mcast();
   std::uint16_t next_message_id() { return next_mid_++; }
-  // Which of the worker's listening sockets this session talks through.
+  // Which of the worker's listening sockets this session talks through (part of its key).
   std::uint8_t endpoint() const { return endpoint_; }
-  void set_endpoint(std::uint8_t endpoint) { endpoint_ = endpoint; }
 
  private:
   friend class Table;
-  Session(Table* table, std::uint64_t id, const Key& key, const Address& local, Type type, TimePoint now);
+  Session(Table* table, std::uint64_t id, const Key& key, const Address& local, Type type, TimePoint now,
+          std::uint16_t first_message_id);
 
   struct Extras {
     Address mcast;
@@ -179,6 +183,7 @@ class Session {
   TimePoint created_;
   TimePoint last_seen_;
   Address remote_;
+  Address key_remote_;  // remote_ can follow a multicast responder; the key stays
   Address local_;
   std::int32_t refcount_ = 0;
   std::int32_t ifindex_ = -1;

@@ -34,10 +34,13 @@ Session* Table::find(const Key& key) {
 Session* Table::lookup_and_touch(const Key& key, TimePoint now) {
   auto it = by_key_.find(key);
   if (it == by_key_.end()) return nullptr;
-  Session& s = *it->second;
+  mark_used(*it->second, now);
+  return it->second.get();
+}
+
+void Table::mark_used(Session& s, TimePoint now) {
   if (s.in_pool_ && now - s.last_seen_ >= reuse_gap) ++stats_.reused[static_cast<int>(s.proto_)];
   touch(s, now);
-  return &s;
 }
 
 Session* Table::create_server(const Key& key, const Address& local, int ifindex, TimePoint now) {
@@ -60,7 +63,8 @@ Session* Table::create_client(const Key& key, const Address& local, TimePoint no
 }
 
 Session* Table::make(const Key& key, const Address& local, Type type, TimePoint now) {
-  auto owned = std::unique_ptr<Session>(new Session(this, next_id_++, key, local, type, now));
+  auto owned = std::unique_ptr<Session>(
+      new Session(this, next_id_++, key, local, type, now, static_cast<std::uint16_t>(mid_rng_())));
   Session* s = owned.get();
   by_key_.emplace(key, std::move(owned));
   count(*s, +1);

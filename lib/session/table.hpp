@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <unordered_map>
 
 #include "session/session.hpp"
@@ -79,6 +80,9 @@ class Table {
   // Finds the session for a datagram from `key` and marks it used at `now`: LRU touch, and
   // `reused` counted when it was idle. nullptr when there is none.
   Session* lookup_and_touch(const Key& key, TimePoint now);
+  // The same accounting for a session already found: used by DTLS once a record authenticated,
+  // so spoofed datagrams cannot keep a session from expiring.
+  void mark_used(Session& session, TimePoint now);
 
   // A server session (refcount 0, state none, in the idle pool until referenced). When the budget
   // is exhausted, the least recently used idle session of this table is reclaimed (closed with
@@ -138,6 +142,7 @@ class Table {
   Session* pool_tail_ = nullptr;  // most recently used
   std::size_t idle_count_ = 0;
   std::uint64_t next_id_;
+  std::minstd_rand mid_rng_{std::random_device{}()};
   Counts counts_;
   TableStats stats_;
 };

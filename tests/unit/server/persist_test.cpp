@@ -137,13 +137,23 @@ TEST(RestoredPool, TakeOnce) {
   RestoredPool pool;
   auto a = *Address::parse("127.0.0.1:1000");
   EXPECT_TRUE(pool.empty());
-  pool.add(a, {std::byte{1}});
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  pool.add(a, {std::byte{1}}, now);
   EXPECT_FALSE(pool.empty());
-  EXPECT_FALSE(pool.take(*Address::parse("127.0.0.1:1001")));
-  auto got = pool.take(a);
+  EXPECT_FALSE(pool.take(*Address::parse("127.0.0.1:1001"), 300s));
+  auto got = pool.take(a, 300s);
   ASSERT_TRUE(got);
   EXPECT_EQ(got->size(), 1u);
-  EXPECT_FALSE(pool.take(a));
+  EXPECT_FALSE(pool.take(a, 300s));
+  EXPECT_TRUE(pool.empty());
+}
+
+TEST(RestoredPool, DeviceQuietLongerThanIdleTimeoutIsNotRestored) {
+  RestoredPool pool;
+  auto a = *Address::parse("127.0.0.1:1000");
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  pool.add(a, {std::byte{1}}, now - 400'000);
+  EXPECT_FALSE(pool.take(a, 300s));
   EXPECT_TRUE(pool.empty());
 }
 
