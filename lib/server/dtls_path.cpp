@@ -38,7 +38,11 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     return;
   }
   if (s != nullptr && !(hello && s->state() == session::State::established)) {
-    engine_of(*s)->on_datagram(d.data, out, now);
+    auto* engine = engine_of(*s);
+    auto bad_before = engine->bad_records();
+    engine->on_datagram(d.data, out, now);
+    // Records that failed to authenticate, were replayed or malformed: dropped by the engine.
+    if (auto bad = engine->bad_records() - bad_before; bad != 0) count_bad("dtls_bad_record", bad);
     if (!out.plaintexts.empty() || out.established) {
       table_->mark_used(*s, now);
       s->set_ifindex(d.ifindex);

@@ -367,11 +367,11 @@ void Worker::on_session_event(session::Session& s, const session::EventInfo& e) 
   }
 }
 
-void Worker::count_bad(std::string_view reason) {
+void Worker::count_bad(std::string_view reason, std::uint64_t n) {
   auto it = bad_counters_.find(std::string(reason));
   if (it == bad_counters_.end())
     it = bad_counters_.emplace(std::string(reason), &metrics_.bad_messages(reason)).first;
-  it->second->Increment();
+  it->second->Increment(static_cast<double>(n));
   // One warning per interval stands for a flood; the counter has the exact numbers.
   if (log::enabled(log::Level::warn)) {
     if (auto held = bad_log_.allow(session::Clock::now()))

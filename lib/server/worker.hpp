@@ -163,7 +163,7 @@ class Worker : public session::Context {
   void expire_blockwise(session::TimePoint now);
   void drop_session_traffic(session::Session& s);
   void count_request(std::uint8_t method, std::uint8_t code);
-  void count_bad(std::string_view reason);
+  void count_bad(std::string_view reason, std::uint64_t n = 1);
 
   // dtls_path.cpp
   void on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,

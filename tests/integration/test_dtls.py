@@ -7,6 +7,7 @@ openssl s_client, a wrong key, and a flood of ClientHellos that never finish.
 import json
 import os
 import socket
+import time
 import unittest
 
 import harness as h
@@ -295,3 +296,102 @@ class RebootedDevice(DtlsTestCase):
             self.assertEqual(after[0]["identity"], h.DEMO_IDENTITY)
         finally:
             second.kill()
+
+
+class LeanRecords(DtlsTestCase):
+    """Issue 8: after the handshake the gateway protects records itself (the SSL object is freed).
+    Long block-wise transfers from both libcoap clients run many records through that layer; a
+    replayed and a tampered record from a real peer are dropped and counted, and the session goes on."""
+
+    def counter(self, name, **labels):
+        from prometheus_client.parser import text_string_to_metric_families
+        status, body = h.http_get(self.gw.admin_url("/metrics"))
+        self.assertEqual(status, 200)
+        for family in text_string_to_metric_families(body):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return s.value
+        return 0.0
+
+    def setUp(self):
+        super().setUp()
+        self.gw = self.start_gateway(self.dtls_config(admin=f"127.0.0.1:{h.free_tcp_port()}"))
+
+    def test_long_blockwise_transfers_from_both_clients(self):
+        body = "".join(chr(0x41 + i % 26) for i in range(4096))
+        path = os.path.join(self.tmp, "body.txt")
+        with open(path, "w") as f:
+            f.write(body)
+        for flavour in ("openssl", "gnutls"):
+            rc, out, err = h.coap_client(self.psk_args() + ["-m", "put", "-b", "64", "-f", path,
+                                                             self.coaps_uri(self.gw, f"/telemetry/{flavour}")],
+                                         flavour=flavour)
+            self.assertEqual(rc, 0, out + err)
+            self.assertIsNone(h.response_error(out, err), out + err)
+            line = h.poll_until(lambda: next((l for l in self.sink_lines() if l.get("path") == f"/telemetry/{flavour}"), None),
+                                5.0, what=f"{flavour} upload in the sink")
+            self.assertEqual(line["payload"], body, f"{flavour}: the 4 KB body arrived changed")
+            self.assertEqual(line["identity"], h.DEMO_IDENTITY)
+        self.assertEqual(self.counter("coapgw_sessions_closed_total", proto="dtls", reason="tls_failed"), 0)
+        self.assertGreaterEqual(self.gw.logs(tail=100000).count("record protection moved to the lean layer"), 2,
+                                "the transfers did not run on the lean record layer")
+
+    def test_replayed_and_tampered_records_are_dropped_and_counted(self):
+        import select
+        import socket
+        import threading
+        gw_addr = self.gw.coaps_addr()
+        front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        front.bind(("127.0.0.1", 0))
+        back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        back.connect(gw_addr)
+        client_addr = [None]
+        seen = []           # datagrams from the client, in order
+        stop = threading.Event()
+
+        def pump():  # bounded: stops when the test sets `stop`, or after 60 s
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline:
+                ready, _, _ = select.select([front, back], [], [], 0.05)
+                for sock in ready:
+                    if sock is front:
+                        data, addr = front.recvfrom(65536)
+                        client_addr[0] = addr
+                        seen.append(data)
+                        back.send(data)
+                    else:
+                        data = back.recv(65536)
+                        if client_addr[0]:
+                            front.sendto(data, client_addr[0])
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        from test_ops import DtlsDevice
+        device = DtlsDevice("127.0.0.1", front.getsockname()[1], h.DEMO_IDENTITY, h.DEMO_KEY)
+        try:
+            self.assertTrue(device.wait_handshake(), device.text())
+            self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+            self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+            self.assertIn("record protection moved to the lean layer", self.gw.logs(tail=100000))
+            app = [d for d in seen if d[0] == 23]  # application_data records the device sent
+            self.assertGreaterEqual(len(app), 2)
+            before = self.counter("coapgw_bad_messages_total", reason="dtls_bad_record")
+            back.send(app[-1])                      # replay
+            tampered = bytearray(app[-1])
+            tampered[-1] ^= 0x01                    # flip a bit of the authentication tag
+            tampered[10] = (tampered[10] + 1) % 256  # and give it a fresh sequence number
+            back.send(bytes(tampered))
+            h.poll_until(lambda: self.counter("coapgw_bad_messages_total", reason="dtls_bad_record") >= before + 2,
+                         5.0, what="the replayed and the tampered record to be counted")
+            # The session is unharmed: the next genuine request is answered.
+            self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+            self.assertEqual(self.counter("coapgw_sessions_closed_total", proto="dtls", reason="tls_failed"), 0)
+        finally:
+            device.proc.kill()
+            device.proc.wait(timeout=5)
+            device.proc.stdin.close()
+            device.proc.stdout.close()
+            stop.set()
+            thread.join(timeout=5)
+            front.close()
+            back.close()
