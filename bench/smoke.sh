@@ -49,6 +49,6 @@ plain=$("$bench" --mode requests --server "127.0.0.1:$coap_port" --devices 4 --o
           --duration 1 --server-pid "$pid" --source-base 127.0.0.1 2>/dev/null | grep '^RESULT')
 check plain "$plain"
 dtls=$("$bench" --mode requests --dtls --server "127.0.0.1:$coaps_port" --devices 4 --outstanding 2 \
-         --duration 1 --server-pid "$pid" --source-base 127.0.0.1 --source-port-base 12000 2>/dev/null | grep '^RESULT')
+         --duration 1 --handshake-timeout 5 --server-pid "$pid" --source-base 127.0.0.1 --source-port-base 12000 2>/dev/null | grep '^RESULT')
 check dtls "$dtls"
 echo "bench.smoke passed"
