@@ -38,6 +38,17 @@ class DtlsTestCase(h.GatewayTestCase):
         self.assertIsNone(h.response_error(out, err), out + err)
         self.assertRegex(out, r"<[^>]*>", f"no link-format body: stdout={out!r} stderr={err!r}")
 
+    def counter(self, name, **labels):
+        """One sample of the gateway's /metrics (self.gw), parsed by prometheus_client; 0 if absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+        status, body = h.http_get(self.gw.admin_url("/metrics"))
+        self.assertEqual(status, 200)
+        for family in text_string_to_metric_families(body):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return s.value
+        return 0.0
+
     def sink_lines(self):
         try:
             with open(self.sink) as f:
@@ -208,16 +219,6 @@ class HandshakeBound(DtlsTestCase):
     then stalls holds the only handshake slot; a new device is refused (counted) while an
     established session keeps working; when the stalled handshake times out, the slot frees up."""
 
-    def counter(self, name, **labels):
-        from prometheus_client.parser import text_string_to_metric_families
-        status, body = h.http_get(self.gw.admin_url("/metrics"))
-        self.assertEqual(status, 200)
-        for family in text_string_to_metric_families(body):
-            for s in family.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    return s.value
-        return 0.0
-
     def stall_a_handshake(self):
         host, port = self.gw.coaps_addr()
         s = h.udp_socket((host, port))
@@ -302,16 +303,6 @@ class LeanRecords(DtlsTestCase):
     """Issue 8: after the handshake the gateway protects records itself (the SSL object is freed).
     Long block-wise transfers from both libcoap clients run many records through that layer; a
     replayed and a tampered record from a real peer are dropped and counted, and the session goes on."""
-
-    def counter(self, name, **labels):
-        from prometheus_client.parser import text_string_to_metric_families
-        status, body = h.http_get(self.gw.admin_url("/metrics"))
-        self.assertEqual(status, 200)
-        for family in text_string_to_metric_families(body):
-            for s in family.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    return s.value
-        return 0.0
 
     def setUp(self):
         super().setUp()
