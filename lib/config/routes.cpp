@@ -76,6 +76,8 @@ void parse_route(Reader& r, const YAML::Node& node, const std::string& path, Con
     if (auto key = parse_psk_entry(r, child(node, "psk"), join(path, "psk"))) {
       route.psk = RoutePsk{std::move(key->identity), std::move(key->key)};
     }
+  } else if (scheme == "coaps") {
+    r.add(join(path, "psk"), "required for coaps upstreams (identity and key or key_hex)");
   }
   if (ok) config.routes.push_back(std::move(route));
 }

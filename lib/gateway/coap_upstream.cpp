@@ -16,6 +16,8 @@
 #include "coap/message.hpp"
 #include "coap/option.hpp"
 #include "common/address.hpp"
+#include "common/log.hpp"
+#include "gateway/dtls_client.hpp"
 #include "session/table.hpp"
 
 namespace coapgw::gateway {
@@ -124,16 +126,37 @@ struct Exchange {
   asio::steady_timer deadline_timer;
 };
 
+// The client session's view of the DTLS connection (coap_session_get_tls() and the PSK accessors);
+// the DtlsClient outlives the session (see CoapClient's member order).
+class ClientTlsState final : public session::TlsState {
+ public:
+  explicit ClientTlsState(const DtlsClient& dtls) : dtls_(dtls) {}
+  void* native_handle() const override { return dtls_.native_handle(); }
+  session::TlsLibrary library() const override { return session::TlsLibrary::openssl; }
+  std::span<const std::byte> psk_key() const override { return coap::as_bytes(dtls_.settings().psk_key); }
+  std::string_view psk_hint() const override { return {}; }
+  std::string_view identity() const override { return dtls_.settings().psk_identity; }
+
+ private:
+  const DtlsClient& dtls_;
+};
+
 class CoapClient : public std::enable_shared_from_this<CoapClient> {
  public:
+  // `dtls` is null for coap://, the connection's engine for coaps://.
   CoapClient(asio::io_context& io, const RouteSpec& spec, const CoapClientSettings& settings, CoapTarget target,
-             udp::endpoint remote)
+             udp::endpoint remote, std::unique_ptr<DtlsClient> dtls)
       : io_(io),
         spec_(spec),
         settings_(settings),
         target_(std::move(target)),
         remote_(remote),
         socket_(io),
+        dtls_(std::move(dtls)),
+        dtls_timer_(io),
+        handshake_timer_(io),
+        handshake_bound_(
+            std::max(std::chrono::milliseconds(1), std::min(settings.handshake_timeout, spec.timeout / 2))),
         budget_(1),
         table_(nullptr, budget_, session::Table::Settings{}),
         rx_(max_datagram),
@@ -144,10 +167,15 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     auto local = socket_.local_endpoint();
     const Address local_addr = Address::from_sockaddr(local.data());
     const Address remote_addr = Address::from_sockaddr(remote_.data());
-    session_ = table_.create_client(session::Key{remote_addr, local_addr.port(), session::Proto::udp}, local_addr,
+    const auto proto = dtls_ ? session::Proto::dtls : session::Proto::udp;
+    session_ = table_.create_client(session::Key{remote_addr, local_addr.port(), proto}, local_addr,
                                     session::Clock::now());
     if (!session_) throw std::runtime_error("route " + spec.prefix + ": no session for the CoAP upstream");
-    session_->set_state(session::State::established);
+    if (dtls_) {
+      session_->set_tls(std::make_unique<ClientTlsState>(*dtls_));
+    } else {
+      session_->set_state(session::State::established);
+    }
     // Message ids start at a random value (RFC 7252 §4.4) so a restarted gateway reusing the same
     // source port is not taken for a duplicate.
     for (auto n = rng_() % 65536; n > 0; --n) session_->next_message_id();
@@ -164,6 +192,12 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     }
     auto method = method_code(request.method);
     if (!method) return post(std::move(done), failure(coap::code::not_implemented, "upstream_error"));
+    const bool must_wait = dtls_ && dtls_->state() != DtlsClient::State::established;
+    if (must_wait && awaiting_handshake_.size() >= settings_.max_handshake_queue) {
+      auto r = failure(coap::code::service_unavailable, "overloaded");
+      r.max_age = 5;
+      return post(std::move(done), std::move(r));
+    }
 
     auto ex = std::make_unique<Exchange>(io_, std::move(done));
     do {
@@ -190,6 +224,11 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     });
     auto& ref = *ex;
     by_token_.emplace(token, std::move(ex));
+    if (must_wait) {
+      awaiting_handshake_.push_back(token);
+      if (dtls_->state() != DtlsClient::State::handshake) start_handshake();
+      return;
+    }
     send_next(ref);
   }
 
@@ -197,6 +236,13 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   void shutdown() {
     if (closed_) return;
     closed_ = true;
+    if (dtls_) {
+      ++dtls_generation_;
+      dtls_timer_.cancel();
+      handshake_timer_.cancel();
+      dtls_->close();  // close_notify, so the upstream frees its side now
+      flush_dtls();
+    }
     std::vector<std::uint64_t> tokens;
     for (auto& [t, ex] : by_token_) tokens.push_back(t);
     for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, "upstream_error"));
@@ -271,8 +317,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   }
 
   void transmit(Exchange& ex) {
-    error_code ec;
-    socket_.send(asio::buffer(ex.datagram), 0, ec);
+    error_code ec = send_message(ex.datagram);
     if (ec == asio::error::connection_refused) {
       return finish(ex.token_value, failure(coap::code::bad_gateway, "connect_failed"));
     }
@@ -303,7 +348,12 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
       if (ec == asio::error::connection_refused) {
         self->on_unreachable();
       } else if (!ec) {
-        self->on_datagram(std::span<const std::byte>(self->rx_.data(), n));
+        std::span<const std::byte> datagram(self->rx_.data(), n);
+        if (self->dtls_) {
+          self->on_dtls_datagram(datagram);
+        } else {
+          self->on_datagram(datagram);
+        }
       }
       if (!self->closed_) self->do_receive();
     });
@@ -312,6 +362,17 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   // ICMP port unreachable for one of our datagrams: the upstream is down, so every exchange that has
   // not heard from it yet fails now rather than at the timeout.
   void on_unreachable() {
+    if (dtls_) {
+      const auto state = dtls_->state();
+      if (state == DtlsClient::State::handshake) {
+        dtls_->abandon();
+        return on_handshake_failed("upstream unreachable (ICMP)");
+      }
+      if (state == DtlsClient::State::established) {
+        dtls_->abandon();  // its state died with the upstream, if it restarts it will not know us
+        return on_connection_lost("upstream unreachable (ICMP)", "connect_failed");
+      }
+    }
     std::vector<std::uint64_t> tokens;
     for (auto& [t, ex] : by_token_) {
       if (ex->awaiting_ack) tokens.push_back(t);
@@ -323,8 +384,141 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     std::array<std::byte, 4> buf{};
     coap::MessageWriter w(buf);
     w.header(type, coap::code::empty, mid, {});
+    send_message(std::span<const std::byte>(w.bytes().data(), w.size()));
+  }
+
+  // One CoAP message to the upstream: a datagram for coap://, a record for coaps://. Never changes
+  // the exchange tables synchronously (callers hold Exchange references); a connection the write
+  // broke is handled from a posted step.
+  error_code send_message(std::span<const std::byte> message) {
     error_code ec;
-    socket_.send(asio::buffer(w.bytes().data(), w.size()), 0, ec);
+    if (!dtls_) {
+      socket_.send(asio::buffer(message.data(), message.size()), 0, ec);
+      return ec;
+    }
+    if (!dtls_->send(message) && dtls_->state() == DtlsClient::State::failed) {
+      asio::post(io_, [self = shared_from_this(), gen = dtls_generation_] {
+        if (gen == self->dtls_generation_ && !self->closed_) self->after_dtls_step(DtlsClient::State::established);
+      });
+    }
+    ec = flush_dtls();
+    if (ec == asio::error::connection_refused) {
+      // The ICMP error was reported to this send, so the receive side will not see it: drop the
+      // connection from here (posted, as above).
+      asio::post(io_, [self = shared_from_this(), gen = dtls_generation_] {
+        if (gen == self->dtls_generation_ && !self->closed_) self->on_unreachable();
+      });
+    }
+    return ec;
+  }
+
+  error_code flush_dtls() {
+    error_code last;
+    for (auto& d : dtls_->take_datagrams()) {
+      error_code ec;
+      socket_.send(asio::buffer(d), 0, ec);
+      if (ec) last = ec;
+    }
+    return last;
+  }
+
+  void start_handshake() {
+    ++dtls_generation_;
+    session_->set_state(session::State::handshake);
+    if (!dtls_->connect()) return on_handshake_failed(dtls_->error());
+    flush_dtls();
+    arm_dtls_timer();
+    handshake_timer_.expires_after(handshake_bound_);
+    handshake_timer_.async_wait([self = shared_from_this(), gen = dtls_generation_](error_code ec) {
+      if (ec || gen != self->dtls_generation_ || self->closed_) return;
+      if (self->dtls_->state() != DtlsClient::State::handshake) return;
+      self->dtls_->abandon();
+      self->on_handshake_failed("no handshake within " + std::to_string(self->handshake_bound_.count()) + " ms");
+    });
+  }
+
+  // DTLS flight retransmission (RFC 6347 §4.2.4): OpenSSL keeps the clock, the worker the timer.
+  void arm_dtls_timer() {
+    auto due = dtls_->retransmit_in();
+    if (!due) return;
+    dtls_timer_.expires_after(*due);
+    dtls_timer_.async_wait([self = shared_from_this(), gen = dtls_generation_](error_code ec) {
+      if (ec || gen != self->dtls_generation_ || self->closed_) return;
+      const auto before = self->dtls_->state();
+      self->dtls_->on_retransmit_timer();
+      self->after_dtls_step(before);
+    });
+  }
+
+  // Sends what the engine produced and acts on its state change.
+  void after_dtls_step(DtlsClient::State before) {
+    flush_dtls();
+    const auto now = dtls_->state();
+    if (before == DtlsClient::State::handshake) {
+      if (now == DtlsClient::State::established) return on_connected();
+      if (now != DtlsClient::State::handshake) return on_handshake_failed(dtls_->error());
+      return arm_dtls_timer();
+    }
+    if (before == DtlsClient::State::established && now != DtlsClient::State::established) {
+      on_connection_lost(dtls_->error(), "upstream_error");
+    }
+  }
+
+  void on_connected() {
+    ++dtls_generation_;  // the handshake timers are done with
+    dtls_timer_.cancel();
+    handshake_timer_.cancel();
+    session_->set_state(session::State::established);
+    auto tokens = std::move(awaiting_handshake_);
+    awaiting_handshake_.clear();
+    for (auto t : tokens) {
+      if (closed_ || dtls_->state() != DtlsClient::State::established) break;
+      if (auto it = by_token_.find(t); it != by_token_.end()) send_next(*it->second);
+    }
+  }
+
+  void on_handshake_failed(const std::string& why) {
+    ++dtls_generation_;
+    dtls_timer_.cancel();
+    handshake_timer_.cancel();
+    session_->set_state(session::State::none);
+    warn("DTLS handshake with " + spec_.upstream + " failed: " + why);
+    auto tokens = std::move(awaiting_handshake_);
+    awaiting_handshake_.clear();
+    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, "connect_failed"));
+  }
+
+  // The established connection is gone (close_notify, fatal alert, unreachable): nothing in flight
+  // can be answered over it; the next request handshakes again.
+  void on_connection_lost(const std::string& why, const char* outcome) {
+    ++dtls_generation_;
+    dtls_timer_.cancel();
+    session_->set_state(session::State::none);
+    warn("DTLS connection to " + spec_.upstream + " closed: " + why);
+    std::vector<std::uint64_t> tokens;
+    for (auto& [t, ex] : by_token_) tokens.push_back(t);
+    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, outcome));
+  }
+
+  void warn(const std::string& line) {
+    if (auto suppressed = warn_limit_.allow(std::chrono::steady_clock::now())) {
+      log::warn(*suppressed ? line + " (" + std::to_string(*suppressed) + " more suppressed)" : line);
+    }
+  }
+
+  void on_dtls_datagram(std::span<const std::byte> datagram) {
+    const auto before = dtls_->state();
+    std::vector<std::vector<std::byte>> messages;
+    dtls_->receive(datagram, messages);
+    // Records decrypted over the established connection are handled before a close in the same
+    // datagram fails what is left in flight.
+    if (before == DtlsClient::State::established) {
+      for (auto& m : messages) {
+        if (closed_) return;
+        on_datagram(m);
+      }
+    }
+    if (!closed_) after_dtls_step(before);
   }
 
   void on_datagram(std::span<const std::byte> datagram) {
@@ -463,6 +657,8 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     if (it == by_token_.end()) return;
     auto ex = std::move(it->second);
     by_token_.erase(it);
+    auto queued = std::find(awaiting_handshake_.begin(), awaiting_handshake_.end(), token);
+    if (queued != awaiting_handshake_.end()) awaiting_handshake_.erase(queued);
     if (ex->awaiting_ack) by_mid_.erase(ex->mid);
     ex->retransmit_timer.cancel();
     ex->deadline_timer.cancel();
@@ -476,6 +672,13 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   CoapTarget target_;
   udp::endpoint remote_;
   udp::socket socket_;
+  std::unique_ptr<DtlsClient> dtls_;  // before table_: the session's TlsState points at it
+  asio::steady_timer dtls_timer_;        // DTLS flight retransmission
+  asio::steady_timer handshake_timer_;   // handshake_bound_
+  std::chrono::milliseconds handshake_bound_;
+  std::uint64_t dtls_generation_ = 0;    // timers armed for an earlier handshake/connection ignore themselves
+  std::deque<std::uint64_t> awaiting_handshake_;  // tokens queued until the handshake is done
+  log::RateLimited warn_limit_;
   session::Budget budget_;  // before table_: the table returns its sessions to it
   session::Table table_;
   session::Session* session_ = nullptr;
@@ -560,7 +763,17 @@ std::unique_ptr<Upstream> make_coap_upstream(asio::io_context& io, const RouteSp
                                              const CoapClientSettings& settings) {
   auto target = parse_coap_target(spec.upstream);
   if (!target) throw std::runtime_error("route " + spec.prefix + ": malformed CoAP upstream \"" + spec.upstream + "\"");
-  if (target->secure) throw std::runtime_error("route " + spec.prefix + ": coaps upstreams are not supported yet");
+  std::unique_ptr<DtlsClient> dtls;
+  if (target->secure) {
+    if (spec.psk_key.empty()) {
+      throw std::runtime_error("route " + spec.prefix + ": coaps upstream needs psk { identity, key }");
+    }
+    try {
+      dtls = std::make_unique<DtlsClient>(DtlsClientSettings{spec.psk_identity, spec.psk_key, 1280});
+    } catch (const std::exception& e) {
+      throw std::runtime_error("route " + spec.prefix + ": " + e.what());
+    }
+  }
   if (settings.block_size < 16 || settings.max_retransmit > 20 || settings.ack_timeout.count() <= 0) {
     throw std::runtime_error("route " + spec.prefix + ": bad CoAP transmission parameters");
   }
@@ -571,7 +784,7 @@ std::unique_ptr<Upstream> make_coap_upstream(asio::io_context& io, const RouteSp
     throw std::runtime_error("route " + spec.prefix + ": cannot resolve \"" + target->host + "\": " + ec.message());
   }
   udp::endpoint remote = results.begin()->endpoint();
-  auto client = std::make_shared<CoapClient>(io, spec, settings, std::move(*target), remote);
+  auto client = std::make_shared<CoapClient>(io, spec, settings, std::move(*target), remote, std::move(dtls));
   return std::make_unique<CoapUpstream>(std::move(client));
 }
 

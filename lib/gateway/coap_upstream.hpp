@@ -7,7 +7,12 @@
 // request gets a fresh 8-byte random token and the session's next message id, goes out as CON and is
 // retransmitted per RFC 7252 §4.2 until ACKed; piggybacked and separate responses are matched by
 // token. Block1 carries payloads above block_size, Block2 answers are fetched whole (bounded) before
-// the caller is answered. Asio stays in coap_upstream.cpp.
+// the caller is answered.
+//
+// coaps:// runs the same client over a DtlsClient (PSK from the route) on the same socket: the
+// handshake starts on first use while requests queue (bounded), and a failed handshake answers them
+// 5.02 "connect_failed". A peer close_notify, fatal alert or ICMP unreachable drops the connection; the
+// next request handshakes again. Asio and OpenSSL stay in the .cpp files.
 #pragma once
 
 #include <chrono>
@@ -35,6 +40,11 @@ struct CoapClientSettings {
   std::size_t block_size = 1024;              // Block1 size; payloads above it go block-wise
   std::size_t max_body_bytes = 1024 * 1024;   // Block2 answers beyond it -> 5.02 bad_response
   std::size_t max_exchanges = 1024;           // exchanges in flight per upstream; beyond -> 5.03
+  // coaps: a handshake not done within min(handshake_timeout, route timeout / 2) fails its queued
+  // requests with 5.02 "connect_failed" (half the route timeout so that this answer beats the route's
+  // 5.04: a wrong key shows as silence, DTLS drops records it cannot authenticate).
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::size_t max_handshake_queue = 64;       // requests waiting for the handshake; beyond -> 5.03
 };
 
 struct CoapTarget {
@@ -53,7 +63,7 @@ std::vector<std::string> split_path(std::string_view path);
 std::vector<std::string> split_query(std::string_view query);
 
 // Resolves the host at start-up. Throws std::runtime_error on a malformed URL, an unresolvable host,
-// or coaps:// (not implemented yet).
+// or coaps:// without a usable PSK (spec.psk_identity / spec.psk_key).
 std::unique_ptr<Upstream> make_coap_upstream(boost::asio::io_context& io, const RouteSpec& spec,
                                              const CoapClientSettings& settings = {});
 

@@ -57,6 +57,8 @@ struct RouteSpec {
   std::chrono::milliseconds timeout{5000};
   std::size_t max_in_flight = 64;  // also bounds the HTTP connection pool
   std::string ca_file;             // https: CA bundle; "" = system store
+  std::string psk_identity;        // coaps: PSK identity presented to the upstream
+  std::string psk_key;             // coaps: raw key bytes
 };
 
 // One backend. Instances belong to one worker and do all their I/O on its

@@ -20,31 +20,12 @@ void post_response(asio::io_context& io, ForwardDone done, ForwardResponse respo
   });
 }
 
-// coaps:// until the DTLS client lands: an honest 5.02.
-class NotImplementedUpstream final : public Upstream {
- public:
-  explicit NotImplementedUpstream(asio::io_context& io) : io_(io) {}
-  void forward(ForwardRequest, ForwardDone done) override {
-    ForwardResponse r;
-    r.code = coap_code(5, 2);
-    r.outcome = "not_implemented";
-    post_response(io_, std::move(done), std::move(r));
-  }
-
- private:
-  asio::io_context& io_;
-};
-
 std::unique_ptr<Upstream> make_upstream(asio::io_context& io, const RouteSpec& spec,
                                         const CoapClientSettings& coap) {
   const std::string_view url = spec.upstream;
   if (url.starts_with("http://") || url.starts_with("https://")) return make_http_upstream(io, spec);
   if (url.starts_with("file:")) return std::make_unique<FileSink>(io, std::string(url.substr(5)));
-  if (url.starts_with("coap://")) return make_coap_upstream(io, spec, coap);
-  if (url.starts_with("coaps://")) {
-    if (!parse_coap_target(url)) throw std::runtime_error("route " + spec.prefix + ": malformed CoAP upstream \"" + spec.upstream + "\"");
-    return std::make_unique<NotImplementedUpstream>(io);
-  }
+  if (url.starts_with("coap://") || url.starts_with("coaps://")) return make_coap_upstream(io, spec, coap);
   throw std::runtime_error("route " + spec.prefix + ": unknown upstream scheme in \"" + spec.upstream +
                            "\" (http, https, coap, coaps, file)");
 }

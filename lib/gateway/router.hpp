@@ -28,9 +28,9 @@ inline constexpr std::uint32_t overloaded_max_age_s = 5;
 
 class Router {
  public:
-  // Builds HTTP/HTTPS/file/CoAP upstreams (coap:// clients use `coap`, the
-  // config's coap: transmission parameters); coaps routes get a placeholder
-  // that answers 5.02 "not_implemented". Throws std::runtime_error on bad specs.
+  // Builds HTTP/HTTPS/file/CoAP upstreams (coap:// and coaps:// clients use
+  // `coap`, the config's coap: transmission parameters; coaps needs the route's
+  // psk_identity/psk_key). Throws std::runtime_error on bad specs.
   Router(boost::asio::io_context& io, std::vector<RouteSpec> routes, CoapClientSettings coap = {});
   ~Router();
   Router(const Router&) = delete;

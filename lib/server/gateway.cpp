@@ -51,6 +51,8 @@ std::vector<gateway::RouteSpec> build_routes(const config::Config& c) {
     spec.timeout = r.timeout;
     spec.max_in_flight = r.max_in_flight;
     spec.ca_file = r.ca_file.empty() ? "" : config::resolve_path(c, r.ca_file);
+    spec.psk_identity = r.psk ? r.psk->identity : std::string();
+    spec.psk_key = r.psk ? r.psk->key : std::string();
     out.push_back(std::move(spec));
   }
   return out;

@@ -297,5 +297,105 @@ class CoapUpstream(ForwardingTestCase):
         self.assertEqual(reply.option(OPT_MAX_AGE), direct.option(OPT_MAX_AGE))
         self.assertEqual(reply.option(h.OPT_CONTENT_FORMAT), direct.option(h.OPT_CONTENT_FORMAT))
 
+
+class CoapsServer:
+    """libcoap's example server with DTLS: plain CoAP on PORT, DTLS (PSK key `key`, any identity) on
+    PORT+1."""
+
+    KEY = "upstream-secret"
+
+    def __init__(self):
+        self.port = self._free_pair()
+        self.dtls_port = self.port + 1
+        self.proc = subprocess.Popen(["coap-server-openssl", "-A", "127.0.0.1", "-p", str(self.port),
+                                      "-k", self.KEY, "-h", "upstream"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        # Its endpoints are bound before its loop runs: an answer on the plain port means both are up.
+        h.poll_until(lambda: h.coap_request(("127.0.0.1", self.port), h.get("time"), timeout=0.3),
+                     10, what="coap-server-openssl answering")
+
+    @staticmethod
+    def _free_pair():
+        import socket
+        for _ in range(50):
+            port = h.free_udp_port()
+            if port >= 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+        raise AssertionError("no free loopback UDP port pair")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+class JsonConfigGateway(h.Gateway):
+    """harness.to_yaml writes list items as flat flow maps, but routes[].psk is a nested map: JSON is
+    YAML too, so this gateway writes its config as JSON."""
+
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=1)
+            f.write("\n")
+
+
+class CoapsUpstream(ForwardingTestCase):
+    """/secure -> coap-server-openssl over DTLS with the right PSK, /badkey -> the same server with a
+    wrong key. Needs lib/server's build_routes to copy routes[].psk into the RouteSpec."""
+
+    def setUp(self):
+        h.GatewayTestCase.setUp(self)
+        self.upstream = CoapsServer()
+        self.addCleanup(self.upstream.stop)
+        url = f"coaps://127.0.0.1:{self.upstream.dtls_port}"
+        routes = [
+            {"prefix": "/secure", "upstream": url, "strip_prefix": True, "timeout": "5s",
+             "psk": {"identity": "coapgw", "key": CoapsServer.KEY}},
+            {"prefix": "/badkey", "upstream": url, "strip_prefix": True, "timeout": "2s",
+             "psk": {"identity": "coapgw", "key_hex": "00112233445566778899aabbccddeeff"}},
+        ]
+        cfg = h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"],
+                            admin=f"127.0.0.1:{h.free_tcp_port()}", routes=routes)
+        gw = JsonConfigGateway(self.tmp, cfg, (), "gw0")
+        self._gateways.append(gw)
+        gw.start()
+        self.gw = gw
+
+    def test_plain_device_reaches_dtls_upstream(self):
+        reply = h.coap_request(self.gw.coap_addr(), h.get("/secure/time"), timeout=6)
+        self.assertIsNotNone(reply)
+        self.assertEqual(reply.code, h.code(2, 5), h.code_str(reply.code))
+        self.assertRegex(reply.payload.decode(), r"[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d")
+        self.assertGreaterEqual(self.counter("coapgw_upstream_requests_total", route="/secure", outcome="ok"), 1)
+
+    def test_psk_device_reaches_dtls_upstream(self):
+        out = self.assert_ok(self.device(["-m", "get", self.coaps_uri("/secure/time")]))
+        self.assertRegex(out, r"[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d")
+        # the upstream's own index, relayed through both DTLS legs
+        out = self.assert_ok(self.device(["-m", "get", self.coaps_uri("/secure")]))
+        self.assertIn("libcoap", out)
+
+    def test_wrong_upstream_key_is_5_02_connect_failed(self):
+        reply = h.coap_request(self.gw.coap_addr(), h.get("/badkey/time"), timeout=6)
+        self.assertIsNotNone(reply)
+        self.assertEqual(reply.code, h.code(5, 2), h.code_str(reply.code))
+        self.assertGreaterEqual(self.counter("coapgw_upstream_requests_total",
+                                             route="/badkey", outcome="connect_failed"), 1)
+        # the right key on the same upstream is unaffected
+        reply = h.coap_request(self.gw.coap_addr(), h.get("/secure/time"), timeout=6)
+        self.assertIsNotNone(reply)
+        self.assertEqual(reply.code, h.code(2, 5), h.code_str(reply.code))
+
 if __name__ == "__main__":
     unittest.main()

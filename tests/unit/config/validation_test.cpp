@@ -173,9 +173,13 @@ TEST(Validation, Routes) {
                "routes[0].ca_file", "file not found");
   EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"coap://h\", psk: { identity: i, key: k } }]\n",
                "routes[0].psk", "only applies to coaps");
+  EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"coaps://127.0.0.1:5684\" }]\n", "routes[0].psk",
+               "required for coaps");
+  EXPECT_TRUE(issues_of("routes: [{ prefix: /a, upstream: \"coaps://127.0.0.1:5684\", psk: { identity: i, key: k } }]\n")
+                  .empty());
   EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"coaps://h\", psk: { identity: i, key_hex: \"x\" } }]\n",
                "routes[0].psk.key_hex", "not valid hex");
-  for (const char* ok : {"http://127.0.0.1:8000", "https://h/p", "coap://[::1]:5783", "coaps://h",
+  for (const char* ok : {"http://127.0.0.1:8000", "https://h/p", "coap://[::1]:5783",
                          "file:/var/tmp/x.jsonl"}) {
     EXPECT_TRUE(issues_of(std::string("routes: [{ prefix: /a, upstream: \"") + ok + "\" }]\n").empty())
         << ok;

@@ -490,9 +490,15 @@ TEST(CoapUpstreamSetup, BadUrlsThrow) {
   r.prefix = "/x";
   r.upstream = "coap://";
   EXPECT_THROW(make_coap_upstream(io, r), std::runtime_error);
+  // coaps needs a PSK: refused at start-up, not at the first request.
   r.upstream = "coaps://127.0.0.1:5684";
   EXPECT_THROW(make_coap_upstream(io, r), std::runtime_error);
-  // The Router keeps a 5.02 placeholder for coaps until the DTLS client exists.
+  EXPECT_THROW(Router(io, {r}), std::runtime_error);
+  r.psk_identity = std::string(300, 'i');  // beyond OpenSSL's PSK_MAX_IDENTITY_LEN
+  r.psk_key = "k";
+  EXPECT_THROW(make_coap_upstream(io, r), std::runtime_error);
+  r.psk_identity = "gw";
+  EXPECT_NO_THROW(make_coap_upstream(io, r));
   EXPECT_NO_THROW(Router(io, {r}));
 }
 

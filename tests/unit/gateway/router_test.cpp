@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <filesystem>
 #include <fstream>
 
@@ -86,16 +87,31 @@ TEST_F(RouterTest, BadSpecsThrowAtStartup) {
   EXPECT_THROW(Router(io_, {bad_ca}), std::runtime_error);
 }
 
-TEST_F(RouterTest, CoapsRoutesAnswerNotImplementedForNow) {
-  Router router(io_, {route("/legacy", "coaps://127.0.0.1:5783")});
+TEST_F(RouterTest, CoapsRouteToAClosedPortIsConnectFailed) {
+  // A bound-then-closed UDP port: the ClientHello draws ICMP port unreachable, which fails the
+  // handshake (and so the queued request) before the route timeout.
+  std::uint16_t port = 0;
+  {
+    boost::asio::ip::udp::socket s(io_, boost::asio::ip::udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+    port = s.local_endpoint().port();
+  }
+  RouteSpec spec = route("/legacy", "coaps://127.0.0.1:" + std::to_string(port));
+  spec.psk_identity = "gw";
+  spec.psk_key = "secret";
+  Router router(io_, {spec});
   test::Slot slot;
   ForwardRequest req;
   req.method = "GET";
   router.forward(*router.match("/legacy/x"), req, slot.done());
   EXPECT_EQ(slot.calls, 0);
   ASSERT_TRUE(test::run_until(io_, [&] { return slot.response.has_value(); }));
+  EXPECT_EQ(slot.calls, 1);
   EXPECT_EQ(slot.response->code, coap_code(5, 2));
-  EXPECT_EQ(slot.response->outcome, "not_implemented");
+  EXPECT_EQ(slot.response->outcome, "connect_failed");
+}
+
+TEST_F(RouterTest, CoapsRouteWithoutPskIsRefused) {
+  EXPECT_THROW(Router(io_, {route("/legacy", "coaps://127.0.0.1:5684")}), std::runtime_error);
 }
 
 TEST_F(RouterTest, FileRouteWritesTheUpstreamPath) {
