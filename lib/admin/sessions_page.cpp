@@ -1,6 +1,8 @@
 // JSON page rendering for /v1/sessions; see sessions_page.hpp.
 #include "admin/sessions_page.hpp"
 
+#include "common/json.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -19,28 +21,6 @@ std::optional<std::uint64_t> parse_decimal(std::string_view text) {
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
   return value;
-}
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const auto cont = [&](std::size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
-  const unsigned char c = b(0);
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (!cont(1) || !cont(2)) return 0;
-    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
-    if (c == 0xED && b(1) >= 0xA0) return 0;  // UTF-16 surrogates
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (!cont(1) || !cont(2) || !cont(3)) return 0;
-    if (c == 0xF0 && b(1) < 0x90) return 0;   // overlong
-    if (c == 0xF4 && b(1) >= 0x90) return 0;  // above U+10FFFF
-    return 4;
-  }
-  return 0;
 }
 
 }  // namespace
@@ -77,61 +57,10 @@ PageQueryResult parse_page_query(std::string_view query) {
   return {q, {}};
 }
 
-void append_json_string(std::string& out, std::string_view text) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (std::size_t i = 0; i < text.size();) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-      ++i;
-    } else if (c < 0x20 || c == 0x7F) {
-      switch (c) {
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-          out += "\\u00";
-          out.push_back(hex[c >> 4]);
-          out.push_back(hex[c & 0xF]);
-      }
-      ++i;
-    } else if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
-      ++i;
-    } else if (const std::size_t n = utf8_sequence_length(text, i); n != 0) {
-      out.append(text.substr(i, n));
-      i += n;
-    } else {
-      out += "\\ufffd";  // identities are bytes from the device; JSON must stay valid
-      ++i;
-    }
-  }
-  out.push_back('"');
-}
-
-std::string rfc3339_utc(std::int64_t unix_ms) {
-  std::int64_t secs = unix_ms / 1000;
-  std::int64_t ms = unix_ms % 1000;
-  if (ms < 0) {
-    ms += 1000;
-    secs -= 1;
-  }
-  const std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  if (!::gmtime_r(&t, &tm)) return "1970-01-01T00:00:00.000Z";
-  char buf[48];
-  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out(buf, n);
-  char frac[8];
-  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms));
-  return out + frac;
-}
 
 std::string render_error(std::string_view message) {
   std::string out = "{\"error\":";
-  append_json_string(out, message);
+  json::append_string(out, message);
   out += "}\n";
   return out;
 }
@@ -154,23 +83,23 @@ std::string render_sessions_page(std::vector<SessionInfo> sessions, const PageQu
     first = false;
     out += "{\"id\":" + std::to_string(s.id);
     out += ",\"proto\":";
-    append_json_string(out, s.proto);
+    json::append_string(out, s.proto);
     out += ",\"type\":";
-    append_json_string(out, s.type);
+    json::append_string(out, s.type);
     out += ",\"state\":";
-    append_json_string(out, s.state);
+    json::append_string(out, s.state);
     out += ",\"remote\":";
-    append_json_string(out, s.remote);
+    json::append_string(out, s.remote);
     out += ",\"local\":";
-    append_json_string(out, s.local);
+    json::append_string(out, s.local);
     out += ",\"ifindex\":" + std::to_string(s.ifindex);
     out += ",\"identity\":";
     if (s.identity.empty())
       out += "null";
     else
-      append_json_string(out, s.identity);
-    out += ",\"created\":\"" + rfc3339_utc(s.created_unix_ms) + "\"";
-    out += ",\"last_seen\":\"" + rfc3339_utc(s.last_seen_unix_ms) + "\"";
+      json::append_string(out, s.identity);
+    out += ",\"created\":\"" + json::rfc3339_utc_ms(s.created_unix_ms) + "\"";
+    out += ",\"last_seen\":\"" + json::rfc3339_utc_ms(s.last_seen_unix_ms) + "\"";
     out += ",\"created_unix_ms\":" + std::to_string(s.created_unix_ms);
     out += ",\"last_seen_unix_ms\":" + std::to_string(s.last_seen_unix_ms);
     out += ",\"refcount\":" + std::to_string(s.refcount);

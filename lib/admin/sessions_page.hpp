@@ -40,11 +40,4 @@ std::string render_sessions_page(std::vector<SessionInfo> sessions, const PageQu
 // {"error":"..."}
 std::string render_error(std::string_view message);
 
-// Appends `text` as a JSON string literal: quotes, backslashes and control
-// characters escaped, invalid UTF-8 replaced by U+FFFD.
-void append_json_string(std::string& out, std::string_view text);
-
-// "2024-05-01T12:00:00.123Z"
-std::string rfc3339_utc(std::int64_t unix_ms);
-
 }  // namespace coapgw::admin

@@ -1,5 +1,7 @@
 #include "common/log.hpp"
 
+#include "common/json.hpp"
+
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -13,37 +15,9 @@ std::atomic<int> g_format{static_cast<int>(Format::text)};
 thread_local int t_worker = -1;
 std::mutex g_write_mutex;  // whole lines only; logging is off the hot path
 
-void append_json_escaped(std::string& out, std::string_view s) {
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-}
-
 std::string timestamp() {
   using namespace std::chrono;
-  auto now = system_clock::now();
-  auto secs = system_clock::to_time_t(now);
-  auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
+  return json::rfc3339_utc_ms(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 }  // namespace
 
@@ -87,9 +61,9 @@ void write(Level level, std::string_view message, std::uint64_t session_id) {
     line += '"';
     if (t_worker >= 0) line += ",\"worker\":" + std::to_string(t_worker);
     if (session_id != 0) line += ",\"session\":" + std::to_string(session_id);
-    line += ",\"msg\":\"";
-    append_json_escaped(line, message);
-    line += "\"}\n";
+    line += ",\"msg\":";
+    json::append_string(line, message);
+    line += "}\n";
   } else {
     line += timestamp();
     line += ' ';

@@ -143,8 +143,12 @@ std::array<std::byte, 13> record_aad(std::uint16_t epoch, std::uint64_t sequence
 
 std::unique_ptr<RecordCrypto> RecordCrypto::create() {
   std::unique_ptr<RecordCrypto> crypto(new RecordCrypto);
-  crypto->ctx_ = EVP_CIPHER_CTX_new();
-  if (crypto->ctx_ == nullptr) return nullptr;
+  for (auto* slots : {&crypto->sealers_, &crypto->openers_}) {
+    for (auto& slot : *slots) {
+      slot.ctx = EVP_CIPHER_CTX_new();
+      if (slot.ctx == nullptr) return nullptr;
+    }
+  }
   crypto->scratch_ = std::make_unique<std::byte[]>(max_plaintext_size);
   for (std::size_t i = 0; i < aead_count; ++i) {
     crypto->ciphers_[i] = EVP_CIPHER_fetch(nullptr, cipher_name(static_cast<Aead>(i)), nullptr);
@@ -157,8 +161,25 @@ std::unique_ptr<RecordCrypto> RecordCrypto::create() {
 }
 
 RecordCrypto::~RecordCrypto() {
-  EVP_CIPHER_CTX_free(ctx_);
+  for (auto* slots : {&sealers_, &openers_}) {
+    for (auto& slot : *slots) EVP_CIPHER_CTX_free(slot.ctx);
+  }
   for (auto* c : ciphers_) EVP_CIPHER_free(c);
+}
+
+bool RecordCrypto::prepare(Slot& slot, Aead aead, bool encrypt, std::size_t nonce_size, std::size_t tag_size) {
+  if (slot.tag_size == tag_size && slot.nonce_size == nonce_size) return true;
+  slot.tag_size = 0;
+  const bool ok =
+      EVP_CipherInit_ex(slot.ctx, ciphers_[static_cast<std::size_t>(aead)], nullptr, nullptr, nullptr,
+                        encrypt ? 1 : 0) == 1 &&
+      EVP_CIPHER_CTX_ctrl(slot.ctx, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(nonce_size), nullptr) == 1 &&
+      // CCM fixes the tag length before the key; opening sets it again with the expected tag.
+      (!is_ccm(aead) || EVP_CIPHER_CTX_ctrl(slot.ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag_size), nullptr) == 1);
+  if (!ok) return false;
+  slot.nonce_size = nonce_size;
+  slot.tag_size = tag_size;
+  return true;
 }
 
 bool RecordCrypto::seal(Aead aead, std::span<const std::byte> key, std::span<const std::byte> nonce,
@@ -168,17 +189,20 @@ bool RecordCrypto::seal(Aead aead, std::span<const std::byte> key, std::span<con
   const unsigned char none = 0;
   const unsigned char* in = plaintext.empty() ? &none : u8(plaintext.data());
   int n = 0, tail = 0;
+  Slot& slot = sealers_[static_cast<std::size_t>(aead)];
+  evp_cipher_ctx_st* const ctx = slot.ctx;
   const bool ok =
-      EVP_EncryptInit_ex(ctx_, ciphers_[static_cast<std::size_t>(aead)], nullptr, nullptr, nullptr) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(nonce.size()), nullptr) == 1 &&
-      (!ccm || EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag_size), nullptr) == 1) &&
-      EVP_EncryptInit_ex(ctx_, nullptr, nullptr, u8(key.data()), u8(nonce.data())) == 1 &&
-      (!ccm || EVP_EncryptUpdate(ctx_, nullptr, &n, nullptr, static_cast<int>(plaintext.size())) == 1) &&
-      (aad.empty() || EVP_EncryptUpdate(ctx_, nullptr, &n, u8(aad.data()), static_cast<int>(aad.size())) == 1) &&
-      EVP_EncryptUpdate(ctx_, u8(out), &n, in, static_cast<int>(plaintext.size())) == 1 &&
-      EVP_EncryptFinal_ex(ctx_, u8(out) + n, &tail) == 1 && static_cast<std::size_t>(n + tail) == plaintext.size() &&
-      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(tag_size), u8(out) + plaintext.size()) == 1;
-  if (!ok) ERR_clear_error();
+      prepare(slot, aead, true, nonce.size(), tag_size) &&
+      EVP_EncryptInit_ex(ctx, nullptr, nullptr, u8(key.data()), u8(nonce.data())) == 1 &&
+      (!ccm || EVP_EncryptUpdate(ctx, nullptr, &n, nullptr, static_cast<int>(plaintext.size())) == 1) &&
+      (aad.empty() || EVP_EncryptUpdate(ctx, nullptr, &n, u8(aad.data()), static_cast<int>(aad.size())) == 1) &&
+      EVP_EncryptUpdate(ctx, u8(out), &n, in, static_cast<int>(plaintext.size())) == 1 &&
+      EVP_EncryptFinal_ex(ctx, u8(out) + n, &tail) == 1 && static_cast<std::size_t>(n + tail) == plaintext.size() &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(tag_size), u8(out) + plaintext.size()) == 1;
+  if (!ok) {
+    ERR_clear_error();
+    slot.tag_size = 0;
+  }
   return ok;
 }
 
@@ -194,23 +218,25 @@ bool RecordCrypto::open(Aead aead, std::span<const std::byte> key, std::span<con
   unsigned char sink = 0;
   unsigned char* dst = out != nullptr ? u8(out) : &sink;
   int n = 0, tail = 0;
+  Slot& slot = openers_[static_cast<std::size_t>(aead)];
+  evp_cipher_ctx_st* const ctx = slot.ctx;
   bool ok =
-      EVP_DecryptInit_ex(ctx_, ciphers_[static_cast<std::size_t>(aead)], nullptr, nullptr, nullptr) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(nonce.size()), nullptr) == 1 &&
-      (!ccm || EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag_size), tag) == 1) &&
-      EVP_DecryptInit_ex(ctx_, nullptr, nullptr, u8(key.data()), u8(nonce.data())) == 1 &&
-      (!ccm || EVP_DecryptUpdate(ctx_, nullptr, &n, nullptr, static_cast<int>(length)) == 1) &&
-      (aad.empty() || EVP_DecryptUpdate(ctx_, nullptr, &n, u8(aad.data()), static_cast<int>(aad.size())) == 1);
+      prepare(slot, aead, false, nonce.size(), tag_size) &&
+      (!ccm || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag_size), tag) == 1) &&
+      EVP_DecryptInit_ex(ctx, nullptr, nullptr, u8(key.data()), u8(nonce.data())) == 1 &&
+      (!ccm || EVP_DecryptUpdate(ctx, nullptr, &n, nullptr, static_cast<int>(length)) == 1) &&
+      (aad.empty() || EVP_DecryptUpdate(ctx, nullptr, &n, u8(aad.data()), static_cast<int>(aad.size())) == 1);
   if (ok && ccm) {
     // CCM verifies the tag inside the one Update over the whole ciphertext.
-    ok = EVP_DecryptUpdate(ctx_, dst, &n, in, static_cast<int>(length)) == 1;
+    ok = EVP_DecryptUpdate(ctx, dst, &n, in, static_cast<int>(length)) == 1;
   } else if (ok) {
-    ok = EVP_DecryptUpdate(ctx_, dst, &n, in, static_cast<int>(length)) == 1 &&
-         EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag_size), tag) == 1 &&
-         EVP_DecryptFinal_ex(ctx_, dst + n, &tail) == 1;
+    ok = EVP_DecryptUpdate(ctx, dst, &n, in, static_cast<int>(length)) == 1 &&
+         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag_size), tag) == 1 &&
+         EVP_DecryptFinal_ex(ctx, dst + n, &tail) == 1;
   }
   if (!ok) {
     ERR_clear_error();
+    slot.tag_size = 0;  // a failed open may leave the context mid-operation: set it up afresh
     if (out != nullptr && length > 0) OPENSSL_cleanse(out, length);  // unauthenticated plaintext never escapes
   }
   return ok;

@@ -59,7 +59,10 @@ bool derive_traffic_keys(const SuiteParams& suite, std::span<const std::byte> ma
                          std::span<const std::byte> client_random, std::span<const std::byte> server_random,
                          TrafficKeys* client, TrafficKeys* server);
 
-// Per-worker AEAD engine. Each call re-keys one reused EVP_CIPHER_CTX.
+// Per-worker AEAD engine. One EVP_CIPHER_CTX per AEAD and direction, set up (cipher, nonce and
+// tag length) once and then only re-keyed per record: re-initialising with the cipher would
+// free and rebuild OpenSSL's provider context and re-send the length controls on every record,
+// which the profile showed as the record layer's main cost.
 class RecordCrypto {
  public:
   static std::unique_ptr<RecordCrypto> create();  // nullptr when OpenSSL lacks an AEAD
@@ -91,7 +94,17 @@ class RecordCrypto {
  private:
   RecordCrypto() = default;
   std::unique_ptr<std::byte[]> scratch_;
-  evp_cipher_ctx_st* ctx_ = nullptr;
+  // A context with its cipher and lengths in place; tag_size 0 = not set up (or left unusable by
+  // a failed call), so the next call sets it up afresh.
+  struct Slot {
+    evp_cipher_ctx_st* ctx = nullptr;
+    std::size_t nonce_size = 0;
+    std::size_t tag_size = 0;
+  };
+  bool prepare(Slot& slot, Aead aead, bool encrypt, std::size_t nonce_size, std::size_t tag_size);
+
+  std::array<Slot, aead_count> sealers_{};
+  std::array<Slot, aead_count> openers_{};
   std::array<evp_cipher_st*, aead_count> ciphers_{};
 };
 

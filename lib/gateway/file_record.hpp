@@ -18,11 +18,7 @@
 
 namespace coapgw::gateway {
 
-// Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
-bool is_valid_utf8(std::span<const std::byte> bytes);
 std::string base64_encode(std::span<const std::byte> bytes);
-// Appends `text` as a quoted JSON string.
-void append_json_string(std::string& out, std::string_view text);
 // "2024-05-06T07:08:09.123Z"
 std::string rfc3339_utc_ms(std::chrono::system_clock::time_point t);
 // The whole line including the trailing '\n'.

@@ -1,5 +1,6 @@
 // Tests for /v1/sessions paging and JSON rendering (no server involved).
 #include "admin/sessions_page.hpp"
+#include "common/json.hpp"
 
 #include <gtest/gtest.h>
 
@@ -45,20 +46,20 @@ TEST(PageQuery, InvalidValuesAreErrors) {
 
 TEST(Json, StringsAreEscaped) {
   std::string out;
-  append_json_string(out, std::string("a\"b\\c\n\t\x01\x7f", 9));
+  json::append_string(out, std::string("a\"b\\c\n\t\x01\x7f", 9));
   EXPECT_EQ(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u007f\"");
   out.clear();
-  append_json_string(out, "caf\xc3\xa9 \xe2\x82\xac");  // valid UTF-8 passes through
+  json::append_string(out, "caf\xc3\xa9 \xe2\x82\xac");  // valid UTF-8 passes through
   EXPECT_EQ(out, "\"caf\xc3\xa9 \xe2\x82\xac\"");
   out.clear();
-  append_json_string(out, "x\xff\xc3y\xed\xa0\x80");  // invalid bytes, truncated seq, surrogate
+  json::append_string(out, "x\xff\xc3y\xed\xa0\x80");  // invalid bytes, truncated seq, surrogate
   EXPECT_EQ(out, "\"x\\ufffd\\ufffdy\\ufffd\\ufffd\\ufffd\"");
 }
 
 TEST(Json, Rfc3339) {
-  EXPECT_EQ(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
-  EXPECT_EQ(rfc3339_utc(1714564800123), "2024-05-01T12:00:00.123Z");
-  EXPECT_EQ(rfc3339_utc(-1), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(json::rfc3339_utc_ms(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(json::rfc3339_utc_ms(1714564800123), "2024-05-01T12:00:00.123Z");
+  EXPECT_EQ(json::rfc3339_utc_ms(-1), "1969-12-31T23:59:59.999Z");
 }
 
 SessionInfo session(std::uint64_t id, std::string identity = "dev") {

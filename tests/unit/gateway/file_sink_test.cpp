@@ -5,6 +5,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/json.hpp"
 #include "gateway/file_record.hpp"
 #include "gateway/file_sink.hpp"
 #include "test_util.hpp"
@@ -35,15 +36,15 @@ ForwardRequest sample_request() {
 }
 
 TEST(FileRecord, Utf8Validation) {
-  EXPECT_TRUE(is_valid_utf8(bytes("")));
-  EXPECT_TRUE(is_valid_utf8(bytes("plain ascii")));
-  EXPECT_TRUE(is_valid_utf8(bytes("gr\xC3\xBC\xC3\x9F \xE2\x82\xAC \xF0\x9F\x98\x80")));
-  EXPECT_FALSE(is_valid_utf8(bytes("\xFF")));
-  EXPECT_FALSE(is_valid_utf8(bytes("\xC3")));              // truncated
-  EXPECT_FALSE(is_valid_utf8(bytes("\xC0\xAF")));          // overlong
-  EXPECT_FALSE(is_valid_utf8(bytes("\xE0\x80\xAF")));      // overlong
-  EXPECT_FALSE(is_valid_utf8(bytes("\xED\xA0\x80")));      // surrogate
-  EXPECT_FALSE(is_valid_utf8(bytes("\xF4\x90\x80\x80")));  // > U+10FFFF
+  EXPECT_TRUE(json::is_valid_utf8(bytes("")));
+  EXPECT_TRUE(json::is_valid_utf8(bytes("plain ascii")));
+  EXPECT_TRUE(json::is_valid_utf8(bytes("gr\xC3\xBC\xC3\x9F \xE2\x82\xAC \xF0\x9F\x98\x80")));
+  EXPECT_FALSE(json::is_valid_utf8(bytes("\xFF")));
+  EXPECT_FALSE(json::is_valid_utf8(bytes("\xC3")));              // truncated
+  EXPECT_FALSE(json::is_valid_utf8(bytes("\xC0\xAF")));          // overlong
+  EXPECT_FALSE(json::is_valid_utf8(bytes("\xE0\x80\xAF")));      // overlong
+  EXPECT_FALSE(json::is_valid_utf8(bytes("\xED\xA0\x80")));      // surrogate
+  EXPECT_FALSE(json::is_valid_utf8(bytes("\xF4\x90\x80\x80")));  // > U+10FFFF
 }
 
 TEST(FileRecord, Base64) {
