@@ -135,6 +135,7 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
   Endpoint& ep = *endpoints_[s.endpoint()];
   send_dtls_datagrams(ep, s.addr_remote(), s.addr_local(), out);
   if (out.established) {
+    ++handshakes_since_trim_;
     s.set_state(session::State::established);
     metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
     log::debug("dtls established identity=" + std::string(s.tls_state()->identity()), s.id());

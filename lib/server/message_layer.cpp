@@ -119,8 +119,9 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
     ++local_.duplicates;
     // The same answer again for a CON (piggybacked response, or the empty ACK of a separate one);
     // a duplicate NON, or a CON still being worked on before any ACK went out, is not processed again.
-    if (m.type == coap::Type::con && e->answered && !e->response.empty()) {
-      auto copy = e->response;  // send_to may touch the cache
+    if (m.type == coap::Type::con && e->answered && e->length != 0) {
+      auto answer = e->response();
+      std::vector<std::byte> copy(answer.begin(), answer.end());  // send_to may touch the cache
       send_to(s, copy);
     }
     return;

@@ -5,6 +5,8 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include "common/log.hpp"
@@ -320,6 +322,15 @@ void Worker::on_tick() {
   expire_blockwise(now);
   dtls_timers_due(now);
   if (dtls_) dtls_->rotate_cookie_secret_if_due(now);
+  // A handshake allocates and frees tens of KB per session (OpenSSL's handshake state, freed once
+  // the session runs on the lean record layer). glibc keeps such freed memory in its arenas; give it
+  // back to the system every few seconds after handshakes, so resident memory follows what
+  // established sessions really hold.
+  if (handshakes_since_trim_ != 0 && now >= next_trim_) {
+    ::malloc_trim(0);
+    handshakes_since_trim_ = 0;
+    next_trim_ = now + std::chrono::seconds(5);
+  }
   // Routers replaced by a reload are dropped once nothing uses them.
   std::erase_if(old_routers_, [](const std::shared_ptr<gateway::Router>& r) { return r.use_count() == 1; });
   send_batch_->flush();

@@ -205,6 +205,8 @@ class Worker : public session::Context {
   std::atomic<bool> draining_{false};
   std::atomic<std::size_t> in_flight_{0};
   std::atomic<std::int64_t> heartbeat_ms_{0};
+  std::uint64_t handshakes_since_trim_ = 0;
+  session::TimePoint next_trim_{};
 
   // Our CONs awaiting an ACK, keyed by (session id, message id); each holds a session reference.
   std::unordered_map<std::uint64_t, std::unique_ptr<Outstanding>> outstanding_;

@@ -1,5 +1,6 @@
 #include "session/exchange_cache.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace coapgw::session {
@@ -7,14 +8,14 @@ namespace coapgw::session {
 ExchangeCache::ExchangeCache(std::size_t max_entries, std::chrono::milliseconds lifetime)
     : max_entries_(max_entries == 0 ? 1 : max_entries), lifetime_(lifetime) {}
 
-ExchangeCache::Entry* ExchangeCache::lookup(const Key& k) {
+ExchangeCache::Entry* ExchangeCache::lookup(std::uint64_t k) {
   auto it = index_.find(k);
   if (it == index_.end()) return nullptr;
   return &fifo_[it->second - base_seq_];
 }
 
 const ExchangeCache::Entry* ExchangeCache::find(std::uint64_t session, std::uint16_t mid, TimePoint now) {
-  Entry* e = lookup(Key{session, mid});
+  Entry* e = lookup(key_of(session, mid));
   if (e == nullptr || e->expires <= now) return nullptr;
   return e;
 }
@@ -25,17 +26,28 @@ void ExchangeCache::insert(std::uint64_t session, std::uint16_t mid, TimePoint n
     pop_front();
     ++evicted_;
   }
-  Key k{session, mid};
-  fifo_.push_back(Entry{session, mid, false, now + lifetime_, {}});
+  auto k = key_of(session, mid);
+  Entry e;
+  e.key = k;
+  e.expires = now + lifetime_;
+  fifo_.push_back(std::move(e));
   // A reused (session, mid) after expiry replaces the old index; the stale FIFO slot is skipped on pop.
   index_[k] = base_seq_ + fifo_.size() - 1;
 }
 
 void ExchangeCache::set_response(std::uint64_t session, std::uint16_t mid, std::span<const std::byte> answer) {
-  Entry* e = lookup(Key{session, mid});
+  Entry* e = lookup(key_of(session, mid));
   if (e == nullptr) return;
   e->answered = true;
-  e->response.assign(answer.begin(), answer.end());
+  auto n = std::min<std::size_t>(answer.size(), 65535);
+  e->length = static_cast<std::uint16_t>(n);
+  if (n <= inline_bytes) {
+    e->heap.reset();
+    std::copy_n(answer.begin(), n, e->inline_data.begin());
+  } else {
+    e->heap = std::make_unique_for_overwrite<std::byte[]>(n);
+    std::copy_n(answer.begin(), n, e->heap.get());
+  }
 }
 
 std::size_t ExchangeCache::expire(TimePoint now) {
@@ -49,7 +61,7 @@ std::size_t ExchangeCache::expire(TimePoint now) {
 
 void ExchangeCache::pop_front() {
   const Entry& e = fifo_.front();
-  auto it = index_.find(Key{e.session, e.message_id});
+  auto it = index_.find(e.key);
   if (it != index_.end() && it->second == base_seq_) index_.erase(it);
   fifo_.pop_front();
   ++base_seq_;

@@ -5,12 +5,16 @@
 // sessions, so an idle session costs nothing for it. All entries share one lifetime, so insertion
 // order is expiry order and a FIFO expires them in O(1). The cache is bounded: when full, the
 // oldest entry is dropped early (counted), which only narrows the duplicate window under overload.
+// Entries are compact (tens of thousands live at once): small answers, the common case, are kept
+// inline, and the index maps one 64-bit key per exchange.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <array>
 #include <deque>
+#include <memory>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -20,12 +24,16 @@ namespace coapgw::session {
 class ExchangeCache {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
+  static constexpr std::size_t inline_bytes = 24;
   struct Entry {
-    std::uint64_t session = 0;
-    std::uint16_t message_id = 0;
-    bool answered = false;          // false: still being processed (e.g. waiting for an upstream)
+    std::uint64_t key = 0;
     TimePoint expires{};
-    std::vector<std::byte> response;  // the datagram sent as answer (empty for NON without answer)
+    std::unique_ptr<std::byte[]> heap;  // answers longer than inline_bytes
+    std::uint16_t length = 0;
+    bool answered = false;              // false: still being processed (e.g. waiting for an upstream)
+    std::array<std::byte, inline_bytes> inline_data{};
+    // The datagram sent as answer (empty for a NON without answer).
+    std::span<const std::byte> response() const { return {heap ? heap.get() : inline_data.data(), length}; }
   };
 
   ExchangeCache(std::size_t max_entries, std::chrono::milliseconds lifetime);
@@ -43,22 +51,20 @@ class ExchangeCache {
   std::chrono::milliseconds lifetime() const { return lifetime_; }
 
  private:
-  struct Key {
-    std::uint64_t session;
-    std::uint16_t mid;
-    friend bool operator==(const Key&, const Key&) = default;
-  };
+  // Session ids carry the worker in their top 16 bits, the same for every entry of one cache, so
+  // (id << 16 | mid) is unique here.
+  static std::uint64_t key_of(std::uint64_t session, std::uint16_t mid) { return session << 16 | mid; }
   struct KeyHash {
-    std::size_t operator()(const Key& k) const { return (k.session * 0x9E3779B97F4A7C15ull) ^ k.mid; }
+    std::size_t operator()(std::uint64_t k) const { return static_cast<std::size_t>(k * 0x9E3779B97F4A7C15ull >> 7); }
   };
-  Entry* lookup(const Key& k);
+  Entry* lookup(std::uint64_t k);
   void pop_front();
 
   std::size_t max_entries_;
   std::chrono::milliseconds lifetime_;
   std::deque<Entry> fifo_;
   std::uint64_t base_seq_ = 0;  // sequence number of fifo_.front()
-  std::unordered_map<Key, std::uint64_t, KeyHash> index_;
+  std::unordered_map<std::uint64_t, std::uint64_t, KeyHash> index_;
   std::uint64_t evicted_ = 0;
 };
 

@@ -76,7 +76,6 @@ Session::Session(Table* table, std::uint64_t id, const Key& key, const Address& 
       created_(now),
       last_seen_(now),
       remote_(key.remote),
-      key_remote_(key.remote),
       local_(local),
       key_port_(key.local_port),
       // RFC 7252 4.4: start message ids at a random value, so an off-path attacker cannot guess
@@ -156,12 +155,15 @@ void Session::set_state(State state) {
 }
 
 Session::Extras& Session::extras() {
-  if (!extras_) extras_ = std::make_unique<Extras>();
+  if (!extras_) {
+    extras_ = std::make_unique<Extras>();
+    extras_->key_remote = remote_;
+  }
   return *extras_;
 }
 
-void Session::set_tls(std::unique_ptr<TlsState> tls) { extras().tls = std::move(tls); }
-TlsState* Session::tls_state() const { return extras_ ? extras_->tls.get() : nullptr; }
+void Session::set_tls(std::unique_ptr<TlsState> tls) { tls_ = std::move(tls); }
+TlsState* Session::tls_state() const { return tls_.get(); }
 
 void Session::set_addr_mcast(const Address& group) {
   auto& e = extras();
@@ -170,7 +172,10 @@ void Session::set_addr_mcast(const Address& group) {
   remote_ = group;
 }
 
-void Session::set_addr_remote_responder(const Address& responder) { remote_ = responder; }
+void Session::set_addr_remote_responder(const Address& responder) {
+  extras();  // keeps the key before remote_ changes
+  remote_ = responder;
+}
 
 void Session::reset_remote_to_mcast() {
   if (extras_ && extras_->has_mcast) remote_ = extras_->mcast;

@@ -144,7 +144,8 @@ class Session {
   TimePoint created() const { return created_; }
   TimePoint last_seen() const { return last_seen_; }
   std::uint16_t local_port() const { return key_port_; }
-  Key key() const { return Key{key_remote_, key_port_, proto_, endpoint_}; }
+  // The remote address can change (a multicast responder); the key stays what it was created with.
+  Key key() const { return Key{extras_ ? extras_->key_remote : remote_, key_port_, proto_, endpoint_}; }
 
   // Transport-facing setters used by the worker.
   void set_state(State state);
@@ -166,10 +167,10 @@ class Session {
   Session(Table* table, std::uint64_t id, const Key& key, const Address& local, Type type, TimePoint now,
           std::uint16_t first_message_id);
 
-  struct Extras {
+  struct Extras {  // multicast client sessions only
+    Address key_remote;  // remote_ when the extras were made, before it could change
     Address mcast;
     bool has_mcast = false;
-    std::unique_ptr<TlsState> tls;
   };
   Extras& extras();
 
@@ -177,13 +178,13 @@ class Session {
   Session* lru_prev_ = nullptr;  // idle-pool links, owned by Table
   Session* lru_next_ = nullptr;
   std::unique_ptr<Extras> extras_;
+  std::unique_ptr<TlsState> tls_;
   void* app_data_ = nullptr;
   AppDataRelease app_release_ = nullptr;
   std::uint64_t id_;
   TimePoint created_;
   TimePoint last_seen_;
   Address remote_;
-  Address key_remote_;  // remote_ can follow a multicast responder; the key stays
   Address local_;
   std::int32_t refcount_ = 0;
   std::int32_t ifindex_ = -1;

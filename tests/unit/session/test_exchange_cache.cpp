@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "session/exchange_cache.hpp"
 
 using namespace coapgw::session;
@@ -20,8 +23,21 @@ TEST(ExchangeCache, PendingThenAnswered) {
   e = c.find(1, 7, t0 + 1s);
   ASSERT_NE(e, nullptr);
   EXPECT_TRUE(e->answered);
-  EXPECT_EQ(e->response.size(), 3u);
+  EXPECT_EQ(e->response().size(), 3u);
+  EXPECT_EQ(e->response()[2], std::byte{3});
   EXPECT_EQ(c.find(2, 7, t0), nullptr);  // other session, same mid
+}
+
+TEST(ExchangeCache, LongAnswersKeptWhole) {
+  ExchangeCache c(16, 247s);
+  c.insert(9, 1, t0);
+  std::vector<std::byte> big(300);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i);
+  c.set_response(9, 1, big);
+  auto* e = c.find(9, 1, t0);
+  ASSERT_NE(e, nullptr);
+  ASSERT_EQ(e->response().size(), 300u);
+  EXPECT_TRUE(std::equal(big.begin(), big.end(), e->response().begin()));
 }
 
 TEST(ExchangeCache, ExpiresAfterLifetime) {

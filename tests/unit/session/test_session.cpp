@@ -278,6 +278,10 @@ TEST_F(Fixture, MulticastClientRemoteFollowsResponderAndResets) {
   EXPECT_EQ(c->addr_remote(), responder);
   c->reset_remote_to_mcast();  // next send goes to the group again
   EXPECT_EQ(c->addr_remote(), group);
+  c->set_addr_remote_responder(responder);
+  c->release();  // freed: found again under the key it was created with
+  EXPECT_EQ(table->size(), 0u);
+  EXPECT_EQ(budget_ptr->used(), 0u);
 }
 
 TEST_F(Fixture, StateCountsFollowTransitionsAndReturnToZero) {
