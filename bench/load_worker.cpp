@@ -237,6 +237,10 @@ class Worker {
       while (next < devices_.size() && verifying_ < options_.concurrency &&
              static_cast<double>(next) < allowed) {
         Device& device = devices_[next];
+        if (plan_.first_slot + next < options_.verify_from) {
+          ++next;  // not to be verified: it must not touch the server again
+          continue;
+        }
         if (device.state == DeviceState::open) {
           // A keep-alive still in flight is left to finish or time out first.
           if (!device.pending.empty()) break;

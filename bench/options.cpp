@@ -64,6 +64,8 @@ std::string usage() {
   --open-rate R         sessions opened per second in total, default 5000
   --concurrency C       sessions being opened at once per process, default 200
   --keepalive S         hold: one GET per session every S seconds, default 0 (none)
+  --verify-from N       hold: verify only devices N.. (global index), default 0 (all); the
+                        earlier ones are held but not contacted again (e.g. expected evicted)
   --procs P             processes, default 1 (raised when the file limit needs it)
   --server-pid PID      measure that process's CPU time (utime+stime) and VmRSS
   --cipher C            OpenSSL cipher list, default PSK-AES128-CCM8
@@ -96,6 +98,7 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
       {"--open-rate", [&](std::string_view v) { return parse_double(v, 1, 1e7, o.open_rate); }},
       {"--concurrency", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, 100000, o.concurrency); }},
       {"--keepalive", [&](std::string_view v) { return parse_double(v, 0, 86400, o.keepalive); }},
+      {"--verify-from", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 0, max_devices, o.verify_from); }},
       {"--procs", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, max_procs, o.procs); }},
       {"--server-pid", [&](std::string_view v) { return parse_integer<int>(v, 1, 1 << 30, o.server_pid); }},
       {"--cipher", [&](std::string_view v) { o.cipher = v; return !v.empty(); }},

@@ -26,6 +26,7 @@ struct Options {
   double open_rate = 5000.0;              // sessions opened per second over all processes
   std::uint32_t concurrency = 200;        // sessions being opened at once per process
   double keepalive = 0.0;                 // hold: one request per session every S seconds; 0 = none
+  std::uint32_t verify_from = 0;          // hold: verify only devices from this global index on
   std::uint32_t procs = 1;                // worker processes (each one epoll thread)
   int server_pid = 0;                     // > 0: sample that process's CPU time and RSS
   std::string cipher = "PSK-AES128-CCM8";
