@@ -124,6 +124,7 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
   auto* s = table_->create_server(key, d.local, d.ifindex, now);
   if (s == nullptr) return nullptr;
   s->set_tls(std::make_unique<DtlsTls>(std::move(engine)));
+  set_device_identity(*s);
   s->set_state(session::State::established);
   // A device that goes on without a handshake after our restart is an idle session resumed.
   metrics_.sessions_reused(metrics::Proto::dtls).Increment();
@@ -136,6 +137,7 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
   send_dtls_datagrams(ep, s.addr_remote(), s.addr_local(), out);
   if (out.established) {
     ++handshakes_since_trim_;
+    set_device_identity(s);
     s.set_state(session::State::established);
     metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
     log::debug("dtls established identity=" + std::string(s.tls_state()->identity()), s.id());
@@ -226,6 +228,7 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
     return;
   }
   s->set_tls(std::make_unique<DtlsTls>(std::move(rh->engine)));
+  set_device_identity(*s);
   s->set_state(session::State::established);
   metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
   log::debug("dtls session replaced after a new handshake identity=" + std::string(s->tls_state()->identity()), s->id());

@@ -458,7 +458,7 @@ void Worker::start_forward(session::Session& s, const coap::MessageView& m, Repl
   if (auto* acc = m.find(coap::option::accept))
     req.accept = static_cast<std::uint16_t>(coap::decode_uint(acc->value));
   req.payload = std::move(body);
-  if (auto* t = s.tls_state()) req.identity = std::string(t->identity());
+  req.identity = std::string(device_identity(s));
   req.remote = s.addr_remote().to_string();
   req.session_id = s.id();
 

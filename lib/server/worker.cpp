@@ -430,7 +430,7 @@ void Worker::list_sessions(std::uint64_t after_id, std::size_t limit,
     i.remote = s->addr_remote().to_string();
     i.local = s->addr_local().to_string();
     i.ifindex = s->ifindex();
-    if (auto* t = s->tls_state()) i.identity = std::string(t->identity());
+    i.identity = std::string(device_identity(*s));
     i.created_unix_ms = to_unix_ms(s->created());
     i.last_seen_unix_ms = to_unix_ms(s->last_seen());
     i.refcount = s->refcount();

@@ -95,6 +95,17 @@ class DtlsTls final : public session::TlsState {
   std::unique_ptr<dtls::Engine> engine_;
 };
 
+// The gateway's app data on a DTLS session (coap_session_set_app_data): the authenticated device
+// identity, a string owned by the session's DTLS engine, so it lives exactly as long as the session
+// and needs no release hook. Plain CoAP sessions carry none.
+inline void set_device_identity(session::Session& s) {
+  if (auto* t = s.tls_state()) s.set_app_data(const_cast<std::string*>(&static_cast<DtlsTls*>(t)->engine().identity()));
+}
+inline std::string_view device_identity(const session::Session& s) {
+  auto* identity = static_cast<const std::string*>(s.app_data());
+  return identity != nullptr ? std::string_view(*identity) : std::string_view{};
+}
+
 inline std::uint64_t exchange_key(const session::Session& s, std::uint16_t mid) {
   return (s.id() << 16) | mid;
 }
