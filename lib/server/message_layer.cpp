@@ -151,7 +151,8 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
     return;
   }
   auto path = coap::uri_path(m);
-  r.resource = resource_key(m, path, coap::uri_query(m));
+  auto query = coap::uri_query(m);
+  r.resource = resource_key(m, path, query);
   if (auto* b2 = m.find(coap::option::block2)) {
     auto block = coap::decode_block(b2->value);
     if (!block) {
@@ -187,11 +188,12 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
     reply(s, r, coap::code::content, 40, coap::as_bytes(text), now);
     return;
   }
-  if (!router_ || !router_->match(path)) {
+  auto match = router_ ? router_->match(path) : std::nullopt;
+  if (!match) {
     reply(s, r, coap::code::not_found, std::nullopt, {}, now);
     return;
   }
-  start_forward(s, m, std::move(r), std::move(body), now);
+  start_forward(s, m, *match, std::move(path), std::move(query), std::move(r), std::move(body), now);
 }
 
 bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& r, std::vector<std::byte>& body,
@@ -441,18 +443,17 @@ void Worker::retransmit_due(session::TimePoint now) {
   }
 }
 
-void Worker::start_forward(session::Session& s, const coap::MessageView& m, Reply r, std::vector<std::byte> body,
+void Worker::start_forward(session::Session& s, const coap::MessageView& m, const gateway::Router::Match& match,
+                           std::string path, std::string query, Reply r, std::vector<std::byte> body,
                            session::TimePoint now) {
-  auto path = coap::uri_path(m);
-  auto match = router_->match(path);
   if (pending_.size() >= settings_.max_pending_forwards || draining_.load(std::memory_order_relaxed)) {
     reply(s, r, coap::code::service_unavailable, std::nullopt, {}, now, 5);
     return;
   }
   gateway::ForwardRequest req;
   req.method = std::string(coap::method_name(m.code));
-  req.path = path;
-  req.query = coap::uri_query(m);
+  req.path = std::move(path);
+  req.query = std::move(query);
   if (auto* cf = m.find(coap::option::content_format))
     req.content_format = static_cast<std::uint16_t>(coap::decode_uint(cf->value));
   if (auto* acc = m.find(coap::option::accept))
@@ -467,13 +468,13 @@ void Worker::start_forward(session::Session& s, const coap::MessageView& m, Repl
   p->reply = std::move(r);
   p->started = now;
   p->separate_deadline = now + settings_.separate_response_after;
-  p->route = match->route->prefix;
+  p->route = match.route->prefix;
   p->router = router_;
   auto id = next_pending_id_++;
   auto router = p->router;
   pending_.emplace(id, std::move(p));
   in_flight_.fetch_add(1, std::memory_order_relaxed);
-  router->forward(*match, std::move(req),
+  router->forward(match, std::move(req),
                   [this, id](gateway::ForwardResponse r) { on_forward_done(id, std::move(r)); });
 }
 

@@ -21,6 +21,7 @@
 
 #include "admin/session_info.hpp"
 #include "coap/message.hpp"
+#include "gateway/router.hpp"  // Router::Match; forward-declares asio only
 #include "common/address.hpp"
 #include "common/log.hpp"
 #include "session/exchange_cache.hpp"
@@ -47,11 +48,6 @@ class Engine;
 struct Output;
 class PskStore;
 }  // namespace coapgw::dtls
-namespace coapgw::gateway {
-class Router;
-struct RouteSpec;
-struct ForwardResponse;
-}  // namespace coapgw::gateway
 
 namespace coapgw::server {
 
@@ -155,7 +151,9 @@ class Worker : public session::Context {
   bool reassemble(session::Session& s, const coap::MessageView& m, Reply& r, std::vector<std::byte>& body,
                   session::TimePoint now);
   bool serve_cached_block(session::Session& s, const coap::MessageView& m, const Reply& r, session::TimePoint now);
-  void start_forward(session::Session& s, const coap::MessageView& m, Reply r, std::vector<std::byte> body,
+  // `match` is the route chosen for `path` by the current router.
+  void start_forward(session::Session& s, const coap::MessageView& m, const gateway::Router::Match& match,
+                     std::string path, std::string query, Reply r, std::vector<std::byte> body,
                      session::TimePoint now);
   void on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse response);
   void retransmit_due(session::TimePoint now);

@@ -46,14 +46,15 @@ class ExchangeCache {
   void set_response(std::uint64_t session, std::uint16_t message_id, std::span<const std::byte> answer);
   std::size_t expire(TimePoint now);
 
+  // One 64-bit key per (session, message id). Session ids carry the worker in their top 16 bits,
+  // the same for every session of one worker, so (id << 16 | mid) is unique within a worker.
+  static std::uint64_t key_of(std::uint64_t session, std::uint16_t mid) { return session << 16 | mid; }
+
   std::size_t size() const { return index_.size(); }
   std::uint64_t evicted() const { return evicted_; }
   std::chrono::milliseconds lifetime() const { return lifetime_; }
 
  private:
-  // Session ids carry the worker in their top 16 bits, the same for every entry of one cache, so
-  // (id << 16 | mid) is unique here.
-  static std::uint64_t key_of(std::uint64_t session, std::uint16_t mid) { return session << 16 | mid; }
   struct KeyHash {
     std::size_t operator()(std::uint64_t k) const { return static_cast<std::size_t>(k * 0x9E3779B97F4A7C15ull >> 7); }
   };
