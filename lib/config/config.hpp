@@ -59,6 +59,13 @@ struct DtlsConfig {
   std::string ciphers;
   Duration handshake_timeout{30000};
   std::size_t max_handshakes = 1000;
+  // Addresses whose handshakes keep failing are refused for a while (issue 11).
+  struct HandshakeBackoff {
+    std::size_t after = 3;  // consecutive failures before the back-off starts; 0 = never
+    Duration initial{1000};
+    Duration max{60000};
+    std::size_t max_addresses = 10000;  // per worker
+  } handshake_backoff;
 };
 
 struct PersistConfig {

@@ -313,19 +313,13 @@ void Engine::on_record(const wire::Record& record, Output& out) {
   using Opened = detail::RecordLayer::Opened;
   switch (record_layer_->open(record, out)) {
     case Opened::data:
-      consecutive_bad_ = 0;
       if (handshake_) switch_to_lean(record.whole);  // the peer proved it has the keys
       break;
     case Opened::no_data: break;
-    case Opened::replayed: ++bad_records_; break;
-    case Opened::rejected:
-      ++bad_records_;
-      if (++consecutive_bad_ >= max_consecutive_bad_records) {
-        log::debug("dtls: " + std::to_string(consecutive_bad_) + " consecutive bad records from " +
-                   peer_.to_string() + ", closing");
-        fail(Failure::decrypt_errors, out);
-      }
-      break;
+    // Failed authentication or a replay proves nothing about the sender: an off-path attacker can
+    // produce either with the device's address. Dropped and counted, never a reason to close.
+    case Opened::replayed:
+    case Opened::rejected: ++bad_records_; break;
     case Opened::peer_closed:
       state_ = State::closed;
       out.closed = true;

@@ -44,9 +44,6 @@ class Engine {
   enum class State : std::uint8_t { handshake, established, closed };
   using time_point = std::chrono::steady_clock::time_point;
 
-  // Consecutive records failing to authenticate that end an established session.
-  static constexpr std::uint32_t max_consecutive_bad_records = 8;
-
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -75,7 +72,8 @@ class Engine {
   bool lean() const;
   std::size_t memory_estimate() const;
   // Application records dropped because they failed to authenticate, were
-  // replayed or were malformed (single bad records are dropped silently).
+  // replayed or were malformed. They are dropped silently and never end the
+  // session (RFC 6347 4.1.2.7): anyone can send them from the device's address.
   std::uint64_t bad_records() const { return bad_records_; }
   Failure failure() const { return failure_; }
   // Largest plaintext send() accepts (one record fits one datagram).
@@ -118,7 +116,6 @@ class Engine {
   std::string psk_hint_;
   std::uint64_t bad_records_ = 0;
   Address peer_;
-  std::uint32_t consecutive_bad_ = 0;
   State state_ = State::handshake;
   Failure failure_ = Failure::none;
 };

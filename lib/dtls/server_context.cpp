@@ -59,7 +59,6 @@ std::string_view to_string(Failure failure) {
     case Failure::handshake_failed: return "handshake_failed";
     case Failure::handshake_timeout: return "handshake_timeout";
     case Failure::fatal_alert_received: return "fatal_alert_received";
-    case Failure::decrypt_errors: return "decrypt_errors";
     case Failure::internal: return "internal";
     case Failure::sequence_exhausted: return "sequence_exhausted";
   }

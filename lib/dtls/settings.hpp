@@ -36,7 +36,6 @@ enum class Failure : std::uint8_t {
   handshake_failed,      // anything else that broke the handshake (wrong key, no shared cipher, bad cert, ...)
   handshake_timeout,     // not established within handshake_timeout, or retransmissions exhausted
   fatal_alert_received,
-  decrypt_errors,        // too many consecutive records failed to authenticate
   internal,
   sequence_exhausted,    // the 48-bit write sequence is used up; closed with close_notify
 };

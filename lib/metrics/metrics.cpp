@@ -24,7 +24,7 @@ constexpr std::array<std::string_view, 4> msg_type_names{"con", "non", "ack", "r
 constexpr std::array<std::string_view, 7> close_names{
     "idle_timeout", "evicted", "peer_closed", "tls_failed", "handshake_timeout", "disconnected",
     "shutdown"};
-constexpr std::array<std::string_view, 4> handshake_names{"ok", "failed", "timeout", "rejected"};
+constexpr std::array<std::string_view, 5> handshake_names{"ok", "failed", "timeout", "rejected", "backoff"};
 constexpr std::array<std::string_view, 3> admin_reject_names{"connection_limit", "too_large",
                                                              "timeout"};
 

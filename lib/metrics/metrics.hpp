@@ -43,7 +43,8 @@ enum class MsgType : std::uint8_t { con, non, ack, rst };
 enum class CloseReason : std::uint8_t {
   idle_timeout, evicted, peer_closed, tls_failed, handshake_timeout, disconnected, shutdown
 };
-enum class HandshakeResult : std::uint8_t { ok, failed, timeout, rejected };
+// backoff: refused because the address's handshakes kept failing (dtls.handshake_backoff).
+enum class HandshakeResult : std::uint8_t { ok, failed, timeout, rejected, backoff };
 // Why the admin listener turned a client away (coapgw_admin_rejected_total).
 enum class AdminReject : std::uint8_t { connection_limit, too_large, timeout };
 
@@ -126,7 +127,7 @@ class Metrics {
   std::array<prometheus::Counter*, 2> created_{};
   std::array<prometheus::Counter*, 2> reused_{};
   std::array<std::array<prometheus::Counter*, 7>, 2> closed_{};
-  std::array<prometheus::Counter*, 4> handshakes_{};
+  std::array<prometheus::Counter*, 5> handshakes_{};
   prometheus::Counter* hello_verify_ = nullptr;
   prometheus::Counter* retransmissions_ = nullptr;
   prometheus::Counter* duplicates_ = nullptr;

@@ -53,9 +53,13 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
   }
   if (!hello) {
     if (restored_ != nullptr && !restored_->empty()) {
-      if (auto* r = draining_.load(std::memory_order_relaxed) ? nullptr : restore_session(ep, ep_index, d, now)) {
-        engine_of(*r)->on_datagram(d.data, out, now);
+      std::uint64_t bad = 0;
+      if (auto* r = draining_.load(std::memory_order_relaxed) ? nullptr : restore_session(ep, ep_index, d, out, now, &bad)) {
         handle_dtls_output(*r, out, now);
+        return;
+      }
+      if (bad != 0) {
+        count_bad("dtls_bad_record", bad);
         return;
       }
     }
@@ -80,6 +84,11 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
       return;
     case V::accepted:
       break;
+  }
+  if (backoff_.blocked(d.peer, now)) {
+    // The address proved it is the sender (the cookie), and its handshakes kept failing.
+    metrics_.dtls_handshakes(metrics::HandshakeResult::backoff).Increment();
+    return;
   }
   if (handshaking_.size() + rehandshakes_.size() >= settings_.max_handshakes) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
@@ -111,8 +120,9 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
 }
 
 session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
-                                          session::TimePoint now) {
-  auto bytes = restored_->take(d.peer, settings_.idle_timeout);
+                                          dtls::Output& out, session::TimePoint now, std::uint64_t* bad_records) {
+  std::int64_t last_seen_unix_ms = 0;
+  auto bytes = restored_->take(d.peer, settings_.idle_timeout, &last_seen_unix_ms);
   if (!bytes) return nullptr;
   auto state = dtls::deserialize(*bytes);
   if (!state) return nullptr;
@@ -120,9 +130,22 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
   // can never be repeated with the same nonce.
   auto engine = dtls::Engine::import_state(*dtls_, *state, std::uint64_t{1} << 16);
   if (!engine) return nullptr;
+  // The restored session is claimed only by a record that authenticates: a spoofed datagram from
+  // the device's address leaves the state waiting for the device (the discarded engine sent
+  // nothing, so importing the same state again reuses no nonce).
+  engine->on_datagram(d.data, out, now);
+  if (out.plaintexts.empty() && !out.closed) {
+    *bad_records = engine->bad_records();
+    restored_->put_back(d.peer, std::move(*bytes), last_seen_unix_ms);
+    return nullptr;
+  }
   session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
   auto* s = table_->create_server(key, d.local, d.ifindex, now);
-  if (s == nullptr) return nullptr;
+  if (s == nullptr) {
+    restored_->put_back(d.peer, std::move(*bytes), last_seen_unix_ms);
+    out.clear();
+    return nullptr;
+  }
   s->set_tls(std::make_unique<DtlsTls>(std::move(engine)));
   set_device_identity(*s);
   s->set_state(session::State::established);
@@ -137,6 +160,7 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
   send_dtls_datagrams(ep, s.addr_remote(), s.addr_local(), out);
   if (out.established) {
     ++handshakes_since_trim_;
+    backoff_.on_success(s.addr_remote());
     set_device_identity(s);
     s.set_state(session::State::established);
     metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
@@ -172,6 +196,7 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
         break;
     }
     if (in_handshake) {
+      if (out.failure != dtls::Failure::handshake_timeout) backoff_.on_failure(s.addr_remote(), now);
       metrics_.dtls_handshakes(out.failure == dtls::Failure::handshake_timeout
                                    ? metrics::HandshakeResult::timeout
                                    : metrics::HandshakeResult::failed)
@@ -210,6 +235,7 @@ void Worker::on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, sessio
   if (out.established) {
     finish_rehandshake(key, now);
   } else if (out.closed) {
+    if (out.failure != dtls::Failure::handshake_timeout) backoff_.on_failure(d.peer, now);
     metrics_.dtls_handshakes(out.failure == dtls::Failure::handshake_timeout ? metrics::HandshakeResult::timeout
                                                                             : metrics::HandshakeResult::failed)
         .Increment();
@@ -228,6 +254,7 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
     return;
   }
   s->set_tls(std::make_unique<DtlsTls>(std::move(rh->engine)));
+  backoff_.on_success(key.remote);
   set_device_identity(*s);
   s->set_state(session::State::established);
   metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();

@@ -79,6 +79,12 @@ void Worker::on_coap(session::Session& s, const coap::MessageView& m, session::T
 void Worker::on_ack_or_rst(session::Session& s, const coap::MessageView& m) {
   auto it = outstanding_.find(exchange_key(s, m.message_id));
   if (it == outstanding_.end()) return;  // late or stray: ignore (RFC 7252 4.2)
+  if (!coap::is_empty(m.code)) {
+    // Our CONs are responses: the device's ACK is empty (RFC 7252 5.2.3). Anything else is not an
+    // answer to it and must not end the exchange (it would stop our retransmissions).
+    count_bad("unexpected_ack");
+    return;
+  }
   if (m.type == coap::Type::rst)
     log::debug("separate response rejected with RST", s.id());
   auto* session = it->second->session;
@@ -115,7 +121,14 @@ std::string session_key(std::uint64_t session_id, std::string_view rest) {
 }  // namespace
 
 void Worker::on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
-  if (auto* e = cache_.find(s.id(), m.message_id, now)) {
+  const auto token_fp = session::ExchangeCache::fingerprint(m.token);
+  const auto* e = cache_.find(s.id(), m.message_id, now);
+  if (e != nullptr && e->token_fp != token_fp) {
+    // Same message id, another token: a new exchange (RFC 7252 4.5 duplicates repeat the token).
+    count_bad("message_id_reused");
+    e = nullptr;
+  }
+  if (e != nullptr) {
     ++local_.duplicates;
     // The same answer again for a CON (piggybacked response, or the empty ACK of a separate one);
     // a duplicate NON, or a CON still being worked on before any ACK went out, is not processed again.
@@ -126,7 +139,7 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
     }
     return;
   }
-  cache_.insert(s.id(), m.message_id, now);
+  cache_.insert(s.id(), m.message_id, now, token_fp);
 
   Reply r;
   r.request_type = m.type;
@@ -352,7 +365,7 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
   if (type == coap::Type::con) {
     send_con(s, std::vector<std::byte>(bytes.begin(), bytes.end()), mid, now);
   } else {
-    cache_.set_response(s.id(), r.message_id, bytes);
+    cache_.set_response(s.id(), r.message_id, bytes, session::ExchangeCache::fingerprint(r.token_span()));
     send_to(s, bytes);
   }
 }
@@ -507,7 +520,7 @@ void Worker::separate_due(session::TimePoint now) {
     std::array<std::byte, 4> buf{};
     coap::MessageWriter w(buf);
     w.header(coap::Type::ack, coap::code::empty, r.message_id, {});
-    cache_.set_response(p->session->id(), r.message_id, w.bytes());
+    cache_.set_response(p->session->id(), r.message_id, w.bytes(), session::ExchangeCache::fingerprint(r.token_span()));
     send_to(*p->session, w.bytes());
     r.separate = true;
   }

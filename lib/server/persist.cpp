@@ -179,7 +179,8 @@ void RestoredPool::add(const Address& peer, std::vector<std::byte> state, std::i
   size_.store(by_peer_.size(), std::memory_order_relaxed);
 }
 
-std::optional<std::vector<std::byte>> RestoredPool::take(const Address& peer, std::chrono::milliseconds idle_timeout) {
+std::optional<std::vector<std::byte>> RestoredPool::take(const Address& peer, std::chrono::milliseconds idle_timeout,
+                                                          std::int64_t* last_seen_unix_ms) {
   std::lock_guard lock(mutex_);
   auto it = by_peer_.find(peer);
   if (it == by_peer_.end()) return std::nullopt;
@@ -187,7 +188,12 @@ std::optional<std::vector<std::byte>> RestoredPool::take(const Address& peer, st
   by_peer_.erase(it);
   size_.store(by_peer_.size(), std::memory_order_relaxed);
   if (now_unix_ms() - waiting.last_seen_unix_ms >= idle_timeout.count()) return std::nullopt;
+  if (last_seen_unix_ms != nullptr) *last_seen_unix_ms = waiting.last_seen_unix_ms;
   return std::move(waiting.state);
+}
+
+void RestoredPool::put_back(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms) {
+  add(peer, std::move(state), last_seen_unix_ms);
 }
 
 }  // namespace coapgw::server::persist

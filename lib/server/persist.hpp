@@ -47,7 +47,12 @@ class RestoredPool {
   void add(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms);
   // The state for `peer`, unless its device was last seen longer than `idle_timeout` ago (the
   // session would have expired had we not restarted).
-  std::optional<std::vector<std::byte>> take(const Address& peer, std::chrono::milliseconds idle_timeout);
+  // `last_seen_unix_ms`, when given, receives the entry's time for put_back.
+  std::optional<std::vector<std::byte>> take(const Address& peer, std::chrono::milliseconds idle_timeout,
+                                             std::int64_t* last_seen_unix_ms = nullptr);
+  // Returns a taken state that the datagram which claimed it could not authenticate: a spoofed
+  // datagram from the device's address must not use up the device's restored session.
+  void put_back(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms);
   bool empty() const { return size_.load(std::memory_order_relaxed) == 0; }
 
  private:

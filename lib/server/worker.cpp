@@ -54,7 +54,8 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       cache_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
       dtls_out_(std::make_unique<dtls::Output>()),
       dtls_send_out_(std::make_unique<dtls::Output>()),
-      exported_(std::make_unique<std::vector<persist::Entry>>()) {
+      exported_(std::make_unique<std::vector<persist::Entry>>()),
+      backoff_(settings_.handshake_backoff) {
   table_ = std::make_unique<session::Table>(
       this, budget_, session::Table::Settings{settings_.idle_timeout, settings_.index},
       [this](session::Session& s, const session::EventInfo& e) { on_session_event(s, e); });

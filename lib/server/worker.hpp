@@ -24,6 +24,7 @@
 #include "gateway/router.hpp"  // Router::Match; forward-declares asio only
 #include "common/address.hpp"
 #include "common/log.hpp"
+#include "dtls/failure_backoff.hpp"
 #include "session/exchange_cache.hpp"
 #include "session/table.hpp"
 
@@ -63,6 +64,7 @@ struct WorkerSettings {
   session::TransmissionParameters transmission;
   std::size_t max_message_size = 1152;
   std::size_t max_handshakes = 1000;       // this worker's share of dtls.max_handshakes
+  dtls::FailureBackoff::Settings handshake_backoff;
   std::chrono::milliseconds separate_response_after{1000};
   std::size_t exchange_cache_entries = 65536;
   std::size_t max_outstanding = 10000;     // our CONs awaiting ACK, per worker
@@ -172,8 +174,11 @@ class Worker : public session::Context {
   dtls::Engine* engine_of(session::Session& s) const;
   void close_dtls_session(session::Session& s, session::CloseReason reason);
   void close_if_drained(session::Session& s);
+  // A restored (persisted) session claimed by `d` once one of its records authenticates; the
+  // engine's output for `d` is left in `out`. nullptr when none: `bad_records` tells whether `d`
+  // failed to authenticate against a waiting state (which then stays waiting).
   session::Session* restore_session(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
-                                    session::TimePoint now);
+                                    dtls::Output& out, session::TimePoint now, std::uint64_t* bad_records);
   void on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, session::Session* old,
                                const net::ReceivedDatagram& d, session::TimePoint now);
   void finish_rehandshake(const session::Key& key, session::TimePoint now);
@@ -213,6 +218,7 @@ class Worker : public session::Context {
   std::uint64_t next_pending_id_ = 1;
   // DTLS sessions still in their handshake; each holds a session reference.
   std::unordered_set<session::Session*> handshaking_;
+  dtls::FailureBackoff backoff_;  // addresses whose handshakes keep failing
   // New handshakes from the address of an established session (a rebooted device). The live session
   // stays until the new handshake completes, so a ClientHello alone cannot end it.
   struct Rehandshake;

@@ -20,7 +20,16 @@ const ExchangeCache::Entry* ExchangeCache::find(std::uint64_t session, std::uint
   return e;
 }
 
-void ExchangeCache::insert(std::uint64_t session, std::uint16_t mid, TimePoint now) {
+std::uint32_t ExchangeCache::fingerprint(std::span<const std::byte> token) {
+  // FNV-1a over the length and the bytes: tokens are at most 8 bytes, chosen by the client.
+  std::uint32_t h = 2166136261u;
+  auto mix = [&h](std::uint8_t b) { h = (h ^ b) * 16777619u; };
+  mix(static_cast<std::uint8_t>(token.size()));
+  for (auto b : token) mix(std::to_integer<std::uint8_t>(b));
+  return h;
+}
+
+void ExchangeCache::insert(std::uint64_t session, std::uint16_t mid, TimePoint now, std::uint32_t token_fp) {
   expire(now);
   while (index_.size() >= max_entries_ && !fifo_.empty()) {
     pop_front();
@@ -30,14 +39,16 @@ void ExchangeCache::insert(std::uint64_t session, std::uint16_t mid, TimePoint n
   Entry e;
   e.key = k;
   e.expires = now + lifetime_;
+  e.token_fp = token_fp;
   fifo_.push_back(std::move(e));
   // A reused (session, mid) after expiry replaces the old index; the stale FIFO slot is skipped on pop.
   index_[k] = base_seq_ + fifo_.size() - 1;
 }
 
-void ExchangeCache::set_response(std::uint64_t session, std::uint16_t mid, std::span<const std::byte> answer) {
+void ExchangeCache::set_response(std::uint64_t session, std::uint16_t mid, std::span<const std::byte> answer,
+                                 std::uint32_t token_fp) {
   Entry* e = lookup(key_of(session, mid));
-  if (e == nullptr) return;
+  if (e == nullptr || e->token_fp != token_fp) return;
   e->answered = true;
   auto n = std::min<std::size_t>(answer.size(), 65535);
   e->length = static_cast<std::uint16_t>(n);

@@ -31,6 +31,7 @@ class ExchangeCache {
     std::unique_ptr<std::byte[]> heap;  // answers longer than inline_bytes
     std::uint16_t length = 0;
     bool answered = false;              // false: still being processed (e.g. waiting for an upstream)
+    std::uint32_t token_fp = 0;         // fingerprint() of the request's token
     std::array<std::byte, inline_bytes> inline_data{};
     // The datagram sent as answer (empty for a NON without answer).
     std::span<const std::byte> response() const { return {heap ? heap.get() : inline_data.data(), length}; }
@@ -40,10 +41,18 @@ class ExchangeCache {
 
   // The live entry for (session, mid), or nullptr.
   const Entry* find(std::uint64_t session, std::uint16_t message_id, TimePoint now);
-  // Records a new exchange as in progress. Expires old entries first.
-  void insert(std::uint64_t session, std::uint16_t message_id, TimePoint now);
-  // Stores the answer for an exchange (no-op when it has expired or was evicted meanwhile).
-  void set_response(std::uint64_t session, std::uint16_t message_id, std::span<const std::byte> answer);
+  // Records a new exchange as in progress (replacing a live entry of the same key). Expires old
+  // entries first.
+  void insert(std::uint64_t session, std::uint16_t message_id, TimePoint now, std::uint32_t token_fp = 0);
+  // Stores the answer for an exchange (no-op when it has expired, was evicted or was replaced by
+  // an exchange with another token meanwhile).
+  void set_response(std::uint64_t session, std::uint16_t message_id, std::span<const std::byte> answer,
+                    std::uint32_t token_fp = 0);
+
+  // A retransmission repeats the token, so a message id seen again with another token is a new
+  // exchange, not a duplicate: on plain CoAP an off-path sender who guesses message ids but not the
+  // device's tokens cannot make the device's requests look like duplicates of its own.
+  static std::uint32_t fingerprint(std::span<const std::byte> token);
   std::size_t expire(TimePoint now);
 
   // One 64-bit key per (session, message id). Session ids carry the worker in their top 16 bits,

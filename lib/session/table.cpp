@@ -18,7 +18,8 @@ Table::Table(Context* context, Budget& budget, Settings settings, EventHandler o
 
 Table::~Table() {
   // Free without events: the owner is going away.
-  pool_head_ = pool_tail_ = nullptr;
+  pool_head_.fill(nullptr);
+  pool_tail_.fill(nullptr);
   for (auto& entry : by_key_) {
     entry.second->in_pool_ = false;
     budget_.release();
@@ -45,7 +46,7 @@ void Table::mark_used(Session& s, TimePoint now) {
 
 Session* Table::create_server(const Key& key, const Address& local, int ifindex, TimePoint now) {
   assert(find(key) == nullptr);
-  if (!make_room()) return nullptr;
+  if (!make_room(key.proto)) return nullptr;
   Session* s = make(key, local, Type::server, now);
   s->ifindex_ = ifindex;
   pool_push_back(*s);  // unreferenced server sessions are idle
@@ -55,7 +56,7 @@ Session* Table::create_server(const Key& key, const Address& local, int ifindex,
 
 Session* Table::create_client(const Key& key, const Address& local, TimePoint now) {
   assert(find(key) == nullptr);
-  if (!make_room()) return nullptr;
+  if (!make_room(key.proto)) return nullptr;
   Session* s = make(key, local, Type::client, now);
   s->refcount_ = 1;
   emit(*s, Event::session_new);
@@ -72,12 +73,26 @@ Session* Table::make(const Key& key, const Address& local, Type type, TimePoint 
   return s;
 }
 
-bool Table::make_room() {
+Session* Table::oldest_idle() const {
+  Session* oldest = nullptr;
+  for (auto* head : pool_head_) {
+    if (head != nullptr && (oldest == nullptr || head->last_seen_ < oldest->last_seen_)) oldest = head;
+  }
+  return oldest;
+}
+
+Session* Table::reclaim_candidate(Proto newcomer) const {
+  if (newcomer == Proto::udp) return pool_head_[static_cast<int>(Proto::udp)];
+  return oldest_idle();
+}
+
+bool Table::make_room(Proto newcomer) {
   // Another worker can take a freed slot between our reclaim and our acquire; a few rounds settle it.
   for (int attempt = 0; attempt < 4; ++attempt) {
     if (budget_.try_acquire()) return true;
-    if (pool_head_ == nullptr) break;
-    close(*pool_head_, CloseReason::evicted);
+    Session* victim = reclaim_candidate(newcomer);
+    if (victim == nullptr) break;
+    close(*victim, CloseReason::evicted);
   }
   ++stats_.refused_full;
   return false;
@@ -85,7 +100,7 @@ bool Table::make_room() {
 
 void Table::touch(Session& s, TimePoint now) {
   if (now > s.last_seen_) s.last_seen_ = now;
-  if (s.in_pool_ && &s != pool_tail_) {
+  if (s.in_pool_ && &s != pool_tail_[static_cast<int>(s.proto_)]) {
     pool_remove(s);
     pool_push_back(s);
   }
@@ -120,16 +135,19 @@ void Table::free(Session& s) {
 
 std::size_t Table::expire(TimePoint now) {
   std::size_t n = 0;
-  while (pool_head_ != nullptr && pool_head_->last_seen_ + settings_.idle_timeout <= now) {
-    close(*pool_head_, CloseReason::idle_timeout);
-    ++n;
+  for (auto& head : pool_head_) {
+    while (head != nullptr && head->last_seen_ + settings_.idle_timeout <= now) {
+      close(*head, CloseReason::idle_timeout);  // moves head on
+      ++n;
+    }
   }
   return n;
 }
 
 std::optional<TimePoint> Table::next_expiry() const {
-  if (pool_head_ == nullptr) return std::nullopt;
-  return pool_head_->last_seen_ + settings_.idle_timeout;
+  const Session* oldest = oldest_idle();
+  if (oldest == nullptr) return std::nullopt;
+  return oldest->last_seen_ + settings_.idle_timeout;
 }
 
 void Table::close_all(CloseReason reason) {
@@ -143,31 +161,35 @@ Session* Table::find_by_id(std::uint64_t id) const {
 }
 
 void Table::pool_push_back(Session& s) {
-  // Keep the pool ordered by last use: a session released after a long exchange is as fresh as the
+  // Keep each pool ordered by last use: a session released after a long exchange is as fresh as the
   // newest pool member, never older, so expiry from the head stays exact.
-  if (pool_tail_ != nullptr && s.last_seen_ < pool_tail_->last_seen_) s.last_seen_ = pool_tail_->last_seen_;
-  s.lru_prev_ = pool_tail_;
+  const int p = static_cast<int>(s.proto_);
+  Session*& head = pool_head_[p];
+  Session*& tail = pool_tail_[p];
+  if (tail != nullptr && s.last_seen_ < tail->last_seen_) s.last_seen_ = tail->last_seen_;
+  s.lru_prev_ = tail;
   s.lru_next_ = nullptr;
-  if (pool_tail_ != nullptr) pool_tail_->lru_next_ = &s;
-  else pool_head_ = &s;
-  pool_tail_ = &s;
+  if (tail != nullptr) tail->lru_next_ = &s;
+  else head = &s;
+  tail = &s;
   if (!s.in_pool_) {
     s.in_pool_ = true;
     ++idle_count_;
-    counts_.idle[static_cast<int>(s.proto_)].fetch_add(1, std::memory_order_relaxed);
+    counts_.idle[p].fetch_add(1, std::memory_order_relaxed);
   }
 }
 
 void Table::pool_remove(Session& s) {
+  const int p = static_cast<int>(s.proto_);
   if (s.lru_prev_ != nullptr) s.lru_prev_->lru_next_ = s.lru_next_;
-  else pool_head_ = s.lru_next_;
+  else pool_head_[p] = s.lru_next_;
   if (s.lru_next_ != nullptr) s.lru_next_->lru_prev_ = s.lru_prev_;
-  else pool_tail_ = s.lru_prev_;
+  else pool_tail_[p] = s.lru_prev_;
   s.lru_prev_ = s.lru_next_ = nullptr;
   if (s.in_pool_) {
     s.in_pool_ = false;
     --idle_count_;
-    counts_.idle[static_cast<int>(s.proto_)].fetch_sub(1, std::memory_order_relaxed);
+    counts_.idle[p].fetch_sub(1, std::memory_order_relaxed);
   }
 }
 

@@ -87,6 +87,8 @@ class Table {
   // A server session (refcount 0, state none, in the idle pool until referenced). When the budget
   // is exhausted, the least recently used idle session of this table is reclaimed (closed with
   // `evicted`) to make room; nullptr when there is none to reclaim (counted in refused_full).
+  // A plain UDP newcomer, whose address nobody verified, reclaims only idle plain UDP sessions:
+  // a flood of spoofed datagrams must not evict sessions whose peers proved who they are.
   Session* create_server(const Key& key, const Address& local, int ifindex, TimePoint now);
   // A client session (refcount 1). Same budget rule.
   Session* create_client(const Key& key, const Address& local, TimePoint now);
@@ -120,7 +122,9 @@ class Table {
  private:
   friend class Session;
   Session* make(const Key& key, const Address& local, Type type, TimePoint now);
-  bool make_room();
+  bool make_room(Proto newcomer);
+  Session* reclaim_candidate(Proto newcomer) const;
+  Session* oldest_idle() const;
   void pool_push_back(Session& s);   // most recently used end
   void pool_remove(Session& s);
   void on_reference(Session& s);
@@ -138,8 +142,9 @@ class Table {
   std::unordered_map<Key, std::unique_ptr<Session>, KeyHash> by_key_;
   // Closed while still referenced: owned here until the last release.
   std::unordered_map<Session*, std::unique_ptr<Session>> detached_;
-  Session* pool_head_ = nullptr;  // least recently used
-  Session* pool_tail_ = nullptr;  // most recently used
+  // One idle pool per protocol, each ordered by last use.
+  std::array<Session*, proto_count> pool_head_{};  // least recently used
+  std::array<Session*, proto_count> pool_tail_{};  // most recently used
   std::size_t idle_count_ = 0;
   std::uint64_t next_id_;
   std::minstd_rand mid_rng_{std::random_device{}()};

@@ -524,7 +524,9 @@ TEST(DtlsEndings, CloseNotifyToPeer) {
   EXPECT_TRUE(out.datagrams.empty());
 }
 
-TEST(DtlsEndings, DecryptErrorThreshold) {
+// Issue 11 (RFC 6347 4.1.2.7): records that fail to authenticate are discarded, however many
+// arrive in a row: anyone can send them with the device's address, so they must never end it.
+TEST(DtlsEndings, BadRecordsNeverEndTheSession) {
   auto server = make_context();
   Client client(ClientOptions{});
   auto r = test::handshake(*server, client, peer_a(), t0);
@@ -537,14 +539,14 @@ TEST(DtlsEndings, DecryptErrorThreshold) {
     d.back() ^= std::byte{0x01};  // breaks the AEAD tag
     return d;
   };
-  for (std::uint32_t i = 1; i < Engine::max_consecutive_bad_records; ++i) {
+  for (std::uint32_t i = 1; i <= 200; ++i) {
     out.clear();
     engine.on_datagram(tampered(), out, t0);
     EXPECT_TRUE(out.plaintexts.empty());
+    EXPECT_FALSE(out.closed);
     EXPECT_EQ(engine.bad_records(), i);
   }
   EXPECT_EQ(engine.state(), Engine::State::established);
-  // A good record resets the run.
   EXPECT_TRUE(client.write("good"));
   const Bytes good = client.take();
   out.clear();
@@ -556,19 +558,8 @@ TEST(DtlsEndings, DecryptErrorThreshold) {
     engine.on_datagram(good, out, t0);
     EXPECT_TRUE(out.plaintexts.empty());
   }
+  EXPECT_EQ(engine.bad_records(), 220u);
   EXPECT_EQ(engine.state(), Engine::State::established);
-  const auto bad_before = engine.bad_records();
-  EXPECT_EQ(bad_before, Engine::max_consecutive_bad_records - 1 + 20);
-  for (std::uint32_t i = 1; i < Engine::max_consecutive_bad_records; ++i) {
-    out.clear();
-    engine.on_datagram(tampered(), out, t0);
-  }
-  EXPECT_EQ(engine.state(), Engine::State::established);
-  out.clear();
-  engine.on_datagram(tampered(), out, t0);
-  EXPECT_EQ(engine.state(), Engine::State::closed);
-  EXPECT_TRUE(out.closed);
-  EXPECT_EQ(out.failure, Failure::decrypt_errors);
 }
 
 TEST(DtlsEndings, PlaintextAlertCannotKillEstablishedSession) {

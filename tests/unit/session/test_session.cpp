@@ -142,6 +142,43 @@ TEST_F(Fixture, FullTableReclaimsLeastRecentlyUsedIdleSession) {
   EXPECT_EQ(budget_ptr->used(), 3u);
 }
 
+// Issue 11: a plain UDP newcomer (its address unverified, so possibly spoofed) reclaims only idle
+// plain sessions; a DTLS session, whose peer passed the cookie exchange and the handshake, is never
+// its victim. A DTLS newcomer takes the least recently used idle session of any protocol.
+TEST_F(Fixture, PlainNewcomerNeverReclaimsAnIdleDtlsSession) {
+  make_table(2);
+  table->create_server(key(1, Proto::dtls), local, 1, t0);
+  table->create_server(key(2), local, 1, t0 + 1s);
+  // The DTLS session is the least recently used, yet the plain newcomer takes the plain one.
+  ASSERT_NE(table->create_server(key(3), local, 1, t0 + 2s), nullptr);
+  EXPECT_NE(table->find(key(1, Proto::dtls)), nullptr);
+  EXPECT_EQ(table->find(key(2)), nullptr);
+  ASSERT_NE(table->create_server(key(4), local, 1, t0 + 3s), nullptr);
+  EXPECT_NE(table->find(key(1, Proto::dtls)), nullptr);
+  EXPECT_EQ(table->stats().closed[static_cast<int>(Proto::dtls)][static_cast<int>(CloseReason::evicted)], 0u);
+  // With only the DTLS session idle, a plain newcomer is refused.
+  table->find(key(4))->reference();
+  EXPECT_EQ(table->create_server(key(5), local, 1, t0 + 4s), nullptr);
+  EXPECT_EQ(table->stats().refused_full, 1u);
+  EXPECT_NE(table->find(key(1, Proto::dtls)), nullptr);
+  // A DTLS newcomer may reclaim it (the oldest idle session of any protocol).
+  ASSERT_NE(table->create_server(key(6, Proto::dtls), local, 1, t0 + 5s), nullptr);
+  EXPECT_EQ(table->find(key(1, Proto::dtls)), nullptr);
+}
+
+TEST_F(Fixture, IdlePoolsOfEachProtocolExpireInOrder) {
+  table->create_server(key(1, Proto::dtls), local, 1, t0);
+  table->create_server(key(2), local, 1, t0 + 10s);
+  table->create_server(key(3, Proto::dtls), local, 1, t0 + 20s);
+  EXPECT_EQ(table->next_expiry(), t0 + 300s);
+  EXPECT_EQ(table->expire(t0 + 310s), 2u);  // 1 and 2
+  EXPECT_NE(table->find(key(3, Proto::dtls)), nullptr);
+  EXPECT_EQ(table->next_expiry(), t0 + 320s);
+  EXPECT_EQ(table->idle_count(), 1u);
+  EXPECT_EQ(table->counts().idle_of(Proto::udp), 0);
+  EXPECT_EQ(table->counts().idle_of(Proto::dtls), 1);
+}
+
 TEST_F(Fixture, ReferencedSessionIsNeverReclaimed) {
   make_table(2);
   Session* a = table->create_server(key(1), local, 1, t0);

@@ -1,0 +1,192 @@
+"""Issue 11, points 1 and 8: nothing a stranger can send without the keys ends or degrades a
+session, and addresses whose handshakes keep failing are backed off.
+
+The attacks are real spoofed datagrams: a raw IPv4 socket (root, as CI runs) writes UDP packets
+whose source is the live device's own address and port, exactly what an off-path attacker who
+knows (or guesses) a device's address can do. The devices are real peers (openssl s_client).
+"""
+
+import json
+import os
+import socket
+import struct
+import time
+
+import harness as h
+from test_ops import DtlsDevice
+
+
+def spoof_udp(src, dst, payload):
+    """Sends `payload` from src=(ip, port) to dst=(ip, port), IPv4, whatever socket owns src."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
+        udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload  # checksum 0: none
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
+                         socket.inet_aton(src[0]), socket.inet_aton(dst[0]))  # kernel fills id and checksum
+        s.sendto(ip + udp, (dst[0], 0))
+    finally:
+        s.close()
+
+
+def record(content_type, epoch, seq, body):
+    return struct.pack("!BHH", content_type, 0xFEFD, epoch) + seq.to_bytes(6, "big") + \
+        struct.pack("!H", len(body)) + body
+
+
+class SpoofTestCase(h.GatewayTestCase):
+    def counter(self, name, **labels):
+        from prometheus_client.parser import text_string_to_metric_families
+        status, body = h.http_get(self.gw.admin_url("/metrics"))
+        self.assertEqual(status, 200)
+        total = 0.0
+        for family in text_string_to_metric_families(body):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    total += s.value
+        return total
+
+    def sessions(self, proto):
+        status, body = h.http_get(self.gw.admin_url("/v1/sessions?limit=1000"))
+        self.assertEqual(status, 200, body)
+        data = json.loads(body)
+        sessions = data["sessions"] if isinstance(data, dict) else data
+        return [s for s in sessions if s["proto"] == proto]
+
+    def dtls_device(self):
+        device = DtlsDevice(*self.gw.coaps_addr(), h.DEMO_IDENTITY, h.DEMO_KEY)
+        self.addCleanup(device.close)
+        self.assertTrue(device.wait_handshake(), device.text())
+        self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+        live = h.poll_until(lambda: [s for s in self.sessions("dtls") if s["state"] == "established"] or None,
+                            5.0, what="the device's session")
+        self.assertEqual(len(live), 1, live)
+        host, port = h.split_hostport(live[0]["remote"])
+        return device, live[0], (host, int(port))
+
+
+class SpoofedDtls(SpoofTestCase):
+    """Junk records, replays, plaintext alerts and handshake messages from the device's address."""
+
+    def setUp(self):
+        super().setUp()
+        self.gw = self.start_gateway(h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"],
+                                                   admin=f"127.0.0.1:{h.free_tcp_port()}", threads=1))
+
+    def test_junk_from_the_device_address_never_ends_its_session(self):
+        device, session, device_addr = self.dtls_device()
+        gw_addr = self.gw.coaps_addr()
+        bad_before = self.counter("coapgw_bad_messages_total", reason="dtls_bad_record")
+        # The review's datagram: eight junk epoch-1 application records, about 100 bytes.
+        eight = b"".join(record(23, 1, 1000 + i, b"") for i in range(8))
+        self.assertEqual(len(eight), 104)
+        spoof_udp(device_addr, gw_addr, eight)
+        # More of the same class: long runs of bad records, one per datagram and packed; epoch-1
+        # alerts and handshake records that fail authentication; plaintext (epoch 0) fatal alerts
+        # and handshake junk; records claiming the newest sequence numbers; a truncated record.
+        for n in range(40):
+            spoof_udp(device_addr, gw_addr, record(23, 1, 2000 + n, os.urandom(40)))
+        spoof_udp(device_addr, gw_addr, b"".join(record(21, 1, 3000 + i, os.urandom(26)) for i in range(8)))
+        spoof_udp(device_addr, gw_addr, b"".join(record(22, 1, 3100 + i, os.urandom(40)) for i in range(8)))
+        for desc in (40, 20, 0, 10):  # handshake_failure, bad_record_mac, close_notify, unexpected_message
+            spoof_udp(device_addr, gw_addr, record(21, 0, 5, bytes([2, desc])))
+        spoof_udp(device_addr, gw_addr, record(22, 0, 7, bytes([20, 0, 0, 12, 0, 3, 0, 0, 0, 0, 0, 12]) + os.urandom(12)))
+        spoof_udp(device_addr, gw_addr, record(23, 1, (1 << 48) - 1, os.urandom(32)))
+        spoof_udp(device_addr, gw_addr, record(23, 1, 4000, os.urandom(40))[:-10])
+        h.poll_until(lambda: self.counter("coapgw_bad_messages_total", reason="dtls_bad_record") >= bad_before + 8 + 40,
+                     10.0, what="the spoofed records to be counted")
+        # The session is unharmed: same session, answers its device, nothing closed.
+        self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+        self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+        after = self.sessions("dtls")
+        self.assertEqual([s["id"] for s in after], [session["id"]])
+        self.assertEqual(self.counter("coapgw_sessions_closed_total", proto="dtls"), 0)
+        self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="failed"), 0)
+
+
+class SpoofedPlain(SpoofTestCase):
+    """Plain CoAP has no keys, so a spoofer is the device as far as one datagram goes; still, what
+    it sends must not poison the device's later exchanges or evict sessions of other devices."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"],
+                                 admin=f"127.0.0.1:{h.free_tcp_port()}", threads=1)
+
+    def test_a_guessed_message_id_with_another_token_is_not_a_duplicate(self):
+        self.gw = self.start_gateway(self.cfg)
+        device = h.udp_socket(self.gw.coap_addr())
+        self.addCleanup(device.close)
+        mid = 4242
+        # The attacker's request from the device's address, with the message id the device will use next.
+        spoof_udp(device.getsockname(), self.gw.coap_addr(),
+                  h.encode(h.get("/nothing-here", mid=mid, token=b"EVIL")))
+        device.settimeout(5.0)
+        stolen = h.decode(device.recv(65536))  # the gateway answers the address, i.e. the device
+        self.assertEqual((stolen.mid, stolen.token), (mid, b"EVIL"))
+        # The device's own request with that message id and its own token gets its own answer.
+        own = h.get("/.well-known/core", mid=mid, token=b"mine")
+        answer = h.coap_request(self.gw.coap_addr(), own, sock=device)
+        self.assertIsNotNone(answer, "the device's request went unanswered")
+        self.assertEqual(answer.token, b"mine")
+        self.assertEqual(answer.code, h.code(2, 5), answer)
+        self.assertGreaterEqual(self.counter("coapgw_bad_messages_total", reason="message_id_reused"), 1)
+        # A true retransmission (same id, same token) is still a duplicate, answered from the cache.
+        dup_before = self.counter("coapgw_duplicates_total")
+        again = h.coap_request(self.gw.coap_addr(), own, sock=device)
+        self.assertEqual((again.token, again.code), (b"mine", h.code(2, 5)))
+        h.poll_until(lambda: self.counter("coapgw_duplicates_total") == dup_before + 1, 5.0,
+                     what="the retransmission to count as a duplicate")
+
+    def test_a_spoofed_plain_flood_never_evicts_an_idle_dtls_session(self):
+        self.cfg["sessions"]["max"] = 4
+        self.gw = self.start_gateway(self.cfg)
+        device, session, _ = self.dtls_device()  # established, then idle in the pool
+        # Forty "devices" at forged addresses: each creates a plain session in a full table.
+        for i in range(40):
+            spoof_udp(("127.0.0.1", 20000 + i), self.gw.coap_addr(),
+                      h.encode(h.get("/.well-known/core", mtype=h.NON, mid=i, token=b"f%d" % i)))
+        h.poll_until(lambda: self.counter("coapgw_sessions_closed_total", proto="udp", reason="evicted") >= 30,
+                     10.0, what="the flood to evict plain sessions")
+        self.assertEqual(self.counter("coapgw_sessions_closed_total", proto="dtls"), 0)
+        self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+        self.assertEqual([s["id"] for s in self.sessions("dtls")], [session["id"]])
+        self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="ok"), 1)
+
+
+class HandshakeBackoff(SpoofTestCase):
+    """Point 8: an address whose handshakes keep failing is refused for a while; others are not."""
+
+    def test_failing_address_is_backed_off_others_are_served(self):
+        cfg = h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"], admin=f"127.0.0.1:{h.free_tcp_port()}",
+                            threads=1)
+        cfg["dtls"]["handshake_backoff"] = {"after": 2, "initial": "60s", "max": "120s"}
+        self.gw = self.start_gateway(cfg)
+        host, port = self.gw.coaps_addr()
+        for attempt in range(2):  # two wrong keys from 127.0.0.3: each handshake fails
+            bad = h.SClient(host, port, h.DEMO_IDENTITY, "not-the-key", extra=["-bind", "127.0.0.3:0"])
+            try:
+                h.poll_until(lambda: self.counter("coapgw_dtls_handshakes_total", result="failed") >= attempt + 1,
+                             15.0, what=f"failed handshake {attempt + 1}")
+            finally:
+                bad.kill()
+        # The third try from that address is refused before any handshake work, and counted.
+        third = h.SClient(host, port, h.DEMO_IDENTITY, h.DEMO_KEY, extra=["-bind", "127.0.0.3:0"])
+        try:
+            h.poll_until(lambda: self.counter("coapgw_dtls_handshakes_total", result="backoff") >= 1, 15.0,
+                         what="the third handshake to be backed off")
+            self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="ok"), 0)
+            # Meanwhile another address, with the right key, is served at once.
+            good = h.SClient(host, port, h.DEMO_IDENTITY, h.DEMO_KEY, extra=["-bind", "127.0.0.2:0"])
+            try:
+                self.assertTrue(good.wait_handshake(), good.out.text())
+            finally:
+                good.kill()
+            self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="ok"), 1)
+            self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="failed"), 2)
+        finally:
+            third.kill()
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
