@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/address.hpp"
 #include "dtls/datagram_pipe.hpp"
@@ -104,6 +105,8 @@ class Engine {
   void fail(Failure failure, Output& out);
   void send_plaintext_alert(std::uint8_t description, Output& out);
   void note_handshake_records(std::span<const std::byte> datagram);
+  // `datagram` less its epoch-0 alert records; nullopt when it has none.
+  static std::optional<std::vector<std::byte>> without_plaintext_alerts(std::span<const std::byte> datagram);
   // Moves record protection to the lean layer and frees the SSL object, if
   // one of `proof`'s epoch-1 application records opens with the derived keys.
   void switch_to_lean(std::span<const std::byte> proof);
