@@ -5,6 +5,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <stdexcept>
 
+#include "coap/option.hpp"
+#include "common/url.hpp"
 #include "gateway/coap_upstream.hpp"
 #include "gateway/file_sink.hpp"
 #include "gateway/http_upstream.hpp"
@@ -40,6 +42,24 @@ void validate(const RouteSpec& spec) {
   }
   if (spec.timeout.count() <= 0) throw std::runtime_error("route " + p + ": timeout must be > 0");
   if (spec.max_in_flight == 0) throw std::runtime_error("route " + p + ": max_in_flight must be > 0");
+}
+
+// A Location-Path the upstream gave relative to its own root misses the prefix a strip_prefix route
+// removed from the request: it goes back in front, so the device can use the location with us.
+void restore_prefix(std::string_view stripped, ForwardResponse& response) {
+  if (stripped.empty() || stripped == "/") return;
+  bool has_location = false;
+  for (auto& [number, value] : response.options)
+    has_location = has_location || number == coap::option::location_path || number == coap::option::location_query;
+  if (!has_location) return;
+  std::vector<std::pair<std::uint16_t, std::vector<std::byte>>> options;
+  for (auto& seg : url::split_path(stripped)) {
+    auto* p = reinterpret_cast<const std::byte*>(seg.data());
+    options.emplace_back(coap::option::location_path, std::vector<std::byte>(p, p + seg.size()));
+  }
+  // Before the upstream's own Location-Path options: the answer's options are sorted stably by number.
+  for (auto& o : response.options) options.push_back(std::move(o));
+  response.options = std::move(options);
 }
 
 }  // namespace
@@ -146,8 +166,11 @@ void Router::forward(const Match& match, ForwardRequest request, ForwardDone don
   });
   // The slot is held until the upstream itself answers, even after a
   // timeout, so the bound also caps the upstream's real concurrency.
-  route->upstream->forward(std::move(request), [pending](ForwardResponse response) {
+  // The prefix is copied: the route may be gone (reload) by the time the upstream answers.
+  std::string stripped = route->spec.strip_prefix ? route->spec.prefix : std::string();
+  route->upstream->forward(std::move(request), [pending, stripped = std::move(stripped)](ForwardResponse response) {
     --pending->counters->in_flight;
+    if (!pending->answered) restore_prefix(stripped, response);
     pending->timer.cancel();
     pending->answer(std::move(response));
   });
