@@ -138,6 +138,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         deadline_(pool_->io),
         resolver_(pool_->io) {
     method_ok_ = set_method(req_, method_);
+    // Accept is critical (RFC 7252 §5.10.4): a Content-Format with no media type cannot be asked of
+    // an HTTP server, so the request is refused rather than sent without it.
+    accept_ok_ = !request.accept || content_format_to_media_type(*request.accept).has_value();
     build_request(request);
   }
   ~Exchange() { pool_->active.erase(this); }
@@ -145,6 +148,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void start() {
     if (pool_->shut_down) return finish(failure(coap_code(5, 2), "upstream_error"), false);
     if (!method_ok_) return finish(failure(coap_code(5, 1), "not_implemented"), false);
+    if (!accept_ok_) return finish(failure(coap_code(4, 6), "not_implemented"), false);
     pool_->active.insert(this);
     deadline_.expires_after(pool_->timeout);
     deadline_.async_wait([self = shared_from_this()](error_code ec) {
@@ -411,6 +415,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::optional<http::response_parser<http::string_body>> parser_;
   std::vector<std::byte> request_etag_;  // the one ETag of a conditional GET, for a bare 304
   bool method_ok_ = false;
+  bool accept_ok_ = true;
   bool finished_ = false;
   bool retried_ = false;
   bool aborted_ = false;

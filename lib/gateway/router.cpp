@@ -9,6 +9,7 @@
 #include "common/url.hpp"
 #include "gateway/coap_upstream.hpp"
 #include "gateway/file_sink.hpp"
+#include "gateway/mapping.hpp"
 #include "gateway/http_upstream.hpp"
 
 namespace coapgw::gateway {
@@ -52,8 +53,19 @@ void restore_prefix(std::string_view stripped, ForwardResponse& response) {
   for (auto& [number, value] : response.options)
     has_location = has_location || number == coap::option::location_path || number == coap::option::location_query;
   if (!has_location) return;
+  auto prefix = url::split_path(stripped);
+  std::size_t count = prefix.size();
+  for (auto& o : response.options)
+    count += o.first == coap::option::location_path || o.first == coap::option::location_query;
+  if (count > max_location_options) {
+    // Too long to relay whole (the answer's option room is bounded): no location rather than a wrong one.
+    std::erase_if(response.options, [](const auto& o) {
+      return o.first == coap::option::location_path || o.first == coap::option::location_query;
+    });
+    return;
+  }
   std::vector<std::pair<std::uint16_t, std::vector<std::byte>>> options;
-  for (auto& seg : url::split_path(stripped)) {
+  for (auto& seg : prefix) {
     auto* p = reinterpret_cast<const std::byte*>(seg.data());
     options.emplace_back(coap::option::location_path, std::vector<std::byte>(p, p + seg.size()));
   }

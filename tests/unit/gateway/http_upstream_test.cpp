@@ -285,6 +285,24 @@ TEST_F(HttpForwardTest, ConditionalOptionsBecomeRfc8075Headers) {
   EXPECT_FALSE(reqs[4].has("if-none-match"));
 }
 
+TEST_F(HttpForwardTest, AcceptWithoutMediaTypeIsRefused) {
+  Router router(io_, {api_route(base_url())});
+  ForwardRequest r = get("/api/x");
+  r.accept = 65000;  // no media type: cannot be asked of an HTTP server
+  EXPECT_EQ(forward(router, r).code, coap_code(4, 6));
+  EXPECT_TRUE(server_.requests().empty());
+}
+
+TEST_F(HttpForwardTest, LocationTooLongForTheRouteIsLeftOut) {
+  Router router(io_, {api_route(base_url())});  // strip_prefix: "api" goes back in front
+  ForwardRequest r = get("/api/answer");
+  r.method = "POST";
+  r.query = "status=201&Location=/1/2/3/4/5/6/7/8";
+  auto res = forward(router, r);
+  EXPECT_EQ(res.code, coap_code(2, 1));
+  EXPECT_EQ(opt_count(res, opt_location_path), 0u);
+}
+
 TEST_F(HttpForwardTest, PreconditionFailedIs412) {
   Router router(io_, {api_route(base_url())});
   ForwardRequest put = get("/api/status/412");
