@@ -3,6 +3,8 @@
 
 #include <string_view>
 
+#include "common/url.hpp"
+
 namespace coapgw::coap {
 namespace {
 
@@ -26,18 +28,8 @@ bool always_quoted(std::string_view name) {
 }
 
 void append_target(std::string& out, std::string_view target) {
-  static constexpr char hex[] = "0123456789ABCDEF";
   out.push_back('<');
-  for (char ch : target) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '"') {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 0xf]);
-    } else {
-      out.push_back(ch);
-    }
-  }
+  out += url::percent_encode_link_target(target);
   out.push_back('>');
 }
 

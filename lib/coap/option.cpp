@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 
+#include "common/url.hpp"
+
 namespace coapgw::coap {
 namespace {
 
@@ -37,33 +39,6 @@ constexpr std::array<OptionInfo, 22> registry{{
 
 static_assert(std::is_sorted(registry.begin(), registry.end(),
                              [](const OptionInfo& a, const OptionInfo& b) { return a.number < b.number; }));
-
-bool is_unreserved(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-bool is_sub_delim(unsigned char c) {
-  return c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' ||
-         c == '+' || c == ',' || c == ';' || c == '=';
-}
-// RFC 3986 pchar, minus pct-encoded (a literal '%' must itself be encoded).
-bool is_pchar(unsigned char c) { return is_unreserved(c) || is_sub_delim(c) || c == ':' || c == '@'; }
-
-void append_encoded(std::string& out, std::span<const std::byte> value, bool query) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  for (std::byte b : value) {
-    const auto c = std::to_integer<unsigned char>(b);
-    // In a query '/' and '?' are allowed; '&' separates Uri-Query options so it is escaped.
-    const bool keep = query ? (c != '&' && (is_pchar(c) || c == '/' || c == '?')) : is_pchar(c);
-    if (keep) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 0xf]);
-    }
-  }
-}
 
 }  // namespace
 
@@ -101,7 +76,7 @@ std::string uri_path(const MessageView& message) {
   for (const OptionView& o : message.option_list()) {
     if (o.number != option::uri_path) continue;
     out.push_back('/');
-    append_encoded(out, o.value, false);
+    url::append_segment(out, as_string(o.value));
   }
   if (out.empty()) out = "/";
   return out;
@@ -114,9 +89,20 @@ std::string uri_query(const MessageView& message) {
     if (o.number != option::uri_query) continue;
     if (!first) out.push_back('&');
     first = false;
-    append_encoded(out, o.value, true);
+    url::append_query(out, as_string(o.value));
   }
   return out;
+}
+
+}  // namespace coapgw::coap
+
+namespace coapgw::coap {
+
+bool has_unsafe_path_segment(const MessageView& message) {
+  for (const OptionView& o : message.option_list()) {
+    if (o.number == option::uri_path && url::is_dot_segment_risk(as_string(o.value))) return true;
+  }
+  return false;
 }
 
 }  // namespace coapgw::coap

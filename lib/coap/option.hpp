@@ -55,5 +55,9 @@ std::optional<std::uint16_t> first_bad_critical_option(const MessageView& messag
 std::string uri_path(const MessageView& message);
 // "a=1&b=2" ("" when none); '&', '#' and non-query characters inside an option are percent-encoded.
 std::string uri_query(const MessageView& message);
+// RFC 3986 §5.2.4: a Uri-Path option that is, or percent-decodes to, "." or "..", or that holds such a
+// part between '/' or '\\' (url::is_dot_segment_risk). The gateway refuses these with 4.00 rather
+// than resolving them, so no request can climb out of its route on any upstream.
+bool has_unsafe_path_segment(const MessageView& message);
 
 }  // namespace coapgw::coap

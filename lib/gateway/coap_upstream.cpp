@@ -17,6 +17,7 @@
 #include "coap/option.hpp"
 #include "common/address.hpp"
 #include "common/log.hpp"
+#include "common/url.hpp"
 #include "gateway/dtls_client.hpp"
 #include "session/table.hpp"
 
@@ -32,45 +33,6 @@ constexpr std::size_t max_datagram = 65535;
 // CON responses recently acknowledged, so a retransmitted one (our ACK was lost) is ACKed again
 // instead of being RST as unknown.
 constexpr std::size_t acked_memory = 64;
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// A malformed escape is kept literally: the device sent it, the upstream may judge it.
-std::string percent_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size()) {
-      int hi = hex_value(in[i + 1]);
-      int lo = hex_value(in[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-        continue;
-      }
-    }
-    out += in[i];
-  }
-  return out;
-}
-
-std::vector<std::string> split_decoded(std::string_view text, char sep, bool skip_empty) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    auto end = text.find(sep, start);
-    if (end == std::string_view::npos) end = text.size();
-    auto part = text.substr(start, end - start);
-    if (!part.empty() || !skip_empty) out.push_back(percent_decode(part));
-    start = end + 1;
-  }
-  return out;
-}
 
 std::optional<std::uint8_t> method_code(std::string_view method) {
   static constexpr std::pair<std::string_view, std::uint8_t> table[] = {
@@ -104,7 +66,7 @@ struct Exchange {
   ForwardDone done;
 
   std::uint8_t method = coap::code::get;
-  std::vector<coap::Option> request_options;  // Uri-Path, Uri-Query, Content-Format, Accept
+  std::vector<coap::Option> request_options;  // Uri-*, Content-Format, Accept, If-Match, If-None-Match, ETag
   std::vector<std::byte> payload;
 
   bool block1 = false;           // payload goes block-wise
@@ -210,6 +172,9 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     for (auto& q : split_query(request.query)) add_string(*ex, coap::option::uri_query, q);
     if (request.content_format) add_uint(*ex, coap::option::content_format, *request.content_format);
     if (request.accept) add_uint(*ex, coap::option::accept, *request.accept);
+    for (auto& v : request.if_match) add_bytes(*ex, coap::option::if_match, v);
+    if (request.if_none_match) add_bytes(*ex, coap::option::if_none_match, {});
+    for (auto& v : request.etags) add_bytes(*ex, coap::option::etag, v);
     ex->payload = std::move(request.payload);
     ex->block1 = ex->payload.size() > settings_.block_size;
     ex->block1_szx = coap::szx_for_size(settings_.block_size);
@@ -264,6 +229,9 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     auto b = coap::as_bytes(v);
     o.value.assign(b.begin(), b.end());
     ex.request_options.push_back(std::move(o));
+  }
+  static void add_bytes(Exchange& ex, std::uint16_t n, std::span<const std::byte> v) {
+    ex.request_options.push_back(coap::Option{n, std::vector<std::byte>(v.begin(), v.end())});
   }
   static void add_uint(Exchange& ex, std::uint16_t n, std::uint32_t v) {
     std::array<std::byte, 4> buf{};
@@ -706,12 +674,9 @@ class CoapUpstream final : public Upstream {
 
 }  // namespace
 
-std::vector<std::string> split_path(std::string_view path) { return split_decoded(path, '/', true); }
+std::vector<std::string> split_path(std::string_view path) { return url::split_path(path); }
 
-std::vector<std::string> split_query(std::string_view query) {
-  if (query.empty()) return {};
-  return split_decoded(query, '&', false);
-}
+std::vector<std::string> split_query(std::string_view query) { return url::split_query(query); }
 
 std::optional<CoapTarget> parse_coap_target(std::string_view url) {
   CoapTarget t;

@@ -33,7 +33,12 @@ FileSink::~FileSink() { shutdown(); }
 
 void FileSink::forward(ForwardRequest request, ForwardDone done) {
   ForwardResponse response;
-  if (fd_ < 0) {
+  if (!request.if_match.empty()) {
+    // RFC 7252 §5.10.8.1: the sink holds no representation, so no entity-tag (nor "exists") matches.
+    // If-None-Match always holds for the same reason: the line is appended.
+    response.code = coap_code(4, 12);
+    response.outcome = "ok";
+  } else if (fd_ < 0) {
     response.code = coap_code(5, 0);
     response.outcome = "upstream_error";
   } else {

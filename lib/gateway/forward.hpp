@@ -28,6 +28,13 @@ struct ForwardRequest {
   std::string query;             // Uri-Query joined with '&', "" if none
   std::optional<std::uint16_t> content_format;  // CoAP Content-Format of the payload
   std::optional<std::uint16_t> accept;
+  // Conditional-request options (RFC 7252 §5.10.6, §5.10.8): every upstream honours them or refuses
+  // the request, none drops them. If-Match values are opaque entity-tags, an empty one meaning "the
+  // resource exists"; `etags` are the ETag options of a request (the representations the device
+  // holds, a GET/FETCH becomes conditional on them).
+  std::vector<std::vector<std::byte>> if_match;
+  bool if_none_match = false;
+  std::vector<std::vector<std::byte>> etags;
   std::vector<std::byte> payload;
   std::string identity;          // "" on plain CoAP
   std::string remote;            // "ip:port" of the device
@@ -37,7 +44,7 @@ struct ForwardRequest {
 struct ForwardResponse {
   std::uint8_t code = 0;         // CoAP code byte, e.g. 0x45 for 2.05
   std::optional<std::uint16_t> content_format;
-  std::optional<std::uint32_t> max_age;  // set with 5.03
+  std::optional<std::uint32_t> max_age;  // freshness (or, with 5.03, when to retry)
   std::vector<std::byte> payload;
   // Further response options relayed from a CoAP upstream (ETag, Location-Path, Location-Query), in
   // wire order; content_format and max_age stay in their own fields.

@@ -17,7 +17,9 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "coap/option.hpp"
 #include "common/address.hpp"
+#include "common/url.hpp"
 #include "gateway/mapping.hpp"
 #include "gateway/router.hpp"
 
@@ -38,57 +40,11 @@ constexpr std::size_t max_header_bytes = 16 * 1024;
 constexpr std::size_t max_read_buffer = 128 * 1024;
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+std::vector<std::byte> bytes_of(std::string_view s) {
+  auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
+}
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
-
-bool is_unreserved_or_allowed(unsigned char c, bool query) {
-  if (std::isalnum(c)) return true;
-  switch (c) {
-    case '-': case '.': case '_': case '~':
-    case '!': case '$': case '&': case '\'': case '(': case ')': case '*': case '+': case ',':
-    case ';': case '=': case ':': case '@': case '/': case '%':
-      return true;
-    case '?':
-      return query;
-    default:
-      return false;
-  }
-}
-
-// The worker percent-encodes Uri-Path and Uri-Query; this is the safety net
-// that keeps spaces, CR/LF and non-ASCII out of the request line whatever
-// the caller passed.
-void append_target_part(std::string& out, std::string_view part, bool query) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  for (char ch : part) {
-    auto c = static_cast<unsigned char>(ch);
-    if (is_unreserved_or_allowed(c, query)) {
-      out += ch;
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-}
-
-// Header values must not carry control characters (header injection); a PSK
-// identity is opaque bytes, so those are percent-encoded.
-std::string header_safe(std::string_view value) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(value.size());
-  for (char ch : value) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f) {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += ch;
-    }
-  }
-  return out;
-}
 
 bool set_method(http::request<http::string_body>& req, std::string_view method) {
   if (method == "GET") req.method(http::verb::get);
@@ -182,6 +138,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         deadline_(pool_->io),
         resolver_(pool_->io) {
     method_ok_ = set_method(req_, method_);
+    // Accept is critical (RFC 7252 §5.10.4): a Content-Format with no media type cannot be asked of
+    // an HTTP server, so the request is refused rather than sent without it.
+    accept_ok_ = !request.accept || content_format_to_media_type(*request.accept).has_value();
     build_request(request);
   }
   ~Exchange() { pool_->active.erase(this); }
@@ -189,6 +148,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void start() {
     if (pool_->shut_down) return finish(failure(coap_code(5, 2), "upstream_error"), false);
     if (!method_ok_) return finish(failure(coap_code(5, 1), "not_implemented"), false);
+    if (!accept_ok_) return finish(failure(coap_code(4, 6), "not_implemented"), false);
     pool_->active.insert(this);
     deadline_.expires_after(pool_->timeout);
     deadline_.async_wait([self = shared_from_this()](error_code ec) {
@@ -219,11 +179,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
  private:
   void build_request(const ForwardRequest& r) {
     const HttpTarget& t = pool_->target;
+    // The worker percent-encoded each Uri-Path segment and Uri-Query part (url::append_segment,
+    // url::append_query); this is the safety net that keeps spaces, CR/LF and non-ASCII out of the
+    // request line whatever the caller passed.
     std::string target = t.base_path;
-    append_target_part(target, r.path.empty() ? std::string_view("/") : std::string_view(r.path), false);
+    target += url::percent_encode_target(r.path.empty() ? std::string_view("/") : std::string_view(r.path));
     if (!r.query.empty()) {
       target += '?';
-      append_target_part(target, r.query, true);
+      target += url::percent_encode_target(r.query);
     }
     req_.target(target);
     req_.version(11);
@@ -235,7 +198,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (r.accept) {
       if (auto mt = content_format_to_media_type(*r.accept)) req_.set(http::field::accept, bsv(*mt));
     }
-    if (!r.identity.empty()) req_.set("X-Device-Identity", header_safe(r.identity));
+    // RFC 8075 §5.4 / RFC 7252 §5.10.8: conditional requests keep their preconditions.
+    if (!r.if_match.empty()) req_.set(http::field::if_match, if_match_to_http(r.if_match));
+    if (r.if_none_match) {
+      req_.set(http::field::if_none_match, "*");
+    } else if (!r.etags.empty() && (method_ == "GET" || method_ == "FETCH")) {
+      // RFC 7252 §5.10.6.2 validation: the device holds these representations; a 304 becomes 2.03.
+      req_.set(http::field::if_none_match, etags_to_if_none_match(r.etags));
+    }
+    if (r.etags.size() == 1) request_etag_ = r.etags.front();
+    if (!r.identity.empty()) req_.set("X-Device-Identity", url::percent_encode_controls(r.identity));
     if (auto addr = Address::parse(r.remote)) req_.set("X-Forwarded-For", addr->ip_string());
     req_.set("X-CoAP-Session", std::to_string(r.session_id));
     req_.body().assign(reinterpret_cast<const char*>(r.payload.data()), r.payload.size());
@@ -357,6 +329,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (auto ct = res.find(http::field::content_type); ct != res.end()) {
       out.content_format = media_type_to_content_format(sv(ct->value()));
     }
+    map_response_headers(res, out);
     const std::string& body = res.body();
     if (body.size() > max_body_bytes) return fail(coap_code(5, 2), "bad_response");
     out.payload.resize(body.size());
@@ -364,6 +337,31 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     out.outcome = res.result_int() >= 500 ? "upstream_error" : "ok";
     const bool reusable = res.keep_alive() && !parser_->need_eof() && conn_->buffer.size() == 0;
     finish(std::move(out), reusable);
+  }
+
+  // RFC 8075 §6-§7: ETag, freshness and Location come back as CoAP options.
+  void map_response_headers(const http::response<http::string_body>& res, ForwardResponse& out) const {
+    const unsigned status = res.result_int();
+    std::optional<std::vector<std::byte>> etag;
+    if (auto it = res.find(http::field::etag); it != res.end()) etag = http_etag_to_coap(sv(it->value()));
+    // A 304 without an ETag validates the one representation the device named, if it named one.
+    if (!etag && status == 304 && !request_etag_.empty()) etag = request_etag_;
+    if (etag) out.options.emplace_back(coap::option::etag, std::move(*etag));
+    if (auto it = res.find(http::field::cache_control); it != res.end())
+      out.max_age = cache_control_max_age(sv(it->value()));
+    if (status == 503 || status == 429) {
+      if (auto it = res.find(http::field::retry_after); it != res.end()) {
+        if (auto n = retry_after_seconds(sv(it->value()))) out.max_age = n;
+      }
+    }
+    if (status == 201) {
+      if (auto it = res.find(http::field::location); it != res.end()) {
+        if (auto loc = location_to_options(sv(it->value()), pool_->target.base_path)) {
+          for (auto& seg : loc->path) out.options.emplace_back(coap::option::location_path, bytes_of(seg));
+          for (auto& part : loc->query) out.options.emplace_back(coap::option::location_query, bytes_of(part));
+        }
+      }
+    }
   }
 
   bool may_retry() const { return conn_->reused && !retried_ && !aborted_ && !pool_->shut_down; }
@@ -415,7 +413,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   http::request<http::string_body> req_;
   std::unique_ptr<Connection> conn_;
   std::optional<http::response_parser<http::string_body>> parser_;
+  std::vector<std::byte> request_etag_;  // the one ETag of a conditional GET, for a bare 304
   bool method_ok_ = false;
+  bool accept_ok_ = true;
   bool finished_ = false;
   bool retried_ = false;
   bool aborted_ = false;

@@ -1,10 +1,16 @@
 #include "gateway/mapping.hpp"
 
+#include <openssl/evp.h>
+
+#include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
+#include <limits>
 #include <string>
 #include <utility>
 
+#include "common/url.hpp"
 #include "gateway/forward.hpp"
 
 namespace coapgw::gateway {
@@ -135,6 +141,157 @@ std::uint8_t http_status_to_coap(unsigned status, std::string_view method) {
   // 1xx that reached us, or 3xx: the gateway does not follow redirects, so
   // the upstream gave no usable answer.
   return coap_code(5, 2);
+}
+
+namespace {
+
+constexpr char hex_lower[] = "0123456789abcdef";
+
+// Lower case only: etag_to_http writes lower case, and an upper-case tag taken as is round-trips in
+// its own spelling.
+int hex_nibble(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// RFC 9110 §8.8.3 etagc: %x21 / %x23-7E / obs-text (we keep to ASCII).
+bool is_etagc(unsigned char c) { return c == 0x21 || (c >= 0x23 && c <= 0x7e); }
+
+std::string quoted_hex(std::span<const std::byte> bytes) {
+  std::string out = "\"";
+  for (std::byte b : bytes) {
+    auto c = std::to_integer<unsigned>(b);
+    out += hex_lower[c >> 4];
+    out += hex_lower[c & 15];
+  }
+  out += '"';
+  return out;
+}
+
+std::optional<std::uint32_t> parse_seconds(std::string_view s) {
+  s = trim(s);
+  if (s.empty()) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = std::min<std::uint64_t>(v * 10 + static_cast<unsigned>(c - '0'), std::numeric_limits<std::uint32_t>::max());
+  }
+  return static_cast<std::uint32_t>(v);
+}
+
+}  // namespace
+
+std::optional<std::vector<std::byte>> http_etag_to_coap(std::string_view header) {
+  std::string_view v = trim(header);
+  if (v.starts_with("W/")) v.remove_prefix(2);
+  if (v.size() < 2 || v.front() != '"' || v.back() != '"') return std::nullopt;
+  v = v.substr(1, v.size() - 2);
+  for (char c : v)
+    if (!is_etagc(static_cast<unsigned char>(c))) return std::nullopt;
+  std::vector<std::byte> out;
+  bool hex = v.size() >= 2 && v.size() <= 16 && v.size() % 2 == 0;
+  for (std::size_t i = 0; hex && i < v.size(); i += 2) {
+    int hi = hex_nibble(v[i]), lo = hex_nibble(v[i + 1]);
+    if (hi < 0 || lo < 0) hex = false;
+    else out.push_back(static_cast<std::byte>(hi * 16 + lo));
+  }
+  if (hex) return out;
+  out.clear();
+  if (!v.empty() && v.size() <= 8) {
+    for (char c : v) out.push_back(static_cast<std::byte>(c));
+    return out;
+  }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int len = 0;
+  if (EVP_Digest(v.data(), v.size(), digest.data(), &len, EVP_sha256(), nullptr) != 1 || len < 8)
+    return std::nullopt;
+  for (std::size_t i = 0; i < 8; ++i) out.push_back(static_cast<std::byte>(digest[i]));
+  return out;
+}
+
+std::string etag_to_http(std::span<const std::byte> etag) {
+  std::string out = quoted_hex(etag);
+  // A tag that http_etag_to_coap took as is (1 to 8 etagc bytes that do not read as hex) is also
+  // offered in its own spelling, so the origin server recognises it.
+  bool text = !etag.empty();
+  for (std::byte b : etag) text = text && is_etagc(std::to_integer<unsigned char>(b));
+  if (text) {
+    std::string quoted = "\"" + std::string(reinterpret_cast<const char*>(etag.data()), etag.size()) + "\"";
+    auto back = http_etag_to_coap(quoted);
+    if (back && std::equal(back->begin(), back->end(), etag.begin(), etag.end())) {
+      out += ", ";
+      out += quoted;
+    }
+  }
+  return out;
+}
+
+std::string if_match_to_http(std::span<const std::vector<std::byte>> values) {
+  std::string out;
+  for (const auto& v : values) {
+    if (v.empty()) return "*";
+    if (!out.empty()) out += ", ";
+    out += etag_to_http(v);
+  }
+  return out;
+}
+
+std::string etags_to_if_none_match(std::span<const std::vector<std::byte>> etags) {
+  std::string out;
+  for (const auto& v : etags) {
+    if (v.empty()) continue;
+    if (!out.empty()) out += ", ";
+    out += etag_to_http(v);
+  }
+  return out;
+}
+
+std::optional<std::uint32_t> cache_control_max_age(std::string_view header) {
+  std::optional<std::uint32_t> out;
+  bool never = false;
+  while (!header.empty()) {
+    auto comma = header.find(',');
+    std::string directive = lower(trim(header.substr(0, comma)));
+    header = comma == std::string_view::npos ? std::string_view{} : header.substr(comma + 1);
+    if (directive == "no-store" || directive == "no-cache") never = true;
+    if (directive.starts_with("max-age=")) {
+      std::string_view value = std::string_view(directive).substr(8);
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+      if (auto n = parse_seconds(value)) out = n;
+    }
+  }
+  if (never) return 0;
+  return out;
+}
+
+std::optional<std::uint32_t> retry_after_seconds(std::string_view header) { return parse_seconds(header); }
+
+std::optional<LocationOptions> location_to_options(std::string_view location, std::string_view base_path) {
+  std::string_view v = trim(location);
+  if (auto hash = v.find('#'); hash != std::string_view::npos) v = v.substr(0, hash);
+  if (auto scheme = v.find("://"); scheme != std::string_view::npos && v.find_first_of("/?") > scheme) {
+    v.remove_prefix(scheme + 3);
+    auto slash = v.find_first_of("/?");
+    v = slash == std::string_view::npos ? std::string_view{} : v.substr(slash);
+    if (v.empty()) v = "/";
+  }
+  if (v.empty() || v.front() != '/' || v.starts_with("//")) return std::nullopt;
+  auto q = v.find('?');
+  std::string_view path = v.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view{} : v.substr(q + 1);
+  if (!base_path.empty() && path.starts_with(base_path) &&
+      (path.size() == base_path.size() || path[base_path.size()] == '/'))
+    path.remove_prefix(base_path.size());
+  LocationOptions out;
+  out.path = url::split_path(path);
+  out.query = url::split_query(query);
+  if (out.path.size() + out.query.size() > max_location_options) return std::nullopt;
+  for (const auto& seg : out.path)
+    if (seg == "." || seg == ".." || seg.size() > 255) return std::nullopt;
+  for (const auto& part : out.query)
+    if (part.size() > 255) return std::nullopt;
+  return out;
 }
 
 }  // namespace coapgw::gateway

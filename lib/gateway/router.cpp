@@ -5,8 +5,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <stdexcept>
 
+#include "coap/option.hpp"
+#include "common/url.hpp"
 #include "gateway/coap_upstream.hpp"
 #include "gateway/file_sink.hpp"
+#include "gateway/mapping.hpp"
 #include "gateway/http_upstream.hpp"
 
 namespace coapgw::gateway {
@@ -40,6 +43,35 @@ void validate(const RouteSpec& spec) {
   }
   if (spec.timeout.count() <= 0) throw std::runtime_error("route " + p + ": timeout must be > 0");
   if (spec.max_in_flight == 0) throw std::runtime_error("route " + p + ": max_in_flight must be > 0");
+}
+
+// A Location-Path the upstream gave relative to its own root misses the prefix a strip_prefix route
+// removed from the request: it goes back in front, so the device can use the location with us.
+void restore_prefix(std::string_view stripped, ForwardResponse& response) {
+  if (stripped.empty() || stripped == "/") return;
+  bool has_location = false;
+  for (auto& [number, value] : response.options)
+    has_location = has_location || number == coap::option::location_path || number == coap::option::location_query;
+  if (!has_location) return;
+  auto prefix = url::split_path(stripped);
+  std::size_t count = prefix.size();
+  for (auto& o : response.options)
+    count += o.first == coap::option::location_path || o.first == coap::option::location_query;
+  if (count > max_location_options) {
+    // Too long to relay whole (the answer's option room is bounded): no location rather than a wrong one.
+    std::erase_if(response.options, [](const auto& o) {
+      return o.first == coap::option::location_path || o.first == coap::option::location_query;
+    });
+    return;
+  }
+  std::vector<std::pair<std::uint16_t, std::vector<std::byte>>> options;
+  for (auto& seg : prefix) {
+    auto* p = reinterpret_cast<const std::byte*>(seg.data());
+    options.emplace_back(coap::option::location_path, std::vector<std::byte>(p, p + seg.size()));
+  }
+  // Before the upstream's own Location-Path options: the answer's options are sorted stably by number.
+  for (auto& o : response.options) options.push_back(std::move(o));
+  response.options = std::move(options);
 }
 
 }  // namespace
@@ -146,8 +178,11 @@ void Router::forward(const Match& match, ForwardRequest request, ForwardDone don
   });
   // The slot is held until the upstream itself answers, even after a
   // timeout, so the bound also caps the upstream's real concurrency.
-  route->upstream->forward(std::move(request), [pending](ForwardResponse response) {
+  // The prefix is copied: the route may be gone (reload) by the time the upstream answers.
+  std::string stripped = route->spec.strip_prefix ? route->spec.prefix : std::string();
+  route->upstream->forward(std::move(request), [pending, stripped = std::move(stripped)](ForwardResponse response) {
     --pending->counters->in_flight;
+    if (!pending->answered) restore_prefix(stripped, response);
     pending->timer.cancel();
     pending->answer(std::move(response));
   });

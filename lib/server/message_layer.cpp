@@ -18,6 +18,7 @@
 #include "gateway/forward.hpp"
 #include "gateway/router.hpp"
 #include "metrics/metrics.hpp"
+#include "server/request_target.hpp"
 #include "server/worker_internal.hpp"
 
 namespace coapgw::server {
@@ -161,6 +162,11 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
   }
   if (coap::method_name(m.code).empty()) {
     reply(s, r, coap::code::method_not_allowed, std::nullopt, {}, now);
+    return;
+  }
+  if (auto refusal = check_request_target(m, s.addr_local())) {
+    count_bad(refusal->reason);
+    reply(s, r, refusal->code, 0, coap::as_bytes(refusal->diagnostic), now);
     return;
   }
   auto path = coap::uri_path(m);
@@ -471,6 +477,7 @@ void Worker::start_forward(session::Session& s, const coap::MessageView& m, cons
     req.content_format = static_cast<std::uint16_t>(coap::decode_uint(cf->value));
   if (auto* acc = m.find(coap::option::accept))
     req.accept = static_cast<std::uint16_t>(coap::decode_uint(acc->value));
+  copy_conditionals(m, req);
   req.payload = std::move(body);
   req.identity = std::string(device_identity(s));
   req.remote = s.addr_remote().to_string();

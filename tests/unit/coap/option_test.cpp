@@ -160,5 +160,23 @@ TEST(UriRebuild, PathAndQuery) {
   EXPECT_EQ(uri_query(v), "k=v%20w&x=a%26b%23c/?");
 }
 
+TEST(UriPathSafety, DotSegmentsInAnyForm) {
+  auto has_unsafe = [](std::initializer_list<std::string_view> segments) {
+    Message m;
+    m.code = code::get;
+    for (auto s : segments) m.add_string_option(option::uri_path, s);
+    const auto wire = serialize(m);
+    MessageView v;
+    EXPECT_EQ(parse(wire, v), ParseError::ok);
+    return has_unsafe_path_segment(v);
+  };
+  EXPECT_FALSE(has_unsafe({}));
+  EXPECT_FALSE(has_unsafe({"api", "v1.2", "...", "a/b"}));
+  EXPECT_TRUE(has_unsafe({"api", ".."}));
+  EXPECT_TRUE(has_unsafe({"api", "%2e%2e", "x"}));
+  EXPECT_TRUE(has_unsafe({"api", "x/../../y"}));
+  EXPECT_TRUE(has_unsafe({"."}));
+}
+
 }  // namespace
 }  // namespace coapgw::coap

@@ -245,6 +245,134 @@ TEST_F(HttpForwardTest, ShutdownAnswersRequestsInFlight) {
   server_.release_slow();
 }
 
+std::vector<std::byte> opt_value(const ForwardResponse& r, std::uint16_t number, std::size_t nth = 0) {
+  for (auto& [n, v] : r.options)
+    if (n == number && nth-- == 0) return v;
+  return {};
+}
+std::size_t opt_count(const ForwardResponse& r, std::uint16_t number) {
+  std::size_t n = 0;
+  for (auto& o : r.options) n += o.first == number;
+  return n;
+}
+constexpr std::uint16_t opt_etag = 4, opt_location_path = 8, opt_location_query = 20;
+
+TEST_F(HttpForwardTest, ConditionalOptionsBecomeRfc8075Headers) {
+  Router router(io_, {api_route(base_url())});
+  ForwardRequest put = get("/api/x");
+  put.method = "PUT";
+  put.if_match = {bytes("\x01\x02"), bytes("v1")};
+  forward(router, put);
+  put.if_match = {bytes("\x01"), {}};
+  forward(router, put);
+  put.if_match.clear();
+  put.if_none_match = true;
+  forward(router, put);
+  ForwardRequest cond = get("/api/x");
+  cond.etags = {bytes("\x0a\x0b"), bytes("\x0c")};
+  forward(router, cond);
+  ForwardRequest post = get("/api/x");  // ETag options only make a GET/FETCH conditional
+  post.method = "POST";
+  post.etags = {bytes("\x0a")};
+  forward(router, post);
+  auto reqs = server_.requests();
+  ASSERT_EQ(reqs.size(), 5u);
+  EXPECT_EQ(reqs[0].header("if-match"), "\"0102\", \"7631\", \"v1\"");
+  EXPECT_EQ(reqs[1].header("if-match"), "*");
+  EXPECT_FALSE(reqs[2].has("if-match"));
+  EXPECT_EQ(reqs[2].header("if-none-match"), "*");
+  EXPECT_EQ(reqs[3].header("if-none-match"), "\"0a0b\", \"0c\"");
+  EXPECT_FALSE(reqs[4].has("if-none-match"));
+}
+
+TEST_F(HttpForwardTest, AcceptWithoutMediaTypeIsRefused) {
+  Router router(io_, {api_route(base_url())});
+  ForwardRequest r = get("/api/x");
+  r.accept = 65000;  // no media type: cannot be asked of an HTTP server
+  EXPECT_EQ(forward(router, r).code, coap_code(4, 6));
+  EXPECT_TRUE(server_.requests().empty());
+}
+
+TEST_F(HttpForwardTest, LocationTooLongForTheRouteIsLeftOut) {
+  Router router(io_, {api_route(base_url())});  // strip_prefix: "api" goes back in front
+  ForwardRequest r = get("/api/answer");
+  r.method = "POST";
+  r.query = "status=201&Location=/1/2/3/4/5/6/7/8";
+  auto res = forward(router, r);
+  EXPECT_EQ(res.code, coap_code(2, 1));
+  EXPECT_EQ(opt_count(res, opt_location_path), 0u);
+}
+
+TEST_F(HttpForwardTest, PreconditionFailedIs412) {
+  Router router(io_, {api_route(base_url())});
+  ForwardRequest put = get("/api/status/412");
+  put.method = "PUT";
+  put.if_none_match = true;
+  EXPECT_EQ(forward(router, put).code, coap_code(4, 12));
+}
+
+TEST_F(HttpForwardTest, EtagAndCacheControlComeBackAsOptions) {
+  Router router(io_, {api_route(base_url())});
+  ForwardRequest r = get("/api/answer");
+  r.query = "ETag=%22abc0%22&Cache-Control=public,%20max-age%3D30";
+  auto res = forward(router, r);
+  EXPECT_EQ(res.code, coap_code(2, 5));
+  EXPECT_EQ(opt_value(res, opt_etag), bytes("\xab\xc0"));
+  EXPECT_EQ(res.max_age, 30u);
+}
+
+TEST_F(HttpForwardTest, NotModifiedIsValidWithTheEtag) {
+  Router router(io_, {api_route(base_url())});
+  ForwardRequest r = get("/api/answer");
+  r.query = "status=304&ETag=%220a%22";
+  r.etags = {bytes("\x0a")};
+  auto res = forward(router, r);
+  EXPECT_EQ(res.code, coap_code(2, 3));
+  EXPECT_EQ(opt_value(res, opt_etag), bytes("\x0a"));
+  EXPECT_TRUE(res.payload.empty());
+  // A bare 304 validates the one ETag the device named.
+  r.query = "status=304";
+  r.etags = {bytes("\x0b")};
+  res = forward(router, r);
+  EXPECT_EQ(res.code, coap_code(2, 3));
+  EXPECT_EQ(opt_value(res, opt_etag), bytes("\x0b"));
+}
+
+TEST_F(HttpForwardTest, RetryAfterOn503BecomesMaxAge) {
+  Router router(io_, {api_route(base_url())});
+  ForwardRequest r = get("/api/answer");
+  r.query = "status=503&Retry-After=17";
+  auto res = forward(router, r);
+  EXPECT_EQ(res.code, coap_code(5, 3));
+  EXPECT_EQ(res.max_age, 17u);
+}
+
+TEST_F(HttpForwardTest, CreatedLocationBecomesLocationOptionsUnderTheRoute) {
+  Router router(io_, {api_route(base_url() + "/base")});  // strip_prefix: /api/x -> /base/x
+  ForwardRequest r = get("/api/answer");
+  r.method = "POST";
+  r.query = "status=201&Location=/base/items/7%3Fx%3D1%26y%3D%2526";
+  auto res = forward(router, r);
+  EXPECT_EQ(res.code, coap_code(2, 1));
+  ASSERT_EQ(opt_count(res, opt_location_path), 3u);
+  EXPECT_EQ(opt_value(res, opt_location_path, 0), bytes("api"));
+  EXPECT_EQ(opt_value(res, opt_location_path, 1), bytes("items"));
+  EXPECT_EQ(opt_value(res, opt_location_path, 2), bytes("7"));
+  ASSERT_EQ(opt_count(res, opt_location_query), 2u);
+  EXPECT_EQ(opt_value(res, opt_location_query, 0), bytes("x=1"));
+  EXPECT_EQ(opt_value(res, opt_location_query, 1), bytes("y=&"));
+}
+
+TEST_F(HttpForwardTest, EncodedSegmentsStayEncoded) {
+  Router router(io_, {api_route(base_url())});
+  ForwardRequest r = get("/api/a%2Fb/c%3Fd/%25");
+  r.query = "k=a%26b";
+  forward(router, r);
+  auto reqs = server_.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].target, "/a%2Fb/c%3Fd/%25?k=a%26b");
+}
+
 // A test CA and two server certificates, made with the openssl CLI once.
 class HttpsForwardTest : public ::testing::Test {
  protected:

@@ -109,5 +109,78 @@ TEST(HttpTarget, ParsesUpstreamUrls) {
   EXPECT_FALSE(parse_http_target("http://user@host/"));
 }
 
+std::vector<std::byte> raw(std::string_view s) {
+  auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
+}
+
+TEST(EntityTags, HttpToCoap) {
+  EXPECT_EQ(http_etag_to_coap("\"0a0b0c\""), raw("\x0a\x0b\x0c"));
+  EXPECT_EQ(http_etag_to_coap(" W/\"v1\" "), raw("v1"));
+  EXPECT_EQ(http_etag_to_coap("\"0A0B\""), raw("0A0B"));  // upper case: taken as is
+  EXPECT_EQ(http_etag_to_coap("\"0123456789abcdef\""), raw("\x01\x23\x45\x67\x89\xab\xcd\xef"));
+  // Longer than 8 bytes: the first 8 bytes of SHA-256, the same every time.
+  auto long_tag = http_etag_to_coap("\"this-etag-is-longer-than-eight-bytes\"");
+  ASSERT_TRUE(long_tag);
+  EXPECT_EQ(long_tag->size(), 8u);
+  EXPECT_EQ(long_tag, http_etag_to_coap("W/\"this-etag-is-longer-than-eight-bytes\""));
+  EXPECT_NE(long_tag, http_etag_to_coap("\"this-etag-is-longer-than-eight-bytez\""));
+  EXPECT_EQ(http_etag_to_coap("\"\"")->size(), 8u);
+  EXPECT_FALSE(http_etag_to_coap("v1"));       // not quoted
+  EXPECT_FALSE(http_etag_to_coap("\"a b\""));  // space is not an etagc
+}
+
+TEST(EntityTags, CoapToHttpRoundTrips) {
+  EXPECT_EQ(etag_to_http(raw("\x01\x02")), "\"0102\"");
+  EXPECT_EQ(etag_to_http(raw("v1")), "\"7631\", \"v1\"");
+  EXPECT_EQ(etag_to_http(raw("ab")), "\"6162\"");  // "ab" would read as hex 0xab
+  for (std::string_view header : {"\"0a0b0c\"", "\"v1\"", "\"0A0B\"", "\"x\""}) {
+    auto coap = http_etag_to_coap(header);
+    ASSERT_TRUE(coap) << header;
+    EXPECT_NE(etag_to_http(*coap).find(header), std::string::npos) << header;
+  }
+  std::vector<std::vector<std::byte>> values{raw("\x01"), raw("\xff\xee")};
+  EXPECT_EQ(if_match_to_http(values), "\"01\", \"ffee\"");
+  values.push_back({});
+  EXPECT_EQ(if_match_to_http(values), "*");
+  EXPECT_EQ(etags_to_if_none_match(std::vector<std::vector<std::byte>>{raw("\x0a"), raw("\x0b")}), "\"0a\", \"0b\"");
+}
+
+TEST(Freshness, CacheControlAndRetryAfter) {
+  EXPECT_EQ(cache_control_max_age("max-age=30"), 30u);
+  EXPECT_EQ(cache_control_max_age("public, Max-Age=\"45\""), 45u);
+  EXPECT_EQ(cache_control_max_age("max-age=99999999999"), 4294967295u);
+  EXPECT_EQ(cache_control_max_age("no-store"), 0u);
+  EXPECT_EQ(cache_control_max_age("max-age=30, no-cache"), 0u);
+  EXPECT_FALSE(cache_control_max_age("public"));
+  EXPECT_FALSE(cache_control_max_age("max-age=x"));
+  EXPECT_EQ(retry_after_seconds("17"), 17u);
+  EXPECT_EQ(retry_after_seconds(" 0 "), 0u);
+  EXPECT_FALSE(retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT"));
+  EXPECT_FALSE(retry_after_seconds("-1"));
+}
+
+TEST(Location, PathAndQueryBecomeOptions) {
+  auto l = location_to_options("http://h:8000/v1/items/7?x=1&y=%26#frag", "/v1");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->path, (std::vector<std::string>{"items", "7"}));
+  EXPECT_EQ(l->query, (std::vector<std::string>{"x=1", "y=&"}));
+  l = location_to_options("/api/a%2Fb", "");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->path, (std::vector<std::string>{"api", "a/b"}));
+  EXPECT_TRUE(l->query.empty());
+  l = location_to_options("/v1x/y", "/v1");  // not under the base path: kept whole
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->path, (std::vector<std::string>{"v1x", "y"}));
+  l = location_to_options("https://h", "");
+  ASSERT_TRUE(l);
+  EXPECT_TRUE(l->path.empty());
+  EXPECT_FALSE(location_to_options("items/7", ""));       // relative reference
+  EXPECT_FALSE(location_to_options("//other/x", ""));     // network-path reference
+  EXPECT_FALSE(location_to_options("/a/%2e%2e/b", ""));   // dot-segment
+  EXPECT_FALSE(location_to_options("/1/2/3/4/5/6/7/8/9", ""));
+  EXPECT_FALSE(location_to_options("/" + std::string(256, 'a'), ""));
+}
+
 }  // namespace
 }  // namespace coapgw::gateway

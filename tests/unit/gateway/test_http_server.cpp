@@ -1,5 +1,7 @@
 #include "test_http_server.hpp"
 
+#include "common/url.hpp"
+
 #include <sys/socket.h>
 
 #include <boost/asio/ssl.hpp>
@@ -137,6 +139,20 @@ void TestHttpServer::serve_stream(Stream& stream) {
       chunked = ends_with("/bigchunked");
     } else if (ends_with("/drop")) {
       drop = true;
+    } else if (ends_with("/answer")) {
+      // Query "Name=value&..." (percent-decoded) sets response headers; "status=NNN" the status.
+      const auto q = rec.target.find('?');
+      for (const auto& part : url::split_query(q == std::string::npos ? "" : rec.target.substr(q + 1))) {
+        const auto eq = part.find('=');
+        if (eq == std::string::npos) continue;
+        const std::string name = part.substr(0, eq), value = part.substr(eq + 1);
+        if (name == "status") {
+          res.result(static_cast<unsigned>(std::stoi(value)));
+        } else {
+          res.set(name, value);
+        }
+      }
+      if (res.result_int() == 304 || res.result_int() == 204) res.body().clear();
     }
     res.keep_alive(req.keep_alive());
     res.prepare_payload();

@@ -8,6 +8,7 @@
 //   ".../slow"        -> waits until release_slow() (or 10 s), then 200
 //   ".../big"         -> 200 with a body of 1 MiB + 1 bytes (".../bigchunked": chunked)
 //   ".../drop"        -> 200 keep-alive, then closes the connection silently
+//   ".../answer?status=NNN&Name=value" -> that status and those (percent-decoded) headers
 //   anything else     -> 200, text/plain "hello"
 #pragma once
 
