@@ -60,6 +60,8 @@ class BlockUpstream:
         self.szx2 = szx2
         self.want_szx1 = want_szx1
         self.body = body_v(1)
+        self.szx2_later = None    # block size for every block after block 0 (a renegotiation)
+        self.next_body = None     # becomes the body once block 0 has been served (changed mid-fetch)
         self.lock = threading.Lock()
         self.requests = []        # (code, path, options) of every request
         self.uploads = []         # whole Block1 bodies
@@ -114,9 +116,9 @@ class BlockUpstream:
     def _answer(self, msg):
         path = msg.uri_path()
         if path == "/big" and msg.code == h.code(0, h.GET):
-            szx = self.szx2
-            num = 0
             b2 = msg.option(OPT_BLOCK2)
+            szx = self.szx2_later if b2 and self.szx2_later is not None else self.szx2
+            num = 0
             if b2:
                 num, _, asked = parse_block(b2[0])
                 if asked < szx:
@@ -132,7 +134,11 @@ class BlockUpstream:
             opts = [(OPT_ETAG, hashlib.sha256(self.body).digest()[:4]),
                     (OPT_BLOCK2, block_value(num, more, szx)),
                     (OPT_SIZE2, uint_value(len(self.body)))]
+            if num == 0 and self.next_body is not None:
+                self.body, self.next_body = self.next_body, None
             return h.Message(code=h.code(2, 5), options=opts, payload=chunk)
+        if path == "/plain" and msg.code == h.code(0, h.GET):
+            return h.Message(code=h.code(2, 5), payload=self.body)  # whole, no ETag
         if path == "/up" and msg.code in (h.code(0, h.PUT), h.code(0, h.POST)):
             b1 = msg.option(OPT_BLOCK1)
             if not b1:
@@ -318,6 +324,30 @@ class PythonUpstreamBlockwise(BlockwiseCase):
         self.assertEqual(self.fetch("/py/big"), self.py.body)
         self.assertEqual(self.fetch("/py/big", ["-b", "64"]), self.py.body)
 
+    def test_upstream_renegotiating_a_smaller_block2_is_followed(self):
+        self.py.szx2_later = 3  # block 0 in 1,024 bytes, the rest in 128
+        self.assertEqual(self.fetch("/py/big"), self.py.body)
+        sizes = [parse_block(dict(o).get(OPT_BLOCK2, b""))[2] for c, p, o in self.py.requests if p == "/big"]
+        self.assertIn(3, sizes[1:], "the gateway did not ask in the upstream's smaller size")
+
+    def test_representation_changing_during_the_upstream_fetch_is_fetched_again(self):
+        v2 = body_v(2)
+        self.py.next_body = v2  # after block 0 of v1 the upstream serves v2
+        self.assertEqual(self.fetch("/py/big"), v2)
+
+    def test_answer_without_upstream_etag_gets_one_per_representation(self):
+        s = h.udp_socket(self.gw.coap_addr())
+        self.addCleanup(s.close)
+        first = self.raw_block(s, "/py/plain", 0, 6)
+        etag = first.option(OPT_ETAG)
+        self.assertEqual(len(etag), 1, first.options)
+        self.assertEqual(self.raw_block(s, "/py/plain", 1, 6).option(OPT_ETAG), etag)
+        self.py.set_body(body_v(2))
+        again = self.raw_block(s, "/py/plain", 0, 6)
+        self.assertEqual(again.payload, body_v(2)[:1024])
+        self.assertEqual(len(again.option(OPT_ETAG)), 1)
+        self.assertNotEqual(again.option(OPT_ETAG), etag)
+
     def test_block1_upload_honours_the_upstreams_smaller_block_size(self):
         data = body_v(5)
         rc, out, err = self.put("/py/up", data, ["-b", "1024"])
@@ -401,6 +431,21 @@ class PerSessionBounds(BlockwiseCase):
         self.assertEqual(rc, 0, out + err)
         self.assertIsNone(h.response_error(out, err), out + err)
         self.assertIn(data, self.py.uploads)
+
+    def test_follow_up_after_the_kept_answer_is_gone_carries_the_new_etag(self):
+        s = h.udp_socket(self.gw.coap_addr())
+        self.addCleanup(s.close)
+        first = self.raw_block(s, "/py/big", 0, 6)
+        self.assertEqual(first.option(OPT_ETAG), [self.py.etag()])
+        for i in range(2):  # the session's share (2) pushes the first answer out
+            self.raw_block(s, "/py/big", 0, 6, query=f"other={i}")
+        self.py.set_body(body_v(2))
+        second = self.raw_block(s, "/py/big", 1, 6)
+        # Fetched again: the block comes from the new representation and says so (RFC 7959 §2.4),
+        # so the client restarts instead of mixing.
+        self.assertEqual(second.payload, body_v(2)[1024:2048])
+        self.assertEqual(second.option(OPT_ETAG), [self.py.etag()])
+        self.assertNotEqual(second.option(OPT_ETAG), first.option(OPT_ETAG))
 
     def test_one_source_cannot_take_the_whole_answer_cache(self):
         hog = h.udp_socket(self.gw.coap_addr())
