@@ -139,6 +139,7 @@ BlockwiseCache::Stored BlockwiseCache::store_answer(std::uint64_t session, const
 }
 
 void BlockwiseCache::drop_answer(const std::string& key) {
+  if (answers_.empty()) return;  // the common case of a small answer: no hashing
   if (auto it = answers_.find(key); it != answers_.end()) erase_answer(it);
 }
 
@@ -163,6 +164,21 @@ void BlockwiseCache::expire(TimePoint now) {
     auto next = std::next(it);
     if (it->second.answer.expires <= now) erase_answer(it);
     it = next;
+  }
+}
+
+void BlockwiseCache::drop_session(std::uint64_t session) {
+  auto s = sessions_.find(session);
+  if (s == sessions_.end()) return;
+  auto keys = s->second.answers;  // erase_answer edits the list
+  const bool uploads = s->second.reassemblies != 0;
+  for (auto& k : keys) drop_answer(k);
+  if (uploads) {
+    for (auto it = reassemblies_.begin(); it != reassemblies_.end();) {
+      auto next = std::next(it);
+      if (it->second.session == session) erase_reassembly(it);
+      it = next;
+    }
   }
 }
 

@@ -74,6 +74,8 @@ class BlockwiseCache {
   void drop_answer(const std::string& key);
 
   void expire(TimePoint now);
+  // Everything the session holds (it is closed).
+  void drop_session(std::uint64_t session);
 
   std::size_t reassemblies() const { return reassemblies_.size(); }
   std::size_t answers() const { return answers_.size(); }

@@ -139,5 +139,21 @@ TEST(BlockwiseCacheUploads, PerSessionAndPerWorkerBounds) {
   EXPECT_EQ(c.start_reassembly(1, "y", t0 + 2s).second, BlockwiseCache::Admit::ok);
 }
 
+TEST(BlockwiseCacheSessions, DropSessionFreesItsShareOnly) {
+  BlockwiseCache c(BlockwiseLimits{10, 2, 1000, 2});
+  c.start_reassembly(1, "u1", t0 + 1s);
+  c.start_reassembly(2, "u2", t0 + 1s);
+  c.store_answer(1, "a1", answer("aaaa"));
+  c.store_answer(2, "a2", answer("bb"));
+  c.drop_session(1);
+  EXPECT_EQ(c.find_reassembly("u1"), nullptr);
+  EXPECT_NE(c.find_reassembly("u2"), nullptr);
+  EXPECT_EQ(c.find_answer("a1", t0), nullptr);
+  EXPECT_NE(c.find_answer("a2", t0), nullptr);
+  EXPECT_EQ(c.answer_bytes(), 2u);
+  EXPECT_EQ(c.start_reassembly(1, "x", t0 + 1s).second, BlockwiseCache::Admit::ok);
+  EXPECT_EQ(c.start_reassembly(1, "y", t0 + 1s).second, BlockwiseCache::Admit::ok);
+}
+
 }  // namespace
 }  // namespace coapgw::server
