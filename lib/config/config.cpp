@@ -186,7 +186,8 @@ void parse_shutdown(Reader& r, const YAML::Node& node, ShutdownConfig& out) {
 void parse_coap(Reader& r, const YAML::Node& node, CoapConfig& out) {
   if (!r.map(node, "coap",
              {"ack_timeout", "ack_random_factor", "max_retransmit", "max_message_size",
-              "max_body_size", "max_reassemblies", "separate_response_after"}))
+              "max_body_size", "max_reassemblies", "max_reassemblies_per_session", "max_block_cache_bytes",
+              "max_block_answers_per_session", "separate_response_after"}))
     return;
   r.duration(node, "ack_timeout", "coap", true, out.ack_timeout);
   double factor = out.ack_random_factor;
@@ -203,6 +204,9 @@ void parse_coap(Reader& r, const YAML::Node& node, CoapConfig& out) {
   r.integer(node, "max_message_size", "coap", 64, 65507, out.max_message_size);
   r.integer(node, "max_body_size", "coap", 1, 64 * 1024 * 1024, out.max_body_size);
   r.integer(node, "max_reassemblies", "coap", 1, 1'000'000, out.max_reassemblies);
+  r.integer(node, "max_reassemblies_per_session", "coap", 1, 1'000'000, out.max_reassemblies_per_session);
+  r.integer(node, "max_block_cache_bytes", "coap", 0, std::size_t{1} << 40, out.max_block_cache_bytes);
+  r.integer(node, "max_block_answers_per_session", "coap", 1, 1'000'000, out.max_block_answers_per_session);
   r.duration(node, "separate_response_after", "coap", true, out.separate_response_after);
 }
 

@@ -90,6 +90,9 @@ struct CoapConfig {
   std::size_t max_message_size = 1152;
   std::size_t max_body_size = 65536;       // block-wise reassembly bound per request
   std::size_t max_reassemblies = 1000;     // concurrent Block1 reassemblies per worker
+  std::size_t max_reassemblies_per_session = 4;    // ... per session
+  std::size_t max_block_cache_bytes = 64u << 20;   // Block2 answer bodies kept per worker
+  std::size_t max_block_answers_per_session = 4;   // ... per session (its oldest makes room)
   Duration separate_response_after{1000};  // then: empty ACK now, separate response later
 };
 

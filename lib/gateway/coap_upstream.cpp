@@ -33,6 +33,9 @@ constexpr std::size_t max_datagram = 65535;
 // CON responses recently acknowledged, so a retransmitted one (our ACK was lost) is ACKed again
 // instead of being RST as unknown.
 constexpr std::size_t acked_memory = 64;
+// Times a Block2 fetch starts again from block 0 because the representation changed under it
+// (RFC 7959 §2.4); beyond, the answer is 5.02 bad_response.
+constexpr unsigned max_block2_restarts = 3;
 
 std::optional<std::uint8_t> method_code(std::string_view method) {
   static constexpr std::pair<std::string_view, std::uint8_t> table[] = {
@@ -74,9 +77,12 @@ struct Exchange {
   std::uint8_t block1_szx = 6;
   bool block1_done = false;
 
-  std::uint32_t block2_next = 0;  // 0: not fetching further blocks
+  bool block2_asking = false;     // the CON in flight asks for block block2_next of the answer
+  std::uint32_t block2_next = 0;
   std::uint8_t block2_szx = 6;
   std::optional<ForwardResponse> partial;  // options of the first Block2 block, body so far
+  std::optional<std::vector<std::byte>> block2_etag;  // the first block's ETag: later ones must match
+  unsigned block2_restarts = 0;  // representation changed mid-fetch: started again from block 0
 
   // The CON currently in flight.
   std::uint16_t mid = 0;
@@ -248,9 +254,11 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     m.message_id = session_->next_message_id();
     m.token.assign(ex.token.begin(), ex.token.end());
     m.options = ex.request_options;
-    if (ex.block2_next > 0) {
-      // RFC 7959 §2.4: later blocks of the answer are asked for with Block2 and no payload.
+    if (ex.block2_asking) {
+      // RFC 7959 §2.4: later blocks of the answer are asked for with Block2 and no payload (a FETCH
+      // repeats its body, which selects what is answered: RFC 8132 §2.3.2).
       add_block(m, coap::option::block2, coap::BlockValue{ex.block2_next, false, ex.block2_szx});
+      if (ex.method == coap::code::fetch) m.payload = ex.payload;
     } else if (ex.block1) {
       const std::size_t size = std::size_t{16} << ex.block1_szx;
       const std::size_t offset = std::size_t{ex.block1_num} * size;
@@ -542,7 +550,8 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   static bool is_stale(const Exchange& ex, const coap::MessageView& m) {
     if (ex.partial) {
       if (auto* o = m.find(coap::option::block2)) {
-        if (auto b = coap::decode_block(o->value); b && b->num < ex.block2_next) return true;
+        auto b = coap::decode_block(o->value);
+        if (b && std::size_t{b->num} * b->size() < ex.partial->payload.size()) return true;
       }
     }
     if (ex.block1 && !ex.block1_done && m.code == coap::code::continue_) {
@@ -586,24 +595,61 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
       b2 = coap::decode_block(o->value);
       if (!b2) return finish(token, failure(coap::code::bad_gateway, "bad_response"));
     }
-    if (b2 && (b2->more || ex.partial)) {
-      if (b2->num != ex.block2_next || (ex.partial && m.code != ex.partial->code)) {
+    if (b2 && (b2->more || ex.partial)) return on_block2(ex, m, *b2);
+    finish(token, to_response(m));
+  }
+
+  // One block of a Block2 answer (RFC 7959 §2.4). Blocks are placed by byte offset, so an upstream
+  // that answers in a smaller block size than asked (or changes to one) is followed; an ETag that
+  // differs from the first block's means the representation changed meanwhile, and the fetch starts
+  // again from block 0 (a bounded number of times).
+  void on_block2(Exchange& ex, const coap::MessageView& m, const coap::BlockValue& b2) {
+    const auto token = ex.token_value;
+    const std::size_t offset = std::size_t{b2.num} * b2.size();
+    std::optional<std::vector<std::byte>> etag;
+    if (auto* e = m.find(coap::option::etag)) etag.emplace(e->value.begin(), e->value.end());
+    // A block without an ETag says nothing about the version (RFC 7959 §2.4: SHOULD, not MUST).
+    const bool changed = etag && etag != ex.block2_etag;
+    if (ex.partial && (m.code != ex.partial->code || changed)) {
+      if (ex.block2_restarts >= max_block2_restarts) {
         return finish(token, failure(coap::code::bad_gateway, "bad_response"));
       }
-      if (!ex.partial) ex.partial = to_response(m);
-      else ex.partial->payload.insert(ex.partial->payload.end(), m.payload.begin(), m.payload.end());
-      if (ex.partial->payload.size() > settings_.max_body_bytes) {
-        return finish(token, failure(coap::code::bad_gateway, "bad_response"));
-      }
-      if (b2->more) {
-        ex.block2_szx = b2->szx;
-        ex.block2_next = b2->num + 1;
-        return send_next(ex);
-      }
+      ++ex.block2_restarts;
+      ex.partial.reset();
+      ex.block2_next = 0;
+      if (b2.num != 0) return send_block2_request(ex, 0, ex.block2_szx);
+    }
+    const std::size_t have = ex.partial ? ex.partial->payload.size() : 0;
+    // RFC 7959 §2.2: every block but the last carries exactly its size.
+    if (offset != have || (b2.more && m.payload.size() != b2.size())) {
+      return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+    }
+    if (auto* size2 = m.find(coap::option::size2); size2 && coap::decode_uint(size2->value) > settings_.max_body_bytes) {
+      return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+    }
+    if (have + m.payload.size() > settings_.max_body_bytes) {
+      return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+    }
+    if (!ex.partial) {
+      ex.partial = to_response(m);
+      ex.block2_etag = std::move(etag);
+    } else {
+      ex.partial->payload.insert(ex.partial->payload.end(), m.payload.begin(), m.payload.end());
+    }
+    if (!b2.more) {
       auto whole = std::move(*ex.partial);
       return finish(token, std::move(whole));
     }
-    finish(token, to_response(m));
+    const std::uint8_t szx = std::min(ex.block2_szx, b2.szx);  // a smaller size, once offered, is kept
+    send_block2_request(ex, static_cast<std::uint32_t>(ex.partial->payload.size() / (std::size_t{16} << szx)), szx);
+  }
+
+  void send_block2_request(Exchange& ex, std::uint32_t num, std::uint8_t szx) {
+    if (num > coap::max_block_num) return finish(ex.token_value, failure(coap::code::bad_gateway, "bad_response"));
+    ex.block2_szx = szx;
+    ex.block2_next = num;
+    ex.block2_asking = true;
+    send_next(ex);
   }
 
   static ForwardResponse to_response(const coap::MessageView& m) {

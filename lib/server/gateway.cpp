@@ -127,6 +127,9 @@ bool Gateway::start(std::string* error) {
     ws.idle_timeout = c.sessions.idle_timeout;
     ws.max_body_size = c.coap.max_body_size;
     ws.max_reassemblies = c.coap.max_reassemblies;
+    ws.max_reassemblies_per_session = c.coap.max_reassemblies_per_session;
+    ws.max_block_cache_bytes = c.coap.max_block_cache_bytes;
+    ws.max_block_answers_per_session = c.coap.max_block_answers_per_session;
     ws.persist = !c.sessions.persist.file.empty();
     auto w = std::make_unique<Worker>(ws, *impl_->budget, *impl_->metrics);
     if (!w->open(error)) return false;

@@ -104,21 +104,6 @@ std::uint8_t max_szx_for(std::size_t max_message_size) {
   return coap::szx_for_size(room);
 }
 
-std::string resource_key(const coap::MessageView& m, std::string_view path, std::string_view query) {
-  std::string k;
-  k.reserve(path.size() + query.size() + 4);
-  k += static_cast<char>(m.code);
-  k += path;
-  k += '?';
-  k += query;
-  return k;
-}
-
-std::string session_key(std::uint64_t session_id, std::string_view rest) {
-  std::string k(reinterpret_cast<const char*>(&session_id), sizeof session_id);
-  k += rest;
-  return k;
-}
 }  // namespace
 
 void Worker::on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
@@ -171,7 +156,7 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
   }
   auto path = coap::uri_path(m);
   auto query = coap::uri_query(m);
-  r.resource = resource_key(m, path, query);
+  r.answer_key = answer_key_of(s, m, path, query);
   if (auto* b2 = m.find(coap::option::block2)) {
     auto block = coap::decode_block(b2->value);
     if (!block) {
@@ -215,81 +200,6 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
   start_forward(s, m, *match, std::move(path), std::move(query), std::move(r), std::move(body), now);
 }
 
-bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& r, std::vector<std::byte>& body,
-                        session::TimePoint now) {
-  auto block = coap::decode_block(m.find(coap::option::block1)->value);
-  if (!block) {
-    reply(s, r, coap::code::bad_request, 0, coap::as_bytes("bad Block1 option"), now);
-    return false;
-  }
-  std::string tag;
-  if (auto* t = m.find(coap::option::request_tag)) tag = std::string(coap::as_string(t->value));
-  auto key = session_key(s.id(), r.resource + '\0' + tag);
-  auto too_large = [&] {
-    reassemblies_.erase(key);
-    count_bad("body_too_large");
-    reply(s, r, coap::code::request_entity_too_large, std::nullopt, {}, now, std::nullopt,
-          static_cast<std::uint32_t>(settings_.max_body_size));
-  };
-  if (auto* size1 = m.find(coap::option::size1); size1 && coap::decode_uint(size1->value) > settings_.max_body_size) {
-    too_large();
-    return false;
-  }
-  // RFC 7959 2.3: every block but the last carries exactly the block size.
-  if (block->more && m.payload.size() != block->size()) {
-    reply(s, r, coap::code::bad_request, 0, coap::as_bytes("Block1 payload size does not match SZX"), now);
-    return false;
-  }
-  auto it = reassemblies_.find(key);
-  if (block->num == 0) {
-    if (it == reassemblies_.end()) {
-      if (reassemblies_.size() >= settings_.max_reassemblies) {
-        count_bad("reassemblies_full");
-        reply(s, r, coap::code::service_unavailable, std::nullopt, {}, now, 5);
-        return false;
-      }
-      it = reassemblies_.emplace(key, std::make_unique<Reassembly>()).first;
-      it->second->session_id = s.id();
-    }
-    it->second->body.clear();
-    it->second->next_num = 0;
-  }
-  std::size_t offset = static_cast<std::size_t>(block->num) * block->size();
-  if (it == reassemblies_.end() || offset != it->second->body.size()) {
-    // A block we have no start for, or out of order: RFC 7959 2.9.2.
-    if (it != reassemblies_.end()) reassemblies_.erase(it);
-    reply(s, r, coap::code::request_entity_incomplete, std::nullopt, {}, now);
-    return false;
-  }
-  auto& ra = *it->second;
-  if (ra.body.size() + m.payload.size() > settings_.max_body_size) {
-    too_large();
-    return false;
-  }
-  ra.body.insert(ra.body.end(), m.payload.begin(), m.payload.end());
-  ra.next_num = block->num + 1;
-  ra.expires = now + settings_.transmission.exchange_lifetime();
-  if (block->more) {
-    r.block1 = coap::BlockValue{block->num, true, block->szx};
-    reply(s, r, coap::code::continue_, std::nullopt, {}, now);
-    return false;
-  }
-  body = std::move(ra.body);
-  reassemblies_.erase(it);
-  r.block1 = coap::BlockValue{block->num, false, block->szx};
-  return true;
-}
-
-bool Worker::serve_cached_block(session::Session& s, const coap::MessageView&, const Reply& r,
-                                session::TimePoint now) {
-  auto it = block_bodies_.find(session_key(s.id(), r.resource));
-  if (it == block_bodies_.end() || it->second->expires <= now) return false;
-  auto& b = *it->second;
-  auto copy = b.body;  // reply() may replace the cache entry
-  reply(s, r, b.code, b.content_format, copy, now);
-  return true;
-}
-
 void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
                    std::optional<std::uint16_t> content_format, std::span<const std::byte> body,
                    session::TimePoint now, std::optional<std::uint32_t> max_age, std::optional<std::uint32_t> size1,
@@ -299,40 +209,10 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
   auto mid = piggyback ? r.message_id : s.next_message_id();
 
   std::uint8_t szx = std::min(r.block2_szx, max_szx_for(settings_.max_message_size));
-  std::size_t block_size = std::size_t{16} << szx;
-  std::optional<coap::BlockValue> block2;
-  std::span<const std::byte> payload = body;
-  if (body.size() > block_size || r.block2_num > 0) {
-    // Block2: keep the whole body for the follow-up requests, send the block asked for.
-    std::size_t offset = static_cast<std::size_t>(r.block2_num) * block_size;
-    if (offset >= body.size() && !(offset == 0 && body.empty())) {
-      code = coap::code::bad_option;  // asked for a block past the end
-      payload = {};
-    } else {
-      block2 = coap::BlockValue{r.block2_num, offset + block_size < body.size(), szx};
-      payload = body.subspan(offset, std::min(block_size, body.size() - offset));
-      auto key = session_key(s.id(), r.resource);
-      auto it = block_bodies_.find(key);
-      if (block2->more && (it == block_bodies_.end() || it->second->body.size() != body.size() ||
-                           it->second->code != code)) {
-        if (it != block_bodies_.end()) {
-          block_body_bytes_ -= it->second->body.size();
-          block_bodies_.erase(it);
-        }
-        if (block_body_bytes_ + body.size() <= settings_.max_block_cache_bytes) {
-          auto bb = std::make_unique<BlockBody>();
-          bb->code = code;
-          bb->content_format = content_format;
-          bb->body.assign(body.begin(), body.end());
-          bb->expires = now + settings_.transmission.exchange_lifetime();
-          block_body_bytes_ += bb->body.size();
-          block_bodies_.emplace(std::move(key), std::move(bb));
-        }
-      } else if (it != block_bodies_.end()) {
-        it->second->expires = now + settings_.transmission.exchange_lifetime();
-      }
-    }
-  }
+  auto window = block2_window(s, r, code, content_format, max_age, body, relayed, szx, now);
+  if (window.past_end) code = coap::code::bad_option;
+  const auto& block2 = window.block2;
+  std::span<const std::byte> payload = window.payload;
 
   // Options in number order: our own plus what an upstream answer relays (ETag, Location-*).
   struct Opt {
@@ -354,6 +234,7 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
   if (size1) add_uint(coap::option::size1, *size1, size1_buf);
   for (auto& [number, value] : relayed)
     if (n_opts < opts.size()) opts[n_opts++] = Opt{number, value};
+  if (!window.etag.empty() && n_opts < opts.size()) opts[n_opts++] = Opt{coap::option::etag, window.etag};
   std::stable_sort(opts.begin(), opts.begin() + static_cast<std::ptrdiff_t>(n_opts),
                    [](const Opt& a, const Opt& b) { return a.number < b.number; });
   coap::MessageWriter w(scratch_);
@@ -373,18 +254,6 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
   } else {
     cache_.set_response(s.id(), r.message_id, bytes, session::ExchangeCache::fingerprint(r.token_span()));
     send_to(s, bytes);
-  }
-}
-
-void Worker::expire_blockwise(session::TimePoint now) {
-  std::erase_if(reassemblies_, [now](auto& kv) { return kv.second->expires <= now; });
-  for (auto it = block_bodies_.begin(); it != block_bodies_.end();) {
-    if (it->second->expires <= now) {
-      block_body_bytes_ -= it->second->body.size();
-      it = block_bodies_.erase(it);
-    } else {
-      ++it;
-    }
   }
 }
 
@@ -544,6 +413,7 @@ void Worker::drop_session_traffic(session::Session& s) {
     }
   }
   if (handshaking_.erase(&s) != 0) s.release();
+  blockwise_.drop_session(s.id());  // its uploads and kept answers can never be asked for again
 }
 
 }  // namespace coapgw::server

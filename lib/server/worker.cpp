@@ -60,6 +60,8 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       this, budget_, session::Table::Settings{settings_.idle_timeout, settings_.index},
       [this](session::Session& s, const session::EventInfo& e) { on_session_event(s, e); });
   heartbeat_ms_.store(steady_ms());
+  blockwise_.set_limits(BlockwiseLimits{settings_.max_reassemblies, settings_.max_reassemblies_per_session,
+                                        settings_.max_block_cache_bytes, settings_.max_block_answers_per_session});
 }
 
 Worker::~Worker() {
@@ -128,6 +130,7 @@ void Worker::apply_routes(const std::vector<gateway::RouteSpec>& routes) {
   coap.ack_timeout = settings_.transmission.ack_timeout;
   coap.ack_random_factor = settings_.transmission.ack_random_factor;
   coap.max_retransmit = settings_.transmission.max_retransmit;
+  coap.max_body_bytes = settings_.max_body_size;  // a bigger upstream answer is 5.02, never cut
   auto fresh = std::make_shared<gateway::Router>(*io_, routes, coap);
   route_prefixes_ = fresh->prefixes();
   if (router_) old_routers_.push_back(std::move(router_));

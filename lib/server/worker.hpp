@@ -20,8 +20,10 @@
 #include <vector>
 
 #include "admin/session_info.hpp"
+#include "coap/block.hpp"
 #include "coap/message.hpp"
 #include "gateway/router.hpp"  // Router::Match; forward-declares asio only
+#include "server/blockwise_cache.hpp"
 #include "common/address.hpp"
 #include "common/log.hpp"
 #include "dtls/failure_backoff.hpp"
@@ -71,7 +73,9 @@ struct WorkerSettings {
   std::size_t max_pending_forwards = 10000;
   std::size_t max_body_size = 65536;          // Block1 reassembly bound per request
   std::size_t max_reassemblies = 1000;        // concurrent Block1 reassemblies per worker
+  std::size_t max_reassemblies_per_session = 4;   // ... per session
   std::size_t max_block_cache_bytes = 64u << 20;  // Block2 bodies kept per worker
+  std::size_t max_block_answers_per_session = 4;  // ... per session
   std::chrono::milliseconds idle_timeout{300000};
   bool persist = false;   // sessions.persist.file set: export DTLS sessions at stop instead of close_notify
 };
@@ -153,6 +157,21 @@ class Worker : public session::Context {
   bool reassemble(session::Session& s, const coap::MessageView& m, Reply& r, std::vector<std::byte>& body,
                   session::TimePoint now);
   bool serve_cached_block(session::Session& s, const coap::MessageView& m, const Reply& r, session::TimePoint now);
+  // blockwise_layer.cpp: the block of `body` that `r` asks for, in block size 16 << szx; a fresh
+  // body with more blocks is kept for the follow-ups (replacing what was kept for the request).
+  struct Block2Window {
+    std::optional<coap::BlockValue> block2;  // unset: the body goes whole
+    std::span<const std::byte> payload;
+    bool past_end = false;                   // asked for a block past the end (4.02)
+    std::vector<std::byte> etag;             // to add: the representation's own when the upstream gave none
+  };
+  Block2Window block2_window(session::Session& s, const Reply& r, std::uint8_t code,
+                             std::optional<std::uint16_t> content_format, std::optional<std::uint32_t> max_age,
+                             std::span<const std::byte> body,
+                             std::span<const std::pair<std::uint16_t, std::vector<std::byte>>> relayed,
+                             std::uint8_t szx, session::TimePoint now);
+  static std::string answer_key_of(const session::Session& s, const coap::MessageView& m, std::string_view path,
+                                   std::string_view query);
   // `match` is the route chosen for `path` by the current router.
   void start_forward(session::Session& s, const coap::MessageView& m, const gateway::Router::Match& match,
                      std::string path, std::string query, Reply r, std::vector<std::byte> body,
@@ -224,13 +243,9 @@ class Worker : public session::Context {
   struct Rehandshake;
   std::unordered_map<session::Key, std::unique_ptr<Rehandshake>, session::KeyHash> rehandshakes_;
   log::RateLimited bad_log_;
-  // Block-wise state, bounded: Block1 uploads being reassembled, and Block2 bodies kept for the
-  // follow-up block requests. Keyed by session id + method + Uri-Path + Uri-Query (+ Request-Tag).
-  struct Reassembly;
-  struct BlockBody;
-  std::unordered_map<std::string, std::unique_ptr<Reassembly>> reassemblies_;
-  std::unordered_map<std::string, std::unique_ptr<BlockBody>> block_bodies_;
-  std::size_t block_body_bytes_ = 0;
+  // Block-wise state, bounded per worker and per session: Block1 uploads being reassembled, and
+  // Block2 answers kept for the follow-up block requests (see blockwise_cache.hpp).
+  BlockwiseCache blockwise_;
 
   // Hot-path counters kept per worker and added to Prometheus on each tick.
   struct LocalCounters {

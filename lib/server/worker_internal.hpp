@@ -41,7 +41,8 @@ struct Worker::Reply {
   std::uint8_t token_length = 0;
   std::uint8_t method = 0;
   bool separate = false;                      // the request was already ACKed: answer with our own CON
-  std::string resource;                       // method + path + query: the Block2 cache key part
+  std::string answer_key;                     // the request a Block2 answer is kept under (answer_key())
+  bool from_cache = false;                    // the body is a kept Block2 answer: do not store it again
   std::optional<coap::BlockValue> block1;     // echoed in the final answer of a Block1 upload
   std::uint32_t block2_num = 0;               // block the client asked for
   std::uint8_t block2_szx = 6;                // largest block size the client accepts
@@ -59,25 +60,11 @@ struct Worker::PendingForward {
   std::shared_ptr<gateway::Router> router;  // keeps a replaced router alive until we answer
 };
 
-struct Worker::Reassembly {
-  std::uint64_t session_id;
-  std::vector<std::byte> body;
-  std::uint32_t next_num = 0;
-  session::TimePoint expires;
-};
-
 struct Worker::Rehandshake {
   std::unique_ptr<dtls::Engine> engine;
   Address local;
   int ifindex = -1;
   std::uint8_t endpoint = 0;
-};
-
-struct Worker::BlockBody {
-  std::uint8_t code;
-  std::optional<std::uint16_t> content_format;
-  std::vector<std::byte> body;
-  session::TimePoint expires;
 };
 
 // A DTLS engine seen through the session model's TlsState.

@@ -105,6 +105,9 @@ coap:
   max_message_size: 512
   max_body_size: 4096
   max_reassemblies: 3
+  max_reassemblies_per_session: 2
+  max_block_cache_bytes: 100000
+  max_block_answers_per_session: 5
   separate_response_after: 250ms
 routes:
   - { prefix: "/t", upstream: "file:t.jsonl" }
@@ -155,6 +158,9 @@ admin: { max_connections: 5, request_timeout: 2s, max_request_bytes: 1024 }
   EXPECT_EQ(c.coap.max_message_size, 512u);
   EXPECT_EQ(c.coap.max_body_size, 4096u);
   EXPECT_EQ(c.coap.max_reassemblies, 3u);
+  EXPECT_EQ(c.coap.max_reassemblies_per_session, 2u);
+  EXPECT_EQ(c.coap.max_block_cache_bytes, 100000u);
+  EXPECT_EQ(c.coap.max_block_answers_per_session, 5u);
   EXPECT_EQ(c.coap.separate_response_after, 250ms);
   ASSERT_EQ(c.routes.size(), 3u);
   EXPECT_EQ(c.routes[0].prefix, "/t");

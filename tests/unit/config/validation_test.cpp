@@ -121,6 +121,8 @@ TEST(Validation, Bounds) {
   EXPECT_ISSUE("coap: { max_message_size: 65508 }\n", "coap.max_message_size", "65507");
   EXPECT_ISSUE("coap: { max_body_size: 0 }\n", "coap.max_body_size", "between 1");
   EXPECT_ISSUE("coap: { max_reassemblies: 0 }\n", "coap.max_reassemblies", "between 1");
+  EXPECT_ISSUE("coap: { max_reassemblies_per_session: 0 }\n", "coap.max_reassemblies_per_session", "between 1");
+  EXPECT_ISSUE("coap: { max_block_answers_per_session: 0 }\n", "coap.max_block_answers_per_session", "between 1");
   EXPECT_ISSUE("admin: { max_connections: 0 }\n", "admin.max_connections", "between 1");
   EXPECT_ISSUE("admin: { max_request_bytes: 10 }\n", "admin.max_request_bytes", "between 256");
   EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"file:x\", max_in_flight: 0 }]\n",
