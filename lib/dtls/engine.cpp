@@ -342,7 +342,15 @@ void Engine::on_record(const wire::Record& record, Output& out) {
   // Other epochs: epoch 0 is the peer retransmitting the start of its last
   // flight, or a ClientHello of a rebooted device that the worker routes
   // through the cookie exchange. Plaintext alerts there must not end a live session.
-  if (record.epoch != record_layer_->read_epoch()) return;
+  if (record.epoch != record_layer_->read_epoch()) {
+    // Epoch-0 handshake and ChangeCipherSpec records are the peer retransmitting its last flight
+    // (our Finished was lost): expected, not counted. Anything else is dropped and counted.
+    const bool retransmission =
+        record.epoch == 0 && record.type != static_cast<std::uint8_t>(wire::ContentType::alert) &&
+        record.type != static_cast<std::uint8_t>(wire::ContentType::application_data);
+    if (!retransmission) ++bad_records_;
+    return;
+  }
   using Opened = detail::RecordLayer::Opened;
   switch (record_layer_->open(record, out)) {
     case Opened::data:

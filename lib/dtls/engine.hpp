@@ -72,8 +72,9 @@ class Engine {
   // True once record protection runs without the SSL object.
   bool lean() const;
   std::size_t memory_estimate() const;
-  // Application records dropped because they failed to authenticate, were
-  // replayed or were malformed. They are dropped silently and never end the
+  // Records dropped because they failed to authenticate, were replayed, were
+  // malformed or came at another epoch (a plaintext alert aimed at an
+  // established session; the peer's retransmitted last flight is not counted). They are dropped silently and never end the
   // session (RFC 6347 4.1.2.7): anyone can send them from the device's address.
   std::uint64_t bad_records() const { return bad_records_; }
   Failure failure() const { return failure_; }
