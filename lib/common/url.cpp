@@ -116,6 +116,9 @@ std::vector<std::string> split_query(std::string_view encoded_query) {
 }
 
 bool is_dot_segment_risk(std::string_view raw_segment) {
+  // Without a '.' there is no dot part, and without a '%' decoding cannot make one: the common
+  // case costs one scan and no allocation.
+  if (raw_segment.find_first_of(".%") == std::string_view::npos) return false;
   std::string current(raw_segment);
   // Each decoding round that changes anything shortens the text by at least two bytes, so this
   // ends; the bound only keeps the cost of a hostile 255-byte option small.

@@ -1,19 +1,36 @@
 #include "server/blockwise_cache.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace coapgw::server {
 
 namespace {
-void append_u64(std::string& k, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) k += static_cast<char>((v >> (8 * i)) & 0xff);
-}
+// Keys are built on every request, so in one allocation with bulk copies.
+class KeyBuilder {
+ public:
+  explicit KeyBuilder(std::size_t capacity) { k_.reserve(capacity); }
+  KeyBuilder& u64(std::uint64_t v) {
+    char b[8];
+    std::memcpy(b, &v, sizeof b);  // host order: keys never leave the process
+    k_.append(b, sizeof b);
+    return *this;
+  }
+  KeyBuilder& byte(std::uint8_t v) {
+    k_.push_back(static_cast<char>(v));
+    return *this;
+  }
+  // Length-prefixed, so no two different tuples give the same key.
+  KeyBuilder& field(std::string_view v) {
+    u64(v.size());
+    k_.append(v);
+    return *this;
+  }
+  std::string take() { return std::move(k_); }
 
-// Length-prefixed, so no two different tuples give the same key.
-void append_field(std::string& k, std::string_view v) {
-  append_u64(k, v.size());
-  k += v;
-}
+ private:
+  std::string k_;
+};
 
 std::string_view as_view(std::span<const std::byte> b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
@@ -32,27 +49,25 @@ std::uint64_t fnv1a(std::uint64_t h, std::span<const std::byte> bytes) {
 
 std::string answer_key(std::uint64_t session, std::uint8_t method, std::string_view path, std::string_view query,
                        std::optional<std::uint16_t> accept, std::span<const std::byte> fetch_body) {
-  std::string k;
-  k.reserve(32 + path.size() + query.size() + fetch_body.size());
-  append_u64(k, session);
-  k += static_cast<char>(method);
-  append_field(k, path);
-  append_field(k, query);
-  append_u64(k, accept ? 0x10000u | *accept : 0);
-  append_field(k, as_view(fetch_body));
-  return k;
+  return KeyBuilder(49 + path.size() + query.size() + fetch_body.size())
+      .u64(session)
+      .byte(method)
+      .field(path)
+      .field(query)
+      .u64(accept ? 0x10000u | *accept : 0)
+      .field(as_view(fetch_body))
+      .take();
 }
 
 std::string upload_key(std::uint64_t session, std::uint8_t method, std::string_view path, std::string_view query,
                        std::span<const std::byte> request_tag) {
-  std::string k;
-  k.reserve(32 + path.size() + query.size() + request_tag.size());
-  append_u64(k, session);
-  k += static_cast<char>(method);
-  append_field(k, path);
-  append_field(k, query);
-  append_field(k, as_view(request_tag));
-  return k;
+  return KeyBuilder(41 + path.size() + query.size() + request_tag.size())
+      .u64(session)
+      .byte(method)
+      .field(path)
+      .field(query)
+      .field(as_view(request_tag))
+      .take();
 }
 
 std::vector<std::byte> derived_etag(std::uint8_t code, std::optional<std::uint16_t> content_format,

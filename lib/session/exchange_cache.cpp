@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace coapgw::session {
 
@@ -21,12 +22,13 @@ const ExchangeCache::Entry* ExchangeCache::find(std::uint64_t session, std::uint
 }
 
 std::uint32_t ExchangeCache::fingerprint(std::span<const std::byte> token) {
-  // FNV-1a over the length and the bytes: tokens are at most 8 bytes, chosen by the client.
-  std::uint32_t h = 2166136261u;
-  auto mix = [&h](std::uint8_t b) { h = (h ^ b) * 16777619u; };
-  mix(static_cast<std::uint8_t>(token.size()));
-  for (auto b : token) mix(std::to_integer<std::uint8_t>(b));
-  return h;
+  // Tokens are at most 8 bytes, chosen by the client: one multiply-xorshift over the bytes and
+  // the length (a length of 0..8 keeps "ab" and "ab\0" apart).
+  std::uint64_t v = 0;
+  std::memcpy(&v, token.data(), std::min<std::size_t>(token.size(), sizeof v));
+  v ^= static_cast<std::uint64_t>(token.size()) << 59;
+  v *= 0x9E3779B97F4A7C15ull;
+  return static_cast<std::uint32_t>(v >> 32) ^ static_cast<std::uint32_t>(v);
 }
 
 void ExchangeCache::insert(std::uint64_t session, std::uint16_t mid, TimePoint now, std::uint32_t token_fp) {

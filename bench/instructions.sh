@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Instructions per answered request inside coapgwd, counted by valgrind's callgrind. Instruction
+# counts do not depend on what else the machine is doing, so this compares two builds fairly on a
+# shared, noisy 2-core machine where timings do not (see bench/RESULTS.md for how it is used).
+#
+# Usage: bench/instructions.sh COAPGWD COAPGW_BENCH [plain|dtls] [SECONDS] [RATE]
+# The daemon runs with threads: 1 under callgrind; instrumentation is switched on only for the
+# load window (for dtls the window also holds the 10 handshakes of the bench's devices). The
+# bench sends GET /x at RATE requests/s (default 1500) from 10 devices, 4 outstanding each, and
+# the answer is 4.04 (no route), so the number is the cost of the receive, parse, dedup, session,
+# answer and send path. Bounded: SECONDS (default 10) plus start-up and stop.
+set -euo pipefail
+gwd=$1
+bench=$2
+proto=${3:-plain}
+seconds=${4:-10}
+rate=${5:-1500}
+dir=$(mktemp -d)
+pid=""
+cleanup() {
+  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  if [[ -n ${KEEP_CALLGRIND:-} ]]; then cp "$dir/cg.out" "$KEEP_CALLGRIND"; fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+read -r coap_port coaps_port < <(/usr/bin/python3 -c '
+import socket
+s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+cat > "$dir/gw.yaml" <<YAML
+threads: 1
+log: { level: warn }
+listen: { coap: ["127.0.0.1:$coap_port"], coaps: ["127.0.0.1:$coaps_port"], admin: "" }
+dtls: { psk: { hint: "coapgw", keys: [ { identity: "bench", key: "bench-secret" } ], keys_file: "" } }
+routes: []
+YAML
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/cg.out" \
+  "$gwd" --config "$dir/gw.yaml" > "$dir/gwd.log" 2>&1 &
+pid=$!
+hex=$(printf '%04X' "$coaps_port")
+for _ in $(seq 300); do
+  grep -q ":$hex " /proc/net/udp && break
+  kill -0 "$pid" 2>/dev/null || { cat "$dir/gwd.log"; exit 1; }
+  sleep 0.1
+done
+args=(--mode requests --devices 10 --outstanding 4 --duration "$seconds" --rate "$rate" --timeout 5
+      --handshake-timeout 60 --source-base 127.0.0.1)
+if [[ $proto == dtls ]]; then args+=(--dtls --server "127.0.0.1:$coaps_port" --source-port-base 14000)
+else args+=(--server "127.0.0.1:$coap_port" --source-port-base 13000); fi
+callgrind_control -i on "$pid" > /dev/null 2>&1
+line=$("$bench" "${args[@]}" 2>/dev/null | grep '^RESULT')
+callgrind_control -i off "$pid" > /dev/null 2>&1
+kill "$pid"; wait "$pid" || true; pid=""
+responses=$(sed -n 's/.* responses=\([0-9]*\).*/\1/p' <<<"$line")
+ir=$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$dir/cg.out" | head -1)
+[[ -z $ir ]] && ir=$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$dir/cg.out" | head -1)
+echo "$line"
+echo "INSTRUCTIONS proto=$proto responses=$responses instructions=$ir per_request=$(( ir / (responses > 0 ? responses : 1) ))"
