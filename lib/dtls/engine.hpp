@@ -20,8 +20,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/address.hpp"
+#include "dtls/credentials.hpp"
 #include "dtls/datagram_pipe.hpp"
 #include "dtls/output.hpp"
 #include "dtls/session_state.hpp"
@@ -69,6 +71,13 @@ class Engine {
   std::span<const std::byte> psk_key() const;
   std::string_view psk_hint() const;
   const Address& peer() const { return peer_; }
+  // What the peer authenticated with, to re-check against a reloaded configuration. Known once
+  // established (a PSK as soon as its identity was looked up).
+  Credentials credentials() const { return {identity_, psk_key(), peer_certs_}; }
+  // ServerContext::credentials_generation() when this handshake started (or the state was imported):
+  // when it differs at establishment, the credentials were looked up before a reload and must be
+  // checked again.
+  std::uint64_t credentials_generation() const { return generation_; }
   // The SSL object; nullptr once record protection moved to the lean layer.
   ssl_st* native_handle() const;
   // True once record protection runs without the SSL object.
@@ -116,6 +125,8 @@ class Engine {
   std::string identity_;
   std::string psk_key_;
   std::string psk_hint_;
+  std::vector<std::vector<std::byte>> peer_certs_;  // certificate sessions: DER, leaf first
+  std::uint64_t generation_ = 0;
   std::uint64_t bad_records_ = 0;
   Address peer_;
   std::uint32_t consecutive_bad_ = 0;

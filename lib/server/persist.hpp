@@ -14,6 +14,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <span>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -49,6 +51,9 @@ class RestoredPool {
   // session would have expired had we not restarted).
   std::optional<std::vector<std::byte>> take(const Address& peer, std::chrono::milliseconds idle_timeout);
   bool empty() const { return size_.load(std::memory_order_relaxed) == 0; }
+  // Removes every waiting session for which `revoked(state)` is true (a reload changed keys or CA);
+  // returns how many.
+  std::size_t drop_if(const std::function<bool(std::span<const std::byte>)>& revoked);
 
  private:
   std::mutex mutex_;
