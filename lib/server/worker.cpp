@@ -143,10 +143,6 @@ void Worker::discard_router(std::shared_ptr<gateway::Router> router) {
   });
 }
 
-void Worker::reopen_files() {
-  if (router_) router_->reopen_files();
-}
-
 void Worker::start() {
   for (std::size_t i = 0; i < endpoints_.size(); ++i) do_wait(i);
   schedule_tick();

@@ -114,7 +114,6 @@ class Worker : public session::Context {
   // store and client CA (null trust: keep the current one) and closes, with reason `revoked`, every
   // established session whose key or certificate no longer stands (revocation.cpp).
   void apply_credentials(std::shared_ptr<const dtls::PskStore> store, std::shared_ptr<const dtls::TrustStore> trust);
-  void reopen_files();
 
   // Admin: runs on the worker thread, answers through `done`.
   void list_sessions(std::uint64_t after_id, std::size_t limit,
