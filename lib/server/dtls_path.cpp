@@ -123,8 +123,8 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
   if (auto standing = dtls::check(credentials, dtls_->psk_store().get(), dtls_->trust());
       standing != dtls::Standing::valid) {
     metrics_.sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked).Increment();
-    log::info("persisted dtls session not restored (" + std::string(dtls::to_string(standing)) +
-              ") identity=" + state->identity);
+    log::debug("persisted dtls session not restored (" + std::string(dtls::to_string(standing)) +
+               ") identity=" + state->identity);
     return nullptr;
   }
   // Our write sequence jumps ahead by 2^16: records sent after the export (there should be none)
@@ -149,9 +149,9 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
   if (out.established && stale_credentials(*engine_of(s))) {
     // Its key or certificate was looked up before a reload that revoked it.
     metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
-    log::info("dtls handshake completed with revoked credentials, closing identity=" +
-                  std::string(s.tls_state()->identity()),
-              s.id());
+    log::debug("dtls handshake completed with revoked credentials, closing identity=" +
+                   std::string(s.tls_state()->identity()),
+               s.id());
     close_dtls_session(s, session::CloseReason::revoked);  // may free s
     return;
   }
@@ -245,7 +245,7 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
     // Begun before a reload that revoked its key or certificate: the live session stays as it is
     // (the reload checked it on its own).
     metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
-    log::info("dtls rehandshake completed with revoked credentials, dropped identity=" + rh->engine->identity());
+    log::debug("dtls rehandshake completed with revoked credentials, dropped identity=" + rh->engine->identity());
     return;
   }
   if (auto* old = table_->find(key)) table_->close(*old, session::CloseReason::peer_closed);  // no close_notify: the device has new keys

@@ -182,7 +182,7 @@ bool Gateway::start(std::string* error) {
         std::string identity;
         if (!persisted_session_stands(e.state, snap, &identity)) {
           ++revoked;
-          log::info("persisted dtls session not restored (revoked) identity=" + identity);
+          log::debug("persisted dtls session not restored (revoked) identity=" + identity);
           continue;
         }
         impl_->restored.add(state->peer, std::move(e.state), e.last_seen_unix_ms);

@@ -35,14 +35,15 @@ void Worker::apply_credentials(std::shared_ptr<const dtls::PskStore> store,
     auto* engine = engine_of(s);
     if (engine == nullptr || engine->state() != dtls::Engine::State::established) return;
     if (auto standing = standing_of(*engine); standing != dtls::Standing::valid) {
-      log::info("dtls session revoked on reload (" + std::string(dtls::to_string(standing)) + ") identity=" +
-                    engine->identity(),
-                s.id());
+      log::debug("dtls session revoked on reload (" + std::string(dtls::to_string(standing)) + ") identity=" +
+                     engine->identity(),
+                 s.id());
       revoked.push_back(&s);
     }
   });
   for (auto* s : revoked) close_dtls_session(*s, session::CloseReason::revoked);
   send_batch_->flush();
+  if (!revoked.empty()) log::info("reload: " + std::to_string(revoked.size()) + " DTLS sessions revoked");
 }
 
 }  // namespace coapgw::server
