@@ -34,12 +34,14 @@ using namespace std::chrono_literals;
 namespace {
 
 // A persisted session whose key or certificate no longer stands under `snap` is not restored.
-bool persisted_session_stands(std::span<const std::byte> bytes, const Snapshot& snap, std::string* identity) {
-  auto state = dtls::deserialize(bytes);
-  if (!state) return false;
-  if (identity != nullptr) *identity = state->identity;
-  const dtls::Credentials credentials{state->identity, state->psk_key, state->peer_certs};
+bool credentials_stand(const dtls::SessionState& state, const Snapshot& snap) {
+  const dtls::Credentials credentials{state.identity, state.psk_key, state.peer_certs};
   return dtls::check(credentials, snap.psk.get(), snap.dtls.trust.get()) == dtls::Standing::valid;
+}
+
+bool persisted_session_stands(std::span<const std::byte> bytes, const Snapshot& snap) {
+  auto state = dtls::deserialize(bytes);
+  return state && credentials_stand(*state, snap);
 }
 
 }  // namespace
@@ -179,10 +181,9 @@ bool Gateway::start(std::string* error) {
         if (!state) continue;
         // Revocation holds across the restart: a key removed or changed, or a certificate that no
         // longer chains to the CA (or expired), while we were down.
-        std::string identity;
-        if (!persisted_session_stands(e.state, snap, &identity)) {
+        if (!credentials_stand(*state, snap)) {
           ++revoked;
-          log::debug("persisted dtls session not restored (revoked) identity=" + identity);
+          log::debug("persisted dtls session not restored (revoked) identity=" + state->identity);
           continue;
         }
         impl_->restored.add(state->peer, std::move(e.state), e.last_seen_unix_ms);
@@ -252,7 +253,7 @@ bool Gateway::reload(std::shared_ptr<const config::Config> config, std::string* 
   log::set_level(fresh.log.level);
   // Persisted sessions that no device claimed yet are checked like live ones.
   auto revoked = impl_->restored.drop_if(
-      [&](std::span<const std::byte> state) { return !persisted_session_stands(state, *next, nullptr); });
+      [&](std::span<const std::byte> state) { return !persisted_session_stands(state, *next); });
   if (revoked != 0) {
     impl_->metrics->sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked)
         .Increment(static_cast<double>(revoked));
