@@ -105,6 +105,11 @@ Engine::~Engine() {
   OPENSSL_cleanse(psk_key_.data(), psk_key_.size());
 }
 
+Credentials Engine::credentials() const {
+  if (!peer_certs_) return {identity_, psk_key(), {}};
+  return {identity_, psk_key(), *peer_certs_};
+}
+
 ssl_st* Engine::native_handle() const { return handshake_ ? handshake_->ssl : nullptr; }
 
 bool Engine::lean() const { return record_layer_ != nullptr && !handshake_; }
@@ -124,7 +129,10 @@ std::size_t Engine::memory_estimate() const {
   for (const auto* s : {&identity_, &psk_key_, &psk_hint_}) {
     if (s->capacity() > 15) bytes += s->capacity() + 1;
   }
-  for (const auto& der : peer_certs_) bytes += sizeof der + der.capacity();
+  if (peer_certs_) {
+    bytes += sizeof *peer_certs_;
+    for (const auto& der : *peer_certs_) bytes += sizeof der + der.capacity();
+  }
   if (record_layer_) bytes += record_layer_->memory_estimate();
   if (handshake_) bytes += sizeof(detail::HandshakeState) + ssl_object_estimate;
   return bytes;
@@ -197,7 +205,8 @@ void Engine::on_established(Output& out) {
   out.established = true;
   if (psk_key_.empty()) {
     identity_ = subject_common_name(handshake_->ssl);
-    peer_certs_ = peer_chain(handshake_->ssl);
+    if (auto chain = peer_chain(handshake_->ssl); !chain.empty())
+      peer_certs_ = std::make_unique<std::vector<std::vector<std::byte>>>(std::move(chain));
   }
   record_layer_ = detail::make_ssl_record_layer(*this);
   // Records that shared a datagram with the peer's Finished.
@@ -426,7 +435,7 @@ std::optional<SessionState> Engine::export_state() const {
   const auto key = psk_key();
   state.psk_key.assign(key.begin(), key.end());
   state.psk_hint = psk_hint_;
-  state.peer_certs = peer_certs_;
+  if (peer_certs_) state.peer_certs = *peer_certs_;
   return state;
 }
 
@@ -458,7 +467,8 @@ std::unique_ptr<Engine> Engine::import_state(ServerContext& context, const Sessi
   engine->identity_ = state.identity;
   engine->psk_key_.assign(reinterpret_cast<const char*>(state.psk_key.data()), state.psk_key.size());
   engine->psk_hint_ = state.psk_hint;
-  engine->peer_certs_ = state.peer_certs;
+  if (!state.peer_certs.empty())
+    engine->peer_certs_ = std::make_unique<std::vector<std::vector<std::byte>>>(state.peer_certs);
   engine->state_ = State::established;
   return engine;
 }

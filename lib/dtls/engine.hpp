@@ -73,7 +73,7 @@ class Engine {
   const Address& peer() const { return peer_; }
   // What the peer authenticated with, to re-check against a reloaded configuration. Known once
   // established (a PSK as soon as its identity was looked up).
-  Credentials credentials() const { return {identity_, psk_key(), peer_certs_}; }
+  Credentials credentials() const;
   // ServerContext::credentials_generation() when this handshake started (or the state was imported):
   // when it differs at establishment, the credentials were looked up before a reload and must be
   // checked again.
@@ -125,7 +125,9 @@ class Engine {
   std::string identity_;
   std::string psk_key_;
   std::string psk_hint_;
-  std::vector<std::vector<std::byte>> peer_certs_;  // certificate sessions: DER, leaf first
+  // Certificate sessions: the peer's chain as DER, leaf first; null for PSK sessions (which are
+  // most of them: a pointer keeps them small).
+  std::unique_ptr<std::vector<std::vector<std::byte>>> peer_certs_;
   std::uint64_t generation_ = 0;
   std::uint64_t bad_records_ = 0;
   Address peer_;
