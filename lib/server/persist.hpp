@@ -3,7 +3,9 @@
 // On SIGTERM the workers export each lean DTLS session (dtls::SessionState, which holds traffic
 // keys) instead of sending close_notify; the gateway writes them here. On start the file is read
 // back and its sessions wait in a RestoredPool until their device's next record arrives, on
-// whichever worker the kernel hands it to.
+// whichever worker the kernel hands it to. A restored session whose PSK or certificate no longer
+// stands (checked at start, at every reload with RestoredPool::drop_if, and when claimed) is dropped
+// and counted as revoked.
 //
 // File: "COAPGWP1", created_unix_ms (8), count (4), then per session last_seen_unix_ms (8),
 // length (4), serialized state; then HMAC-SHA256 over everything before it. The HMAC key is 32

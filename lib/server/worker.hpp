@@ -6,7 +6,8 @@
 //
 // The CoAP message layer (RFC 7252 section 4: piggybacked and separate responses, duplicate
 // detection, retransmission of our CONs, RST handling) lives in message_layer.cpp; DTLS dispatch in
-// dtls_path.cpp; this file has the loop, sockets and timers.
+// dtls_path.cpp; revocation of sessions whose credentials a reload withdrew in revocation.cpp; this
+// file has the loop, sockets and timers.
 #pragma once
 
 #include <atomic>
