@@ -12,7 +12,10 @@ SIGHUP with it is refused and counted (result="failed") while the old config kee
 
 import json
 import os
+import select
 import shutil
+import socket
+import struct
 import subprocess
 import threading
 import unittest
@@ -36,6 +39,74 @@ class CertDevice(DtlsDevice):
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+
+class HoldingRelay:
+    """A UDP relay between one DTLS client and the gateway that forwards record by record and,
+    once the client's ClientKeyExchange went through (the gateway has looked its PSK up), holds the
+    client's next records (ChangeCipherSpec, Finished) until release(): a handshake paused between
+    its key lookup and its completion."""
+
+    CLIENT_KEY_EXCHANGE = 16
+
+    def __init__(self, gateway_addr):
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(gateway_addr)
+        self.port = self.front.getsockname()[1]
+        self.client = None
+        self.holding = False
+        self.held = []
+        self.cke_forwarded = threading.Event()
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def records(datagram):
+        while len(datagram) >= 13:
+            length = struct.unpack("!H", datagram[11:13])[0]
+            yield datagram[:13 + length]
+            datagram = datagram[13 + length:]
+
+    def _run(self):
+        while not self.stopped:
+            ready, _, _ = select.select([self.front, self.back], [], [], 0.2)
+            for sock in ready:
+                try:
+                    data, addr = sock.recvfrom(65536)
+                except OSError:
+                    return
+                if sock is self.back:
+                    if self.client:
+                        self.front.sendto(data, self.client)
+                    continue
+                self.client = addr
+                with self.lock:
+                    for record in self.records(data):
+                        if self.holding:
+                            self.held.append(record)
+                            continue
+                        self.back.send(record)
+                        epoch = struct.unpack("!H", record[3:5])[0]
+                        if record[0] == 22 and epoch == 0 and len(record) > 13 and record[13] == self.CLIENT_KEY_EXCHANGE:
+                            self.holding = True
+                            self.cke_forwarded.set()
+
+    def release(self):
+        with self.lock:
+            for record in self.held:
+                self.back.send(record)
+            self.held = []
+            self.holding = False
+
+    def close(self):
+        self.stopped = True
+        self.thread.join(timeout=2)
+        self.front.close()
+        self.back.close()
 
 
 class RevocationCase(OpsTestCase):
@@ -116,6 +187,24 @@ class RevokedOnReload(RevocationCase):
         self.assertGreaterEqual(self.revoked(gw), 1)
         self.assert_unanswered(sensor, "key changed by reload")
         self.assertEqual(self.post(demo, "demo-after")["session"], demo_session, "the other device was disturbed")
+
+    def test_handshake_in_progress_when_the_key_changes_is_not_established(self):
+        gw = self.start_gateway(self.ops_config())
+        relay = HoldingRelay(gw.coaps_addr())
+        self.addCleanup(relay.close)
+        sensor = DtlsDevice("127.0.0.1", relay.port, SENSOR_IDENTITY, SENSOR_KEY)
+        self.addCleanup(sensor.kill)
+        self.assertTrue(relay.cke_forwarded.wait(15.0), "no ClientKeyExchange from s_client\n" + sensor.text())
+        # The gateway has the sensor's old key in the handshake; the key changes before it completes.
+        failed_before = self.sample(gw, "coapgw_dtls_handshakes_total", result="failed")
+        self.write_keys([{"identity": SENSOR_IDENTITY, "key": "changed-mid-handshake"}])
+        self.reload(gw)
+        relay.release()
+        h.poll_until(lambda: self.sample(gw, "coapgw_dtls_handshakes_total", result="failed") > failed_before, 10.0,
+                     what="the handshake begun under the old key counted as failed")
+        self.assertGreaterEqual(self.revoked(gw), 1)
+        self.assert_unanswered(sensor, "key changed during the handshake")
+        self.assertFalse(self.dtls_sessions_of(gw, SENSOR_IDENTITY), "a session with the old key is listed")
 
 
 class RevokedCertificate(RevocationCase):
