@@ -45,11 +45,14 @@ class HoldingRelay:
     """A UDP relay between one DTLS client and the gateway that forwards record by record and,
     once the client's ClientKeyExchange went through (the gateway has looked its PSK up), holds the
     client's next records (ChangeCipherSpec, Finished) until release(): a handshake paused between
-    its key lookup and its completion."""
+    its key lookup and its completion. With hold_at=2 the first handshake goes through and the
+    second (from the same relay address: a rehandshake) is the one held."""
 
     CLIENT_KEY_EXCHANGE = 16
 
-    def __init__(self, gateway_addr):
+    def __init__(self, gateway_addr, hold_at=1):
+        self.hold_at = hold_at
+        self.ckes = 0
         self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.front.bind(("127.0.0.1", 0))
         self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -92,8 +95,10 @@ class HoldingRelay:
                         self.back.send(record)
                         epoch = struct.unpack("!H", record[3:5])[0]
                         if record[0] == 22 and epoch == 0 and len(record) > 13 and record[13] == self.CLIENT_KEY_EXCHANGE:
-                            self.holding = True
-                            self.cke_forwarded.set()
+                            self.ckes += 1
+                            if self.ckes == self.hold_at:
+                                self.holding = True
+                                self.cke_forwarded.set()
 
     def release(self):
         with self.lock:
@@ -204,6 +209,29 @@ class RevokedOnReload(RevocationCase):
                      what="the handshake begun under the old key counted as failed")
         self.assertGreaterEqual(self.revoked(gw), 1)
         self.assert_unanswered(sensor, "key changed during the handshake")
+        self.assertFalse(self.dtls_sessions_of(gw, SENSOR_IDENTITY), "a session with the old key is listed")
+
+    def test_rehandshake_in_progress_when_the_key_changes_does_not_replace_the_session(self):
+        gw = self.start_gateway(self.ops_config())
+        relay = HoldingRelay(gw.coaps_addr(), hold_at=2)
+        self.addCleanup(relay.close)
+        first = DtlsDevice("127.0.0.1", relay.port, SENSOR_IDENTITY, SENSOR_KEY)
+        self.addCleanup(first.kill)
+        self.assertTrue(first.wait_handshake(), first.text())
+        self.post(first, "first-session")
+        first.kill()
+        # The same address handshakes again (a rebooted device) while its session is live.
+        second = DtlsDevice("127.0.0.1", relay.port, SENSOR_IDENTITY, SENSOR_KEY)
+        self.addCleanup(second.kill)
+        self.assertTrue(relay.cke_forwarded.wait(15.0), "no second ClientKeyExchange\n" + second.text())
+        failed_before = self.sample(gw, "coapgw_dtls_handshakes_total", result="failed")
+        self.write_keys([{"identity": SENSOR_IDENTITY, "key": "changed-mid-rehandshake"}])
+        self.reload(gw)
+        relay.release()
+        h.poll_until(lambda: self.sample(gw, "coapgw_dtls_handshakes_total", result="failed") > failed_before, 10.0,
+                     what="the rehandshake begun under the old key counted as failed")
+        self.assertGreaterEqual(self.revoked(gw), 1, "the live session under the old key was not revoked")
+        self.assert_unanswered(second, "key changed during the rehandshake")
         self.assertFalse(self.dtls_sessions_of(gw, SENSOR_IDENTITY), "a session with the old key is listed")
 
 
