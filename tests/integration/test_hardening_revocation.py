@@ -3,8 +3,11 @@ nothing and --check-config runs exactly the validation that start-up runs.
 
 Point 2: a device whose key was removed or changed (or whose certificate no longer chains to
 the configured CA) must not talk through a session persisted before a restart, nor through one
-kept across a SIGHUP, whether that session is live, idle, or restored but not yet claimed. Each
-drop is counted as coapgw_sessions_closed_total{proto="dtls",reason="revoked"}.
+kept across a SIGHUP, whether that session is live, idle, restored but not yet claimed, or a
+handshake (or rehandshake) that looked the key up before the reload and completes after it (a
+relay holds its last records). Each dropped session is counted as
+coapgw_sessions_closed_total{proto="dtls",reason="revoked"}, each such handshake as
+coapgw_dtls_handshakes_total{result="failed"}.
 
 Point 6: for each config that cannot start, --check-config exits 1, start-up exits 1, and a
 SIGHUP with it is refused and counted (result="failed") while the old config keeps serving.
@@ -21,7 +24,7 @@ import threading
 import unittest
 
 import harness as h
-from test_ops import CREATED, SENSOR_IDENTITY, SENSOR_KEY, DtlsDevice, OpsTestCase
+from test_ops import SENSOR_IDENTITY, SENSOR_KEY, DtlsDevice, OpsTestCase
 
 NO_ANSWER_S = 3.0  # how long a request that must go unanswered is given
 
