@@ -203,6 +203,12 @@ void ServerContext::set_credentials(std::shared_ptr<const PskStore> store, std::
   }
   if (STACK_OF(X509_NAME)* names = trust->ca_names(); names != nullptr) SSL_CTX_set_client_CA_list(ctx_, names);
   trust_ = std::move(trust);
+  // An SSL object copies the context's verify store when created: none made before may serve a
+  // handshake from now on.
+  if (listener_ != nullptr) {
+    SSL_free(listener_);
+    listener_ = nullptr;
+  }
 }
 
 std::size_t ServerContext::read_buffer_size() const { return read_buffer_bytes; }
