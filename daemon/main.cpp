@@ -15,6 +15,7 @@
 #include "config/config.hpp"
 #include "server/gateway.hpp"
 #include "server/notify.hpp"
+#include "server/snapshot.hpp"
 
 namespace {
 
@@ -62,9 +63,13 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // One validation for --check-config and start-up (server::prepare): the file, and everything
+  // built from it (keys, certificates and CA, cipher list, routes). A config that passes here starts.
   std::shared_ptr<const config::Config> cfg;
+  std::shared_ptr<const server::Snapshot> snapshot;
   try {
     cfg = load(cli);
+    snapshot = server::prepare(cfg);
   } catch (const config::ConfigError& e) {
     print_config_error(e);
     return 1;
@@ -75,7 +80,7 @@ int main(int argc, char** argv) {
   }
   log::configure(cfg->log.level, cfg->log.format);
 
-  auto gateway = std::make_unique<server::Gateway>(cfg);
+  auto gateway = std::make_unique<server::Gateway>(snapshot);
   std::string error;
   if (!gateway->start(&error)) {
     log::error("cannot start: " + error);
@@ -102,7 +107,8 @@ int main(int argc, char** argv) {
       server::notify::send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(server::notify::monotonic_usec()));
       try {
         auto next = load(cli);
-        if (!gateway->reload(next, &error)) log::error("reload refused: " + error);
+        if (!gateway->reload(next, &error))
+          log::error("reload refused, keeping the running configuration: " + error);
         else log::configure(next->log.level, next->log.format);
       } catch (const config::ConfigError& e) {
         gateway->count_failed_reload();

@@ -205,6 +205,10 @@ std::string read_file(const std::string& path) {
   }
   std::ostringstream text;
   text << in.rdbuf();
+  // A directory opens and reads as nothing; an empty key set from it would revoke every device.
+  if (std::error_code ec; !std::filesystem::is_regular_file(path, ec)) {
+    throw ConfigError(std::vector<ConfigIssue>{{"", "cannot read " + in_quotes(path) + ": not a regular file"}});
+  }
   return text.str();
 }
 

@@ -50,12 +50,41 @@ std::string subject_common_name(SSL* ssl) {
   return cn;
 }
 
+std::vector<std::byte> to_der(X509* cert) {
+  const int length = i2d_X509(cert, nullptr);
+  if (length <= 0 || static_cast<std::size_t>(length) > max_peer_cert_size) return {};
+  std::vector<std::byte> der(static_cast<std::size_t>(length));
+  auto* p = reinterpret_cast<unsigned char*>(der.data());
+  if (i2d_X509(cert, &p) != length) return {};
+  return der;
+}
+
+// The client's certificate and the chain it sent (a server's SSL_get_peer_cert_chain leaves out
+// the peer's own certificate), so that the session can be verified again after the SSL object is gone.
+std::vector<std::vector<std::byte>> peer_chain(SSL* ssl) {
+  std::vector<std::vector<std::byte>> out;
+  X509* leaf = SSL_get0_peer_certificate(ssl);
+  if (leaf == nullptr) return out;
+  out.push_back(to_der(leaf));
+  if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl); chain != nullptr) {
+    for (int i = 0; i < sk_X509_num(chain) && out.size() < max_peer_certs; ++i) {
+      X509* c = sk_X509_value(chain, i);
+      if (X509_cmp(c, leaf) != 0) out.push_back(to_der(c));
+    }
+  }
+  for (const auto& der : out) {
+    if (der.empty()) return {{}};  // too large to keep: an empty entry never verifies
+  }
+  return out;
+}
+
 }  // namespace
 
 Engine::Engine(ServerContext& context, ssl_st* ssl, const Address& peer, time_point now)
     : context_(&context),
       handshake_(std::make_unique<detail::HandshakeState>(ssl)),
       psk_hint_(context.settings().psk_hint),
+      generation_(context.credentials_generation()),
       peer_(peer) {
   auto& hs = *handshake_;
   hs.deadline = now + context.settings().handshake_timeout;
@@ -67,12 +96,18 @@ Engine::Engine(ServerContext& context, ssl_st* ssl, const Address& peer, time_po
   DTLS_set_link_mtu(ssl, static_cast<long>(context.settings().mtu));
 }
 
-Engine::Engine(ServerContext& context, const Address& peer) : context_(&context), peer_(peer) {}
+Engine::Engine(ServerContext& context, const Address& peer)
+    : context_(&context), generation_(context.credentials_generation()), peer_(peer) {}
 
 Engine::~Engine() {
   record_layer_.reset();
   handshake_.reset();
   OPENSSL_cleanse(psk_key_.data(), psk_key_.size());
+}
+
+Credentials Engine::credentials() const {
+  if (!peer_certs_) return {identity_, psk_key(), {}};
+  return {identity_, psk_key(), *peer_certs_};
 }
 
 ssl_st* Engine::native_handle() const { return handshake_ ? handshake_->ssl : nullptr; }
@@ -93,6 +128,10 @@ std::size_t Engine::memory_estimate() const {
   std::size_t bytes = sizeof(Engine);
   for (const auto* s : {&identity_, &psk_key_, &psk_hint_}) {
     if (s->capacity() > 15) bytes += s->capacity() + 1;
+  }
+  if (peer_certs_) {
+    bytes += sizeof *peer_certs_;
+    for (const auto& der : *peer_certs_) bytes += sizeof der + der.capacity();
   }
   if (record_layer_) bytes += record_layer_->memory_estimate();
   if (handshake_) bytes += sizeof(detail::HandshakeState) + ssl_object_estimate;
@@ -188,7 +227,11 @@ void Engine::drive_handshake(Output& out) {
 void Engine::on_established(Output& out) {
   state_ = State::established;
   out.established = true;
-  if (psk_key_.empty()) identity_ = subject_common_name(handshake_->ssl);
+  if (psk_key_.empty()) {
+    identity_ = subject_common_name(handshake_->ssl);
+    if (auto chain = peer_chain(handshake_->ssl); !chain.empty())
+      peer_certs_ = std::make_unique<std::vector<std::vector<std::byte>>>(std::move(chain));
+  }
   record_layer_ = detail::make_ssl_record_layer(*this);
   // Records that shared a datagram with the peer's Finished.
   switch (record_layer_->drain(out)) {
@@ -427,6 +470,7 @@ std::optional<SessionState> Engine::export_state() const {
   const auto key = psk_key();
   state.psk_key.assign(key.begin(), key.end());
   state.psk_hint = psk_hint_;
+  if (peer_certs_) state.peer_certs = *peer_certs_;
   return state;
 }
 
@@ -458,6 +502,8 @@ std::unique_ptr<Engine> Engine::import_state(ServerContext& context, const Sessi
   engine->identity_ = state.identity;
   engine->psk_key_.assign(reinterpret_cast<const char*>(state.psk_key.data()), state.psk_key.size());
   engine->psk_hint_ = state.psk_hint;
+  if (!state.peer_certs.empty())
+    engine->peer_certs_ = std::make_unique<std::vector<std::vector<std::byte>>>(state.peer_certs);
   engine->state_ = State::established;
   return engine;
 }

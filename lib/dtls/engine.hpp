@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "dtls/credentials.hpp"
 #include "dtls/datagram_pipe.hpp"
 #include "dtls/output.hpp"
 #include "dtls/session_state.hpp"
@@ -67,6 +68,13 @@ class Engine {
   std::span<const std::byte> psk_key() const;
   std::string_view psk_hint() const;
   const Address& peer() const { return peer_; }
+  // What the peer authenticated with, to re-check against a reloaded configuration. Known once
+  // established (a PSK as soon as its identity was looked up).
+  Credentials credentials() const;
+  // ServerContext::credentials_generation() when this handshake started (or the state was imported):
+  // when it differs at establishment, the credentials were looked up before a reload and must be
+  // checked again.
+  std::uint64_t credentials_generation() const { return generation_; }
   // The SSL object; nullptr once record protection moved to the lean layer.
   ssl_st* native_handle() const;
   // True once record protection runs without the SSL object.
@@ -118,6 +126,10 @@ class Engine {
   std::string identity_;
   std::string psk_key_;
   std::string psk_hint_;
+  // Certificate sessions: the peer's chain as DER, leaf first; null for PSK sessions (which are
+  // most of them: a pointer keeps them small).
+  std::unique_ptr<std::vector<std::vector<std::byte>>> peer_certs_;
+  std::uint64_t generation_ = 0;
   std::uint64_t bad_records_ = 0;
   Address peer_;
   State state_ = State::handshake;

@@ -141,12 +141,17 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
     }
   }
   if (!settings.ca_file.empty()) {
-    if (SSL_CTX_load_verify_locations(ctx, settings.ca_file.c_str(), nullptr) != 1) {
-      return fail(openssl_error("dtls: cannot load CA " + settings.ca_file));
+    auto trust = settings.trust;
+    std::string why;
+    if (!trust) trust = TrustStore::load(settings.ca_file, &why);
+    if (!trust) return fail("dtls: " + why);
+    // Client certificates are verified against the shared store, the one sessions are re-checked with.
+    if (SSL_CTX_set1_verify_cert_store(ctx, trust->native()) != 1) {
+      return fail(openssl_error("dtls: cannot use CA " + settings.ca_file));
     }
-    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(settings.ca_file.c_str());
-    if (names != nullptr) SSL_CTX_set_client_CA_list(ctx, names);
+    if (STACK_OF(X509_NAME)* names = trust->ca_names(); names != nullptr) SSL_CTX_set_client_CA_list(ctx, names);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    context->trust_ = std::move(trust);
   }
   SSL_CTX_set_cookie_generate_cb(ctx, detail::Callbacks::cookie_generate);
   SSL_CTX_set_cookie_verify_cb(ctx, detail::Callbacks::cookie_verify);
@@ -183,7 +188,27 @@ ServerContext::~ServerContext() {
   OPENSSL_cleanse(previous_secret_.data(), previous_secret_.size());
 }
 
-void ServerContext::set_psk_store(std::shared_ptr<const PskStore> store) { psk_ = std::move(store); }
+void ServerContext::set_psk_store(std::shared_ptr<const PskStore> store) {
+  psk_ = std::move(store);
+  ++generation_;
+}
+
+void ServerContext::set_credentials(std::shared_ptr<const PskStore> store, std::shared_ptr<const TrustStore> trust) {
+  set_psk_store(std::move(store));
+  if (!trust || !trust_) return;
+  if (SSL_CTX_set1_verify_cert_store(ctx_, trust->native()) != 1) {
+    ERR_clear_error();
+    return;  // keeps verifying against the CA loaded before
+  }
+  if (STACK_OF(X509_NAME)* names = trust->ca_names(); names != nullptr) SSL_CTX_set_client_CA_list(ctx_, names);
+  trust_ = std::move(trust);
+  // An SSL object copies the context's verify store when created: none made before may serve a
+  // handshake from now on.
+  if (listener_ != nullptr) {
+    SSL_free(listener_);
+    listener_ = nullptr;
+  }
+}
 
 std::size_t ServerContext::read_buffer_size() const { return read_buffer_bytes; }
 

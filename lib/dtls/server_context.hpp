@@ -49,6 +49,13 @@ class ServerContext {
 
   // Reload: handshakes that look a key up from now on use the new store.
   void set_psk_store(std::shared_ptr<const PskStore> store);
+  // Reload: the PSK store and the client CA (null: keep the current CA; ignored when this context
+  // asks for no client certificate). Handshakes from now on use them; credentials_generation()
+  // moves on, so handshakes that began before can be told apart.
+  void set_credentials(std::shared_ptr<const PskStore> store, std::shared_ptr<const TrustStore> trust);
+  std::uint64_t credentials_generation() const { return generation_; }
+  // The client CA sessions are checked against; null when no client certificate is asked for.
+  const TrustStore* trust() const { return trust_.get(); }
 
   enum class HelloVerdict : std::uint8_t { hello_verify_sent, accepted, not_client_hello, malformed, bad_cookie };
   struct HelloResult {
@@ -80,6 +87,8 @@ class ServerContext {
 
   ServerSettings settings_;
   std::shared_ptr<const PskStore> psk_;
+  std::shared_ptr<const TrustStore> trust_;
+  std::uint64_t generation_ = 0;
   ssl_ctx_st* ctx_ = nullptr;
   ssl_st* listener_ = nullptr;  // fresh SSL object waiting for the next cookie-bearing ClientHello
   bio_addr_st* listen_peer_ = nullptr;

@@ -1,4 +1,4 @@
-// Byte form of SessionState, version 1 (all integers big-endian):
+// Byte form of SessionState, version 2 (all integers big-endian):
 //   "CGDS" version(1)
 //   family(1: 4|6) ip(4|16) port(2) scope_id(4)
 //   identity(len 2 + bytes) psk_key(len 2 + bytes) psk_hint(len 2 + bytes)
@@ -6,11 +6,13 @@
 //   client_write_key server_write_key client_write_iv server_write_iv (len 1 + bytes each)
 //   read_epoch(2) write_epoch(2) write_sequence(8)
 //   replay_any(1) replay_max(8) replay_bits(8)
+//   peer_cert_count(1) then each certificate (len 2 + DER)     -- version 2 only
 #include "dtls/session_state.hpp"
 
 #include <array>
 #include <cstring>
 
+#include "dtls/credentials.hpp"
 #include "dtls/record_crypto.hpp"
 
 namespace coapgw::dtls {
@@ -80,8 +82,12 @@ bool sizes_match(const SessionState& s) {
 std::vector<std::byte> serialize(const SessionState& s) {
   if (s.identity.size() > max_state_identity_size || s.psk_key.size() > max_state_psk_size ||
       s.psk_hint.size() > max_state_hint_size || !sizes_match(s) || s.write_sequence > max_sequence ||
-      (s.peer.family() != Address::Family::v4 && s.peer.family() != Address::Family::v6)) {
+      (s.peer.family() != Address::Family::v4 && s.peer.family() != Address::Family::v6) ||
+      s.peer_certs.size() > max_peer_certs) {
     return {};
+  }
+  for (const auto& cert : s.peer_certs) {
+    if (cert.empty() || cert.size() > max_peer_cert_size) return {};
   }
   Writer w;
   w.raw(magic.data(), magic.size());
@@ -103,6 +109,8 @@ std::vector<std::byte> serialize(const SessionState& s) {
   w.u(s.replay_any ? 1 : 0, 1);
   w.u(s.replay_max, 8);
   w.u(s.replay_bits, 8);
+  w.u(s.peer_certs.size(), 1);
+  for (const auto& cert : s.peer_certs) w.blob(cert.data(), cert.size(), 2);
   return w.take();
 }
 
@@ -111,8 +119,8 @@ std::optional<SessionState> deserialize(std::span<const std::byte> bytes) {
   std::array<std::byte, 4> head{};
   std::uint64_t version = 0, family = 0, port = 0, scope = 0, suite = 0, read_epoch = 0, write_epoch = 0,
                 sequence = 0, any = 0, max = 0, bits = 0;
-  if (!r.raw(head.data(), head.size()) || head != magic || !r.u(&version, 1) ||
-      version != session_state_format_version || !r.u(&family, 1)) {
+  if (!r.raw(head.data(), head.size()) || head != magic || !r.u(&version, 1) || version < 1 ||
+      version > session_state_format_version || !r.u(&family, 1)) {
     return std::nullopt;
   }
   SessionState s;
@@ -136,9 +144,18 @@ std::optional<SessionState> deserialize(std::span<const std::byte> bytes) {
     if (!r.blob(v, 1, detail::max_key_size)) return std::nullopt;
   }
   if (!r.u(&read_epoch, 2) || !r.u(&write_epoch, 2) || !r.u(&sequence, 8) || !r.u(&any, 1) || !r.u(&max, 8) ||
-      !r.u(&bits, 8) || !r.done()) {
+      !r.u(&bits, 8)) {
     return std::nullopt;
   }
+  if (version >= 2) {
+    std::uint64_t count = 0;
+    if (!r.u(&count, 1) || count > max_peer_certs) return std::nullopt;
+    s.peer_certs.resize(count);
+    for (auto& cert : s.peer_certs) {
+      if (!r.blob(&cert, 2, max_peer_cert_size) || cert.empty()) return std::nullopt;
+    }
+  }
+  if (!r.done()) return std::nullopt;
   if (!sizes_match(s) || read_epoch == 0 || write_epoch == 0 || sequence > max_sequence || max > max_sequence ||
       any > 1) {
     return std::nullopt;

@@ -1,7 +1,9 @@
 // coapgw::dtls::SessionState — everything an established lean DTLS session
 // needs to go on after a restart without a handshake: peer, authenticated
 // identity and PSK, cipher suite, traffic keys, epochs, the next write
-// sequence number and the replay window. Produced by Engine::export_state(),
+// sequence number, the replay window and, for certificate sessions, the
+// peer's certificate chain (so that a restore can verify it against the CA
+// configured then). Produced by Engine::export_state(),
 // consumed by Engine::import_state(). serialize()/deserialize() give a
 // versioned, length-checked byte form; the caller adds file framing,
 // integrity (HMAC) and permissions. The bytes hold secrets: treat them as keys.
@@ -33,9 +35,13 @@ struct SessionState {
   bool replay_any = false;
   std::uint64_t replay_max = 0;
   std::uint64_t replay_bits = 0;  // bit i set: replay_max - i was seen
+  // Certificate sessions: the peer's chain as DER, its own certificate first
+  // (at most max_peer_certs of max_peer_cert_size each); empty for PSK.
+  std::vector<std::vector<std::byte>> peer_certs;
 };
 
-inline constexpr std::uint8_t session_state_format_version = 1;
+// Version 2 added peer_certs; version 1 (without) is still read.
+inline constexpr std::uint8_t session_state_format_version = 2;
 // Bounds deserialize() enforces (and serialize() assumes).
 inline constexpr std::size_t max_state_identity_size = 1024;
 inline constexpr std::size_t max_state_psk_size = 256;  // PSK_MAX_PSK_LEN in OpenSSL

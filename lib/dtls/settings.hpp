@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "dtls/credentials.hpp"
 #include "dtls/psk_store.hpp"
 
 namespace coapgw::dtls {
@@ -19,6 +20,8 @@ struct ServerSettings {
   // PSK suites stay on even with no keys, so keys can arrive by reload.
   std::shared_ptr<const PskStore> psk;
   std::string cert_file, key_file, ca_file;  // PKI; ca_file set => client cert required, identity = subject CN
+  // ca_file already loaded (shared by every worker's context); null = create() loads ca_file itself.
+  std::shared_ptr<const TrustStore> trust;
   // "" => RFC 7925 PSK-AES128-CCM8 + AES-128 CCM and GCM PSK suites
   // (+ ECDHE-ECDSA CCM8/GCM and ECDHE-RSA GCM when a certificate is configured).
   std::string ciphers;

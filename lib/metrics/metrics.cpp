@@ -21,9 +21,9 @@ constexpr std::array<std::string_view, 3> type_names{"client", "server", "hello"
 constexpr std::array<std::string_view, 5> state_names{"none", "connecting", "handshake", "csm",
                                                       "established"};
 constexpr std::array<std::string_view, 4> msg_type_names{"con", "non", "ack", "rst"};
-constexpr std::array<std::string_view, 7> close_names{
+constexpr std::array<std::string_view, 8> close_names{
     "idle_timeout", "evicted", "peer_closed", "tls_failed", "handshake_timeout", "disconnected",
-    "shutdown"};
+    "shutdown", "revoked"};
 constexpr std::array<std::string_view, 5> handshake_names{"ok", "failed", "timeout", "rejected", "backoff"};
 constexpr std::array<std::string_view, 3> admin_reject_names{"connection_limit", "too_large",
                                                              "timeout"};

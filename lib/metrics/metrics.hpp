@@ -41,7 +41,7 @@ enum class SessionType : std::uint8_t { client, server, hello };
 enum class SessionState : std::uint8_t { none, connecting, handshake, csm, established };
 enum class MsgType : std::uint8_t { con, non, ack, rst };
 enum class CloseReason : std::uint8_t {
-  idle_timeout, evicted, peer_closed, tls_failed, handshake_timeout, disconnected, shutdown
+  idle_timeout, evicted, peer_closed, tls_failed, handshake_timeout, disconnected, shutdown, revoked
 };
 // backoff: refused because the address's handshakes kept failing (dtls.handshake_backoff).
 enum class HandshakeResult : std::uint8_t { ok, failed, timeout, rejected, backoff };
@@ -126,7 +126,7 @@ class Metrics {
   std::array<std::array<prometheus::Counter*, 4>, 2> messages_{};
   std::array<prometheus::Counter*, 2> created_{};
   std::array<prometheus::Counter*, 2> reused_{};
-  std::array<std::array<prometheus::Counter*, 7>, 2> closed_{};
+  std::array<std::array<prometheus::Counter*, 8>, 2> closed_{};
   std::array<prometheus::Counter*, 5> handshakes_{};
   prometheus::Counter* hello_verify_ = nullptr;
   prometheus::Counter* retransmissions_ = nullptr;

@@ -4,6 +4,7 @@
 #include <prometheus/counter.h>
 
 #include "common/log.hpp"
+#include "dtls/credentials.hpp"
 #include "dtls/output.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/session_state.hpp"
@@ -126,6 +127,16 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
   if (!bytes) return nullptr;
   auto state = dtls::deserialize(*bytes);
   if (!state) return nullptr;
+  // Checked again here, against this worker's current keys and CA: a reload may have come after
+  // the restored pool was last filtered.
+  const dtls::Credentials credentials{state->identity, state->psk_key, state->peer_certs};
+  if (auto standing = dtls::check(credentials, dtls_->psk_store().get(), dtls_->trust());
+      standing != dtls::Standing::valid) {
+    metrics_.sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked).Increment();
+    log::debug("persisted dtls session not restored (" + std::string(dtls::to_string(standing)) +
+               ") identity=" + state->identity);
+    return nullptr;
+  }
   // Our write sequence jumps ahead by 2^16: records sent after the export (there should be none)
   // can never be repeated with the same nonce.
   auto engine = dtls::Engine::import_state(*dtls_, *state, std::uint64_t{1} << 16);
@@ -158,6 +169,15 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
 void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session::TimePoint now) {
   Endpoint& ep = *endpoints_[s.endpoint()];
   send_dtls_datagrams(ep, s.addr_remote(), s.addr_local(), out);
+  if (out.established && stale_credentials(*engine_of(s))) {
+    // Its key or certificate was looked up before a reload that revoked it.
+    metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
+    log::debug("dtls handshake completed with revoked credentials, closing identity=" +
+                   std::string(s.tls_state()->identity()),
+               s.id());
+    close_dtls_session(s, session::CloseReason::revoked);  // may free s
+    return;
+  }
   if (out.established) {
     ++handshakes_since_trim_;
     backoff_.on_success(s.addr_remote());
@@ -247,6 +267,13 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
   auto it = rehandshakes_.find(key);
   auto rh = std::move(it->second);
   rehandshakes_.erase(it);
+  if (stale_credentials(*rh->engine)) {
+    // Begun before a reload that revoked its key or certificate: the live session stays as it is
+    // (the reload checked it on its own).
+    metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
+    log::debug("dtls rehandshake completed with revoked credentials, dropped identity=" + rh->engine->identity());
+    return;
+  }
   if (auto* old = table_->find(key)) table_->close(*old, session::CloseReason::peer_closed);  // no close_notify: the device has new keys
   auto* s = table_->create_server(key, rh->local, rh->ifindex, now);
   if (s == nullptr) {

@@ -16,6 +16,7 @@
 #include "admin/admin_server.hpp"
 #include "common/log.hpp"
 #include "config/config.hpp"
+#include "dtls/credentials.hpp"
 #include "dtls/psk_store.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/session_state.hpp"
@@ -23,6 +24,7 @@
 #include "gateway/router.hpp"
 #include "metrics/metrics.hpp"
 #include "server/persist.hpp"
+#include "server/snapshot.hpp"
 #include "server/worker.hpp"
 
 namespace coapgw::server {
@@ -31,49 +33,21 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::shared_ptr<const dtls::PskStore> build_psk_store(const config::Config& c) {
-  // dtls.psk.keys already holds the inline keys followed by the validated keys_file entries.
-  auto store = std::make_shared<dtls::PskStore>();
-  store->reserve(c.dtls.psk.keys.size());
-  for (auto& k : c.dtls.psk.keys) store->add(k.identity, k.key);
-  return store;
+// A persisted session whose key or certificate no longer stands under `snap` is not restored.
+bool credentials_stand(const dtls::SessionState& state, const Snapshot& snap) {
+  const dtls::Credentials credentials{state.identity, state.psk_key, state.peer_certs};
+  return dtls::check(credentials, snap.psk.get(), snap.dtls.trust.get()) == dtls::Standing::valid;
 }
 
-std::vector<gateway::RouteSpec> build_routes(const config::Config& c) {
-  std::vector<gateway::RouteSpec> out;
-  for (auto& r : c.routes) {
-    gateway::RouteSpec spec;
-    spec.prefix = r.prefix;
-    spec.upstream = r.upstream;
-    // file: paths are relative to the config file, like every other path in it.
-    if (spec.upstream.rfind("file:", 0) == 0) spec.upstream = "file:" + config::resolve_path(c, spec.upstream.substr(5));
-    spec.strip_prefix = r.strip_prefix;
-    spec.timeout = r.timeout;
-    spec.max_in_flight = r.max_in_flight;
-    spec.ca_file = r.ca_file.empty() ? "" : config::resolve_path(c, r.ca_file);
-    spec.psk_identity = r.psk ? r.psk->identity : std::string();
-    spec.psk_key = r.psk ? r.psk->key : std::string();
-    out.push_back(std::move(spec));
-  }
-  return out;
-}
-
-dtls::ServerSettings dtls_settings(const config::Config& c, std::shared_ptr<const dtls::PskStore> psk) {
-  dtls::ServerSettings s;
-  s.psk_hint = c.dtls.psk.hint;
-  s.psk = std::move(psk);
-  if (!c.dtls.pki.cert.empty()) s.cert_file = config::resolve_path(c, c.dtls.pki.cert);
-  if (!c.dtls.pki.private_key.empty()) s.key_file = config::resolve_path(c, c.dtls.pki.private_key);
-  if (!c.dtls.pki.ca.empty()) s.ca_file = config::resolve_path(c, c.dtls.pki.ca);
-  s.ciphers = c.dtls.ciphers;
-  s.handshake_timeout = c.dtls.handshake_timeout;
-  return s;
+bool persisted_session_stands(std::span<const std::byte> bytes, const Snapshot& snap) {
+  auto state = dtls::deserialize(bytes);
+  return state && credentials_stand(*state, snap);
 }
 
 }  // namespace
 
 struct Gateway::Impl {
-  std::shared_ptr<const config::Config> config;
+  std::shared_ptr<const Snapshot> snapshot;  // the configuration the workers run on
   std::unique_ptr<metrics::Metrics> metrics;
   std::unique_ptr<session::Budget> budget;
   std::vector<std::unique_ptr<Worker>> workers;
@@ -83,8 +57,8 @@ struct Gateway::Impl {
   bool started = false;
 };
 
-Gateway::Gateway(std::shared_ptr<const config::Config> config) : impl_(std::make_unique<Impl>()) {
-  impl_->config = std::move(config);
+Gateway::Gateway(std::shared_ptr<const Snapshot> snapshot) : impl_(std::make_unique<Impl>()) {
+  impl_->snapshot = std::move(snapshot);
   impl_->metrics = std::make_unique<metrics::Metrics>(COAPGW_VERSION);
 }
 
@@ -93,18 +67,10 @@ Gateway::~Gateway() { stop(); }
 metrics::Metrics& Gateway::metrics() { return *impl_->metrics; }
 
 bool Gateway::start(std::string* error) {
-  auto& c = *impl_->config;
+  const auto& snap = *impl_->snapshot;
+  auto& c = *snap.config;
   unsigned n = c.threads != 0 ? c.threads : std::max(1u, std::thread::hardware_concurrency());
   impl_->budget = std::make_unique<session::Budget>(c.sessions.max);
-
-  std::shared_ptr<const dtls::PskStore> psk;
-  try {
-    psk = build_psk_store(c);
-  } catch (const std::exception& e) {
-    if (error) *error = e.what();
-    return false;
-  }
-  auto routes = build_routes(c);
 
   session::TransmissionParameters tx;
   tx.ack_timeout = c.coap.ack_timeout;
@@ -141,7 +107,7 @@ bool Gateway::start(std::string* error) {
     }
     if (!coaps_listen.empty()) {
       std::string dtls_error;
-      auto ctx = dtls::ServerContext::create(dtls_settings(c, psk), &dtls_error);
+      auto ctx = dtls::ServerContext::create(snap.dtls, &dtls_error);
       if (!ctx) {
         if (error) *error = "dtls: " + dtls_error;
         return false;
@@ -149,7 +115,7 @@ bool Gateway::start(std::string* error) {
       w->set_dtls(std::move(ctx));
     }
     try {
-      w->set_routes(routes);
+      w->install_router(w->make_router(snap.routes, snap.coap_client));
     } catch (const std::exception& e) {
       if (error) *error = std::string("routes: ") + e.what();
       return false;
@@ -214,12 +180,26 @@ bool Gateway::start(std::string* error) {
     if (::access(path.c_str(), F_OK) != 0) {
       log::info("no persisted sessions at " + path);
     } else if (auto r = persist::read_file(path, c.sessions.persist.max_age, &why)) {
+      std::size_t restored = 0, revoked = 0;
       for (auto& e : r->entries) {
         auto state = dtls::deserialize(e.state);
-        if (state) impl_->restored.add(state->peer, std::move(e.state), e.last_seen_unix_ms);
+        if (!state) continue;
+        // Revocation holds across the restart: a key removed or changed, or a certificate that no
+        // longer chains to the CA (or expired), while we were down.
+        if (!credentials_stand(*state, snap)) {
+          ++revoked;
+          log::debug("persisted dtls session not restored (revoked) identity=" + state->identity);
+          continue;
+        }
+        impl_->restored.add(state->peer, std::move(e.state), e.last_seen_unix_ms);
+        ++restored;
       }
-      log::info("restored " + std::to_string(r->entries.size()) + " DTLS sessions from " + path + " (" +
-                std::to_string(r->skipped_stale) + " older than max_age skipped)");
+      if (revoked != 0)
+        impl_->metrics->sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked)
+            .Increment(static_cast<double>(revoked));
+      log::info("restored " + std::to_string(restored) + " DTLS sessions from " + path + " (" +
+                std::to_string(r->skipped_stale) + " older than max_age skipped, " + std::to_string(revoked) +
+                " revoked)");
     } else {
       log::warn("not restoring sessions: " + why);
     }
@@ -238,42 +218,63 @@ bool Gateway::start(std::string* error) {
 }
 
 bool Gateway::reload(std::shared_ptr<const config::Config> config, std::string* error) {
-  std::shared_ptr<const dtls::PskStore> psk;
-  std::vector<gateway::RouteSpec> routes;
+  // Everything is prepared here, on the reloading thread: the PSK store, the client CA, the DTLS
+  // context check, every route (resolution, TLS contexts, files). Any part failing refuses the
+  // whole reload before a worker changed anything.
+  std::shared_ptr<const Snapshot> next;
   try {
-    psk = build_psk_store(*config);
-    routes = build_routes(*config);
-    // Build the routes once here, so a sink that cannot be opened or a CA file that does not
-    // load refuses the reload as a whole, before any worker has applied any of it.
-    boost::asio::io_context probe;
-    gateway::Router check(probe, routes);
-    check.shutdown();
+    next = prepare(std::move(config));
+  } catch (const config::ConfigError& e) {
+    if (error) {
+      error->clear();
+      for (auto& issue : e.issues) *error += (error->empty() ? "" : "; ") + issue.key_path + ": " + issue.message;
+    }
+    count_failed_reload();
+    return false;
   } catch (const std::exception& e) {
     if (error) *error = e.what();
     count_failed_reload();
     return false;
   }
-  auto& old = *impl_->config;
-  if (old.threads != config->threads || old.listen.coap.size() != config->listen.coap.size() ||
-      old.listen.coaps.size() != config->listen.coaps.size() || old.sessions.max != config->sessions.max)
+  std::vector<std::shared_ptr<gateway::Router>> routers;
+  try {
+    for (auto& w : impl_->workers) routers.push_back(w->make_router(next->routes, next->coap_client));
+  } catch (const std::exception& e) {
+    for (std::size_t i = 0; i < routers.size(); ++i) impl_->workers[i]->discard_router(std::move(routers[i]));
+    if (error) *error = std::string("routes: ") + e.what();
+    count_failed_reload();
+    return false;
+  }
+  // From here on nothing fails: every worker switches to the new snapshot.
+  auto& old = *impl_->snapshot->config;
+  auto& fresh = *next->config;
+  if (old.threads != fresh.threads || old.listen.coap.size() != fresh.listen.coap.size() ||
+      old.listen.coaps.size() != fresh.listen.coaps.size() || old.sessions.max != fresh.sessions.max)
     log::warn("reload: threads, listeners and sessions.max change only on restart");
-  log::set_level(config->log.level);
-  for (auto& w : impl_->workers) {
-    auto* wp = w.get();
-    wp->post([wp, psk, routes] {
-      wp->apply_psk_store(psk);
-      try {
-        wp->apply_routes(routes);
-      } catch (const std::exception& e) {
-        log::error(std::string("reload: routes: ") + e.what());
-      }
-      wp->reopen_files();
+  if (impl_->snapshot->dtls.cert_file != next->dtls.cert_file || impl_->snapshot->dtls.key_file != next->dtls.key_file ||
+      impl_->snapshot->dtls.ca_file.empty() != next->dtls.ca_file.empty())
+    log::warn("reload: dtls.pki.cert and private_key, and turning dtls.pki.ca on or off, change only on restart "
+              "(the CA file itself is re-read)");
+  log::set_level(fresh.log.level);
+  // Persisted sessions that no device claimed yet are checked like live ones.
+  auto revoked = impl_->restored.drop_if(
+      [&](std::span<const std::byte> state) { return !persisted_session_stands(state, *next); });
+  if (revoked != 0) {
+    impl_->metrics->sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked)
+        .Increment(static_cast<double>(revoked));
+    log::info("reload: " + std::to_string(revoked) + " persisted DTLS sessions revoked");
+  }
+  for (std::size_t i = 0; i < impl_->workers.size(); ++i) {
+    auto* wp = impl_->workers[i].get();
+    wp->post([wp, psk = next->psk, trust = next->dtls.trust, router = std::move(routers[i])]() mutable {
+      wp->apply_credentials(psk, trust);
+      wp->install_router(std::move(router));  // its file sinks were just opened: log rotation done
     });
   }
-  impl_->config = std::move(config);
+  impl_->snapshot = next;
   impl_->metrics->config_reloads(true).Increment();
-  log::info("configuration reloaded: " + std::to_string(psk->size()) + " PSK identities, " +
-            std::to_string(routes.size()) + " routes");
+  log::info("configuration reloaded: " + std::to_string(next->psk->size()) + " PSK identities, " +
+            std::to_string(next->routes.size()) + " routes");
   return true;
 }
 
@@ -283,7 +284,7 @@ void Gateway::drain() {
   if (!impl_->started) return;
   if (impl_->admin) impl_->admin->set_ready(false);
   for (auto& w : impl_->workers) w->begin_drain();
-  auto deadline = std::chrono::steady_clock::now() + impl_->config->shutdown.drain_timeout;
+  auto deadline = std::chrono::steady_clock::now() + impl_->snapshot->config->shutdown.drain_timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     std::size_t busy = 0;
     for (auto& w : impl_->workers) busy += w->in_flight();
@@ -296,7 +297,7 @@ void Gateway::stop() {
   if (impl_->admin) impl_->admin->stop();
   impl_->metrics->clear_session_sources();  // they read the workers' tables, freed below
   for (auto& w : impl_->workers) w->stop();
-  auto& c = *impl_->config;
+  auto& c = *impl_->snapshot->config;
   if (impl_->started && !c.sessions.persist.file.empty()) {
     std::vector<persist::Entry> all;
     for (auto& w : impl_->workers)

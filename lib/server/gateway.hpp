@@ -20,10 +20,12 @@ class Metrics;
 namespace coapgw::server {
 
 class Worker;
+struct Snapshot;
 
 class Gateway {
  public:
-  explicit Gateway(std::shared_ptr<const config::Config> config);
+  // `snapshot` comes from prepare() (snapshot.hpp): the configuration already validated and built.
+  explicit Gateway(std::shared_ptr<const Snapshot> snapshot);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
@@ -31,8 +33,11 @@ class Gateway {
   // Binds every listener and starts the workers and the admin thread. false + a one-line reason
   // (port in use, bad certificate, ...) on failure.
   bool start(std::string* error);
-  // SIGHUP: validated new config; keys, routes and log level change without dropping sessions.
-  // Listeners, threads and session limits need a restart (logged when they differ).
+  // SIGHUP: a parsed new config, prepared (snapshot.hpp) and every worker's routes built on this
+  // thread; only when all of it is ready do the workers switch, else nothing changes and the reload
+  // is counted as failed. Keys, client CA, routes and log level change without dropping sessions,
+  // except those whose key or certificate no longer stands (closed as `revoked`). Listeners,
+  // threads, session limits and the server certificate need a restart (logged when they differ).
   bool reload(std::shared_ptr<const config::Config> config, std::string* error);
   // SIGHUP with an invalid file: counted as a failed reload.
   void count_failed_reload();

@@ -196,4 +196,21 @@ void RestoredPool::put_back(const Address& peer, std::vector<std::byte> state, s
   add(peer, std::move(state), last_seen_unix_ms);
 }
 
+std::size_t RestoredPool::drop_if(const std::function<bool(std::span<const std::byte>)>& revoked) {
+  std::lock_guard lock(mutex_);
+  std::size_t n = 0;
+  for (auto it = by_peer_.begin(); it != by_peer_.end();) {
+    auto& state = it->second.state;
+    if (!revoked(state)) {
+      ++it;
+      continue;
+    }
+    OPENSSL_cleanse(state.data(), state.size());  // traffic keys
+    it = by_peer_.erase(it);
+    ++n;
+  }
+  size_.store(by_peer_.size(), std::memory_order_relaxed);
+  return n;
+}
+
 }  // namespace coapgw::server::persist

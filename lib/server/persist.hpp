@@ -3,7 +3,9 @@
 // On SIGTERM the workers export each lean DTLS session (dtls::SessionState, which holds traffic
 // keys) instead of sending close_notify; the gateway writes them here. On start the file is read
 // back and its sessions wait in a RestoredPool until their device's next record arrives, on
-// whichever worker the kernel hands it to.
+// whichever worker the kernel hands it to. A restored session whose PSK or certificate no longer
+// stands (checked at start, at every reload with RestoredPool::drop_if, and when claimed) is dropped
+// and counted as revoked.
 //
 // File: "COAPGWP1", created_unix_ms (8), count (4), then per session last_seen_unix_ms (8),
 // length (4), serialized state; then HMAC-SHA256 over everything before it. The HMAC key is 32
@@ -14,6 +16,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <span>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -54,6 +58,9 @@ class RestoredPool {
   // datagram from the device's address must not use up the device's restored session.
   void put_back(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms);
   bool empty() const { return size_.load(std::memory_order_relaxed) == 0; }
+  // Removes every waiting session for which `revoked(state)` is true (a reload changed keys or CA);
+  // returns how many.
+  std::size_t drop_if(const std::function<bool(std::span<const std::byte>)>& revoked);
 
  private:
   std::mutex mutex_;

@@ -121,44 +121,29 @@ std::vector<persist::Entry> Worker::take_exported() {
   return out;
 }
 
-void Worker::set_routes(const std::vector<gateway::RouteSpec>& routes) { apply_routes(routes); }
+std::shared_ptr<gateway::Router> Worker::make_router(const std::vector<gateway::RouteSpec>& routes,
+                                                     const gateway::CoapClientSettings& coap) {
+  // Constructed here, on the caller's thread (a reload's, never this worker's): resolving, loading
+  // CA files and opening sinks cannot stall the worker. A coap:// upstream arms its receive on our
+  // io_context while being built; its handler runs on this worker, and the caller touches the router
+  // no more once built: it only hands it over (install_router or discard_router, both on this thread).
+  return std::make_shared<gateway::Router>(*io_, routes, coap);
+}
 
-void Worker::apply_routes(const std::vector<gateway::RouteSpec>& routes) {
+void Worker::install_router(std::shared_ptr<gateway::Router> fresh) {
   // In-flight forwards keep the old router's upstreams alive until they answer: the old router is
   // parked until then. Requests from now on use the new one.
-  gateway::CoapClientSettings coap;
-  coap.ack_timeout = settings_.transmission.ack_timeout;
-  coap.ack_random_factor = settings_.transmission.ack_random_factor;
-  coap.max_retransmit = settings_.transmission.max_retransmit;
-  coap.max_body_bytes = settings_.max_body_size;  // a bigger upstream answer is 5.02, never cut
-  auto fresh = std::make_shared<gateway::Router>(*io_, routes, coap);
   route_prefixes_ = fresh->prefixes();
   if (router_) old_routers_.push_back(std::move(router_));
   router_ = std::move(fresh);
 }
 
-void Worker::reopen_files() {
-  if (router_) router_->reopen_files();
-}
-
-void Worker::apply_psk_store(std::shared_ptr<const dtls::PskStore> store) {
-  if (!dtls_) return;
-  dtls_->set_psk_store(store);
-  // A device whose key was removed or changed loses its sessions: they were authenticated with a
-  // key that is no longer valid.
-  std::vector<session::Session*> revoked;
-  table_->for_each([&](session::Session& s) {
-    if (s.proto() != session::Proto::dtls) return;
-    auto* engine = engine_of(s);
-    if (engine == nullptr || engine->identity().empty() || engine->psk_key().empty()) return;
-    const std::string* key = store ? store->find(engine->identity()) : nullptr;
-    auto used = engine->psk_key();
-    if (key == nullptr || key->size() != used.size() ||
-        !std::equal(used.begin(), used.end(), reinterpret_cast<const std::byte*>(key->data())))
-      revoked.push_back(&s);
+void Worker::discard_router(std::shared_ptr<gateway::Router> router) {
+  if (!router) return;
+  post([router = std::move(router)]() mutable {
+    router->shutdown();
+    router.reset();
   });
-  for (auto* s : revoked) close_dtls_session(*s, session::CloseReason::disconnected);
-  send_batch_->flush();
 }
 
 void Worker::start() {

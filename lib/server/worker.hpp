@@ -6,7 +6,8 @@
 //
 // The CoAP message layer (RFC 7252 section 4: piggybacked and separate responses, duplicate
 // detection, retransmission of our CONs, RST handling) lives in message_layer.cpp; DTLS dispatch in
-// dtls_path.cpp; this file has the loop, sockets and timers.
+// dtls_path.cpp; revocation of sessions whose credentials a reload withdrew in revocation.cpp; this
+// file has the loop, sockets and timers.
 #pragma once
 
 #include <atomic>
@@ -50,6 +51,8 @@ class ServerContext;
 class Engine;
 struct Output;
 class PskStore;
+class TrustStore;
+enum class Standing : std::uint8_t;
 }  // namespace coapgw::dtls
 
 namespace coapgw::server {
@@ -98,7 +101,13 @@ class Worker : public session::Context {
   void set_restored_pool(persist::RestoredPool* pool) { restored_ = pool; }
   // After stop(): the DTLS sessions exported for the persist file.
   std::vector<persist::Entry> take_exported();
-  void set_routes(const std::vector<gateway::RouteSpec>& routes);   // before start(), or via post()
+  // This worker's route table, built on the calling thread (name resolution, TLS contexts, files:
+  // never on the worker) and handed over with install_router(). Throws std::runtime_error.
+  std::shared_ptr<gateway::Router> make_router(const std::vector<gateway::RouteSpec>& routes,
+                                               const gateway::CoapClientSettings& coap);
+  void install_router(std::shared_ptr<gateway::Router> router);  // before start(), or via post()
+  // A router made for a reload that was refused: shut down and freed on this worker's thread.
+  void discard_router(std::shared_ptr<gateway::Router> router);
 
   void start();
   void post(std::function<void()> fn);
@@ -108,10 +117,10 @@ class Worker : public session::Context {
   std::size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
   void stop();   // stops the loop and joins; sessions are closed with reason `shutdown`
 
-  // Reload pieces, called through post() on the worker thread.
-  void apply_psk_store(std::shared_ptr<const dtls::PskStore> store);
-  void apply_routes(const std::vector<gateway::RouteSpec>& routes);
-  void reopen_files();
+  // Reload pieces, called through post() on the worker thread. apply_credentials swaps the PSK
+  // store and client CA (null trust: keep the current one) and closes, with reason `revoked`, every
+  // established session whose key or certificate no longer stands (revocation.cpp).
+  void apply_credentials(std::shared_ptr<const dtls::PskStore> store, std::shared_ptr<const dtls::TrustStore> trust);
 
   // Admin: runs on the worker thread, answers through `done`.
   void list_sessions(std::uint64_t after_id, std::size_t limit,
@@ -201,6 +210,11 @@ class Worker : public session::Context {
   void on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, session::Session* old,
                                const net::ReceivedDatagram& d, session::TimePoint now);
   void finish_rehandshake(const session::Key& key, session::TimePoint now);
+
+  // revocation.cpp
+  dtls::Standing standing_of(const dtls::Engine& engine) const;
+  // A handshake that began before the last reload and whose credentials no longer stand.
+  bool stale_credentials(const dtls::Engine& engine) const;
 
   void on_session_event(session::Session& s, const session::EventInfo& e);
 

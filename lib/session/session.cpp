@@ -52,6 +52,7 @@ std::string_view to_string(CloseReason r) {
     case CloseReason::handshake_timeout: return "handshake_timeout";
     case CloseReason::disconnected: return "disconnected";
     case CloseReason::shutdown: return "shutdown";
+    case CloseReason::revoked: return "revoked";
   }
   return "?";
 }

@@ -37,7 +37,8 @@ enum class NackReason : std::uint8_t {
 
 // Why a session left the table; the label of coapgw_sessions_closed_total.
 enum class CloseReason : std::uint8_t {
-  idle_timeout, evicted, peer_closed, tls_failed, handshake_timeout, disconnected, shutdown
+  idle_timeout, evicted, peer_closed, tls_failed, handshake_timeout, disconnected, shutdown,
+  revoked,  // its PSK or certificate no longer stands (reload, or a restored session)
 };
 
 // coap_event_t subset the gateway reacts to.

@@ -55,7 +55,7 @@ struct Counts {
 struct TableStats {
   std::uint64_t created[proto_count] = {};
   std::uint64_t reused[proto_count] = {};     // an idle session resumed by its peer
-  std::uint64_t closed[proto_count][7] = {};  // by CloseReason
+  std::uint64_t closed[proto_count][8] = {};  // by CloseReason
   std::uint64_t refused_full = 0;             // no budget and no idle session to reclaim
 };
 

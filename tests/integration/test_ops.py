@@ -495,7 +495,7 @@ class Reload(OpsTestCase):
                      what=f"{SENSOR_IDENTITY}'s session closed after its key was removed")
         h.poll_until(sensor.saw_close_notify, 10.0, what="close_notify seen by the revoked device")
         self.assertGreaterEqual(self.sample(gw, "coapgw_sessions_closed_total",
-                                            proto="dtls", reason="disconnected"), 1)
+                                            proto="dtls", reason="revoked"), 1)
         # The other device is untouched and the removed key no longer handshakes.
         self.assertEqual(self.post(demo, "demo-after")["session"], demo_session)
         again = self.device(gw, SENSOR_IDENTITY, SENSOR_KEY, expect_handshake=False)

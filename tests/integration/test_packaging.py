@@ -332,8 +332,15 @@ class Docker(unittest.TestCase):
                 if args[-1].startswith("/etc/coapgw/"):
                     shutil.copy(os.path.join(h.REPO, args[0]), os.path.join(d, os.path.basename(args[-1])))
             _, target = self.container_config_source()
-            rc, out, err = h.run_coapgwd(["--config", os.path.join(d, os.path.basename(target)),
-                                          "--check-config"])
+            config = os.path.join(d, os.path.basename(target))
+            # --check-config runs start-up's validation, which needs the sink's directory: the
+            # image's /var/lib/coapgw volume stands here as a directory of our own.
+            with open(config) as f:
+                text = f.read()
+            os.mkdir(os.path.join(d, "var-lib-coapgw"))
+            with open(config, "w") as f:
+                f.write(text.replace("/var/lib/coapgw/", os.path.join(d, "var-lib-coapgw") + "/"))
+            rc, out, err = h.run_coapgwd(["--config", config, "--check-config"])
             self.assertEqual(rc, 0, out + err)
         finally:
             shutil.rmtree(d, ignore_errors=True)

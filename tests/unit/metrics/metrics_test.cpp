@@ -213,7 +213,7 @@ TEST(Metrics, RenderedTextParsesWithPrometheusClient) {
   // prometheus_client names counter families without the _total suffix.
   EXPECT_TRUE(has_line(summary, "coapgw_sessions gauge 30")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_sessions_idle gauge 2")) << summary;
-  EXPECT_TRUE(has_line(summary, "coapgw_sessions_closed counter 14")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_sessions_closed counter 16")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_messages counter 8")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_bad_messages counter 1")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_build_info gauge 1")) << summary;
