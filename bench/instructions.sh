@@ -3,7 +3,9 @@
 # counts do not depend on what else the machine is doing, so this compares two builds fairly on a
 # shared, noisy 2-core machine where timings do not (see bench/RESULTS.md for how it is used).
 #
-# Usage: bench/instructions.sh COAPGWD COAPGW_BENCH [plain|dtls] [SECONDS] [RATE]
+# Usage: bench/instructions.sh SERVER COAPGW_BENCH [plain|dtls] [SECONDS] [RATE]
+# SERVER is coapgwd, or libcoap's coap-server-openssl for the same workload side by side (it
+# listens on the plain port and, with the bench's PSK, on plain port + 1 for DTLS).
 # The daemon runs with threads: 1 under callgrind; instrumentation is switched on only for the
 # load window (for dtls the window also holds the 10 handshakes of the bench's devices). The
 # bench sends GET /x at RATE requests/s (default 1500) from 10 devices, 4 outstanding each, and
@@ -35,8 +37,15 @@ listen: { coap: ["127.0.0.1:$coap_port"], coaps: ["127.0.0.1:$coaps_port"], admi
 dtls: { psk: { hint: "coapgw", keys: [ { identity: "bench", key: "bench-secret" } ], keys_file: "" } }
 routes: []
 YAML
+if [[ $(basename "$gwd") == coap-server* ]]; then
+  # libcoap binds DTLS on port + 1; the port after a free one is free in practice on loopback.
+  coaps_port=$((coap_port + 1))
+  server=("$gwd" -A 127.0.0.1 -p "$coap_port" -k bench-secret -v 0)
+else
+  server=("$gwd" --config "$dir/gw.yaml")
+fi
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/cg.out" \
-  "$gwd" --config "$dir/gw.yaml" > "$dir/gwd.log" 2>&1 &
+  "${server[@]}" > "$dir/gwd.log" 2>&1 &
 pid=$!
 hex=$(printf '%04X' "$coaps_port")
 for _ in $(seq 300); do

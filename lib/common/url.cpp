@@ -72,7 +72,12 @@ bool has_dot_part(std::string_view s) {
     auto end = s.find_first_of("/\\", start);
     if (end == std::string_view::npos) end = s.size();
     auto part = s.substr(start, end - start);
-    if (part == "." || part == "..") return true;
+    // A path parameter (";x") does not change what some servers resolve the segment to (Tomcat
+    // and Jetty read "..;x" as ".."), and some trim trailing spaces and dots (IIS, Windows): a
+    // part that is only dots once those are set aside is refused. "..." included.
+    if (auto semicolon = part.find(';'); semicolon != std::string_view::npos) part = part.substr(0, semicolon);
+    while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
+    if (!part.empty() && part.find_first_not_of('.') == std::string_view::npos) return true;
     start = end + 1;
   }
   return false;

@@ -108,6 +108,13 @@ Worker::Block2Window Worker::block2_window(session::Session& s, const Reply& r, 
   Block2Window w;
   w.payload = body;
   const std::size_t block_size = std::size_t{16} << szx;
+  if ((code >> 5) != 2) {
+    // An error is answered whole, whatever block the request asked for (a 4.04 to a block-1
+    // request is still a 4.04); a long diagnostic is cut to one block rather than made block-wise.
+    if (body.size() > block_size) w.payload = body.first(block_size);
+    if (!r.from_cache && !r.answer_key.empty()) blockwise_.drop_answer(r.answer_key);
+    return w;
+  }
   if (body.size() <= block_size && r.block2_num == 0) {
     if (!r.from_cache && !r.answer_key.empty()) blockwise_.drop_answer(r.answer_key);  // a newer answer
     return w;

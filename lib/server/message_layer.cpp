@@ -108,7 +108,8 @@ std::uint8_t max_szx_for(std::size_t max_message_size) {
 
 void Worker::on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
   const auto token_fp = session::ExchangeCache::fingerprint(m.token);
-  const auto* e = cache_.find(s.id(), m.message_id, now);
+  auto& cache = cache_for(s);
+  const auto* e = cache.find(s.id(), m.message_id, now);
   if (e != nullptr && e->token_fp != token_fp) {
     // Same message id, another token: a new exchange (RFC 7252 4.5 duplicates repeat the token).
     count_bad("message_id_reused");
@@ -125,7 +126,7 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
     }
     return;
   }
-  cache_.insert(s.id(), m.message_id, now, token_fp);
+  cache.insert(s.id(), m.message_id, now, token_fp);
 
   Reply r;
   r.request_type = m.type;
@@ -252,7 +253,7 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
   if (type == coap::Type::con) {
     send_con(s, std::vector<std::byte>(bytes.begin(), bytes.end()), mid, now);
   } else {
-    cache_.set_response(s.id(), r.message_id, bytes, session::ExchangeCache::fingerprint(r.token_span()));
+    cache_for(s).set_response(s.id(), r.message_id, bytes, session::ExchangeCache::fingerprint(r.token_span()));
     send_to(s, bytes);
   }
 }
@@ -396,7 +397,7 @@ void Worker::separate_due(session::TimePoint now) {
     std::array<std::byte, 4> buf{};
     coap::MessageWriter w(buf);
     w.header(coap::Type::ack, coap::code::empty, r.message_id, {});
-    cache_.set_response(p->session->id(), r.message_id, w.bytes(), session::ExchangeCache::fingerprint(r.token_span()));
+    cache_for(*p->session).set_response(p->session->id(), r.message_id, w.bytes(), session::ExchangeCache::fingerprint(r.token_span()));
     send_to(*p->session, w.bytes());
     r.separate = true;
   }

@@ -51,7 +51,8 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       tick_timer_(std::make_unique<Timer>(*io_)),
       receive_batch_(std::make_unique<net::ReceiveBatch>()),
       send_batch_(std::make_unique<net::SendBatch>()),
-      cache_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
+      cache_plain_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
+      cache_secure_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
       dtls_out_(std::make_unique<dtls::Output>()),
       dtls_send_out_(std::make_unique<dtls::Output>()),
       exported_(std::make_unique<std::vector<persist::Entry>>()),
@@ -305,7 +306,8 @@ void Worker::on_tick() {
   auto now = session::Clock::now();
   heartbeat_ms_.store(steady_ms(), std::memory_order_relaxed);
   table_->expire(now);
-  cache_.expire(now);
+  cache_plain_.expire(now);
+  cache_secure_.expire(now);
   retransmit_due(now);
   separate_due(now);
   expire_blockwise(now);

@@ -228,7 +228,14 @@ class Worker : public session::Context {
   std::unique_ptr<net::ReceiveBatch> receive_batch_;
   std::unique_ptr<net::SendBatch> send_batch_;
   std::unique_ptr<session::Table> table_;
-  session::ExchangeCache cache_;
+  // Duplicate detection, one cache for plain CoAP and one for DTLS sessions: a flood of (possibly
+  // spoofed) plain datagrams can push plain entries out early, never those of authenticated
+  // devices, whose retransmitted requests must not run twice.
+  session::ExchangeCache cache_plain_;
+  session::ExchangeCache cache_secure_;
+  session::ExchangeCache& cache_for(const session::Session& s) {
+    return s.proto() == session::Proto::udp ? cache_plain_ : cache_secure_;
+  }
   std::unique_ptr<dtls::ServerContext> dtls_;
   std::unique_ptr<dtls::Output> dtls_out_;
   std::unique_ptr<dtls::Output> dtls_send_out_;

@@ -33,9 +33,10 @@ std::uint32_t ExchangeCache::fingerprint(std::span<const std::byte> token) {
 
 void ExchangeCache::insert(std::uint64_t session, std::uint16_t mid, TimePoint now, std::uint32_t token_fp) {
   expire(now);
-  while (index_.size() >= max_entries_ && !fifo_.empty()) {
-    pop_front();
-    ++evicted_;
+  // Bounded by FIFO slots, not index entries: a key inserted again (a message id reused with
+  // another token) leaves a stale slot behind until it is popped, and those count too.
+  while (fifo_.size() >= max_entries_ && !fifo_.empty()) {
+    if (pop_front()) ++evicted_;
   }
   auto k = key_of(session, mid);
   Entry e;
@@ -72,12 +73,14 @@ std::size_t ExchangeCache::expire(TimePoint now) {
   return n;
 }
 
-void ExchangeCache::pop_front() {
+bool ExchangeCache::pop_front() {
   const Entry& e = fifo_.front();
   auto it = index_.find(e.key);
-  if (it != index_.end() && it->second == base_seq_) index_.erase(it);
+  const bool live = it != index_.end() && it->second == base_seq_;
+  if (live) index_.erase(it);
   fifo_.pop_front();
   ++base_seq_;
+  return live;
 }
 
 std::chrono::milliseconds TransmissionParameters::max_transmit_span() const {

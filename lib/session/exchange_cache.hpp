@@ -68,7 +68,7 @@ class ExchangeCache {
     std::size_t operator()(std::uint64_t k) const { return static_cast<std::size_t>(k * 0x9E3779B97F4A7C15ull >> 7); }
   };
   Entry* lookup(std::uint64_t k);
-  void pop_front();
+  bool pop_front();  // true when the slot was the live entry of its key (not a replaced one)
 
   std::size_t max_entries_;
   std::chrono::milliseconds lifetime_;

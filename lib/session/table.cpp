@@ -82,7 +82,10 @@ Session* Table::oldest_idle() const {
 }
 
 Session* Table::reclaim_candidate(Proto newcomer) const {
-  if (newcomer == Proto::udp) return pool_head_[static_cast<int>(Proto::udp)];
+  // Idle plain sessions go first, whatever their age: otherwise a flood of fresh (spoofed) plain
+  // sessions would steer a DTLS newcomer onto an authenticated device's session.
+  if (auto* plain = pool_head_[static_cast<int>(Proto::udp)]) return plain;
+  if (newcomer == Proto::udp) return nullptr;
   return oldest_idle();
 }
 

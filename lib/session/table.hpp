@@ -88,7 +88,8 @@ class Table {
   // is exhausted, the least recently used idle session of this table is reclaimed (closed with
   // `evicted`) to make room; nullptr when there is none to reclaim (counted in refused_full).
   // A plain UDP newcomer, whose address nobody verified, reclaims only idle plain UDP sessions:
-  // a flood of spoofed datagrams must not evict sessions whose peers proved who they are.
+  // a flood of spoofed datagrams must not evict sessions whose peers proved who they are. Any
+  // newcomer takes an idle plain session before an idle DTLS one, whatever their ages.
   Session* create_server(const Key& key, const Address& local, int ifindex, TimePoint now);
   // A client session (refcount 1). Same budget rule.
   Session* create_client(const Key& key, const Address& local, TimePoint now);

@@ -55,10 +55,13 @@ TEST(Split, PathAndQuery) {
 
 TEST(DotSegments, EveryDisguiseIsCaught) {
   for (const char* s : {".", "..", "%2e", "%2E%2e", ".%2E", "%252e%252e", "%25252e.", "../x", "x/..",
-                        "a/./b", "..\\x", "x%2f..", "x%5c..%5cy"}) {
+                        "a/./b", "..\\x", "x%2f..", "x%5c..%5cy",
+                        // Path parameters and trailing blanks that servers set aside, dots only.
+                        "..;", "..;/admin", ".;x", "%2e%2e;jsessionid=1", ".. ", "..%20", ". \t", "...",
+                        "%2e%2e%2e", "x/...;y"}) {
     EXPECT_TRUE(is_dot_segment_risk(s)) << s;
   }
-  for (const char* s : {"", "...", "a.b", ".hidden", "..x", "x..", "%2e%2e%2e", "a/b", "%2e%41", "v1.2"}) {
+  for (const char* s : {"", "a.b", ".hidden", "..x", "x..", "a/b", "%2e%41", "v1.2", "a;b", "..a;"}) {
     EXPECT_FALSE(is_dot_segment_risk(s)) << s;
   }
 }

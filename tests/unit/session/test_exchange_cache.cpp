@@ -70,6 +70,23 @@ TEST(ExchangeCache, ReinsertAfterExpiryReplaces) {
   EXPECT_EQ(c.size(), 1u);
 }
 
+// Issue 11: one message id inserted again and again with new tokens (a spoofer, or any device)
+// must not grow the cache past its bound; each live entry keeps its own token.
+TEST(ExchangeCache, ReusedIdsWithNewTokensStayWithinTheBound) {
+  ExchangeCache c(4, 247s);
+  for (std::uint32_t i = 0; i < 1000; ++i) c.insert(1, 7, t0, i);
+  EXPECT_LE(c.size(), 4u);
+  EXPECT_EQ(c.find(1, 7, t0)->token_fp, 999u);
+  const std::byte answer[] = {std::byte{1}};
+  c.set_response(1, 7, answer, 998);  // an answer for the replaced exchange is not stored
+  EXPECT_FALSE(c.find(1, 7, t0)->answered);
+  c.set_response(1, 7, answer, 999);
+  EXPECT_TRUE(c.find(1, 7, t0)->answered);
+  EXPECT_EQ(ExchangeCache::fingerprint(std::span<const std::byte>{}), ExchangeCache::fingerprint({}));
+  const std::byte a[] = {std::byte{'a'}, std::byte{'b'}}, b[] = {std::byte{'a'}, std::byte{'b'}, std::byte{0}};
+  EXPECT_NE(ExchangeCache::fingerprint(a), ExchangeCache::fingerprint(b));
+}
+
 TEST(TransmissionParameters, Rfc7252Defaults) {
   TransmissionParameters p;  // ACK_TIMEOUT 2 s, factor 1.5, MAX_RETRANSMIT 4
   EXPECT_EQ(p.max_transmit_span(), 45s);

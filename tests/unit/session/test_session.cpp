@@ -161,9 +161,19 @@ TEST_F(Fixture, PlainNewcomerNeverReclaimsAnIdleDtlsSession) {
   EXPECT_EQ(table->create_server(key(5), local, 1, t0 + 4s), nullptr);
   EXPECT_EQ(table->stats().refused_full, 1u);
   EXPECT_NE(table->find(key(1, Proto::dtls)), nullptr);
-  // A DTLS newcomer may reclaim it (the oldest idle session of any protocol).
+  // A DTLS newcomer may reclaim it when no plain session is idle.
   ASSERT_NE(table->create_server(key(6, Proto::dtls), local, 1, t0 + 5s), nullptr);
   EXPECT_EQ(table->find(key(1, Proto::dtls)), nullptr);
+}
+
+TEST_F(Fixture, DtlsNewcomerTakesAnIdlePlainSessionBeforeAnOlderDtlsOne) {
+  make_table(3);
+  table->create_server(key(1, Proto::dtls), local, 1, t0);  // the oldest
+  table->create_server(key(2), local, 1, t0 + 1s);
+  table->create_server(key(3), local, 1, t0 + 2s);
+  ASSERT_NE(table->create_server(key(4, Proto::dtls), local, 1, t0 + 3s), nullptr);
+  EXPECT_NE(table->find(key(1, Proto::dtls)), nullptr);
+  EXPECT_EQ(table->find(key(2)), nullptr);
 }
 
 TEST_F(Fixture, IdlePoolsOfEachProtocolExpireInOrder) {
