@@ -98,7 +98,7 @@ void parse_listen(Reader& r, const YAML::Node& node, ListenConfig& out) {
 void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
   DtlsConfig& out = config.dtls;
   if (!r.map(node, "dtls",
-             {"psk", "pki", "ciphers", "handshake_timeout", "max_handshakes", "handshake_backoff"}))
+             {"psk", "pki", "ciphers", "handshake_timeout", "max_handshakes", "max_handshakes_per_ip", "handshake_backoff"}))
     return;
   const YAML::Node psk = child(node, "psk");
   if (psk.IsDefined() && r.map(psk, "dtls.psk", {"hint", "keys", "keys_file"}) && psk.IsMap()) {
@@ -154,6 +154,7 @@ void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
   r.string(node, "ciphers", "dtls", out.ciphers);
   r.duration(node, "handshake_timeout", "dtls", true, out.handshake_timeout);
   r.integer(node, "max_handshakes", "dtls", 1, 1'000'000, out.max_handshakes);
+  r.integer(node, "max_handshakes_per_ip", "dtls", 0, 1'000'000, out.max_handshakes_per_ip);
   const YAML::Node backoff = child(node, "handshake_backoff");
   if (backoff.IsDefined() &&
       r.map(backoff, "dtls.handshake_backoff", {"after", "initial", "max", "max_addresses"}) && backoff.IsMap()) {

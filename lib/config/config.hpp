@@ -59,6 +59,7 @@ struct DtlsConfig {
   std::string ciphers;
   Duration handshake_timeout{30000};
   std::size_t max_handshakes = 1000;
+  std::size_t max_handshakes_per_ip = 100;  // handshakes in progress from one IP address; 0 = no bound
   // Addresses whose handshakes keep failing are refused for a while (issue 11).
   struct HandshakeBackoff {
     std::size_t after = 3;  // consecutive failures before the back-off starts; 0 = never

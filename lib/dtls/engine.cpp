@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "dtls/flight_filter.hpp"
 #include "dtls/handshake_state.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/record_layer.hpp"
@@ -144,41 +145,6 @@ void Engine::start(Output& out, time_point now) {
   hs.pipe.out = &out;  // the ClientHello is already buffered inside the SSL object
   drive_handshake(out);
   if (handshake_) handshake_->pipe.detach();
-}
-
-std::optional<std::vector<std::byte>> Engine::without_plaintext_alerts(std::span<const std::byte> datagram) {
-  bool found = false;
-  std::span<const std::byte> rest = datagram;
-  while (!rest.empty() && !found) {
-    const auto record = wire::next_record(rest, &rest);
-    if (!record) break;
-    found = record->epoch == 0 && record->type == static_cast<std::uint8_t>(wire::ContentType::alert);
-  }
-  if (!found) return std::nullopt;
-  std::vector<std::byte> kept;
-  kept.reserve(datagram.size());
-  rest = datagram;
-  while (!rest.empty()) {
-    const auto record = wire::next_record(rest, &rest);
-    if (!record) {
-      kept.insert(kept.end(), rest.begin(), rest.end());  // OpenSSL drops a truncated tail itself
-      break;
-    }
-    if (record->epoch == 0 && record->type == static_cast<std::uint8_t>(wire::ContentType::alert)) continue;
-    kept.insert(kept.end(), record->whole.begin(), record->whole.end());
-  }
-  return kept;
-}
-
-void Engine::note_handshake_records(std::span<const std::byte> datagram) {
-  std::span<const std::byte> rest = datagram;
-  while (!rest.empty()) {
-    const auto record = wire::next_record(rest, &rest);
-    if (!record) break;
-    if (record->epoch == 1 && record->type == static_cast<std::uint8_t>(wire::ContentType::handshake)) {
-      handshake_->peer_epoch1_handshake_seen = true;
-    }
-  }
 }
 
 void Engine::drive_handshake(Output& out) {
@@ -341,15 +307,14 @@ void Engine::on_datagram(std::span<const std::byte> datagram, Output& out, time_
       fail(Failure::handshake_timeout, out);
       return;
     }
-    note_handshake_records(datagram);
-    // Plaintext alerts are not authenticated: anyone can send one with the device's address, so
-    // during the handshake they are dropped rather than allowed to end it (a peer that really
-    // gives up leaves the handshake to time out). The rest goes to OpenSSL unchanged.
-    const auto filtered = without_plaintext_alerts(datagram);
-    if (filtered) {
-      ++bad_records_;
-      if (filtered->empty()) return;
-      datagram = *filtered;
+    // Records a client cannot legitimately send now are dropped and counted before OpenSSL sees
+    // them: unauthenticated junk from the device's address must not end the handshake.
+    const auto flight = filter_client_flight(datagram);
+    if (flight.finished_after_ccs) handshake_->peer_epoch1_handshake_seen = true;
+    if (flight.changed) {
+      bad_records_ += flight.dropped;
+      if (flight.kept.empty()) return;
+      datagram = flight.kept;
     }
     handshake_->pipe.feed(datagram, &out);
     drive_handshake(out);

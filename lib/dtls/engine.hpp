@@ -113,9 +113,6 @@ class Engine {
   void on_record(const wire::Record& record, Output& out);
   void fail(Failure failure, Output& out);
   void send_plaintext_alert(std::uint8_t description, Output& out);
-  void note_handshake_records(std::span<const std::byte> datagram);
-  // `datagram` less its epoch-0 alert records; nullopt when it has none.
-  static std::optional<std::vector<std::byte>> without_plaintext_alerts(std::span<const std::byte> datagram);
   // Moves record protection to the lean layer and frees the SSL object, if
   // one of `proof`'s epoch-1 application records opens with the derived keys.
   void switch_to_lean(std::span<const std::byte> proof);

@@ -4,15 +4,10 @@
 
 namespace coapgw::dtls {
 
-Address FailureBackoff::ip_of(const Address& peer) {
-  Address ip = peer;
-  ip.set_port(0);
-  return ip;
-}
 
 bool FailureBackoff::blocked(const Address& peer, time_point now) {
   if (settings_.after == 0 || entries_.empty()) return false;
-  auto it = entries_.find(ip_of(peer));
+  auto it = entries_.find(peer);
   if (it == entries_.end()) return false;
   if (forgotten(it->second, now)) {
     entries_.erase(it);
@@ -23,7 +18,7 @@ bool FailureBackoff::blocked(const Address& peer, time_point now) {
 
 void FailureBackoff::on_failure(const Address& peer, time_point now) {
   if (settings_.after == 0) return;
-  const Address ip = ip_of(peer);
+  const Address& ip = peer;
   auto it = entries_.find(ip);
   if (it == entries_.end()) {
     if (entries_.size() >= settings_.max_addresses) make_room(now);
@@ -43,7 +38,7 @@ void FailureBackoff::on_failure(const Address& peer, time_point now) {
 }
 
 void FailureBackoff::on_success(const Address& peer) {
-  if (!entries_.empty()) entries_.erase(ip_of(peer));
+  if (!entries_.empty()) entries_.erase(peer);
 }
 
 void FailureBackoff::make_room(time_point now) {

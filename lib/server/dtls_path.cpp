@@ -95,6 +95,12 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
     return;  // dropped: the device retries; established sessions are unaffected
   }
+  if (settings_.max_handshakes_per_ip != 0 && handshakes_of_ip(d.peer) >= settings_.max_handshakes_per_ip) {
+    // One address (which passed the cookie exchange, so it is real) must not hold every slot.
+    metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
+    count_bad("handshakes_per_ip");
+    return;
+  }
   if (s != nullptr) {
     // The address has a live session: run the new handshake beside it and replace the session only
     // when this one completes (see finish_rehandshake).
@@ -216,7 +222,7 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
         break;
     }
     if (in_handshake) {
-      if (out.failure != dtls::Failure::handshake_timeout) backoff_.on_failure(s.addr_remote(), now);
+      backoff_.on_failure(s.addr_remote(), now);  // timeouts too: a half-open handshake holds a slot
       metrics_.dtls_handshakes(out.failure == dtls::Failure::handshake_timeout
                                    ? metrics::HandshakeResult::timeout
                                    : metrics::HandshakeResult::failed)
@@ -255,12 +261,21 @@ void Worker::on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, sessio
   if (out.established) {
     finish_rehandshake(key, now);
   } else if (out.closed) {
-    if (out.failure != dtls::Failure::handshake_timeout) backoff_.on_failure(d.peer, now);
+    backoff_.on_failure(d.peer, now);
     metrics_.dtls_handshakes(out.failure == dtls::Failure::handshake_timeout ? metrics::HandshakeResult::timeout
                                                                             : metrics::HandshakeResult::failed)
         .Increment();
     rehandshakes_.erase(key);  // the live session is untouched
   }
+}
+
+std::size_t Worker::handshakes_of_ip(const Address& peer) const {
+  std::size_t n = handshaking_.of_ip(peer);
+  if (!rehandshakes_.empty()) {  // rare: devices that handshake again beside a live session
+    const Address ip = HandshakeSet::ip_of(peer);
+    for (const auto& [key, rh] : rehandshakes_) n += HandshakeSet::ip_of(key.remote) == ip ? 1 : 0;
+  }
+  return n;
 }
 
 void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now) {
@@ -297,6 +312,7 @@ void Worker::dtls_timers_due(session::TimePoint now) {
       it->second->engine->on_timer(out, now);
       send_dtls_datagrams(*endpoints_[it->second->endpoint], it->first.remote, it->second->local, out);
       if (out.closed) {
+        backoff_.on_failure(it->first.remote, now);
         metrics_.dtls_handshakes(metrics::HandshakeResult::timeout).Increment();
         it = rehandshakes_.erase(it);
         continue;

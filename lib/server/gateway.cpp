@@ -87,6 +87,8 @@ bool Gateway::start(std::string* error) {
     ws.transmission = tx;
     ws.max_message_size = c.coap.max_message_size;
     ws.max_handshakes = std::max<std::size_t>(1, (c.dtls.max_handshakes + n - 1) / n);
+    ws.max_handshakes_per_ip =
+        c.dtls.max_handshakes_per_ip == 0 ? 0 : std::max<std::size_t>(1, (c.dtls.max_handshakes_per_ip + n - 1) / n);
     ws.handshake_backoff = {static_cast<unsigned>(c.dtls.handshake_backoff.after), c.dtls.handshake_backoff.initial,
                             c.dtls.handshake_backoff.max, c.dtls.handshake_backoff.max_addresses};
     ws.separate_response_after = c.coap.separate_response_after;

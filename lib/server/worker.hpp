@@ -28,6 +28,7 @@
 #include "common/address.hpp"
 #include "common/log.hpp"
 #include "dtls/failure_backoff.hpp"
+#include "server/handshake_set.hpp"
 #include "session/exchange_cache.hpp"
 #include "session/table.hpp"
 
@@ -70,6 +71,7 @@ struct WorkerSettings {
   std::size_t max_message_size = 1152;
   std::size_t max_handshakes = 1000;       // this worker's share of dtls.max_handshakes
   dtls::FailureBackoff::Settings handshake_backoff;
+  std::size_t max_handshakes_per_ip = 100;  // this worker's share of dtls.max_handshakes_per_ip; 0 = none
   std::chrono::milliseconds separate_response_after{1000};
   std::size_t exchange_cache_entries = 65536;
   std::size_t max_outstanding = 10000;     // our CONs awaiting ACK, per worker
@@ -209,6 +211,7 @@ class Worker : public session::Context {
                                     dtls::Output& out, session::TimePoint now, std::uint64_t* bad_records);
   void on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, session::Session* old,
                                const net::ReceivedDatagram& d, session::TimePoint now);
+  std::size_t handshakes_of_ip(const Address& peer) const;
   void finish_rehandshake(const session::Key& key, session::TimePoint now);
 
   // revocation.cpp
@@ -257,7 +260,7 @@ class Worker : public session::Context {
   std::unordered_map<std::uint64_t, std::unique_ptr<PendingForward>> pending_;
   std::uint64_t next_pending_id_ = 1;
   // DTLS sessions still in their handshake; each holds a session reference.
-  std::unordered_set<session::Session*> handshaking_;
+  HandshakeSet handshaking_;
   dtls::FailureBackoff backoff_;  // addresses whose handshakes keep failing
   // New handshakes from the address of an established session (a rebooted device). The live session
   // stays until the new handshake completes, so a ClientHello alone cannot end it.

@@ -154,37 +154,76 @@ class SpoofedPlain(SpoofTestCase):
 
 
 class HandshakeBackoff(SpoofTestCase):
-    """Point 8: an address whose handshakes keep failing is refused for a while; others are not."""
+    """Point 8: an address whose handshakes keep failing is refused for a while; others (another
+    port of the same host included: a NAT neighbour) are not. One host cannot hold every slot."""
+
+    def config(self):
+        return h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"], admin=f"127.0.0.1:{h.free_tcp_port()}",
+                             threads=1)
 
     def test_failing_address_is_backed_off_others_are_served(self):
-        cfg = h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"], admin=f"127.0.0.1:{h.free_tcp_port()}",
-                            threads=1)
+        cfg = self.config()
         cfg["dtls"]["handshake_backoff"] = {"after": 2, "initial": "60s", "max": "120s"}
         self.gw = self.start_gateway(cfg)
         host, port = self.gw.coaps_addr()
-        for attempt in range(2):  # two wrong keys from 127.0.0.3: each handshake fails
-            bad = h.SClient(host, port, h.DEMO_IDENTITY, "not-the-key", extra=["-bind", "127.0.0.3:0"])
+        failing = ["-bind", f"127.0.0.3:{h.free_udp_port('127.0.0.3')}"]
+        for attempt in range(2):  # two wrong keys from one address: each handshake fails
+            bad = h.SClient(host, port, h.DEMO_IDENTITY, "not-the-key", extra=failing)
             try:
                 h.poll_until(lambda: self.counter("coapgw_dtls_handshakes_total", result="failed") >= attempt + 1,
                              15.0, what=f"failed handshake {attempt + 1}")
             finally:
                 bad.kill()
         # The third try from that address is refused before any handshake work, and counted.
-        third = h.SClient(host, port, h.DEMO_IDENTITY, h.DEMO_KEY, extra=["-bind", "127.0.0.3:0"])
+        third = h.SClient(host, port, h.DEMO_IDENTITY, h.DEMO_KEY, extra=failing)
         try:
             h.poll_until(lambda: self.counter("coapgw_dtls_handshakes_total", result="backoff") >= 1, 15.0,
                          what="the third handshake to be backed off")
             self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="ok"), 0)
-            # Meanwhile another address, with the right key, is served at once.
-            good = h.SClient(host, port, h.DEMO_IDENTITY, h.DEMO_KEY, extra=["-bind", "127.0.0.2:0"])
+            # Meanwhile another port of the same host, and another host, are served at once.
+            for bind in ("127.0.0.3:0", "127.0.0.2:0"):
+                good = h.SClient(host, port, h.DEMO_IDENTITY, h.DEMO_KEY, extra=["-bind", bind])
+                try:
+                    self.assertTrue(good.wait_handshake(), good.out.text())
+                finally:
+                    good.kill()
+            self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="ok"), 2)
+            self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="failed"), 2)
+        finally:
+            third.kill()
+
+    def stall_a_handshake(self, source_ip):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((source_ip, 0))
+        s.connect(self.gw.coaps_addr())
+        random = os.urandom(32)
+        s.send(h.dtls_client_hello(seq=0, random=random))
+        s.settimeout(3.0)
+        cookie = h.hello_verify_cookie(s.recv(4096))
+        self.assertIsNotNone(cookie)
+        s.send(h.dtls_client_hello(seq=1, cookie=cookie, random=random, message_seq=1))
+        return s
+
+    def test_one_host_cannot_hold_every_handshake_slot(self):
+        cfg = self.config()
+        cfg["dtls"]["max_handshakes"] = 10
+        cfg["dtls"]["max_handshakes_per_ip"] = 3
+        self.gw = self.start_gateway(cfg)
+        stalled = []
+        try:
+            for _ in range(8):  # half-open handshakes from one host: only 3 get a slot
+                stalled.append(self.stall_a_handshake("127.0.0.5"))
+            h.poll_until(lambda: self.counter("coapgw_bad_messages_total", reason="handshakes_per_ip") >= 5, 10.0,
+                         what="the host's handshakes beyond its bound to be refused")
+            good = h.SClient(*self.gw.coaps_addr(), h.DEMO_IDENTITY, h.DEMO_KEY, extra=["-bind", "127.0.0.6:0"])
             try:
                 self.assertTrue(good.wait_handshake(), good.out.text())
             finally:
                 good.kill()
             self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="ok"), 1)
-            self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="failed"), 2)
         finally:
-            third.kill()
+            for s in stalled:
+                s.close()
 
 
 if __name__ == "__main__":

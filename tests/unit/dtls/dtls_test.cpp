@@ -576,9 +576,9 @@ TEST(DtlsEndings, PlaintextAlertCannotKillEstablishedSession) {
   EXPECT_EQ(client_to_server(client, *r.engine, "still here", out), std::vector<std::string>{"still here"});
 }
 
-// Issue 11: a plaintext fatal alert injected into a handshake (by anyone who knows the device's
-// address) is dropped; the handshake goes on and completes.
-TEST(DtlsEndings, PlaintextAlertCannotKillAHandshake) {
+// Issue 11: plaintext alerts and junk records injected into a handshake (by anyone who knows the
+// device's address) are dropped and counted; the handshake goes on and completes.
+TEST(DtlsEndings, UnauthenticatedJunkCannotKillAHandshake) {
   auto server = make_context();
   Client client(ClientOptions{});
   Output out;
@@ -588,13 +588,39 @@ TEST(DtlsEndings, PlaintextAlertCannotKillAHandshake) {
   out.clear();
   auto hello = server->on_hello(peer_a(), client.take(), out, t0);
   ASSERT_TRUE(hello.engine);
-  const Bytes alert = {std::byte{21}, std::byte{0xfe}, std::byte{0xfd}, std::byte{0}, std::byte{0},
-                       std::byte{0},  std::byte{0},    std::byte{0},    std::byte{0}, std::byte{0},
-                       std::byte{7},  std::byte{0},    std::byte{2},    std::byte{2}, std::byte{40}};
+  auto record = [](std::uint8_t type, std::uint16_t epoch, std::uint8_t seq, const Bytes& body) {
+    Bytes r(13 + body.size());
+    const std::uint8_t header[13] = {type, 0xfe, 0xfd, static_cast<std::uint8_t>(epoch >> 8),
+                                     static_cast<std::uint8_t>(epoch & 0xff), 0, 0, 0, 0, 0, seq,
+                                     static_cast<std::uint8_t>(body.size() >> 8),
+                                     static_cast<std::uint8_t>(body.size() & 0xff)};
+    for (std::size_t i = 0; i < 13; ++i) r[i] = std::byte{header[i]};
+    for (std::size_t i = 0; i < body.size(); ++i) r[13 + i] = body[i];
+    return r;
+  };
+  const Bytes alert = record(21, 0, 7, {std::byte{2}, std::byte{40}});
+  // What a spoofer sends without keys: alerts, junk "handshake" bytes, a ServerHello-typed
+  // message, a fragment claiming more than it holds, epoch-0 application data, a ChangeCipherSpec
+  // with a wrong body, a later epoch, and a truncated record.
+  const std::vector<Bytes> junk = {
+      alert,
+      record(22, 0, 8, Bytes(30, std::byte{0x5a})),
+      record(22, 0, 9, {std::byte{2}, std::byte{0}, std::byte{0}, std::byte{4}, std::byte{0}, std::byte{2},
+                        std::byte{0}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{4},
+                        std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}}),
+      record(22, 0, 10, {std::byte{16}, std::byte{0}, std::byte{0}, std::byte{9}, std::byte{0}, std::byte{2},
+                         std::byte{0}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{9},
+                         std::byte{1}}),
+      record(23, 0, 11, Bytes(20, std::byte{1})),
+      record(20, 0, 12, {std::byte{2}}),
+      record(22, 2, 13, Bytes(40, std::byte{3})),
+      Bytes{std::byte{22}, std::byte{0xfe}, std::byte{0xfd}, std::byte{0}},
+  };
   Output spoofed;
-  hello.engine->on_datagram(alert, spoofed, t0);
-  EXPECT_FALSE(spoofed.closed);
+  for (const auto& j : junk) hello.engine->on_datagram(j, spoofed, t0);
+  EXPECT_FALSE(spoofed.closed) << to_string(spoofed.failure);
   EXPECT_EQ(hello.engine->state(), Engine::State::handshake);
+  EXPECT_EQ(hello.engine->bad_records(), junk.size());
   bool established = false;
   for (int round = 0; round < 16 && !established; ++round) {
     client.receive(out.datagrams);

@@ -1,6 +1,6 @@
 // dtls::FailureBackoff on a fake clock: after `after` failures an address is held back, the hold
-// doubles up to `max`, a success or `max` without failures forgets it, other addresses (and other
-// ports of other hosts) are unaffected, and the table stays within its bound.
+// doubles up to `max`, a success or `max` without failures forgets it, other addresses (other
+// ports of the same host included) are unaffected, and the table stays within its bound.
 #include <gtest/gtest.h>
 
 #include "dtls/failure_backoff.hpp"
@@ -23,9 +23,10 @@ TEST(FailureBackoff, HoldsBackAfterRepeatedFailuresOnly) {
   EXPECT_FALSE(f.blocked(a(), t0));
   f.on_failure(a(), t0);
   EXPECT_TRUE(f.blocked(a(), t0));
-  EXPECT_TRUE(f.blocked(a(6000), t0 + 999ms));  // the IP address, whatever the port
+  EXPECT_TRUE(f.blocked(a(), t0 + 999ms));
   EXPECT_FALSE(f.blocked(a(), t0 + 1000ms));
-  EXPECT_FALSE(f.blocked(b(), t0));  // others are unaffected
+  EXPECT_FALSE(f.blocked(a(6000), t0));  // another port of the same host (a NAT neighbour) is not
+  EXPECT_FALSE(f.blocked(b(), t0));      // nor other hosts
 }
 
 TEST(FailureBackoff, HoldDoublesUpToMax) {
