@@ -135,8 +135,9 @@ Metrics::Metrics(std::string version)
   build_info.Add({{"version", std::move(version)}}).Set(1);
 
   // prometheus-cpp leaves childless families out of Collect(); these have
-  // children only once a request was answered or a route built, so serialize() renders them empty (HELP and
-  // TYPE) until then and every family is visible from the first scrape.
+  // children only once a request was answered or a route was built, so
+  // serialize() renders them empty (HELP and TYPE) until then and every
+  // family is visible from the first scrape.
   using prometheus::MetricType;
   empty_families_ = {
       {requests_family_->GetName(), requests_help, MetricType::Counter, {}},

@@ -56,7 +56,8 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
   if (block->num == 0) {
     auto [started, admit] = blockwise_.start_reassembly(s.id(), key, expires);
     if (admit != BlockwiseCache::Admit::ok) {
-      count_bad(admit == BlockwiseCache::Admit::session_full ? BadReason::reassemblies_session_full : BadReason::reassemblies_full);
+      count_bad(admit == BlockwiseCache::Admit::session_full ? BadReason::reassemblies_session_full
+                                                             : BadReason::reassemblies_full);
       reply(s, r, coap::code::service_unavailable, std::nullopt, {}, now, 5);
       return false;
     }
