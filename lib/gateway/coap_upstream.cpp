@@ -48,10 +48,10 @@ std::optional<std::uint8_t> method_code(std::string_view method) {
   return std::nullopt;
 }
 
-ForwardResponse failure(std::uint8_t code, std::string outcome) {
+ForwardResponse failure(std::uint8_t code, Outcome outcome) {
   ForwardResponse r;
   r.code = code;
-  r.outcome = std::move(outcome);
+  r.outcome = outcome;
   return r;
 }
 
@@ -152,17 +152,17 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   void start() { do_receive(); }
 
   void forward(ForwardRequest request, ForwardDone done) {
-    if (closed_) return post(std::move(done), failure(coap::code::bad_gateway, "upstream_error"));
+    if (closed_) return post(std::move(done), failure(coap::code::bad_gateway, Outcome::upstream_error));
     if (by_token_.size() >= settings_.max_exchanges) {
-      auto r = failure(coap::code::service_unavailable, "overloaded");
+      auto r = failure(coap::code::service_unavailable, Outcome::overloaded);
       r.max_age = 5;
       return post(std::move(done), std::move(r));
     }
     auto method = method_code(request.method);
-    if (!method) return post(std::move(done), failure(coap::code::not_implemented, "upstream_error"));
+    if (!method) return post(std::move(done), failure(coap::code::not_implemented, Outcome::upstream_error));
     const bool must_wait = dtls_ && dtls_->state() != DtlsClient::State::established;
     if (must_wait && awaiting_handshake_.size() >= settings_.max_handshake_queue) {
-      auto r = failure(coap::code::service_unavailable, "overloaded");
+      auto r = failure(coap::code::service_unavailable, Outcome::overloaded);
       r.max_age = 5;
       return post(std::move(done), std::move(r));
     }
@@ -191,7 +191,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     ex->deadline_timer.expires_after(spec_.timeout);
     ex->deadline_timer.async_wait([self = shared_from_this(), token](error_code ec) {
       if (ec) return;
-      self->finish(token, failure(coap::code::gateway_timeout, "timeout"));
+      self->finish(token, failure(coap::code::gateway_timeout, Outcome::timeout));
     });
     auto& ref = *ex;
     by_token_.emplace(token, std::move(ex));
@@ -216,7 +216,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     }
     std::vector<std::uint64_t> tokens;
     for (auto& [t, ex] : by_token_) tokens.push_back(t);
-    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, "upstream_error"));
+    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, Outcome::upstream_error));
     error_code ec;
     socket_.close(ec);
     if (session_) {
@@ -273,7 +273,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     }
     ex.datagram = coap::serialize(m);
     if (ex.datagram.empty()) {
-      return finish(ex.token_value, failure(coap::code::bad_gateway, "upstream_error"));
+      return finish(ex.token_value, failure(coap::code::bad_gateway, Outcome::upstream_error));
     }
     if (ex.awaiting_ack) by_mid_.erase(ex.mid);
     ex.mid = m.message_id;
@@ -295,7 +295,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   void transmit(Exchange& ex) {
     error_code ec = send_message(ex.datagram);
     if (ec == asio::error::connection_refused) {
-      return finish(ex.token_value, failure(coap::code::bad_gateway, "connect_failed"));
+      return finish(ex.token_value, failure(coap::code::bad_gateway, Outcome::connect_failed));
     }
     // Other send errors (would_block, no buffer space) are left to the retransmission.
     ex.retransmit_timer.expires_after(ex.rto);
@@ -311,7 +311,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     Exchange& ex = *it->second;
     if (!ex.awaiting_ack || ex.mid != mid) return;  // a stale timer for an earlier CON
     if (ex.retransmits >= settings_.max_retransmit) {
-      return finish(token, failure(coap::code::gateway_timeout, "timeout"));
+      return finish(token, failure(coap::code::gateway_timeout, Outcome::timeout));
     }
     ++ex.retransmits;
     ex.rto *= 2;
@@ -346,14 +346,14 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
       }
       if (state == DtlsClient::State::established) {
         dtls_->abandon();  // its state died with the upstream, if it restarts it will not know us
-        return on_connection_lost("upstream unreachable (ICMP)", "connect_failed");
+        return on_connection_lost("upstream unreachable (ICMP)", Outcome::connect_failed);
       }
     }
     std::vector<std::uint64_t> tokens;
     for (auto& [t, ex] : by_token_) {
       if (ex->awaiting_ack) tokens.push_back(t);
     }
-    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, "connect_failed"));
+    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, Outcome::connect_failed));
   }
 
   void send_empty(coap::Type type, std::uint16_t mid) {
@@ -436,7 +436,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
       return arm_dtls_timer();
     }
     if (before == DtlsClient::State::established && now != DtlsClient::State::established) {
-      on_connection_lost(dtls_->error(), "upstream_error");
+      on_connection_lost(dtls_->error(), Outcome::upstream_error);
     }
   }
 
@@ -461,12 +461,12 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     warn("DTLS handshake with " + spec_.upstream + " failed: " + why);
     auto tokens = std::move(awaiting_handshake_);
     awaiting_handshake_.clear();
-    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, "connect_failed"));
+    for (auto t : tokens) finish(t, failure(coap::code::bad_gateway, Outcome::connect_failed));
   }
 
   // The established connection is gone (close_notify, fatal alert, unreachable): nothing in flight
   // can be answered over it; the next request handshakes again.
-  void on_connection_lost(const std::string& why, const char* outcome) {
+  void on_connection_lost(const std::string& why, Outcome outcome) {
     ++dtls_generation_;
     dtls_timer_.cancel();
     session_->set_state(session::State::none);
@@ -505,7 +505,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
       if (it == by_mid_.end()) return;
       auto token = it->second;
       auto& ex = *by_token_.at(token);
-      if (m.type == coap::Type::rst) return finish(token, failure(coap::code::bad_gateway, "upstream_error"));
+      if (m.type == coap::Type::rst) return finish(token, failure(coap::code::bad_gateway, Outcome::upstream_error));
       if (coap::is_empty(m.code)) {  // separate response follows
         stop_awaiting(ex);
         return;
@@ -593,7 +593,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     std::optional<coap::BlockValue> b2;
     if (auto* o = m.find(coap::option::block2)) {
       b2 = coap::decode_block(o->value);
-      if (!b2) return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+      if (!b2) return finish(token, failure(coap::code::bad_gateway, Outcome::bad_response));
     }
     if (b2 && (b2->more || ex.partial)) return on_block2(ex, m, *b2);
     finish(token, to_response(m));
@@ -612,7 +612,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     const bool changed = etag && etag != ex.block2_etag;
     if (ex.partial && (m.code != ex.partial->code || changed)) {
       if (ex.block2_restarts >= max_block2_restarts) {
-        return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+        return finish(token, failure(coap::code::bad_gateway, Outcome::bad_response));
       }
       ++ex.block2_restarts;
       ex.partial.reset();
@@ -622,13 +622,13 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     const std::size_t have = ex.partial ? ex.partial->payload.size() : 0;
     // RFC 7959 §2.2: every block but the last carries exactly its size.
     if (offset != have || (b2.more && m.payload.size() != b2.size())) {
-      return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+      return finish(token, failure(coap::code::bad_gateway, Outcome::bad_response));
     }
     if (auto* size2 = m.find(coap::option::size2); size2 && coap::decode_uint(size2->value) > settings_.max_body_bytes) {
-      return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+      return finish(token, failure(coap::code::bad_gateway, Outcome::bad_response));
     }
     if (have + m.payload.size() > settings_.max_body_bytes) {
-      return finish(token, failure(coap::code::bad_gateway, "bad_response"));
+      return finish(token, failure(coap::code::bad_gateway, Outcome::bad_response));
     }
     if (!ex.partial) {
       ex.partial = to_response(m);
@@ -645,7 +645,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   }
 
   void send_block2_request(Exchange& ex, std::uint32_t num, std::uint8_t szx) {
-    if (num > coap::max_block_num) return finish(ex.token_value, failure(coap::code::bad_gateway, "bad_response"));
+    if (num > coap::max_block_num) return finish(ex.token_value, failure(coap::code::bad_gateway, Outcome::bad_response));
     ex.block2_szx = szx;
     ex.block2_next = num;
     ex.block2_asking = true;
@@ -655,7 +655,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   static ForwardResponse to_response(const coap::MessageView& m) {
     ForwardResponse r;
     r.code = m.code;
-    r.outcome = (m.code >> 5) == 5 ? "upstream_error" : "ok";
+    r.outcome = (m.code >> 5) == 5 ? Outcome::upstream_error : Outcome::ok;
     if (auto* cf = m.find(coap::option::content_format))
       r.content_format = static_cast<std::uint16_t>(coap::decode_uint(cf->value));
     if (auto* ma = m.find(coap::option::max_age)) r.max_age = coap::decode_uint(ma->value);

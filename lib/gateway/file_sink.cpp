@@ -37,10 +37,10 @@ void FileSink::forward(ForwardRequest request, ForwardDone done) {
     // RFC 7252 §5.10.8.1: the sink holds no representation, so no entity-tag (nor "exists") matches.
     // If-None-Match always holds for the same reason: the line is appended.
     response.code = coap_code(4, 12);
-    response.outcome = "ok";
+    response.outcome = Outcome::ok;
   } else if (fd_ < 0) {
     response.code = coap_code(5, 0);
-    response.outcome = "upstream_error";
+    response.outcome = Outcome::upstream_error;
   } else {
     const std::string line = format_file_record(request, std::chrono::system_clock::now());
     // One write() per line: O_APPEND makes it atomic with respect to the
@@ -53,10 +53,10 @@ void FileSink::forward(ForwardRequest request, ForwardDone done) {
     } while (written < 0 && errno == EINTR);
     if (written == static_cast<ssize_t>(line.size())) {
       response.code = request.method == "POST" ? coap_code(2, 1) : coap_code(2, 4);
-      response.outcome = "ok";
+      response.outcome = Outcome::ok;
     } else {
       response.code = coap_code(5, 0);
-      response.outcome = "upstream_error";
+      response.outcome = Outcome::upstream_error;
     }
   }
   boost::asio::post(io_, [done = std::move(done), response = std::move(response)]() mutable {

@@ -15,7 +15,12 @@
 #include <utility>
 #include <vector>
 
+#include "metrics/labels.hpp"
+
 namespace coapgw::gateway {
+
+// How a forward ended: the outcome label of coapgw_upstream_requests_total.
+using Outcome = metrics::UpstreamOutcome;
 
 // CoAP code byte from class and detail: coap_code(2, 5) == 0x45 ("2.05").
 constexpr std::uint8_t coap_code(unsigned cls, unsigned detail) {
@@ -49,9 +54,7 @@ struct ForwardResponse {
   // Further response options relayed from a CoAP upstream (ETag, Location-Path, Location-Query), in
   // wire order; content_format and max_age stay in their own fields.
   std::vector<std::pair<std::uint16_t, std::vector<std::byte>>> options;
-  // Metric label: "ok", "upstream_error", "connect_failed", "timeout",
-  // "overloaded", "bad_response", "not_implemented".
-  std::string outcome;
+  Outcome outcome = Outcome::ok;
 };
 
 // Called exactly once, on the worker's io_context, never from inside forward().

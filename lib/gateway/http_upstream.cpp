@@ -58,10 +58,10 @@ bool set_method(http::request<http::string_body>& req, std::string_view method) 
   return true;
 }
 
-ForwardResponse failure(std::uint8_t code, std::string outcome) {
+ForwardResponse failure(std::uint8_t code, Outcome outcome) {
   ForwardResponse r;
   r.code = code;
-  r.outcome = std::move(outcome);
+  r.outcome = outcome;
   return r;
 }
 
@@ -146,9 +146,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   ~Exchange() { pool_->active.erase(this); }
 
   void start() {
-    if (pool_->shut_down) return finish(failure(coap_code(5, 2), "upstream_error"), false);
-    if (!method_ok_) return finish(failure(coap_code(5, 1), "not_implemented"), false);
-    if (!accept_ok_) return finish(failure(coap_code(4, 6), "not_implemented"), false);
+    if (pool_->shut_down) return finish(failure(coap_code(5, 2), Outcome::upstream_error), false);
+    if (!method_ok_) return finish(failure(coap_code(5, 1), Outcome::not_implemented), false);
+    if (!accept_ok_) return finish(failure(coap_code(4, 6), Outcome::not_implemented), false);
     pool_->active.insert(this);
     deadline_.expires_after(pool_->timeout);
     deadline_.async_wait([self = shared_from_this()](error_code ec) {
@@ -161,7 +161,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       return do_write();
     }
     if (pool_->open >= pool_->max_connections) {
-      ForwardResponse r = failure(coap_code(5, 3), "overloaded");
+      ForwardResponse r = failure(coap_code(5, 3), Outcome::overloaded);
       r.max_age = overloaded_max_age_s;
       return finish(std::move(r), false);
     }
@@ -232,7 +232,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void on_resolve(error_code ec, tcp::resolver::results_type results) {
     if (finished_) return;
-    if (ec) return fail(coap_code(5, 2), "connect_failed");
+    if (ec) return fail(coap_code(5, 2), Outcome::connect_failed);
     asio::async_connect(conn_->socket(), results,
                         [self = shared_from_this()](error_code ec2, const tcp::endpoint&) {
                           self->on_connect(ec2);
@@ -241,7 +241,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void on_connect(error_code ec) {
     if (finished_) return;
-    if (ec) return fail(coap_code(5, 2), "connect_failed");
+    if (ec) return fail(coap_code(5, 2), Outcome::connect_failed);
     if (auto* stream = conn_->tls()) {
       SSL* ssl_handle = stream->native_handle();
       const std::string& host = pool_->target.host;
@@ -262,7 +262,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void on_handshake(error_code ec) {
     if (finished_) return;
     // A certificate that does not verify is as unreachable as a closed port.
-    if (ec) return fail(coap_code(5, 2), "connect_failed");
+    if (ec) return fail(coap_code(5, 2), Outcome::connect_failed);
     do_write();
   }
 
@@ -279,7 +279,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (finished_) return;
     if (ec) {
       if (may_retry()) return retry_on_fresh_connection();
-      return fail(coap_code(5, 2), "upstream_error");
+      return fail(coap_code(5, 2), Outcome::upstream_error);
     }
     parser_.emplace();
     parser_->body_limit(max_body_bytes);
@@ -298,7 +298,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (finished_) return;
     if (ec) return on_read(ec);
     if (auto length = parser_->content_length(); length && *length > max_body_bytes) {
-      return fail(coap_code(5, 2), "bad_response");
+      return fail(coap_code(5, 2), Outcome::bad_response);
     }
     if (parser_->is_done()) return on_read(ec);
     conn_->with_stream([this](auto& stream) {
@@ -320,8 +320,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       // dropped connection is not; they get their own outcome.
       const bool malformed = ec.category() == make_error_code(http::error::body_limit).category() &&
                              ec != http::error::end_of_stream && ec != http::error::partial_message;
-      if (malformed) return fail(coap_code(5, 2), "bad_response");
-      return fail(coap_code(5, 2), "upstream_error");
+      if (malformed) return fail(coap_code(5, 2), Outcome::bad_response);
+      return fail(coap_code(5, 2), Outcome::upstream_error);
     }
     auto& res = parser_->get();
     ForwardResponse out;
@@ -331,10 +331,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     map_response_headers(res, out);
     const std::string& body = res.body();
-    if (body.size() > max_body_bytes) return fail(coap_code(5, 2), "bad_response");
+    if (body.size() > max_body_bytes) return fail(coap_code(5, 2), Outcome::bad_response);
     out.payload.resize(body.size());
     std::memcpy(out.payload.data(), body.data(), body.size());
-    out.outcome = res.result_int() >= 500 ? "upstream_error" : "ok";
+    out.outcome = res.result_int() >= 500 ? Outcome::upstream_error : Outcome::ok;
     const bool reusable = res.keep_alive() && !parser_->need_eof() && conn_->buffer.size() == 0;
     finish(std::move(out), reusable);
   }
@@ -376,12 +376,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void on_deadline() {
     if (finished_) return;
-    fail(coap_code(5, 4), "timeout");
+    fail(coap_code(5, 4), Outcome::timeout);
   }
 
-  void fail(std::uint8_t code, std::string outcome) {
-    if (aborted_) return finish(failure(coap_code(5, 2), "upstream_error"), false);
-    finish(failure(code, std::move(outcome)), false);
+  void fail(std::uint8_t code, Outcome outcome) {
+    if (aborted_) return finish(failure(coap_code(5, 2), Outcome::upstream_error), false);
+    finish(failure(code, outcome), false);
   }
 
   void finish(ForwardResponse response, bool keep_connection) {

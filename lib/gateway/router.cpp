@@ -124,7 +124,8 @@ Router::Router(boost::asio::io_context& io, std::vector<RouteSpec> routes, CoapC
 Router::~Router() { shutdown(); }
 
 std::optional<Router::Match> Router::match(std::string_view path) const {
-  for (const auto& r : routes_) {
+  for (std::size_t i = 0; i < routes_.size(); ++i) {
+    const auto& r = routes_[i];
     const std::string& prefix = r->spec.prefix;
     const bool root = prefix == "/";
     if (!path.starts_with(prefix)) continue;
@@ -134,7 +135,7 @@ std::optional<Router::Match> Router::match(std::string_view path) const {
       upstream_path = std::string(path.substr(prefix.size()));
       if (upstream_path.empty()) upstream_path = "/";
     }
-    return Match{&r->spec, r->upstream.get(), std::move(upstream_path)};
+    return Match{&r->spec, r->upstream.get(), std::move(upstream_path), i};
   }
   return std::nullopt;
 }
@@ -147,14 +148,13 @@ std::vector<std::string> Router::prefixes() const {
 }
 
 void Router::forward(const Match& match, ForwardRequest request, ForwardDone done) {
-  Route* route = nullptr;
-  for (auto& r : routes_) {
-    if (&r->spec == match.route) route = r.get();
-  }
+  Route* route = match.index < routes_.size() && &routes_[match.index]->spec == match.route
+                     ? routes_[match.index].get()
+                     : nullptr;
   if (!route) {  // a Match from another Router (e.g. across a reload)
     ForwardResponse r;
     r.code = coap_code(5, 0);
-    r.outcome = "upstream_error";
+    r.outcome = Outcome::upstream_error;
     return post_response(io_, std::move(done), std::move(r));
   }
   auto counters = route->counters;
@@ -162,7 +162,7 @@ void Router::forward(const Match& match, ForwardRequest request, ForwardDone don
     ForwardResponse r;
     r.code = coap_code(5, 3);
     r.max_age = overloaded_max_age_s;
-    r.outcome = "overloaded";
+    r.outcome = Outcome::overloaded;
     return post_response(io_, std::move(done), std::move(r));
   }
   ++counters->in_flight;
@@ -173,7 +173,7 @@ void Router::forward(const Match& match, ForwardRequest request, ForwardDone don
     if (ec) return;
     ForwardResponse r;
     r.code = coap_code(5, 4);
-    r.outcome = "timeout";
+    r.outcome = Outcome::timeout;
     pending->answer(std::move(r));
   });
   // The slot is held until the upstream itself answers, even after a

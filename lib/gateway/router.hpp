@@ -5,7 +5,8 @@
 // (first prefix match wins) and wraps every forward with the route's bounds:
 // at most max_in_flight requests (beyond: 5.03 with Max-Age 5, "overloaded")
 // and an answer within timeout (else 5.04, "timeout"). Metrics are recorded by
-// the caller from ForwardResponse::outcome.
+// the caller from ForwardResponse::outcome, with per-route children it resolves
+// when it builds the Router (Match::index names the route).
 #pragma once
 
 #include <memory>
@@ -40,6 +41,7 @@ class Router {
     const RouteSpec* route;
     Upstream* upstream;
     std::string upstream_path;  // path after the strip_prefix rule, starts with '/'
+    std::size_t index = 0;      // position of the route in the table (as built from the specs)
   };
   // First prefix match wins; prefix "/api" matches "/api" and "/api/x", not "/apix".
   std::optional<Match> match(std::string_view path) const;

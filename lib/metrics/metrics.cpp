@@ -16,23 +16,6 @@ namespace coapgw::metrics {
 
 namespace {
 
-constexpr std::array<std::string_view, 2> proto_names{"udp", "dtls"};
-constexpr std::array<std::string_view, 3> type_names{"client", "server", "hello"};
-constexpr std::array<std::string_view, 5> state_names{"none", "connecting", "handshake", "csm",
-                                                      "established"};
-constexpr std::array<std::string_view, 4> msg_type_names{"con", "non", "ack", "rst"};
-constexpr std::array<std::string_view, 8> close_names{
-    "idle_timeout", "evicted", "peer_closed", "tls_failed", "handshake_timeout", "disconnected",
-    "shutdown", "revoked"};
-constexpr std::array<std::string_view, 5> handshake_names{"ok", "failed", "timeout", "rejected", "backoff"};
-constexpr std::array<std::string_view, 3> admin_reject_names{"connection_limit", "too_large",
-                                                             "timeout"};
-
-template <typename E, std::size_t N>
-std::string_view lookup(const std::array<std::string_view, N>& names, E e) {
-  return names[static_cast<std::size_t>(e)];
-}
-
 std::string s(std::string_view v) { return std::string(v); }
 
 constexpr const char* requests_help = "Device requests answered, by method and response code";
@@ -41,14 +24,6 @@ constexpr const char* upstream_requests_help = "Requests forwarded to upstreams,
 constexpr const char* upstream_duration_help = "Time from forwarding a request to the upstream answer";
 
 }  // namespace
-
-std::string_view name(Proto v) { return lookup(proto_names, v); }
-std::string_view name(SessionType v) { return lookup(type_names, v); }
-std::string_view name(SessionState v) { return lookup(state_names, v); }
-std::string_view name(MsgType v) { return lookup(msg_type_names, v); }
-std::string_view name(CloseReason v) { return lookup(close_names, v); }
-std::string_view name(HandshakeResult v) { return lookup(handshake_names, v); }
-std::string_view name(AdminReject v) { return lookup(admin_reject_names, v); }
 
 const std::vector<double>& Metrics::upstream_buckets() {
   // 1 ms .. 30 s, roughly 1-2.5-5 per decade: fine where backends usually
@@ -131,40 +106,41 @@ Metrics::Metrics(std::string version)
                              .Help("Admin HTTP clients turned away at a bound, by reason")
                              .Register(reg);
 
-  for (std::size_t p = 0; p < proto_names.size(); ++p) {
-    const auto proto = s(proto_names[p]);
+  for (std::size_t p = 0; p < count<Proto>; ++p) {
+    const auto proto = s(name(static_cast<Proto>(p)));
     created_[p] = &created.Add({{"proto", proto}});
     reused_[p] = &reused.Add({{"proto", proto}});
-    for (std::size_t r = 0; r < close_names.size(); ++r)
-      closed_[p][r] = &closed.Add({{"proto", proto}, {"reason", s(close_names[r])}});
-    for (std::size_t t = 0; t < type_names.size(); ++t)
-      for (std::size_t st = 0; st < state_names.size(); ++st)
-        session_gauges_[p][t][st] = &sessions_family_->Add(
-            {{"proto", proto}, {"type", s(type_names[t])}, {"state", s(state_names[st])}});
+    for (std::size_t r = 0; r < count<CloseReason>; ++r)
+      closed_[p][r] = &closed.Add({{"proto", proto}, {"reason", s(name(static_cast<CloseReason>(r)))}});
     idle_gauges_[p] = &sessions_idle_family_->Add({{"proto", proto}});
   }
+  for (const auto& series : session_series())
+    session_gauges_.push_back(&sessions_family_->Add(
+        {{"proto", s(name(series.proto))}, {"type", s(name(series.type))}, {"state", s(name(series.state))}}));
   for (std::size_t d = 0; d < 2; ++d)
-    for (std::size_t t = 0; t < msg_type_names.size(); ++t)
+    for (std::size_t t = 0; t < count<MsgType>; ++t)
       messages_[d][t] =
-          &messages.Add({{"direction", d == 1 ? "in" : "out"}, {"type", s(msg_type_names[t])}});
-  for (std::size_t r = 0; r < handshake_names.size(); ++r)
-    handshakes_[r] = &handshakes.Add({{"result", s(handshake_names[r])}});
+          &messages.Add({{"direction", d == 1 ? "in" : "out"}, {"type", s(name(static_cast<MsgType>(t)))}});
+  for (std::size_t r = 0; r < count<HandshakeResult>; ++r)
+    handshakes_[r] = &handshakes.Add({{"result", s(name(static_cast<HandshakeResult>(r)))}});
+  for (std::size_t r = 0; r < count<BadReason>; ++r)
+    bad_messages_[r] = &bad_messages_family_->Add({{"reason", s(name(static_cast<BadReason>(r)))}});
   hello_verify_ = &hello_verify.Add({});
   retransmissions_ = &retransmissions.Add({});
   duplicates_ = &duplicates.Add({});
   reloads_[0] = &reloads.Add({{"result", "failed"}});
   reloads_[1] = &reloads.Add({{"result", "ok"}});
-  for (std::size_t r = 0; r < admin_reject_names.size(); ++r)
-    admin_rejected_[r] = &admin_rejected.Add({{"reason", s(admin_reject_names[r])}});
+  for (std::size_t r = 0; r < count<AdminReject>; ++r)
+    admin_rejected_[r] = &admin_rejected.Add({{"reason", s(name(static_cast<AdminReject>(r)))}});
   build_info.Add({{"version", std::move(version)}}).Set(1);
 
   // prometheus-cpp leaves childless families out of Collect(); these have
-  // children only once used, so serialize() renders them empty (HELP and
-  // TYPE) until then and every family is visible from the first scrape.
+  // children only once a request was answered or a route was built, so
+  // serialize() renders them empty (HELP and TYPE) until then and every
+  // family is visible from the first scrape.
   using prometheus::MetricType;
   empty_families_ = {
       {requests_family_->GetName(), requests_help, MetricType::Counter, {}},
-      {bad_messages_family_->GetName(), bad_messages_help, MetricType::Counter, {}},
       {upstream_requests_family_->GetName(), upstream_requests_help, MetricType::Counter, {}},
       {upstream_duration_family_->GetName(), upstream_duration_help, MetricType::Histogram, {}},
   };
@@ -198,17 +174,24 @@ prometheus::Counter& Metrics::admin_rejected(AdminReject r) {
   return *admin_rejected_[static_cast<std::size_t>(r)];
 }
 
-prometheus::Counter& Metrics::bad_messages(std::string_view reason) {
-  return bad_messages_family_->Add({{"reason", s(reason)}});
-}
+prometheus::Counter& Metrics::bad_messages(BadReason r) { return *bad_messages_[index(r)]; }
+
 prometheus::Counter& Metrics::requests(std::string_view method, std::string_view code) {
   return requests_family_->Add({{"method", s(method)}, {"code", s(code)}});
 }
-prometheus::Counter& Metrics::upstream_requests(std::string_view route, std::string_view outcome) {
-  return upstream_requests_family_->Add({{"route", s(route)}, {"outcome", s(outcome)}});
+
+RouteMetrics Metrics::route(std::string_view route) {
+  RouteMetrics m;
+  for (std::size_t o = 0; o < count<UpstreamOutcome>; ++o)
+    m.requests[o] = &upstream_requests_family_->Add(
+        {{"route", s(route)}, {"outcome", s(name(static_cast<UpstreamOutcome>(o)))}});
+  m.duration = &upstream_duration_family_->Add({{"route", s(route)}}, upstream_buckets());
+  return m;
 }
-prometheus::Histogram& Metrics::upstream_duration(std::string_view route) {
-  return upstream_duration_family_->Add({{"route", s(route)}}, upstream_buckets());
+
+void RouteMetrics::record(UpstreamOutcome outcome, double seconds) const {
+  requests[index(outcome)]->Increment();
+  duration->Observe(seconds);
 }
 
 void Metrics::add_session_source(std::function<void(SessionCounts&)> add_counts) {
@@ -224,12 +207,11 @@ void Metrics::clear_session_sources() {
 void Metrics::update_session_gauges() {
   SessionCounts total;
   for (const auto& source : session_sources_) source(total);
-  for (std::size_t p = 0; p < SessionCounts::protos; ++p) {
-    for (std::size_t t = 0; t < SessionCounts::types; ++t)
-      for (std::size_t st = 0; st < SessionCounts::states; ++st)
-        session_gauges_[p][t][st]->Set(static_cast<double>(total.sessions[p][t][st]));
+  const auto series = session_series();
+  for (std::size_t i = 0; i < series.size(); ++i)
+    session_gauges_[i]->Set(static_cast<double>(total.at(series[i].proto, series[i].type, series[i].state)));
+  for (std::size_t p = 0; p < SessionCounts::protos; ++p)
     idle_gauges_[p]->Set(static_cast<double>(total.idle[p]));
-  }
 }
 
 std::string Metrics::serialize() {

@@ -2,14 +2,17 @@
 // family of DESIGN.md "Metric names".
 //
 // One Metrics object is created at start-up and outlives the workers. All
-// families and every child with a fixed label set are created in the
-// constructor, so a scrape shows them at 0 from the first second and the hot
-// path only increments a pre-resolved reference (prometheus-cpp counters are
-// atomic). Children with open label sets (bad message reasons, request codes,
-// routes) are resolved under the family lock: callers resolve once and cache.
-// Session gauges are not stored by the workers: each worker registers a
-// source that adds its table's counts, and serialize() sums them at scrape
-// time, so the gauge always equals what the tables hold.
+// families and every child with a fixed label set (labels.hpp: one enum per
+// label, bad message reasons included) are created in the constructor, so a
+// scrape shows them at 0 from the first second and the data path only indexes
+// an array of pre-resolved children (prometheus-cpp counters are atomic).
+// Route-labelled children are resolved when a worker builds its routes
+// (route()), and request counters per (method, code) once per worker: a family
+// lookup takes the family lock and builds a label map, so it never happens
+// per message. Session gauges are not stored by the workers: each worker
+// registers a source that adds its table's counts, and serialize() sums them
+// at scrape time, so the gauge always equals what the tables hold; only the
+// combinations of session_series() are exported.
 #pragma once
 
 #include <array>
@@ -33,33 +36,15 @@ class Family;
 
 #include <prometheus/metric_family.h>
 
+#include "metrics/labels.hpp"
+#include "metrics/route_metrics.hpp"
+
 namespace coapgw::metrics {
-
-// Label values are the lower-case enumerator names.
-enum class Proto : std::uint8_t { udp, dtls };
-enum class SessionType : std::uint8_t { client, server, hello };
-enum class SessionState : std::uint8_t { none, connecting, handshake, csm, established };
-enum class MsgType : std::uint8_t { con, non, ack, rst };
-enum class CloseReason : std::uint8_t {
-  idle_timeout, evicted, peer_closed, tls_failed, handshake_timeout, disconnected, shutdown, revoked
-};
-// backoff: refused because the address's handshakes kept failing (dtls.handshake_backoff).
-enum class HandshakeResult : std::uint8_t { ok, failed, timeout, rejected, backoff };
-// Why the admin listener turned a client away (coapgw_admin_rejected_total).
-enum class AdminReject : std::uint8_t { connection_limit, too_large, timeout };
-
-std::string_view name(Proto);
-std::string_view name(SessionType);
-std::string_view name(SessionState);
-std::string_view name(MsgType);
-std::string_view name(CloseReason);
-std::string_view name(HandshakeResult);
-std::string_view name(AdminReject);
 
 // One worker's contribution to coapgw_sessions / coapgw_sessions_idle.
 struct SessionCounts {
-  static constexpr std::size_t protos = 2, types = 3 /*client,server,hello*/,
-                               states = 5 /*none,connecting,handshake,csm,established*/;
+  static constexpr std::size_t protos = count<Proto>, types = count<SessionType>,
+                               states = count<SessionState>;
   std::array<std::array<std::array<std::int64_t, states>, types>, protos> sessions{};
   std::array<std::int64_t, protos> idle{};
 
@@ -92,11 +77,15 @@ class Metrics {
   prometheus::Counter& config_reloads(bool ok);  // result="ok"|"failed"
   prometheus::Counter& admin_rejected(AdminReject r);
 
-  // Open label sets: each call takes the family lock; cache the reference.
-  prometheus::Counter& bad_messages(std::string_view reason);
+  prometheus::Counter& bad_messages(BadReason r);
+
+  // Open label sets: each call takes the family lock and builds a label map.
+  // Call when the label value first appears, then keep the reference.
   prometheus::Counter& requests(std::string_view method, std::string_view code);  // code "2.05"
-  prometheus::Counter& upstream_requests(std::string_view route, std::string_view outcome);
-  prometheus::Histogram& upstream_duration(std::string_view route);
+
+  // The children of one route (route_metrics.hpp). Takes the family locks:
+  // call when routes are built, not per request.
+  RouteMetrics route(std::string_view route);
 
   // Registers a source called at each scrape (on the scraping thread); it
   // must add its counts without blocking on a worker. Register at start-up.
@@ -123,21 +112,19 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* upstream_requests_family_;
   prometheus::Family<prometheus::Histogram>* upstream_duration_family_;
 
-  std::array<std::array<prometheus::Counter*, 4>, 2> messages_{};
-  std::array<prometheus::Counter*, 2> created_{};
-  std::array<prometheus::Counter*, 2> reused_{};
-  std::array<std::array<prometheus::Counter*, 8>, 2> closed_{};
-  std::array<prometheus::Counter*, 5> handshakes_{};
+  std::array<std::array<prometheus::Counter*, count<MsgType>>, 2> messages_{};
+  std::array<prometheus::Counter*, count<Proto>> created_{};
+  std::array<prometheus::Counter*, count<Proto>> reused_{};
+  std::array<std::array<prometheus::Counter*, count<CloseReason>>, count<Proto>> closed_{};
+  std::array<prometheus::Counter*, count<HandshakeResult>> handshakes_{};
+  std::array<prometheus::Counter*, count<BadReason>> bad_messages_{};
   prometheus::Counter* hello_verify_ = nullptr;
   prometheus::Counter* retransmissions_ = nullptr;
   prometheus::Counter* duplicates_ = nullptr;
   std::array<prometheus::Counter*, 2> reloads_{};  // [0]=failed, [1]=ok
-  std::array<prometheus::Counter*, 3> admin_rejected_{};
+  std::array<prometheus::Counter*, count<AdminReject>> admin_rejected_{};
 
-  std::array<std::array<std::array<prometheus::Gauge*, SessionCounts::states>,
-                        SessionCounts::types>,
-             SessionCounts::protos>
-      session_gauges_{};
+  std::vector<prometheus::Gauge*> session_gauges_;  // one per session_series() entry
   std::array<prometheus::Gauge*, SessionCounts::protos> idle_gauges_{};
 
   // Guards the source list and the set-then-collect step of serialize(), so

@@ -38,7 +38,7 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
   const auto key = upload_key(s.id(), m.code, coap::uri_path(m), coap::uri_query(m), tag);
   auto too_large = [&] {
     blockwise_.end_reassembly(key);
-    count_bad("body_too_large");
+    count_bad(BadReason::body_too_large);
     reply(s, r, coap::code::request_entity_too_large, std::nullopt, {}, now, std::nullopt,
           static_cast<std::uint32_t>(settings_.max_body_size));
   };
@@ -56,7 +56,8 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
   if (block->num == 0) {
     auto [started, admit] = blockwise_.start_reassembly(s.id(), key, expires);
     if (admit != BlockwiseCache::Admit::ok) {
-      count_bad(admit == BlockwiseCache::Admit::session_full ? "reassemblies_session_full" : "reassemblies_full");
+      count_bad(admit == BlockwiseCache::Admit::session_full ? BadReason::reassemblies_session_full
+                                                             : BadReason::reassemblies_full);
       reply(s, r, coap::code::service_unavailable, std::nullopt, {}, now, 5);
       return false;
     }
@@ -151,11 +152,11 @@ Worker::Block2Window Worker::block2_window(session::Session& s, const Reply& r, 
     case BlockwiseCache::Stored::stored:
       break;
     case BlockwiseCache::Stored::stored_evicting_own:
-      count_bad("block_cache_session_full");
+      count_bad(BadReason::block_cache_session_full);
       break;
     case BlockwiseCache::Stored::too_large:
     case BlockwiseCache::Stored::worker_full:
-      count_bad("block_cache_full");
+      count_bad(BadReason::block_cache_full);
       break;
   }
   return w;

@@ -43,7 +43,7 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     auto bad_before = engine->bad_records();
     engine->on_datagram(d.data, out, now);
     // Records that failed to authenticate, were replayed or malformed: dropped by the engine.
-    if (auto bad = engine->bad_records() - bad_before; bad != 0) count_bad("dtls_bad_record", bad);
+    if (auto bad = engine->bad_records() - bad_before; bad != 0) count_bad(BadReason::dtls_bad_record, bad);
     if (!out.plaintexts.empty() || out.established) {
       table_->mark_used(*s, now);
       s->set_ifindex(d.ifindex);
@@ -60,11 +60,11 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
         return;
       }
       if (bad != 0) {
-        count_bad("dtls_bad_record", bad);
+        count_bad(BadReason::dtls_bad_record, bad);
         return;
       }
     }
-    count_bad("dtls_no_session");
+    count_bad(BadReason::dtls_no_session);
     return;
   }
   if (draining_.load(std::memory_order_relaxed)) return;
@@ -81,7 +81,7 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
       return;
     case V::not_client_hello:
     case V::malformed:
-      count_bad("dtls_malformed_hello");
+      count_bad(BadReason::dtls_malformed_hello);
       return;
     case V::accepted:
       break;
@@ -98,7 +98,7 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
   if (settings_.max_handshakes_per_ip != 0 && handshakes_of_ip(d.peer) >= settings_.max_handshakes_per_ip) {
     // One address (which passed the cookie exchange, so it is real) must not hold every slot.
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
-    count_bad("handshakes_per_ip");
+    count_bad(metrics::BadReason::handshakes_per_ip);
     return;
   }
   if (s != nullptr) {
@@ -113,15 +113,14 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     send_dtls_datagrams(ep, d.peer, d.local, out);
     return;
   }
-  s = table_->create_server(key, d.local, d.ifindex, now);
+  s = table_->create_server(key, d.local, d.ifindex, now, session::State::handshake);
   if (s == nullptr) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
-    count_bad("session_table_full");
+    count_bad(BadReason::session_table_full);
     return;
   }
   rehandshakes_.erase(key);  // a replacement handshake for a session that is gone meanwhile
   s->set_tls(std::make_unique<DtlsTls>(std::move(result.engine)));
-  s->set_state(session::State::handshake);
   handshaking_.insert(&s->reference());  // a handshake is pending traffic: never idle, never reclaimed
   handle_dtls_output(*s, out, now);
 }
@@ -157,7 +156,7 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
     return nullptr;
   }
   session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
-  auto* s = table_->create_server(key, d.local, d.ifindex, now);
+  auto* s = table_->create_server(key, d.local, d.ifindex, now, session::State::established);
   if (s == nullptr) {
     restored_->put_back(d.peer, std::move(*bytes), last_seen_unix_ms);
     out.clear();
@@ -165,7 +164,6 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
   }
   s->set_tls(std::make_unique<DtlsTls>(std::move(engine)));
   set_device_identity(*s);
-  s->set_state(session::State::established);
   // A device that goes on without a handshake after our restart is an idle session resumed.
   metrics_.sessions_reused(metrics::Proto::dtls).Increment();
   log::debug("dtls session restored from the persist file identity=" + state->identity, s->id());
@@ -290,7 +288,7 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
     return;
   }
   if (auto* old = table_->find(key)) table_->close(*old, session::CloseReason::peer_closed);  // no close_notify: the device has new keys
-  auto* s = table_->create_server(key, rh->local, rh->ifindex, now);
+  auto* s = table_->create_server(key, rh->local, rh->ifindex, now, session::State::established);
   if (s == nullptr) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
     return;
@@ -298,7 +296,6 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
   s->set_tls(std::make_unique<DtlsTls>(std::move(rh->engine)));
   backoff_.on_success(key.remote);
   set_device_identity(*s);
-  s->set_state(session::State::established);
   metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
   log::debug("dtls session replaced after a new handshake identity=" + std::string(s->tls_state()->identity()), s->id());
 }

@@ -5,9 +5,6 @@
 // 4.02 for an unknown critical option, 4.05 for an unknown method).
 #include <boost/asio/io_context.hpp>
 
-#include <prometheus/counter.h>
-#include <prometheus/histogram.h>
-
 #include <random>
 
 #include "coap/block.hpp"
@@ -17,7 +14,7 @@
 #include "dtls/output.hpp"
 #include "gateway/forward.hpp"
 #include "gateway/router.hpp"
-#include "metrics/metrics.hpp"
+#include "server/bad_input.hpp"
 #include "server/request_target.hpp"
 #include "server/worker_internal.hpp"
 
@@ -37,7 +34,7 @@ std::chrono::milliseconds initial_timeout(const session::TransmissionParameters&
 }  // namespace
 
 void Worker::on_malformed(Endpoint& ep, const net::ReceivedDatagram& d, coap::ParseError error) {
-  count_bad(coap::to_string(error));
+  count_bad(bad_reason(error));
   // RFC 7252 4.2/4.3: a CON we cannot process is rejected with an RST; a malformed NON or anything
   // else is silently dropped.
   auto header = coap::parse_header(d.data);
@@ -46,7 +43,7 @@ void Worker::on_malformed(Endpoint& ep, const net::ReceivedDatagram& d, coap::Pa
 
 void Worker::on_malformed_in_session(session::Session& s, std::span<const std::byte> datagram,
                                      coap::ParseError error) {
-  count_bad(coap::to_string(error));
+  count_bad(bad_reason(error));
   auto header = coap::parse_header(datagram);
   if (header && header->type == coap::Type::con) send_empty(s, coap::Type::rst, header->message_id);
 }
@@ -65,12 +62,12 @@ void Worker::on_coap(session::Session& s, const coap::MessageView& m, session::T
   if (coap::is_empty(m.code)) {
     // An empty CON is a "CoAP ping" and is answered with RST; an empty NON is not allowed.
     if (m.type == coap::Type::con) send_empty(s, coap::Type::rst, m.message_id);
-    else count_bad("empty_non");
+    else count_bad(BadReason::empty_non);
     return;
   }
   if (!coap::is_request(m.code)) {
     // We have no requests out to devices yet, so a response or a reserved code class is unexpected.
-    count_bad(coap::is_response(m.code) ? "unexpected_response" : "reserved_code");
+    count_bad(coap::is_response(m.code) ? BadReason::unexpected_response : BadReason::reserved_code);
     if (m.type == coap::Type::con) send_empty(s, coap::Type::rst, m.message_id);
     return;
   }
@@ -83,7 +80,7 @@ void Worker::on_ack_or_rst(session::Session& s, const coap::MessageView& m) {
   if (!coap::is_empty(m.code)) {
     // Our CONs are responses: the device's ACK is empty (RFC 7252 5.2.3). Anything else is not an
     // answer to it and must not end the exchange (it would stop our retransmissions).
-    count_bad("unexpected_ack");
+    count_bad(BadReason::unexpected_ack);
     return;
   }
   if (m.type == coap::Type::rst)
@@ -112,7 +109,7 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
   const auto* e = cache.find(s.id(), m.message_id, now);
   if (e != nullptr && e->token_fp != token_fp) {
     // Same message id, another token: a new exchange (RFC 7252 4.5 duplicates repeat the token).
-    count_bad("message_id_reused");
+    count_bad(BadReason::message_id_reused);
     e = nullptr;
   }
   if (e != nullptr) {
@@ -293,7 +290,7 @@ void Worker::send_con(session::Session& s, std::vector<std::byte> datagram, std:
                       session::TimePoint now) {
   send_to(s, datagram);
   if (outstanding_.size() >= settings_.max_outstanding) {
-    count_bad("outstanding_full");  // sent once, not retransmitted
+    count_bad(BadReason::outstanding_full);  // sent once, not retransmitted
     return;
   }
   auto o = std::make_unique<Outstanding>();
@@ -358,7 +355,7 @@ void Worker::start_forward(session::Session& s, const coap::MessageView& m, cons
   p->reply = std::move(r);
   p->started = now;
   p->separate_deadline = now + settings_.separate_response_after;
-  p->route = match.route->prefix;
+  p->metrics = route_metrics_[match.index];
   p->router = router_;
   auto id = next_pending_id_++;
   auto router = p->router;
@@ -375,8 +372,7 @@ void Worker::on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse 
   pending_.erase(it);
   in_flight_.fetch_sub(1, std::memory_order_relaxed);
   auto now = session::Clock::now();
-  metrics_.upstream_requests(p->route, response.outcome).Increment();
-  metrics_.upstream_duration(p->route).Observe(std::chrono::duration<double>(now - p->started).count());
+  p->metrics.record(response.outcome, std::chrono::duration<double>(now - p->started).count());
   session::Session& s = *p->session;
   bool open = !s.closed();
   bool survives = open && s.type() == session::Type::server;  // a server session outlives release()

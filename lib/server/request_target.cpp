@@ -33,19 +33,19 @@ bool same_ip(const Address& a, const Address& b) {
 
 std::optional<Refusal> check_request_target(const coap::MessageView& m, const Address& local) {
   if (m.find(coap::option::proxy_uri) != nullptr || m.find(coap::option::proxy_scheme) != nullptr)
-    return Refusal{coap::code::proxying_not_supported, "proxy_unsupported", "forward proxying is not supported"};
+    return Refusal{coap::code::proxying_not_supported, metrics::BadReason::proxy_unsupported, "forward proxying is not supported"};
   if (auto* host = m.find(coap::option::uri_host)) {
     auto literal = host_literal(coap::as_string(host->value));
     const bool known = local.family() != Address::Family::none && !local.is_unspecified();
     if (literal && known && !same_ip(*literal, local))
-      return Refusal{coap::code::not_found, "wrong_authority", "Uri-Host names another host"};
+      return Refusal{coap::code::not_found, metrics::BadReason::wrong_authority, "Uri-Host names another host"};
   }
   if (auto* port = m.find(coap::option::uri_port)) {
     if (local.port() != 0 && coap::decode_uint(port->value) != local.port())
-      return Refusal{coap::code::not_found, "wrong_authority", "Uri-Port names another port"};
+      return Refusal{coap::code::not_found, metrics::BadReason::wrong_authority, "Uri-Port names another port"};
   }
   if (coap::has_unsafe_path_segment(m))
-    return Refusal{coap::code::bad_request, "bad_path", "dot-segment in Uri-Path"};
+    return Refusal{coap::code::bad_request, metrics::BadReason::bad_path, "dot-segment in Uri-Path"};
   return std::nullopt;
 }
 

@@ -14,12 +14,13 @@
 #include "coap/message.hpp"
 #include "common/address.hpp"
 #include "gateway/forward.hpp"
+#include "metrics/labels.hpp"
 
 namespace coapgw::server {
 
 struct Refusal {
   std::uint8_t code;           // CoAP response code byte
-  std::string_view reason;     // coapgw_bad_messages_total{reason}
+  metrics::BadReason reason;   // coapgw_bad_messages_total{reason}
   std::string_view diagnostic; // diagnostic payload (RFC 7252 §5.5.2)
 };
 

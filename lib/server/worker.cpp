@@ -134,9 +134,14 @@ std::shared_ptr<gateway::Router> Worker::make_router(const std::vector<gateway::
 void Worker::install_router(std::shared_ptr<gateway::Router> fresh) {
   // In-flight forwards keep the old router's upstreams alive until they answer: the old router is
   // parked until then. Requests from now on use the new one.
+  std::vector<metrics::RouteMetrics> fresh_metrics;
+  const auto prefixes = fresh->prefixes();
+  fresh_metrics.reserve(prefixes.size());
+  for (const auto& prefix : prefixes) fresh_metrics.push_back(metrics_.route(prefix));
   route_prefixes_ = fresh->prefixes();
   if (router_) old_routers_.push_back(std::move(router_));
   router_ = std::move(fresh);
+  route_metrics_ = std::move(fresh_metrics);
 }
 
 void Worker::discard_router(std::shared_ptr<gateway::Router> router) {
@@ -249,7 +254,7 @@ void Worker::on_readable(std::size_t index) {
 void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d) {
   auto now = session::Clock::now();
   if (d.truncated || d.data.size() > settings_.max_message_size + 512) {
-    count_bad("oversize");
+    count_bad(BadReason::oversize);
     return;
   }
   if (ep.proto == session::Proto::dtls) {
@@ -272,13 +277,13 @@ void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Receive
       if (view.type == coap::Type::con) send_stateless_reset(ep, d, view.message_id);
       return;
     }
-    s = table_->create_server(key, d.local, d.ifindex, now);
+    // Plain CoAP needs no handshake: the session is established from the start.
+    s = table_->create_server(key, d.local, d.ifindex, now, session::State::established);
     if (s == nullptr) {
-      count_bad("session_table_full");
+      count_bad(BadReason::session_table_full);
       if (view.type == coap::Type::con) send_stateless_reset(ep, d, view.message_id);
       return;
     }
-    s->set_state(session::State::established);  // plain CoAP needs no handshake
   }
   s->set_ifindex(d.ifindex);
   if (ep.socket->wildcard()) s->set_addr_local(d.local);
@@ -369,15 +374,12 @@ void Worker::on_session_event(session::Session& s, const session::EventInfo& e) 
   }
 }
 
-void Worker::count_bad(std::string_view reason, std::uint64_t n) {
-  auto it = bad_counters_.find(std::string(reason));
-  if (it == bad_counters_.end())
-    it = bad_counters_.emplace(std::string(reason), &metrics_.bad_messages(reason)).first;
-  it->second->Increment(static_cast<double>(n));
+void Worker::count_bad(metrics::BadReason reason, std::uint64_t n) {
+  metrics_.bad_messages(reason).Increment(static_cast<double>(n));
   // One warning per interval stands for a flood; the counter has the exact numbers.
   if (log::enabled(log::Level::warn)) {
     if (auto held = bad_log_.allow(session::Clock::now()))
-      log::warn("dropped or rejected bad input: " + std::string(reason) +
+      log::warn("dropped or rejected bad input: " + std::string(metrics::name(reason)) +
                 (*held != 0 ? " (" + std::to_string(*held) + " more bad datagrams since the last warning)" : ""));
   }
 }

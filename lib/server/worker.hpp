@@ -29,6 +29,7 @@
 #include "common/log.hpp"
 #include "dtls/failure_backoff.hpp"
 #include "server/handshake_set.hpp"
+#include "metrics/route_metrics.hpp"
 #include "session/exchange_cache.hpp"
 #include "session/table.hpp"
 
@@ -193,7 +194,7 @@ class Worker : public session::Context {
   void expire_blockwise(session::TimePoint now);
   void drop_session_traffic(session::Session& s);
   void count_request(std::uint8_t method, std::uint8_t code);
-  void count_bad(std::string_view reason, std::uint64_t n = 1);
+  void count_bad(metrics::BadReason reason, std::uint64_t n = 1);
 
   // dtls_path.cpp
   void on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
@@ -243,6 +244,8 @@ class Worker : public session::Context {
   std::unique_ptr<dtls::Output> dtls_out_;
   std::unique_ptr<dtls::Output> dtls_send_out_;
   std::shared_ptr<gateway::Router> router_;
+  // The metric children of router_'s routes, by Router::Match::index; replaced with router_.
+  std::vector<metrics::RouteMetrics> route_metrics_;
   std::vector<std::string> route_prefixes_;
   std::vector<std::shared_ptr<gateway::Router>> old_routers_;  // replaced by a reload, still answering
   std::thread thread_;
@@ -279,8 +282,8 @@ class Worker : public session::Context {
     std::uint64_t retransmissions = 0;
     std::uint64_t reused[session::proto_count] = {};
   } local_, flushed_;
+  // coapgw_requests_total children by (method << 8 | code), resolved when a pair first appears.
   std::unordered_map<std::uint16_t, prometheus::Counter*> request_counters_;
-  std::unordered_map<std::string, prometheus::Counter*> bad_counters_;
   std::array<std::byte, 65536> scratch_{};
 };
 

@@ -16,6 +16,8 @@
 
 namespace coapgw::server {
 
+using metrics::BadReason;
+
 struct Worker::Endpoint {
   ~Endpoint();
   std::unique_ptr<net::UdpSocket> socket;
@@ -56,7 +58,7 @@ struct Worker::PendingForward {
   Reply reply;
   session::TimePoint separate_deadline;
   session::TimePoint started;
-  std::string route;
+  metrics::RouteMetrics metrics;  // the route's children (outlive any reload: the registry keeps them)
   std::shared_ptr<gateway::Router> router;  // keeps a replaced router alive until we answer
 };
 

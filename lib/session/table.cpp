@@ -44,13 +44,14 @@ void Table::mark_used(Session& s, TimePoint now) {
   touch(s, now);
 }
 
-Session* Table::create_server(const Key& key, const Address& local, int ifindex, TimePoint now) {
+Session* Table::create_server(const Key& key, const Address& local, int ifindex, TimePoint now, State initial) {
   assert(find(key) == nullptr);
   if (!make_room(key.proto)) return nullptr;
-  Session* s = make(key, local, Type::server, now);
+  Session* s = make(key, local, Type::server, now, initial);
   s->ifindex_ = ifindex;
   pool_push_back(*s);  // unreferenced server sessions are idle
   emit(*s, Event::session_new);
+  if (initial == State::established) emit(*s, Event::session_established);
   return s;
 }
 
@@ -63,10 +64,11 @@ Session* Table::create_client(const Key& key, const Address& local, TimePoint no
   return s;
 }
 
-Session* Table::make(const Key& key, const Address& local, Type type, TimePoint now) {
+Session* Table::make(const Key& key, const Address& local, Type type, TimePoint now, State state) {
   auto owned = std::unique_ptr<Session>(
       new Session(this, next_id_++, key, local, type, now, static_cast<std::uint16_t>(mid_rng_())));
   Session* s = owned.get();
+  s->state_ = state;  // counted below in the state it starts in
   by_key_.emplace(key, std::move(owned));
   count(*s, +1);
   ++stats_.created[static_cast<int>(key.proto)];

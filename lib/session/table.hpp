@@ -84,13 +84,16 @@ class Table {
   // so spoofed datagrams cannot keep a session from expiring.
   void mark_used(Session& session, TimePoint now);
 
-  // A server session (refcount 0, state none, in the idle pool until referenced). When the budget
+  // A server session (refcount 0, in the idle pool until referenced), born in state `initial` so
+  // that the per-state counts never see it in a state it does not have (a plain CoAP session is
+  // established at once, a DTLS one in handshake). When the budget
   // is exhausted, the least recently used idle session of this table is reclaimed (closed with
   // `evicted`) to make room; nullptr when there is none to reclaim (counted in refused_full).
   // A plain UDP newcomer, whose address nobody verified, reclaims only idle plain UDP sessions:
   // a flood of spoofed datagrams must not evict sessions whose peers proved who they are. Any
   // newcomer takes an idle plain session before an idle DTLS one, whatever their ages.
-  Session* create_server(const Key& key, const Address& local, int ifindex, TimePoint now);
+  Session* create_server(const Key& key, const Address& local, int ifindex, TimePoint now,
+                         State initial = State::none);
   // A client session (refcount 1). Same budget rule.
   Session* create_client(const Key& key, const Address& local, TimePoint now);
 
@@ -122,7 +125,7 @@ class Table {
 
  private:
   friend class Session;
-  Session* make(const Key& key, const Address& local, Type type, TimePoint now);
+  Session* make(const Key& key, const Address& local, Type type, TimePoint now, State state = State::none);
   bool make_room(Proto newcomer);
   Session* reclaim_candidate(Proto newcomer) const;
   Session* oldest_idle() const;

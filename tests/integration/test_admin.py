@@ -40,6 +40,16 @@ FAMILIES = {
 
 DEVICES = [(f"dev-{i}", f"secret-{i}") for i in range(1, 4)]
 
+# (proto, type, state) a session can be in: exactly the series of coapgw_sessions (README "Metrics").
+POSSIBLE_SESSION_STATES = {
+    ("udp", "server", "established"), ("udp", "client", "established"),
+    ("dtls", "server", "handshake"), ("dtls", "server", "established"),
+    ("dtls", "client", "none"), ("dtls", "client", "handshake"), ("dtls", "client", "established"),
+    ("dtls", "hello", "handshake"),
+}
+OUTCOMES = {"ok", "upstream_error", "connect_failed", "timeout", "overloaded", "bad_response",
+            "not_implemented"}
+
 
 class Admin(h.GatewayTestCase):
     def admin_config(self, idle_timeout="300s", routes=None):
@@ -99,6 +109,37 @@ class Admin(h.GatewayTestCase):
         self.assertEqual(wrong, {}, "families with the wrong type")
         self.assertGreaterEqual(self.sample(gw, "coapgw_dtls_handshakes_total", result="ok"), 1)
         self.assertGreaterEqual(self.sample(gw, "coapgw_requests_total", method="GET", code="2.05"), 1)
+
+    def test_session_gauges_export_only_possible_states(self):
+        gw = self.start_gateway(self.admin_config())
+        # A plain CoAP device and a DTLS device hold one session each.
+        self.assertIsNotNone(h.coap_request(gw.coap_addr(), h.get(".well-known/core")))
+        host, port = gw.coaps_addr()
+        client = h.SClient(host, port, *DEVICES[0])
+        try:
+            self.assertTrue(client.wait_handshake(), client.out.text())
+            h.poll_until(lambda: self.established(gw) == 1, 10.0, what="one established DTLS session")
+            series = {(s.labels["proto"], s.labels["type"], s.labels["state"])
+                      for f in self.scrape(gw) if f.name == "coapgw_sessions" for s in f.samples}
+            self.assertEqual(series, POSSIBLE_SESSION_STATES)
+            # (the harness's readiness probe may hold a plain session too)
+            self.assertGreaterEqual(self.sample(gw, "coapgw_sessions", proto="udp", type="server",
+                                                state="established"), 1)
+        finally:
+            client.close()
+
+    def test_reasons_and_route_outcomes_exist_from_the_first_scrape(self):
+        gw = self.start_gateway(self.admin_config())
+        families = {f.name: f for f in self.scrape(gw)}
+        reasons = {s.labels["reason"] for s in families["coapgw_bad_messages"].samples}
+        # The names tests and dashboards rely on, at 0 before any bad input arrived.
+        self.assertTrue({"dtls_bad_record", "bad_path", "wrong_authority", "message_id_reused",
+                         "reassemblies_session_full", "block_cache_session_full", "too_short",
+                         "session_table_full"} <= reasons, sorted(reasons))
+        self.assertEqual(self.sample(gw, "coapgw_bad_messages_total", reason="bad_path"), 0)
+        outcomes = {s.labels["outcome"] for s in families["coapgw_upstream_requests"].samples
+                    if s.labels.get("route") == "/telemetry"}
+        self.assertEqual(outcomes, OUTCOMES)
 
     def test_session_gauge_follows_devices(self):
         gw = self.start_gateway(self.admin_config())

@@ -168,7 +168,7 @@ TEST_F(CoapUpstreamTest, PiggybackedAnswerRelaysCodeOptionsAndPayload) {
   req.payload = test::bytes("hello");
   auto r = run(*up, req);
   EXPECT_EQ(r.code, coap::code::content);
-  EXPECT_EQ(r.outcome, "ok");
+  EXPECT_EQ(r.outcome, Outcome::ok);
   EXPECT_EQ(r.content_format, 50);
   EXPECT_EQ(r.max_age, 30u);
   EXPECT_EQ(test::text(r.payload), "12:00");
@@ -279,7 +279,7 @@ TEST_F(CoapUpstreamTest, NonSeparateResponseIsRelayed) {
   req.method = "PUT";
   auto r = run(*up, req);
   EXPECT_EQ(r.code, coap::code::changed);
-  EXPECT_EQ(r.outcome, "ok");
+  EXPECT_EQ(r.outcome, Outcome::ok);
 }
 
 TEST_F(CoapUpstreamTest, RstIsUpstreamError) {
@@ -294,7 +294,7 @@ TEST_F(CoapUpstreamTest, RstIsUpstreamError) {
   req.method = "GET";
   auto r = run(*up, req);
   EXPECT_EQ(r.code, coap::code::bad_gateway);
-  EXPECT_EQ(r.outcome, "upstream_error");
+  EXPECT_EQ(r.outcome, Outcome::upstream_error);
 }
 
 TEST_F(CoapUpstreamTest, LostConIsRetransmittedWithTheSameMessageId) {
@@ -320,7 +320,7 @@ TEST_F(CoapUpstreamTest, GivesUpAfterMaxRetransmit) {
   req.method = "GET";
   auto r = run(*up, req);
   EXPECT_EQ(r.code, coap::code::gateway_timeout);
-  EXPECT_EQ(r.outcome, "timeout");
+  EXPECT_EQ(r.outcome, Outcome::timeout);
   EXPECT_EQ(peer_.received.size(), 3u);  // the first transmission and two retransmissions
 }
 
@@ -330,7 +330,7 @@ TEST_F(CoapUpstreamTest, RouteTimeoutCancelsTheExchange) {
   req.method = "GET";
   auto r = run(*up, req);
   EXPECT_EQ(r.code, coap::code::gateway_timeout);
-  EXPECT_EQ(r.outcome, "timeout");
+  EXPECT_EQ(r.outcome, Outcome::timeout);
   // A late answer for the cancelled token is rejected with RST, not relayed.
   ASSERT_EQ(peer_.received.size(), 1u);
   coap::Message late;
@@ -355,7 +355,7 @@ TEST_F(CoapUpstreamTest, ClosedPortIsConnectFailed) {
   req.method = "GET";
   auto r = run(*up, req);
   EXPECT_EQ(r.code, coap::code::bad_gateway);
-  EXPECT_EQ(r.outcome, "connect_failed");
+  EXPECT_EQ(r.outcome, Outcome::connect_failed);
 }
 
 TEST_F(CoapUpstreamTest, LargePayloadGoesBlock1) {
@@ -448,7 +448,7 @@ TEST_F(CoapUpstreamTest, Block2AnswerBeyondTheBoundIsBadResponse) {
   req.method = "GET";
   auto r = run(*up, req);
   EXPECT_EQ(r.code, coap::code::bad_gateway);
-  EXPECT_EQ(r.outcome, "bad_response");
+  EXPECT_EQ(r.outcome, Outcome::bad_response);
 }
 
 TEST_F(CoapUpstreamTest, ShutdownAnswersPendingRequests) {

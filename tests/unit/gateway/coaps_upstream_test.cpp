@@ -199,12 +199,12 @@ TEST_F(CoapsUpstreamTest, GetOverDtlsIsRelayedAndTheConnectionServesFurtherReque
   router_ = std::make_unique<Router>(io_, std::vector<RouteSpec>{spec()});
   auto first = forward("GET", "/secure/time");
   EXPECT_EQ(first.code, coap::code::content);
-  EXPECT_EQ(first.outcome, "ok");
+  EXPECT_EQ(first.outcome, Outcome::ok);
   // libcoap's /time: "Nov 24 16:10:03"
   EXPECT_NE(test::text(first.payload).find(':'), std::string::npos) << test::text(first.payload);
   auto second = forward("GET", "/secure/time");
   EXPECT_EQ(second.code, coap::code::content);
-  EXPECT_EQ(second.outcome, "ok");
+  EXPECT_EQ(second.outcome, Outcome::ok);
 }
 
 TEST_F(CoapsUpstreamTest, RequestsQueuedDuringTheHandshakeAllGetAnswers) {
@@ -225,11 +225,11 @@ TEST_F(CoapsUpstreamTest, RequestsQueuedDuringTheHandshakeAllGetAnswers) {
   }));
   for (std::size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(slots[i].response->code, coap::code::content) << i;
-    EXPECT_EQ(slots[i].response->outcome, "ok") << i;
+    EXPECT_EQ(slots[i].response->outcome, Outcome::ok) << i;
   }
   // The fourth found the handshake queue full.
   EXPECT_EQ(slots[3].response->code, coap::code::service_unavailable);
-  EXPECT_EQ(slots[3].response->outcome, "overloaded");
+  EXPECT_EQ(slots[3].response->outcome, Outcome::overloaded);
   ASSERT_TRUE(slots[3].response->max_age.has_value());
 }
 
@@ -237,7 +237,7 @@ TEST_F(CoapsUpstreamTest, WrongKeyIsConnectFailedBeforeTheRouteTimeout) {
   router_ = std::make_unique<Router>(io_, std::vector<RouteSpec>{spec("not-the-key", std::chrono::seconds(2))});
   auto r = forward("GET", "/secure/time");
   EXPECT_EQ(r.code, coap::code::bad_gateway);
-  EXPECT_EQ(r.outcome, "connect_failed");
+  EXPECT_EQ(r.outcome, Outcome::connect_failed);
 }
 
 TEST_F(CoapsUpstreamTest, BlockwiseBothWaysOverDtls) {
@@ -261,7 +261,7 @@ TEST_F(CoapsUpstreamTest, ReconnectsAfterTheUpstreamRestarts) {
   ASSERT_TRUE(server_->start()) << "coap-server-openssl did not come back on the same port";
   auto again = forward("GET", "/secure/time");
   EXPECT_EQ(again.code, coap::code::content);
-  EXPECT_EQ(again.outcome, "ok");
+  EXPECT_EQ(again.outcome, Outcome::ok);
 }
 
 }  // namespace

@@ -117,7 +117,7 @@ TEST_F(FileSinkTest, WritesUtf8AndBinaryPayloads) {
 
   auto r1 = forward(sink, sample_request());
   EXPECT_EQ(r1.code, coap_code(2, 1));
-  EXPECT_EQ(r1.outcome, "ok");
+  EXPECT_EQ(r1.outcome, Outcome::ok);
 
   ForwardRequest bin = sample_request();
   bin.method = "PUT";
@@ -165,7 +165,7 @@ TEST_F(FileSinkTest, WriteErrorAnswers500) {
   FileSink sink(io_, "/dev/full");
   auto r = forward(sink, sample_request());
   EXPECT_EQ(r.code, coap_code(5, 0));
-  EXPECT_EQ(r.outcome, "upstream_error");
+  EXPECT_EQ(r.outcome, Outcome::upstream_error);
 }
 
 TEST_F(FileSinkTest, UnopenablePathThrowsAtStartup) {

@@ -71,7 +71,7 @@ TEST_F(HttpForwardTest, PostArrivesWithMappedHeadersAnd201Becomes201) {
   r.session_id = 42;
   auto res = forward(router, r);
   EXPECT_EQ(res.code, coap_code(2, 1));
-  EXPECT_EQ(res.outcome, "ok");
+  EXPECT_EQ(res.outcome, Outcome::ok);
 
   auto reqs = server_.requests();
   ASSERT_EQ(reqs.size(), 1u);
@@ -108,10 +108,10 @@ TEST_F(HttpForwardTest, StatusCodesAndMethodsMap) {
   Router router(io_, {api_route(base_url())});
   auto not_found = forward(router, get("/api/status/404"));
   EXPECT_EQ(not_found.code, coap_code(4, 4));
-  EXPECT_EQ(not_found.outcome, "ok");
+  EXPECT_EQ(not_found.outcome, Outcome::ok);
   auto unavailable = forward(router, get("/api/status/503"));
   EXPECT_EQ(unavailable.code, coap_code(5, 3));
-  EXPECT_EQ(unavailable.outcome, "upstream_error");
+  EXPECT_EQ(unavailable.outcome, Outcome::upstream_error);
 
   ForwardRequest fetch = get("/api/x");
   fetch.method = "FETCH";
@@ -174,7 +174,7 @@ TEST_F(HttpForwardTest, UpstreamDownAnswers502) {
   Router router(io_, {api_route("http://127.0.0.1:" + std::to_string(closed_port))});
   auto res = forward(router, get("/api/x"));
   EXPECT_EQ(res.code, coap_code(5, 2));
-  EXPECT_EQ(res.outcome, "connect_failed");
+  EXPECT_EQ(res.outcome, Outcome::connect_failed);
 }
 
 TEST_F(HttpForwardTest, SlowUpstreamAnswers504AndItsConnectionIsNotReused) {
@@ -183,7 +183,7 @@ TEST_F(HttpForwardTest, SlowUpstreamAnswers504AndItsConnectionIsNotReused) {
   Router router(io_, {spec});
   auto res = forward(router, get("/api/slow"));
   EXPECT_EQ(res.code, coap_code(5, 4));
-  EXPECT_EQ(res.outcome, "timeout");
+  EXPECT_EQ(res.outcome, Outcome::timeout);
   server_.release_slow();
   EXPECT_EQ(forward(router, get("/api/x")).code, coap_code(2, 5));
   EXPECT_EQ(server_.accepts(), 2u);
@@ -197,7 +197,7 @@ TEST_F(HttpForwardTest, UpstreamOwnTimeoutAlsoAnswers504) {
   upstream->forward(get("/slow"), slot.done());
   ASSERT_TRUE(test::run_until(io_, [&] { return slot.response.has_value(); }));
   EXPECT_EQ(slot.response->code, coap_code(5, 4));
-  EXPECT_EQ(slot.response->outcome, "timeout");
+  EXPECT_EQ(slot.response->outcome, Outcome::timeout);
   server_.release_slow();
 }
 
@@ -213,7 +213,7 @@ TEST_F(HttpForwardTest, RouteConcurrencyBoundAnswers503WithMaxAge) {
   EXPECT_EQ(rejected.code, coap_code(5, 3));
   ASSERT_TRUE(rejected.max_age);
   EXPECT_EQ(*rejected.max_age, overloaded_max_age_s);
-  EXPECT_EQ(rejected.outcome, "overloaded");
+  EXPECT_EQ(rejected.outcome, Outcome::overloaded);
   EXPECT_FALSE(slow.response);
 
   server_.release_slow();
@@ -227,10 +227,10 @@ TEST_F(HttpForwardTest, OversizedBodyIsBadResponse) {
   Router router(io_, {api_route(base_url())});
   auto res = forward(router, get("/api/big"));
   EXPECT_EQ(res.code, coap_code(5, 2));
-  EXPECT_EQ(res.outcome, "bad_response");
+  EXPECT_EQ(res.outcome, Outcome::bad_response);
   auto chunked = forward(router, get("/api/bigchunked"));
   EXPECT_EQ(chunked.code, coap_code(5, 2));
-  EXPECT_EQ(chunked.outcome, "bad_response");
+  EXPECT_EQ(chunked.outcome, Outcome::bad_response);
 }
 
 TEST_F(HttpForwardTest, ShutdownAnswersRequestsInFlight) {
@@ -436,7 +436,7 @@ TEST_F(HttpsForwardTest, VerifiesAgainstConfiguredCa) {
   test::TestHttpServer server(ctx.get());
   auto res = forward_once(server.port(), ca_file());
   EXPECT_EQ(res.code, coap_code(2, 5));
-  EXPECT_EQ(res.outcome, "ok");
+  EXPECT_EQ(res.outcome, Outcome::ok);
   EXPECT_EQ(res.content_format, 50);
   auto reqs = server.requests();
   ASSERT_EQ(reqs.size(), 1u);
@@ -448,7 +448,7 @@ TEST_F(HttpsForwardTest, RefusesWithoutTheCa) {
   test::TestHttpServer server(ctx.get());
   auto res = forward_once(server.port(), "");
   EXPECT_EQ(res.code, coap_code(5, 2));
-  EXPECT_EQ(res.outcome, "connect_failed");
+  EXPECT_EQ(res.outcome, Outcome::connect_failed);
   EXPECT_TRUE(server.requests().empty());
 }
 
@@ -457,7 +457,7 @@ TEST_F(HttpsForwardTest, RefusesACertificateForAnotherHost) {
   test::TestHttpServer server(ctx.get());
   auto res = forward_once(server.port(), ca_file());
   EXPECT_EQ(res.code, coap_code(5, 2));
-  EXPECT_EQ(res.outcome, "connect_failed");
+  EXPECT_EQ(res.outcome, Outcome::connect_failed);
   EXPECT_TRUE(server.requests().empty());
 }
 

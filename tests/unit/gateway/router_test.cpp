@@ -107,7 +107,7 @@ TEST_F(RouterTest, CoapsRouteToAClosedPortIsConnectFailed) {
   ASSERT_TRUE(test::run_until(io_, [&] { return slot.response.has_value(); }));
   EXPECT_EQ(slot.calls, 1);
   EXPECT_EQ(slot.response->code, coap_code(5, 2));
-  EXPECT_EQ(slot.response->outcome, "connect_failed");
+  EXPECT_EQ(slot.response->outcome, Outcome::connect_failed);
 }
 
 TEST_F(RouterTest, CoapsRouteWithoutPskIsRefused) {

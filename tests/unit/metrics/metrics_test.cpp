@@ -1,6 +1,8 @@
 // Tests for coapgw::metrics: every family present with the right type, fixed
-// children at 0 from start-up, session sources summed at scrape time, and the
-// rendered text accepted by a real Prometheus text parser.
+// children at 0 from start-up (every bad message reason, every outcome of a
+// built route), the session gauges limited to the combinations a session can
+// be in, label names that round-trip, session sources summed at scrape time,
+// and the rendered text accepted by a real Prometheus text parser.
 #include "metrics/metrics.hpp"
 
 #include <gtest/gtest.h>
@@ -11,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <unistd.h>
@@ -77,13 +80,18 @@ TEST(Metrics, FixedLabelCountersExistAtZero) {
                                  reason + "\"}"),
                 0.0)
           << p << " " << reason;
-    for (const char* type : {"client", "server", "hello"})
-      for (const char* state : {"none", "connecting", "handshake", "csm", "established"})
-        EXPECT_EQ(sample(text, "coapgw_sessions{proto=\"" + p + "\",state=\"" + state +
-                                   "\",type=\"" + type + "\"}"),
-                  0.0)
-            << p << type << state;
   }
+  for (const auto& series : session_series())
+    EXPECT_EQ(sample(text, "coapgw_sessions{proto=\"" + std::string(name(series.proto)) + "\",state=\"" +
+                               std::string(name(series.state)) + "\",type=\"" +
+                               std::string(name(series.type)) + "\"}"),
+              0.0)
+        << name(series.proto) << " " << name(series.type) << " " << name(series.state);
+  for (std::size_t r = 0; r < count<BadReason>; ++r)
+    EXPECT_EQ(sample(text, "coapgw_bad_messages_total{reason=\"" +
+                               std::string(name(static_cast<BadReason>(r))) + "\"}"),
+              0.0)
+        << name(static_cast<BadReason>(r));
   for (const char* dir : {"in", "out"})
     for (const char* type : {"con", "non", "ack", "rst"})
       EXPECT_EQ(sample(text, std::string("coapgw_messages_total{direction=\"") + dir +
@@ -106,12 +114,11 @@ TEST(Metrics, IncrementsReachTheRightChild) {
   m.sessions_closed(Proto::dtls, CloseReason::evicted).Increment();
   m.dtls_handshakes(HandshakeResult::timeout).Increment();
   m.config_reloads(false).Increment();
-  auto& bad = m.bad_messages("truncated");
-  bad.Increment();
-  EXPECT_EQ(&bad, &m.bad_messages("truncated"));  // same child, so callers may cache
+  m.bad_messages(BadReason::truncated_option).Increment();
   m.requests("GET", "2.05").Increment(3);
-  m.upstream_requests("/api", "ok").Increment();
-  m.upstream_duration("/api").Observe(0.003);
+  const RouteMetrics api = m.route("/api");
+  api.record(UpstreamOutcome::ok, 0.003);
+  EXPECT_EQ(m.route("/api").requests, api.requests);  // a rebuilt route keeps counting on the same children
   const std::string text = m.serialize();
   EXPECT_EQ(sample(text, "coapgw_messages_total{direction=\"in\",type=\"con\"}"), 1.0);
   EXPECT_EQ(sample(text, "coapgw_messages_total{direction=\"out\",type=\"ack\"}"), 2.0);
@@ -120,9 +127,11 @@ TEST(Metrics, IncrementsReachTheRightChild) {
   EXPECT_EQ(sample(text, "coapgw_sessions_closed_total{proto=\"udp\",reason=\"evicted\"}"), 0.0);
   EXPECT_EQ(sample(text, "coapgw_dtls_handshakes_total{result=\"timeout\"}"), 1.0);
   EXPECT_EQ(sample(text, "coapgw_config_reloads_total{result=\"failed\"}"), 1.0);
-  EXPECT_EQ(sample(text, "coapgw_bad_messages_total{reason=\"truncated\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_bad_messages_total{reason=\"truncated_option\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_bad_messages_total{reason=\"too_short\"}"), 0.0);
   EXPECT_EQ(sample(text, "coapgw_requests_total{code=\"2.05\",method=\"GET\"}"), 3.0);
   EXPECT_EQ(sample(text, "coapgw_upstream_requests_total{outcome=\"ok\",route=\"/api\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_upstream_requests_total{outcome=\"timeout\",route=\"/api\"}"), 0.0);
   EXPECT_EQ(sample(text, "coapgw_upstream_duration_seconds_count{route=\"/api\"}"), 1.0);
   EXPECT_EQ(sample(text, "coapgw_upstream_duration_seconds_bucket{route=\"/api\",le=\"0.001\"}"),
             0.0);
@@ -152,13 +161,13 @@ TEST(Metrics, SessionSourcesAreSummedAtEachScrape) {
       "coapgw_sessions{proto=\"dtls\",state=\"established\",type=\"server\"}";
 
   worker_a.at(Proto::dtls, SessionType::server, SessionState::established) = 3;
-  worker_a.at(Proto::udp, SessionType::hello, SessionState::none) = 1;
+  worker_a.at(Proto::udp, SessionType::server, SessionState::established) = 1;
   worker_a.idle_at(Proto::dtls) = 1;
   worker_b.at(Proto::dtls, SessionType::server, SessionState::established) = 4;
   worker_b.idle_at(Proto::dtls) = 2;
   std::string text = m.serialize();
   EXPECT_EQ(sample(text, established), 7.0);
-  EXPECT_EQ(sample(text, "coapgw_sessions{proto=\"udp\",state=\"none\",type=\"hello\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_sessions{proto=\"udp\",state=\"established\",type=\"server\"}"), 1.0);
   EXPECT_EQ(sample(text, "coapgw_sessions_idle{proto=\"dtls\"}"), 3.0);
   EXPECT_EQ(sample(text, "coapgw_sessions_idle{proto=\"udp\"}"), 0.0);
 
@@ -167,8 +176,81 @@ TEST(Metrics, SessionSourcesAreSummedAtEachScrape) {
   worker_b = SessionCounts{};
   text = m.serialize();
   EXPECT_EQ(sample(text, established), 0.0);
-  EXPECT_EQ(sample(text, "coapgw_sessions{proto=\"udp\",state=\"none\",type=\"hello\"}"), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_sessions{proto=\"udp\",state=\"established\",type=\"server\"}"), 0.0);
   EXPECT_EQ(sample(text, "coapgw_sessions_idle{proto=\"dtls\"}"), 0.0);
+}
+
+// Label sets "proto/type/state" of every coapgw_sessions sample in `text`.
+std::set<std::string> session_label_sets(const std::string& text) {
+  std::set<std::string> out;
+  std::istringstream in(text);
+  auto label = [](const std::string& line, const std::string& key) {
+    auto at = line.find(key + "=\"");
+    if (at == std::string::npos) return std::string("?");
+    at += key.size() + 2;
+    return line.substr(at, line.find('"', at) - at);
+  };
+  for (std::string l; std::getline(in, l);)
+    if (l.starts_with("coapgw_sessions{"))
+      out.insert(label(l, "proto") + "/" + label(l, "type") + "/" + label(l, "state"));
+  return out;
+}
+
+TEST(Metrics, SessionGaugesExportOnlyTheStatesASessionCanBeIn) {
+  Metrics m("t");
+  // Written out, not derived from session_series(): README's metrics section has the same table.
+  const std::set<std::string> expected{
+      "udp/server/established",
+      "udp/client/established",
+      "dtls/server/handshake",  "dtls/server/established",
+      "dtls/client/none",       "dtls/client/handshake",   "dtls/client/established",
+      "dtls/hello/handshake",
+  };
+  EXPECT_EQ(session_label_sets(m.serialize()), expected);
+  // Counts a worker reports for a combination that cannot happen are not exported either.
+  m.add_session_source([](SessionCounts& c) { c.at(Proto::udp, SessionType::hello, SessionState::csm) += 1; });
+  EXPECT_EQ(session_label_sets(m.serialize()), expected);
+}
+
+template <typename E>
+void expect_names_round_trip() {
+  std::set<std::string_view> seen;
+  for (std::size_t i = 0; i < count<E>; ++i) {
+    const auto e = static_cast<E>(i);
+    const auto text = name(e);
+    EXPECT_FALSE(text.empty()) << i;
+    EXPECT_TRUE(seen.insert(text).second) << "duplicate name " << text;
+    EXPECT_EQ(from_name<E>(text), e) << text;
+  }
+  EXPECT_EQ(from_name<E>("no_such_name"), std::nullopt);
+}
+
+TEST(Labels, NamesRoundTrip) {
+  expect_names_round_trip<Proto>();
+  expect_names_round_trip<SessionType>();
+  expect_names_round_trip<SessionState>();
+  expect_names_round_trip<MsgType>();
+  expect_names_round_trip<CloseReason>();
+  expect_names_round_trip<HandshakeResult>();
+  expect_names_round_trip<AdminReject>();
+  expect_names_round_trip<UpstreamOutcome>();
+  expect_names_round_trip<BadReason>();
+}
+
+TEST(Labels, BadReasonsKeepTheirNames) {
+  // Every reason the gateway counted before reasons became an enum (dashboards and tests use them).
+  for (const char* reason :
+       {"too_short", "bad_version", "bad_token_length", "truncated_token", "reserved_nibble", "truncated_option",
+        "option_number_overflow", "payload_marker_without_payload", "too_many_options", "empty_with_content",
+        "oversize", "empty_non", "unexpected_response", "reserved_code", "unexpected_ack", "message_id_reused",
+        "outstanding_full", "proxy_unsupported", "wrong_authority", "bad_path", "body_too_large",
+        "reassemblies_full", "reassemblies_session_full", "block_cache_full", "block_cache_session_full",
+        "session_table_full", "dtls_bad_record", "dtls_no_session", "dtls_malformed_hello", "handshakes_per_ip"})
+    EXPECT_TRUE(from_name<BadReason>(reason).has_value()) << reason;
+  EXPECT_EQ(count<BadReason>, 30u);
+  for (const char* outcome :
+       {"ok", "upstream_error", "connect_failed", "timeout", "overloaded", "bad_response", "not_implemented"})
+    EXPECT_TRUE(from_name<UpstreamOutcome>(outcome).has_value()) << outcome;
 }
 
 // Runs Debian's prometheus_client text parser over the rendered text and
@@ -204,21 +286,21 @@ std::string parse_with_python(const std::string& text) {
 
 TEST(Metrics, RenderedTextParsesWithPrometheusClient) {
   Metrics m("0.1.0");
-  m.bad_messages("bad \"quoted\" \\ reason\n").Increment();  // label escaping must hold up
-  m.upstream_duration("/api").Observe(0.2);
+  m.bad_messages(BadReason::dtls_bad_record).Increment();
+  m.route("/bad \"quoted\" \\ route\n").record(UpstreamOutcome::timeout, 0.2);  // label escaping must hold up
   m.add_session_source([](SessionCounts& c) { c.at(Proto::udp, SessionType::server,
                                                    SessionState::established) += 2; });
   const std::string summary = parse_with_python(m.serialize());
   ASSERT_EQ(summary.find("parser failed"), std::string::npos) << summary;
   // prometheus_client names counter families without the _total suffix.
-  EXPECT_TRUE(has_line(summary, "coapgw_sessions gauge 30")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_sessions gauge 8")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_sessions_idle gauge 2")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_sessions_closed counter 16")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_messages counter 8")) << summary;
-  EXPECT_TRUE(has_line(summary, "coapgw_bad_messages counter 1")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_bad_messages counter 30")) << summary;  // every reason
   EXPECT_TRUE(has_line(summary, "coapgw_build_info gauge 1")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_requests counter 0")) << summary;  // declared, unused
-  EXPECT_TRUE(has_line(summary, "coapgw_upstream_requests counter 0")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_upstream_requests counter 7")) << summary;  // every outcome
   // 14 buckets + +Inf + _sum + _count
   EXPECT_TRUE(has_line(summary, "coapgw_upstream_duration_seconds histogram 17")) << summary;
 }

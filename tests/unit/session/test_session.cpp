@@ -349,6 +349,26 @@ TEST_F(Fixture, StateCountsFollowTransitionsAndReturnToZero) {
   EXPECT_EQ(table->size(), 0u);
 }
 
+TEST_F(Fixture, ServerSessionBornInItsFirstStateIsNeverCountedInNone) {
+  // A plain CoAP session is established at once, a DTLS one starts in handshake: the per-state counts
+  // (read by the metrics scrape on another thread) never see them in state none.
+  Session* u = table->create_server(key(1, Proto::udp), local, 1, t0, State::established);
+  Session* d = table->create_server(key(2, Proto::dtls), local, 1, t0, State::handshake);
+  EXPECT_EQ(u->state(), State::established);
+  EXPECT_EQ(d->state(), State::handshake);
+  EXPECT_EQ(table->counts().sessions(Proto::udp, Type::server, State::established), 1);
+  EXPECT_EQ(table->counts().sessions(Proto::udp, Type::server, State::none), 0);
+  EXPECT_EQ(table->counts().sessions(Proto::dtls, Type::server, State::handshake), 1);
+  EXPECT_EQ(table->counts().sessions(Proto::dtls, Type::server, State::none), 0);
+  ASSERT_EQ(events.size(), 3u);  // new + established for the first, new for the second
+  EXPECT_EQ(events[0].first, Event::session_new);
+  EXPECT_EQ(events[1].first, Event::session_established);
+  EXPECT_EQ(events[2].first, Event::session_new);
+  table->close_all(CloseReason::shutdown);
+  EXPECT_EQ(table->counts().sessions(Proto::udp, Type::server, State::established), 0);
+  EXPECT_EQ(table->counts().sessions(Proto::dtls, Type::server, State::handshake), 0);
+}
+
 TEST_F(Fixture, EventsForNewAndClosed) {
   table->create_server(key(1), local, 1, t0);
   ASSERT_EQ(events.size(), 1u);
