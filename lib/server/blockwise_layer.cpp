@@ -37,7 +37,7 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
   if (auto* t = m.find(coap::option::request_tag)) tag = t->value;
   const auto key = upload_key(s.id(), m.code, coap::uri_path(m), coap::uri_query(m), tag);
   auto too_large = [&] {
-    blockwise_.end_reassembly(key);
+    blockwise_for(s).end_reassembly(key);
     count_bad(BadReason::body_too_large);
     reply(s, r, coap::code::request_entity_too_large, std::nullopt, {}, now, std::nullopt,
           static_cast<std::uint32_t>(settings_.max_body_size));
@@ -54,7 +54,7 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
   const auto expires = now + settings_.transmission.exchange_lifetime();
   BlockwiseCache::Reassembly* ra = nullptr;
   if (block->num == 0) {
-    auto [started, admit] = blockwise_.start_reassembly(s.id(), key, expires);
+    auto [started, admit] = blockwise_for(s).start_reassembly(s.id(), key, expires);
     if (admit != BlockwiseCache::Admit::ok) {
       count_bad(admit == BlockwiseCache::Admit::session_full ? BadReason::reassemblies_session_full
                                                              : BadReason::reassemblies_full);
@@ -63,12 +63,12 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
     }
     ra = started;
   } else {
-    ra = blockwise_.find_reassembly(key);
+    ra = blockwise_for(s).find_reassembly(key);
   }
   const std::size_t offset = static_cast<std::size_t>(block->num) * block->size();
   if (ra == nullptr || offset != ra->body.size()) {
     // A block we have no start for, or out of order: RFC 7959 2.9.2.
-    if (ra != nullptr) blockwise_.end_reassembly(key);
+    if (ra != nullptr) blockwise_for(s).end_reassembly(key);
     reply(s, r, coap::code::request_entity_incomplete, std::nullopt, {}, now);
     return false;
   }
@@ -84,19 +84,19 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
     return false;
   }
   body = std::move(ra->body);
-  blockwise_.end_reassembly(key);
+  blockwise_for(s).end_reassembly(key);
   r.block1 = coap::BlockValue{block->num, false, block->szx};
   return true;
 }
 
 bool Worker::serve_cached_block(session::Session& s, const coap::MessageView&, const Reply& r,
                                 session::TimePoint now) {
-  const auto* a = blockwise_.find_answer(r.answer_key, now);
+  const auto* a = blockwise_for(s).find_answer(r.answer_key, now);
   if (a == nullptr) return false;
   auto kept = *a;  // reply() may replace the cache entry
   Reply from_cache = r;
   from_cache.from_cache = true;
-  blockwise_.touch_answer(r.answer_key, now + settings_.transmission.exchange_lifetime());
+  blockwise_for(s).touch_answer(r.answer_key, now + settings_.transmission.exchange_lifetime());
   reply(s, from_cache, kept.code, kept.content_format, kept.body, now, kept.max_age, std::nullopt, kept.options);
   return true;
 }
@@ -113,11 +113,11 @@ Worker::Block2Window Worker::block2_window(session::Session& s, const Reply& r, 
     // An error is answered whole, whatever block the request asked for (a 4.04 to a block-1
     // request is still a 4.04); a long diagnostic is cut to one block rather than made block-wise.
     if (body.size() > block_size) w.payload = body.first(block_size);
-    if (!r.from_cache && !r.answer_key.empty()) blockwise_.drop_answer(r.answer_key);
+    if (!r.from_cache && !r.answer_key.empty()) blockwise_for(s).drop_answer(r.answer_key);
     return w;
   }
   if (body.size() <= block_size && r.block2_num == 0) {
-    if (!r.from_cache && !r.answer_key.empty()) blockwise_.drop_answer(r.answer_key);  // a newer answer
+    if (!r.from_cache && !r.answer_key.empty()) blockwise_for(s).drop_answer(r.answer_key);  // a newer answer
     return w;
   }
   const std::size_t offset = static_cast<std::size_t>(r.block2_num) * block_size;
@@ -135,7 +135,7 @@ Worker::Block2Window Worker::block2_window(session::Session& s, const Reply& r, 
   if (refetchable && code == coap::code::content && !has_option(relayed, coap::option::etag))
     w.etag = derived_etag(code, content_format, body);
   if (!w.block2->more) {
-    blockwise_.drop_answer(r.answer_key);  // the last block of a fresh answer: nothing to keep
+    blockwise_for(s).drop_answer(r.answer_key);  // the last block of a fresh answer: nothing to keep
     return w;
   }
   // Block 0 of a fresh answer (or a later block of a re-fetched one): this body replaces whatever
@@ -148,7 +148,7 @@ Worker::Block2Window Worker::block2_window(session::Session& s, const Reply& r, 
   if (!w.etag.empty()) a.options.emplace_back(coap::option::etag, w.etag);
   a.body.assign(body.begin(), body.end());
   a.expires = now + settings_.transmission.exchange_lifetime();
-  switch (blockwise_.store_answer(s.id(), r.answer_key, std::move(a))) {
+  switch (blockwise_for(s).store_answer(s.id(), r.answer_key, std::move(a))) {
     case BlockwiseCache::Stored::stored:
       break;
     case BlockwiseCache::Stored::stored_evicting_own:
@@ -162,6 +162,9 @@ Worker::Block2Window Worker::block2_window(session::Session& s, const Reply& r, 
   return w;
 }
 
-void Worker::expire_blockwise(session::TimePoint now) { blockwise_.expire(now); }
+void Worker::expire_blockwise(session::TimePoint now) {
+  blockwise_plain_.expire(now);
+  blockwise_secure_.expire(now);
+}
 
 }  // namespace coapgw::server

@@ -410,7 +410,7 @@ void Worker::drop_session_traffic(session::Session& s) {
     }
   }
   if (handshaking_.erase(&s) != 0) s.release();
-  blockwise_.drop_session(s.id());  // its uploads and kept answers can never be asked for again
+  blockwise_for(s).drop_session(s.id());  // its uploads and kept answers can never be asked for again
 }
 
 }  // namespace coapgw::server

@@ -61,8 +61,10 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       this, budget_, session::Table::Settings{settings_.idle_timeout, settings_.index},
       [this](session::Session& s, const session::EventInfo& e) { on_session_event(s, e); });
   heartbeat_ms_.store(steady_ms());
-  blockwise_.set_limits(BlockwiseLimits{settings_.max_reassemblies, settings_.max_reassemblies_per_session,
-                                        settings_.max_block_cache_bytes, settings_.max_block_answers_per_session});
+  const BlockwiseLimits limits{settings_.max_reassemblies, settings_.max_reassemblies_per_session,
+                               settings_.max_block_cache_bytes, settings_.max_block_answers_per_session};
+  blockwise_plain_.set_limits(limits);
+  blockwise_secure_.set_limits(limits);
 }
 
 Worker::~Worker() {

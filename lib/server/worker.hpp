@@ -271,8 +271,14 @@ class Worker : public session::Context {
   std::unordered_map<session::Key, std::unique_ptr<Rehandshake>, session::KeyHash> rehandshakes_;
   log::RateLimited bad_log_;
   // Block-wise state, bounded per worker and per session: Block1 uploads being reassembled, and
-  // Block2 answers kept for the follow-up block requests (see blockwise_cache.hpp).
-  BlockwiseCache blockwise_;
+  // Block2 answers kept for the follow-up block requests (see blockwise_cache.hpp). Plain CoAP and
+  // DTLS sessions each have their own, with the full bounds: many (possibly spoofed) plain
+  // sources filling theirs cannot refuse uploads or answers to authenticated devices.
+  BlockwiseCache blockwise_plain_;
+  BlockwiseCache blockwise_secure_;
+  BlockwiseCache& blockwise_for(const session::Session& s) {
+    return s.proto() == session::Proto::udp ? blockwise_plain_ : blockwise_secure_;
+  }
 
   // Hot-path counters kept per worker and added to Prometheus on each tick.
   struct LocalCounters {

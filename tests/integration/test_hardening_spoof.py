@@ -153,6 +153,43 @@ class SpoofedPlain(SpoofTestCase):
         self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="ok"), 1)
 
 
+class SpoofedPlainBlockwise(SpoofTestCase):
+    """Block-wise state is bounded per worker; plain sources (addresses anyone can forge) and DTLS
+    sessions have separate pools, so filling the plain one refuses no authenticated upload."""
+
+    def test_plain_sources_filling_block1_slots_leave_dtls_uploads_alone(self):
+        sink = os.path.join(self.tmp, "telemetry.jsonl")
+        cfg = h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"], admin=f"127.0.0.1:{h.free_tcp_port()}",
+                            threads=1, routes=[{"prefix": "/telemetry", "upstream": f"file:{sink}"}])
+        cfg["coap"]["max_reassemblies"] = 4
+        self.gw = self.start_gateway(cfg)
+        block1_first = bytes([0x0A])  # NUM 0, M=1, SZX 2 (64 bytes)
+        for i in range(12):  # uploads that start and never finish, from forged sources
+            msg = h.Message(h.CON, h.code(0, h.PUT), 100 + i, b"b%d" % i,
+                            h.path_options("/telemetry/x") + [(27, block1_first)], b"x" * 64)
+            spoof_udp(("127.0.0.1", 21000 + i), self.gw.coap_addr(), h.encode(msg))
+        h.poll_until(lambda: self.counter("coapgw_bad_messages_total", reason="reassemblies_full") >= 8, 10.0,
+                     what="the plain uploads beyond the bound to be refused")
+        body = "".join(chr(0x61 + i % 26) for i in range(1000))
+        path = os.path.join(self.tmp, "body.txt")
+        with open(path, "w") as f:
+            f.write(body)
+        host, port = self.gw.coaps_addr()
+        rc, out, err = h.coap_client(["-u", h.DEMO_IDENTITY, "-k", h.DEMO_KEY, "-m", "put", "-b", "64", "-f", path,
+                                      f"coaps://{host}:{port}/telemetry/dtls"], flavour="openssl")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIsNone(h.response_error(out, err), out + err)
+
+        def uploaded():
+            try:
+                with open(sink) as f:
+                    return next((json.loads(l) for l in f if '"/telemetry/dtls"' in l), None)
+            except FileNotFoundError:
+                return None
+        line = h.poll_until(uploaded, 5.0, what="the DTLS upload in the sink")
+        self.assertEqual(line["payload"], body)
+
+
 class HandshakeBackoff(SpoofTestCase):
     """Point 8: an address whose handshakes keep failing is refused for a while; others (another
     port of the same host included: a NAT neighbour) are not. One host cannot hold every slot."""
