@@ -362,6 +362,19 @@ class GatewayTestCase(unittest.TestCase):
         gw.start(wait=wait)
         return gw
 
+    def counter(self, name, **labels):
+        """The sum of the samples of metric `name` on self.gw's /metrics whose labels include
+        `labels` (0 when none), parsed by prometheus_client."""
+        from prometheus_client.parser import text_string_to_metric_families
+        status, body = http_get(self.gw.admin_url("/metrics"))
+        self.assertEqual(status, 200)
+        total = 0.0
+        for family in text_string_to_metric_families(body):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    total += s.value
+        return total
+
     def _failed(self):
         outcome = getattr(self, "_outcome", None)
         return outcome is None or not getattr(outcome, "success", False)

@@ -122,16 +122,6 @@ class ForwardingTestCase(h.GatewayTestCase):
         self.assertIsNone(h.response_error(out, err), out + err)
         return out
 
-    def counter(self, name, **labels):
-        from prometheus_client.parser import text_string_to_metric_families
-        status, body = h.http_get(self.gw.admin_url("/metrics"))
-        self.assertEqual(status, 200)
-        total = 0.0
-        for family in text_string_to_metric_families(body):
-            for s in family.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    total += s.value
-        return total
 
 
 class HttpUpstream(ForwardingTestCase):

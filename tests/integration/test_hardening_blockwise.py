@@ -245,16 +245,6 @@ class BlockwiseCase(h.GatewayTestCase):
             out.write(data)
         return h.coap_client(["-m", "put"] + list(extra) + ["-f", f, self.uri(path)], wait_s=15)
 
-    def counter(self, name, **labels):
-        from prometheus_client.parser import text_string_to_metric_families
-        status, body = h.http_get(self.gw.admin_url("/metrics"))
-        self.assertEqual(status, 200)
-        total = 0.0
-        for family in text_string_to_metric_families(body):
-            for s in family.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    total += s.value
-        return total
 
     def raw_block(self, sock, path, num, szx, code=h.GET, payload=b"", query=None):
         opts = h.path_options(path) + [(OPT_BLOCK2, block_value(num, False, szx))]
