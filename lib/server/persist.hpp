@@ -22,12 +22,13 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/secret.hpp"
 
 namespace coapgw::server::persist {
 
 struct Entry {
   std::int64_t last_seen_unix_ms = 0;
-  std::vector<std::byte> state;  // dtls::serialize(SessionState)
+  SecretBytes state;  // dtls::serialize(SessionState): traffic keys, wiped when let go
 };
 
 // Writes atomically with mode 0600; false + error on failure.
@@ -44,16 +45,16 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
 // record arrives from a peer that has no session (after a restart), never on the hot path.
 class RestoredPool {
  public:
-  void add(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms);
+  void add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms);
   // The state for `peer`, unless its device was last seen longer than `idle_timeout` ago (the
   // session would have expired had we not restarted).
-  std::optional<std::vector<std::byte>> take(const Address& peer, std::chrono::milliseconds idle_timeout);
+  std::optional<SecretBytes> take(const Address& peer, std::chrono::milliseconds idle_timeout);
   bool empty() const { return size_.load(std::memory_order_relaxed) == 0; }
 
  private:
   std::mutex mutex_;
   struct Waiting {
-    std::vector<std::byte> state;
+    SecretBytes state;
     std::int64_t last_seen_unix_ms;
   };
   std::unordered_map<Address, Waiting, AddressHash> by_peer_;
