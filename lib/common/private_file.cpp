@@ -68,7 +68,10 @@ std::string temp_name(const std::string& path) {
 
 std::optional<SecretString> read(const std::string& path, const ReadPolicy& policy, ReadError* error) {
   auto fail = [&](const std::string& what, int err) -> std::optional<SecretString> {
-    if (error) *error = ReadError{err, why(path, what, err)};
+    if (error) {
+      auto reason = what + (err != 0 ? std::string(": ") + std::strerror(err) : std::string());
+      *error = ReadError{err, reason, path + ": " + reason};
+    }
     return std::nullopt;
   };
   int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | (policy.follow_symlinks ? 0 : O_NOFOLLOW);

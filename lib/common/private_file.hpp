@@ -28,6 +28,7 @@ struct ReadPolicy {
 
 struct ReadError {
   int sys_errno = 0;    // from open/fstat/read; 0 when the file was read but refused
+  std::string reason;   // "<why>"
   std::string message;  // "<path>: <why>"
 };
 

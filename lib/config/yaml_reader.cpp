@@ -206,7 +206,7 @@ SecretString read_private_file(const std::string& path, const private_file::Read
   if (!text) {
     throw ConfigError(std::vector<ConfigIssue>{
         {"", e.sys_errno != 0 ? "cannot read " + in_quotes(path) + ": " + std::strerror(e.sys_errno)
-                              : e.message}});
+                              : in_quotes(path) + ": " + e.reason}});
   }
   return std::move(*text);
 }
