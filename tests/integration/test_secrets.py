@@ -92,8 +92,8 @@ class Secrets(h.GatewayTestCase):
         for name in (state + ".tmp", state + ".key.tmp", state):
             os.symlink(victim, name)
         gw.stop()
-        with open(victim) as f:
-            self.assertEqual(f.read(), "precious", "the session file was written through a symlink")
+        with open(victim, "rb") as f:
+            self.assertEqual(f.read(), b"precious", "the session file was written through a symlink")
         for name in (state, state + ".key"):
             st = os.lstat(name)
             self.assertTrue(stat.S_ISREG(st.st_mode), name)
