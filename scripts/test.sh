@@ -64,7 +64,8 @@ ctest --test-dir build-asan --output-on-failure -j2 -E '^integration\.'
 # The same integration tests against the sanitized daemon: any report aborts it (a
 # non-zero exit the harness checks at stop) and is also looked for on its stderr.
 begin "asan/ubsan integration tests"
-ctest --test-dir build-asan --output-on-failure -j2 -R '^integration\.'
+# (packaging tests check the release binary's files and libraries, not behaviour).
+ctest --test-dir build-asan --output-on-failure -j2 -R '^integration\.' -E '^integration\.packaging\.'
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
 # ThreadSanitizer: the daemon (workers, admin thread, reload and shutdown from the
