@@ -10,7 +10,8 @@
 #   4. ThreadSanitizer build in build-tsan/ (-DCOAPGW_TSAN=ON) of the daemon and the
 #      unit tests whose code crosses threads, run with those unit tests and the
 #      integration tests that cross threads in the daemon (admin pages, metrics,
-#      reload, shutdown, persist/restore);
+#      reload, shutdown and drain, persist/restore, DTLS sessions on two workers,
+#      forwarding to upstreams);
 #   5. scripts/fuzz.sh for a bounded time (FUZZ_SECONDS, default 60) if present.
 # Stops at the first failing stage and prints one summary line at the end, with
 # the seconds each stage took.
@@ -71,7 +72,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 # ThreadSanitizer: the daemon (workers, admin thread, reload and shutdown from the
 # main thread, the restored-session pool) and the unit tests that start threads.
 tsan_units=(test_admin test_metrics test_server test_gateway test_common)
-tsan_integration='^integration\.(admin\.Admin|ops\.Reload|ops\.Shutdown|persist\.Persist|secrets\.Secrets)$'
+tsan_integration='^integration\.(admin\.Admin|ops\..*|persist\.Persist|secrets\.Secrets|dtls\.Psk|forwarding\..*)$'
 begin "tsan build"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_TSAN=ON
 cmake --build build-tsan -j"${jobs}" --target coapgwd "${tsan_units[@]}"
