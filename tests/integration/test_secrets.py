@@ -7,6 +7,7 @@
 """
 import os
 import re
+import signal
 import stat
 import unittest
 
@@ -79,6 +80,32 @@ class Secrets(h.GatewayTestCase):
         os.chmod(cfg["dtls"]["psk"]["keys_file"], 0o640)  # root:coapgw 0640, as installed
         rc, out, err = h.run_coapgwd(["--config", path, "--check-config"])
         self.assertEqual(rc, 0, out + err)
+
+    def test_reload_refuses_a_keys_file_opened_up_to_others(self):
+        from prometheus_client.parser import text_string_to_metric_families
+
+        def reloads(result):
+            status, body = h.http_get(gw.admin_url("/metrics"))
+            self.assertEqual(status, 200, body[:300])
+            for family in text_string_to_metric_families(body):
+                for sample in family.samples:
+                    if sample.name == "coapgw_config_reloads_total" and sample.labels.get("result") == result:
+                        return sample.value
+            return 0.0
+
+        cfg = self.coaps_config()
+        cfg["listen"]["admin"] = f"127.0.0.1:{h.free_tcp_port()}"
+        keys = self.write_keys(0o600)
+        cfg["dtls"]["psk"]["keys_file"] = keys
+        gw = self.start_gateway(cfg)
+        os.chmod(keys, 0o644)
+        gw.send_signal(signal.SIGHUP)
+        h.poll_until(lambda: reloads("failed") == 1, 10.0, what="the reload counted as failed")
+        self.assertIn("mode 0644", gw.logs())
+        self.assertEqual(reloads("ok"), 0)
+        os.chmod(keys, 0o600)
+        gw.send_signal(signal.SIGHUP)
+        h.poll_until(lambda: reloads("ok") == 1, 10.0, what="the reload after chmod")
 
     def test_persist_write_does_not_follow_a_planted_symlink(self):
         cfg = self.coaps_config()
