@@ -74,7 +74,8 @@ std::optional<SecretString> read(const std::string& path, const ReadPolicy& poli
     }
     return std::nullopt;
   };
-  int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | (policy.follow_symlinks ? 0 : O_NOFOLLOW);
+  // O_NONBLOCK: a FIFO planted at the path must not hang the open; regular files ignore it.
+  int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (policy.follow_symlinks ? 0 : O_NOFOLLOW);
   Fd fd(::open(path.c_str(), flags));
   if (fd.get() < 0) {
     int err = errno;

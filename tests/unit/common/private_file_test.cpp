@@ -89,6 +89,9 @@ TEST_F(PrivateFile, MissingAndNonRegularFilesAreErrors) {
   ::chmod(path("adir").c_str(), 0700);
   EXPECT_FALSE(read(path("adir"), ReadPolicy{}, &e));
   EXPECT_NE(e.message.find("not a regular file"), std::string::npos) << e.message;
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0600), 0);  // must not block waiting for a writer
+  EXPECT_FALSE(read(path("fifo"), ReadPolicy{}, &e));
+  EXPECT_NE(e.message.find("not a regular file"), std::string::npos) << e.message;
 }
 
 TEST_F(PrivateFile, WriteCreatesMode0600AndLeavesNoTemporaryFile) {
