@@ -8,4 +8,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build --target coapgwd -j"$(nproc)"
+# A git checkout leaves the sample keys file readable by everyone, which coapgwd refuses.
+chmod go-rwx config/psk-keys.yaml
 exec build/daemon/coapgwd --config config/gateway.yaml "$@"

@@ -50,6 +50,53 @@ void set_level(Level level) { g_level.store(static_cast<int>(level)); }
 Level level() { return static_cast<Level>(g_level.load()); }
 void set_thread_worker(int worker) { t_worker = worker; }
 
+void append_escaped(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  const auto put_hex = [&](unsigned char c) {
+    out += "\\x";
+    out.push_back(hex[c >> 4]);
+    out.push_back(hex[c & 0xF]);
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7F) {
+      put_hex(c);
+    } else if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      const std::size_t n = json::utf8_sequence_length(text, i);
+      const auto b1 = n >= 2 ? static_cast<unsigned char>(text[i + 1]) : 0;
+      const auto b2 = n >= 3 ? static_cast<unsigned char>(text[i + 2]) : 0;
+      const bool c1_control = n == 2 && c == 0xC2 && b1 < 0xA0;                          // U+0080..U+009F
+      const bool line_separator = n == 3 && c == 0xE2 && b1 == 0x80 && (b2 == 0xA8 || b2 == 0xA9);  // U+2028/9
+      if (n == 0 || c1_control || line_separator) {
+        for (std::size_t k = 0; k < (n == 0 ? 1 : n); ++k) put_hex(static_cast<unsigned char>(text[i + k]));
+        i += n == 0 ? 1 : n;
+      } else {
+        out.append(text.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
+    ++i;
+  }
+}
+
+std::string escaped(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  append_escaped(out, text);
+  return out;
+}
+
 void write(Level level, std::string_view message, std::uint64_t session_id) {
   std::string line;
   line.reserve(message.size() + 96);
@@ -71,7 +118,7 @@ void write(Level level, std::string_view message, std::uint64_t session_id) {
     if (t_worker >= 0) line += " worker=" + std::to_string(t_worker);
     if (session_id != 0) line += " session=" + std::to_string(session_id);
     line += ' ';
-    line += message;
+    append_escaped(line, message);  // the message may carry peer-chosen bytes
     line += '\n';
   }
   std::lock_guard lock(g_write_mutex);

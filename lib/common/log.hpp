@@ -3,6 +3,9 @@
 // journald and Docker collect stderr, so that is the only sink. Each line can
 // carry the worker and session id. Per-datagram events never log at info;
 // floods go through RateLimited so that one warning stands for many events.
+// Messages carry strings that peers choose (PSK identities, Uri-Paths, hints):
+// a text line escapes its whole message with append_escaped, a JSON line with
+// json::append_string, so no peer can end a line early or forge another one.
 #pragma once
 
 #include <atomic>
@@ -30,6 +33,13 @@ inline bool enabled(Level l) {
 
 // The calling thread's worker id, shown on every line it writes (-1: none).
 void set_thread_worker(int worker);
+
+// Appends `text` with every byte that could break or fake a text log line
+// escaped: backslash as "\\", newline, CR and tab as "\n", "\r", "\t", any other
+// control character (C0, DEL, C1, U+2028/U+2029) and every byte that is not
+// part of valid UTF-8 as "\xNN". Printable ASCII and valid UTF-8 pass as-is.
+void append_escaped(std::string& out, std::string_view text);
+std::string escaped(std::string_view text);
 
 void write(Level level, std::string_view message, std::uint64_t session_id = 0);
 

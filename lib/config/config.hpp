@@ -19,6 +19,7 @@
 
 #include "common/address.hpp"
 #include "common/log.hpp"
+#include "common/secret.hpp"
 
 namespace coapgw::config {
 
@@ -38,7 +39,7 @@ struct ListenConfig {
 
 struct PskKey {
   std::string identity;
-  std::string key;  // raw key bytes: key_hex is already decoded
+  SecretString key;  // raw key bytes: key_hex is already decoded; wiped when let go
 };
 
 struct PskConfig {
@@ -99,7 +100,7 @@ struct CoapConfig {
 
 struct RoutePsk {
   std::string identity;
-  std::string key;  // raw key bytes: key_hex is already decoded
+  SecretString key;  // raw key bytes: key_hex is already decoded; wiped when let go
 };
 
 struct Route {
@@ -156,7 +157,10 @@ Config load_config_file(const std::string& path);
 Config parse_config(std::string_view yaml_text, const std::string& source_path = "");
 
 // Loads a PSK keys file: its top level is the same list as dtls.psk.keys.
-// Throws ConfigError with key paths such as "[1].key_hex".
+// Throws ConfigError with key paths such as "[1].key_hex". The file must be a
+// regular file (a symlink to one is followed) that others cannot read or
+// write (mode & 007 == 0: 0600 or root:coapgw 0640), checked on the open
+// descriptor; otherwise ConfigError names the mode.
 std::vector<PskKey> load_psk_keys_file(const std::string& path);
 
 // Resolves `path` against the directory of config.source_path; absolute paths

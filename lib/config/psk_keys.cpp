@@ -45,7 +45,7 @@ std::optional<PskKey> parse_psk_entry(Reader& r, const YAML::Node& node, const s
     return std::nullopt;
   }
   std::string key_name = has_key ? "key" : "key_hex";
-  std::string text;
+  SecretString text;
   if (!r.string(node, key_name, path, text)) return std::nullopt;
   if (has_hex) {
     auto bytes = detail::decode_hex(text);
@@ -90,7 +90,9 @@ std::vector<PskKey> parse_psk_list(Reader& r, const YAML::Node& node, const std:
 std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<ConfigIssue>& issues) {
   YAML::Node root;
   try {
-    root = load_yaml(read_file(path));
+    // Secrets: others may not read or change the file (0600, or root:coapgw 0640 as installed),
+    // checked on the descriptor that is read. A symlink is followed (mounted secrets are links).
+    root = load_yaml(read_private_file(path, private_file::ReadPolicy{true, 007}));
   } catch (const ConfigError& e) {
     issues.insert(issues.end(), e.issues.begin(), e.issues.end());
     return {};

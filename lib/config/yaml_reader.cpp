@@ -40,7 +40,7 @@ std::string index(const std::string& path, std::size_t i) {
   return path + "[" + std::to_string(i) + "]";
 }
 
-std::optional<std::string> decode_hex(std::string_view hex) {
+std::optional<SecretString> decode_hex(std::string_view hex) {
   if (hex.size() % 2 != 0) return std::nullopt;
   auto digit = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
@@ -48,7 +48,7 @@ std::optional<std::string> decode_hex(std::string_view hex) {
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
   };
-  std::string out;
+  SecretString out;  // key bytes
   out.reserve(hex.size() / 2);
   for (std::size_t i = 0; i < hex.size(); i += 2) {
     int hi = digit(hex[i]), lo = digit(hex[i + 1]);
@@ -196,25 +196,24 @@ bool Reader::duration(const YAML::Node& map, std::string_view key, const std::st
 
 std::string in_quotes(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
+SecretString read_file(const std::string& path) {
+  return read_private_file(path, private_file::ReadPolicy{true, 0});  // config files may carry keys too
+}
+
+SecretString read_private_file(const std::string& path, const private_file::ReadPolicy& policy) {
+  private_file::ReadError e;
+  auto text = private_file::read(path, policy, &e);
+  if (!text) {
     throw ConfigError(std::vector<ConfigIssue>{
-        {"", "cannot read " + in_quotes(path) + ": " + std::strerror(err)}});
+        {"", e.sys_errno != 0 ? "cannot read " + in_quotes(path) + ": " + std::strerror(e.sys_errno)
+                              : in_quotes(path) + ": " + e.reason}});
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  // A directory opens and reads as nothing; an empty key set from it would revoke every device.
-  if (std::error_code ec; !std::filesystem::is_regular_file(path, ec)) {
-    throw ConfigError(std::vector<ConfigIssue>{{"", "cannot read " + in_quotes(path) + ": not a regular file"}});
-  }
-  return text.str();
+  return std::move(*text);  // private_file::read refuses anything but a regular file
 }
 
 YAML::Node load_yaml(std::string_view text) {
   try {
-    return YAML::Load(std::string(text));
+    return YAML::Load(SecretString(text));  // the copy yaml-cpp reads is wiped; its node strings are not ours
   } catch (const YAML::Exception& e) {
     // yaml-cpp marks are 0-based; editors count from 1.
     throw ConfigError(std::vector<ConfigIssue>{

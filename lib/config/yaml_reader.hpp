@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/private_file.hpp"
 #include "config/config.hpp"
 
 namespace coapgw::config::detail {
@@ -26,14 +27,16 @@ std::string index(const std::string& path, std::size_t i);  // "routes" + 1 -> "
 YAML::Node child(const YAML::Node& map, std::string_view key);
 
 // Decodes "0a1B..." into bytes; nullopt for odd length or a non-hex digit.
-std::optional<std::string> decode_hex(std::string_view hex);
+std::optional<SecretString> decode_hex(std::string_view hex);
 
 class Reader;
 
 std::string in_quotes(std::string_view s);  // "\"" + s + "\"", for values in messages
 
 // Whole file as text, or ConfigError (key path "") naming the file and errno.
-std::string read_file(const std::string& path);
+SecretString read_file(const std::string& path);
+// Same, through private_file::read: type and mode checked on the open descriptor.
+SecretString read_private_file(const std::string& path, const private_file::ReadPolicy& policy);
 // YAML text -> node, or ConfigError (key path "") with 1-based line and column.
 YAML::Node load_yaml(std::string_view text);
 

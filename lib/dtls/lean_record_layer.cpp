@@ -23,10 +23,10 @@ constexpr std::uint8_t alert_close_notify = 0;
 constexpr std::uint8_t alert_no_renegotiation = 100;
 constexpr std::uint8_t handshake_client_hello = 1;
 
-std::vector<std::byte> to_vector(const std::array<std::byte, max_key_size>& a, std::size_t n) {
+SecretBytes to_vector(const std::array<std::byte, max_key_size>& a, std::size_t n) {
   return {a.begin(), a.begin() + static_cast<long>(n)};
 }
-std::vector<std::byte> to_vector(const std::array<std::byte, max_iv_size>& a, std::size_t n) {
+SecretBytes to_vector(const std::array<std::byte, max_iv_size>& a, std::size_t n) {
   return {a.begin(), a.begin() + static_cast<long>(n)};
 }
 

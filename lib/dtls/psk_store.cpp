@@ -2,7 +2,7 @@
 
 namespace coapgw::dtls {
 
-void PskStore::add(std::string identity, std::string key) {
+void PskStore::add(std::string identity, SecretString key) {
   keys_.insert_or_assign(std::move(identity), std::move(key));
 }
 

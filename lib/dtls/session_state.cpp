@@ -24,20 +24,26 @@ constexpr std::uint64_t max_sequence = 0xffffffffffffULL;
 class Writer {
  public:
   void u(std::uint64_t value, int count) {
-    for (int i = count - 1; i >= 0; --i) out_.push_back(static_cast<std::byte>((value >> (8 * i)) & 0xff));
+    std::array<std::byte, 8> be{};
+    for (int i = 0; i < count; ++i) be[static_cast<std::size_t>(i)] = static_cast<std::byte>((value >> (8 * (count - 1 - i))) & 0xff);
+    raw(be.data(), static_cast<std::size_t>(count));
   }
+  // resize + memcpy, not insert: GCC 12 misreads insert into a vector with a custom allocator
+  // (-Wstringop-overflow false positive).
   void raw(const void* data, std::size_t size) {
-    const auto* p = static_cast<const std::byte*>(data);
-    out_.insert(out_.end(), p, p + size);
+    if (size == 0) return;
+    const auto at = out_.size();
+    out_.resize(at + size);
+    std::memcpy(out_.data() + at, data, size);
   }
   void blob(const void* data, std::size_t size, int length_bytes) {
     u(size, length_bytes);
     raw(data, size);
   }
-  std::vector<std::byte> take() { return std::move(out_); }
+  SecretBytes take() { return std::move(out_); }
 
  private:
-  std::vector<std::byte> out_;
+  SecretBytes out_;
 };
 
 class Reader {
@@ -79,7 +85,7 @@ bool sizes_match(const SessionState& s) {
 
 }  // namespace
 
-std::vector<std::byte> serialize(const SessionState& s) {
+SecretBytes serialize(const SessionState& s) {
   if (s.identity.size() > max_state_identity_size || s.psk_key.size() > max_state_psk_size ||
       s.psk_hint.size() > max_state_hint_size || !sizes_match(s) || s.write_sequence > max_sequence ||
       (s.peer.family() != Address::Family::v4 && s.peer.family() != Address::Family::v6) ||

@@ -17,17 +17,18 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/secret.hpp"
 
 namespace coapgw::dtls {
 
 struct SessionState {
   Address peer;
   std::string identity;            // PSK identity or certificate subject CN
-  std::vector<std::byte> psk_key;  // empty for certificate sessions
+  SecretBytes psk_key;  // empty for certificate sessions; SecretBytes: wiped when let go
   std::string psk_hint;
   std::uint16_t cipher_suite = 0;  // IANA TLS cipher suite number
-  std::vector<std::byte> client_write_key, server_write_key;
-  std::vector<std::byte> client_write_iv, server_write_iv;  // 4-byte salt (GCM/CCM) or 12-byte IV (ChaCha20)
+  SecretBytes client_write_key, server_write_key;
+  SecretBytes client_write_iv, server_write_iv;  // 4-byte salt (GCM/CCM) or 12-byte IV (ChaCha20)
   std::uint16_t read_epoch = 1;
   std::uint16_t write_epoch = 1;
   std::uint64_t write_sequence = 0;  // next sequence number to use (48 bits)
@@ -47,8 +48,8 @@ inline constexpr std::size_t max_state_identity_size = 1024;
 inline constexpr std::size_t max_state_psk_size = 256;  // PSK_MAX_PSK_LEN in OpenSSL
 inline constexpr std::size_t max_state_hint_size = 128;
 
-// Empty on a state that breaks the bounds above.
-std::vector<std::byte> serialize(const SessionState& state);
+// Empty on a state that breaks the bounds above. The bytes hold keys: wiped when let go.
+SecretBytes serialize(const SessionState& state);
 // nullopt on a wrong version, truncation, trailing bytes, an unknown suite,
 // key/IV sizes that do not match the suite, or out-of-range numbers.
 std::optional<SessionState> deserialize(std::span<const std::byte> bytes);

@@ -15,11 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "common/secret.hpp"
+
 namespace coapgw::gateway {
 
 struct DtlsClientSettings {
   std::string psk_identity;
-  std::string psk_key;        // raw key bytes
+  SecretString psk_key;       // raw key bytes, wiped when let go
   std::size_t link_mtu = 1280;  // DTLS_set_link_mtu; outgoing datagrams stay within it
 };
 

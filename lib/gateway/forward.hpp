@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/secret.hpp"
 #include "metrics/labels.hpp"
 
 namespace coapgw::gateway {
@@ -68,7 +69,7 @@ struct RouteSpec {
   std::size_t max_in_flight = 64;  // also bounds the HTTP connection pool
   std::string ca_file;             // https: CA bundle; "" = system store
   std::string psk_identity;        // coaps: PSK identity presented to the upstream
-  std::string psk_key;             // coaps: raw key bytes
+  SecretString psk_key;            // coaps: raw key bytes, wiped when let go
 };
 
 // One backend. Instances belong to one worker and do all their I/O on its

@@ -1,5 +1,8 @@
 #include "server/persist.hpp"
 
+#include "common/private_file.hpp"
+#include "common/secret.hpp"
+
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -25,54 +28,43 @@ std::int64_t now_unix_ms() {
       .count();
 }
 
-bool write_all_0600(const std::string& path, const std::vector<unsigned char>& bytes, std::string* error) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    if (error) *error = "cannot create " + tmp + ": " + std::strerror(errno);
-    return false;
-  }
-  ::fchmod(fd, 0600);  // the umask or an older file must not widen it
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n <= 0) {
-      if (error) *error = "cannot write " + tmp + ": " + std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return false;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  ::fsync(fd);
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    if (error) *error = "cannot rename " + tmp + ": " + std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  return true;
+// Every buffer here holds traffic keys or the HMAC key: wiped when let go, on every path.
+using Buffer = std::vector<unsigned char, WipingAllocator<unsigned char>>;
+
+bool write_all_0600(const std::string& path, const Buffer& bytes, std::string* error) {
+  return private_file::write_atomic(path, bytes, error);  // O_EXCL|O_NOFOLLOW temp, fsync, rename, fsync dir
 }
 
-std::optional<std::vector<unsigned char>> read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  return std::vector<unsigned char>(std::istreambuf_iterator<char>(in), {});
+// Owner-only, never through a symlink, mode checked on the descriptor that is read.
+constexpr private_file::ReadPolicy owner_only{false, 077};
+
+std::optional<Buffer> read_all(const std::string& path, std::string* error = nullptr,
+                                                   int* sys_errno = nullptr) {
+  private_file::ReadError e;
+  auto text = private_file::read(path, owner_only, &e);
+  if (!text) {
+    if (error) *error = e.message;
+    if (sys_errno) *sys_errno = e.sys_errno;
+    return std::nullopt;
+  }
+  return Buffer(text->data(), text->data() + text->size());
 }
 
 // The installation's HMAC key, created on first use.
-std::optional<std::vector<unsigned char>> load_key(const std::string& file, bool create, std::string* error) {
+std::optional<Buffer> load_key(const std::string& file, bool create, std::string* error) {
   std::string path = file + ".key";
-  if (auto key = read_all(path)) {
+  std::string why;
+  int err = 0;
+  if (auto key = read_all(path, &why, &err)) {
     if (key->size() == 32) return key;
     if (error) *error = path + " is not a 32-byte key";
     return std::nullopt;
   }
-  if (!create) {
-    if (error) *error = path + " is missing";
+  if (err != ENOENT || !create) {  // a key we may not trust is never silently replaced
+    if (error) *error = err == ENOENT ? path + " is missing" : why;
     return std::nullopt;
   }
-  std::vector<unsigned char> key(32);
+  Buffer key(32);
   if (RAND_bytes(key.data(), 32) != 1) {
     if (error) *error = "no randomness for " + path;
     return std::nullopt;
@@ -81,17 +73,17 @@ std::optional<std::vector<unsigned char>> load_key(const std::string& file, bool
   return key;
 }
 
-std::array<unsigned char, mac_size> mac(const std::vector<unsigned char>& key, const unsigned char* data, std::size_t n) {
+std::array<unsigned char, mac_size> mac(const Buffer& key, const unsigned char* data, std::size_t n) {
   std::array<unsigned char, mac_size> out{};
   unsigned int len = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data, n, out.data(), &len);
   return out;
 }
 
-void put_u64(std::vector<unsigned char>& b, std::uint64_t v) {
+void put_u64(Buffer& b, std::uint64_t v) {
   for (int i = 7; i >= 0; --i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
 }
-void put_u32(std::vector<unsigned char>& b, std::uint32_t v) {
+void put_u32(Buffer& b, std::uint32_t v) {
   for (int i = 3; i >= 0; --i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
 }
 std::uint64_t get_u64(const unsigned char* p) {
@@ -110,7 +102,7 @@ std::uint32_t get_u32(const unsigned char* p) {
 bool write_file(const std::string& path, const std::vector<Entry>& entries, std::string* error) {
   auto key = load_key(path, true, error);
   if (!key) return false;
-  std::vector<unsigned char> b(std::begin(magic), std::end(magic));
+  Buffer b(std::begin(magic), std::end(magic));
   put_u64(b, static_cast<std::uint64_t>(now_unix_ms()));
   put_u32(b, static_cast<std::uint32_t>(entries.size()));
   for (auto& e : entries) {
@@ -121,9 +113,7 @@ bool write_file(const std::string& path, const std::vector<Entry>& entries, std:
   }
   auto m = mac(*key, b.data(), b.size());
   b.insert(b.end(), m.begin(), m.end());
-  bool ok = write_all_0600(path, b, error);
-  OPENSSL_cleanse(b.data(), b.size());  // the buffer held traffic keys
-  return ok;
+  return write_all_0600(path, b, error);
 }
 
 std::optional<ReadResult> read_file(const std::string& path, std::chrono::milliseconds max_age, std::string* error) {
@@ -131,10 +121,12 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
     if (error) *error = path + ": " + why;
     return std::nullopt;
   };
-  auto data = read_all(path);
-  if (!data) return fail("cannot read");
-  struct stat st{};
-  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) return fail("mode is wider than 0600, not trusted");
+  std::string why;
+  auto data = read_all(path, &why);  // the mode is checked on the descriptor that is read
+  if (!data) {
+    if (error) *error = why;
+    return std::nullopt;
+  }
   auto& b = *data;
   if (b.size() < sizeof magic + 12 + mac_size || std::memcmp(b.data(), magic, sizeof magic) != 0)
     return fail("not a coapgw session file (bad magic or too short)");
@@ -173,14 +165,14 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
   return r;
 }
 
-void RestoredPool::add(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms) {
+void RestoredPool::add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms) {
   std::lock_guard lock(mutex_);
   by_peer_[peer] = Waiting{std::move(state), last_seen_unix_ms};
   size_.store(by_peer_.size(), std::memory_order_relaxed);
 }
 
-std::optional<std::vector<std::byte>> RestoredPool::take(const Address& peer, std::chrono::milliseconds idle_timeout,
-                                                          std::int64_t* last_seen_unix_ms) {
+std::optional<SecretBytes> RestoredPool::take(const Address& peer, std::chrono::milliseconds idle_timeout,
+                                              std::int64_t* last_seen_unix_ms) {
   std::lock_guard lock(mutex_);
   auto it = by_peer_.find(peer);
   if (it == by_peer_.end()) return std::nullopt;
@@ -192,7 +184,7 @@ std::optional<std::vector<std::byte>> RestoredPool::take(const Address& peer, st
   return std::move(waiting.state);
 }
 
-void RestoredPool::put_back(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms) {
+void RestoredPool::put_back(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms) {
   add(peer, std::move(state), last_seen_unix_ms);
 }
 

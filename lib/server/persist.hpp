@@ -26,12 +26,13 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/secret.hpp"
 
 namespace coapgw::server::persist {
 
 struct Entry {
   std::int64_t last_seen_unix_ms = 0;
-  std::vector<std::byte> state;  // dtls::serialize(SessionState)
+  SecretBytes state;  // dtls::serialize(SessionState): traffic keys, wiped when let go
 };
 
 // Writes atomically with mode 0600; false + error on failure.
@@ -48,15 +49,15 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
 // record arrives from a peer that has no session (after a restart), never on the hot path.
 class RestoredPool {
  public:
-  void add(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms);
+  void add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms);
   // The state for `peer`, unless its device was last seen longer than `idle_timeout` ago (the
   // session would have expired had we not restarted).
   // `last_seen_unix_ms`, when given, receives the entry's time for put_back.
-  std::optional<std::vector<std::byte>> take(const Address& peer, std::chrono::milliseconds idle_timeout,
-                                             std::int64_t* last_seen_unix_ms = nullptr);
+  std::optional<SecretBytes> take(const Address& peer, std::chrono::milliseconds idle_timeout,
+                                  std::int64_t* last_seen_unix_ms = nullptr);
   // Returns a taken state that the datagram which claimed it could not authenticate: a spoofed
   // datagram from the device's address must not use up the device's restored session.
-  void put_back(const Address& peer, std::vector<std::byte> state, std::int64_t last_seen_unix_ms);
+  void put_back(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms);
   bool empty() const { return size_.load(std::memory_order_relaxed) == 0; }
   // Removes every waiting session for which `revoked(state)` is true (a reload changed keys or CA);
   // returns how many.
@@ -65,7 +66,7 @@ class RestoredPool {
  private:
   std::mutex mutex_;
   struct Waiting {
-    std::vector<std::byte> state;
+    SecretBytes state;
     std::int64_t last_seen_unix_ms;
   };
   std::unordered_map<Address, Waiting, AddressHash> by_peer_;

@@ -39,7 +39,7 @@ std::vector<gateway::RouteSpec> build_routes(const config::Config& c) {
     spec.max_in_flight = r.max_in_flight;
     spec.ca_file = r.ca_file.empty() ? "" : config::resolve_path(c, r.ca_file);
     spec.psk_identity = r.psk ? r.psk->identity : std::string();
-    spec.psk_key = r.psk ? r.psk->key : std::string();
+    if (r.psk) spec.psk_key = r.psk->key;  // SecretString: no plain copy in between
     out.push_back(std::move(spec));
   }
   return out;

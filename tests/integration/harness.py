@@ -7,7 +7,10 @@ raw-datagram tests, and helpers that run the real peers (libcoap's
 coap-client-*, openssl). Every wait in here has a deadline, so a missing or
 wedged daemon makes a test fail, never hang.
 
-The daemon is taken from $COAPGWD (ctest sets it to build/daemon/coapgwd).
+The daemon is taken from $COAPGWD (ctest sets it to build/daemon/coapgwd; in
+build-asan/ and build-tsan/ to their sanitizer builds). A daemon whose stderr
+carries a sanitizer report fails the test when it is stopped, whatever its
+exit status.
 Standard library only, plus prometheus_client in test_admin.py.
 """
 
@@ -31,6 +34,9 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 COAPGWD = os.environ.get("COAPGWD", os.path.join(REPO, "build", "daemon", "coapgwd"))
+# "asan" or "tsan" when COAPGWD is a sanitizer build (set by ctest in build-asan/, build-tsan/):
+# its allocator keeps freed memory in quarantine and adds shadow memory, so RSS bounds do not apply.
+SANITIZER = os.environ.get("COAPGW_SANITIZER", "")
 
 START_DEADLINE_S = 20.0  # from exec to "answers /.well-known/core"
 STOP_DEADLINE_S = 15.0   # SIGTERM -> exit, per the brief
@@ -195,6 +201,12 @@ def _text(data):
     return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
+# ASan/LSan ("==123==ERROR: AddressSanitizer: ..."), UBSan ("file.cpp:1:2: runtime error: ..."),
+# TSan ("WARNING: ThreadSanitizer: data race ...").
+SANITIZER_REPORT = re.compile(r"^(==\d+==ERROR: \w+Sanitizer.*|WARNING: ThreadSanitizer.*|\S+: runtime error: .*)$",
+                              re.MULTILINE)
+
+
 class Gateway:
     """One coapgwd process with its config file, in the test's temp dir."""
 
@@ -292,7 +304,8 @@ class Gateway:
         return self.returncode
 
     def stop(self, sig=signal.SIGTERM, expect_rc=0):
-        """Signals the daemon and asserts it exits with expect_rc in time."""
+        """Signals the daemon and asserts it exits with expect_rc in time, without a
+        sanitizer report on its stderr."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -301,7 +314,23 @@ class Gateway:
         self._close_files()
         if expect_rc is not None and rc != expect_rc:
             raise GatewayError(f"coapgwd exited with {rc}, expected {expect_rc}\n" + self.logs())
+        self.check_sanitizers()
         return rc
+
+    def sanitizer_report(self):
+        """The first line of an ASan/LSan/UBSan/TSan report on stderr, or None."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return None
+        m = SANITIZER_REPORT.search(text)
+        return m.group(0) if m else None
+
+    def check_sanitizers(self):
+        report = self.sanitizer_report()
+        if report:
+            raise GatewayError(f"coapgwd's stderr has a sanitizer report: {report}\n" + self.logs(tail=400))
 
     def kill(self):
         """Last resort, only our own PID."""
@@ -390,6 +419,10 @@ class GatewayTestCase(unittest.TestCase):
                     failed = True
                     stop_errors.append(str(e).splitlines()[0])
             gw.kill()
+            report = gw.sanitizer_report() if gw.proc is not None else None
+            if report and not any(report in e for e in stop_errors):
+                failed = True
+                stop_errors.append(f"coapgwd's stderr has a sanitizer report: {report}")
             if failed and gw.proc is not None:
                 sys.stderr.write(f"[harness] {self.id()}\n{gw.logs()}\n")
         ran = any(gw.proc is not None for gw in self._gateways)

@@ -182,8 +182,9 @@ class HelloFlood(DtlsTestCase):
         h.poll_until(answered, 20.0, what="HelloVerifyRequest after the flood")
         self.assertTrue(self.gw.alive(), "coapgwd died during the flood")
         rss_after = self.gw.rss_kb()
-        self.assertLess(rss_after - rss_before, 5 * 1024,
-                        f"RSS grew from {rss_before} kB to {rss_after} kB")
+        if not h.SANITIZER:  # ASan's quarantine holds freed blocks: RSS says nothing there
+            self.assertLess(rss_after - rss_before, 5 * 1024,
+                            f"RSS grew from {rss_before} kB to {rss_after} kB")
         self.assert_link_format(h.coap_client(
             self.psk_args() + ["-m", "get", self.coaps_uri(self.gw, "/.well-known/core")],
             flavour="openssl"))

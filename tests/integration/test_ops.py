@@ -225,6 +225,7 @@ class OpsTestCase(h.GatewayTestCase):
         tmp = self.keys_file + ".new"
         with open(tmp, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o600)  # keys files others can read are refused
         os.replace(tmp, self.keys_file)  # an editor's atomic save
 
     # -- metrics and admin

@@ -206,9 +206,19 @@ class Systemd(unittest.TestCase):
         if reason:
             self.fail(reason)
         argv = shlex.split(self.value("ExecStart"))[1:]
-        argv[argv.index("--config") + 1] = SAMPLE_CONFIG
-        rc, out, err = h.run_coapgwd(argv + ["--check-config"])
-        self.assertEqual(rc, 0, out + err)
+        # Installed as the unit's comment says (0640): a git checkout leaves the keys file
+        # readable by everyone, which coapgwd refuses.
+        d = tempfile.mkdtemp(prefix="coapgw-etc-")
+        try:
+            for name in os.listdir(os.path.dirname(SAMPLE_CONFIG)):
+                target = os.path.join(d, name)
+                shutil.copy(os.path.join(os.path.dirname(SAMPLE_CONFIG), name), target)
+                os.chmod(target, 0o640)
+            argv[argv.index("--config") + 1] = os.path.join(d, os.path.basename(SAMPLE_CONFIG))
+            rc, out, err = h.run_coapgwd(argv + ["--check-config"])
+            self.assertEqual(rc, 0, out + err)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class Docker(unittest.TestCase):
@@ -330,7 +340,9 @@ class Docker(unittest.TestCase):
             for copy in self.instructions("COPY"):
                 args = [a for a in shlex.split(copy) if not a.startswith("--")]
                 if args[-1].startswith("/etc/coapgw/"):
-                    shutil.copy(os.path.join(h.REPO, args[0]), os.path.join(d, os.path.basename(args[-1])))
+                    target = os.path.join(d, os.path.basename(args[-1]))
+                    shutil.copy(os.path.join(h.REPO, args[0]), target)
+                    os.chmod(target, 0o640)  # the Dockerfile's chmod 0640 /etc/coapgw/*
             _, target = self.container_config_source()
             config = os.path.join(d, os.path.basename(target))
             # --check-config runs start-up's validation, which needs the sink's directory: the

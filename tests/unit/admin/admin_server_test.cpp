@@ -169,8 +169,10 @@ class FakeWorkers {
             if (s.id > after && page.size() < limit) page.push_back(s);
           done(std::move(page));
         });
+        // Under the lock: the test's FakeWorkers may be destroyed as soon as the answer is out
+        // (ThreadSanitizer saw the admin thread signal cv_ while ~FakeWorkers destroyed it).
+        cv_.notify_one();
       }
-      cv_.notify_one();
     };
   }
   std::vector<std::size_t> limits_asked() {

@@ -292,6 +292,44 @@ TEST(PskKeysFile, LoadDirectly) {
   }
 }
 
+// The keys file holds secrets: one that others can read or change is refused, checked on the
+// descriptor that was read (a symlink is followed: what counts is the file behind it).
+TEST(PskKeysFile, OthersMayNotReadIt) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  const std::string text = "- { identity: x, key: y }\n";
+  EXPECT_EQ(load_psk_keys_file(dir.write("owner.yaml", text)).size(), 1u);
+  auto group = fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read;  // root:coapgw 0640
+  EXPECT_EQ(load_psk_keys_file(dir.write("group.yaml", text, group)).size(), 1u);
+  for (auto extra : {fs::perms::others_read, fs::perms::others_write}) {
+    auto path = dir.write("wide.yaml", text, group | extra);
+    try {
+      load_psk_keys_file(path);
+      FAIL() << "expected ConfigError for a keys file others can access";
+    } catch (const ConfigError& e) {
+      std::string all = e.what();
+      EXPECT_NE(all.find("wide.yaml"), std::string::npos) << all;
+      EXPECT_NE(all.find(extra == fs::perms::others_read ? "mode 0644" : "mode 0642"), std::string::npos) << all;
+    }
+  }
+  auto link = dir.path() + "/link.yaml";
+  fs::create_symlink(dir.path() + "/wide.yaml", link);
+  EXPECT_THROW(load_psk_keys_file(link), ConfigError);  // the target's mode counts, not the link's
+  fs::permissions(dir.path() + "/wide.yaml", fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(load_psk_keys_file(link).size(), 1u);
+  // Through dtls.psk.keys_file the refusal names the key.
+  fs::permissions(dir.path() + "/group.yaml", group | fs::perms::others_read);
+  auto gw = dir.write("gw.yaml", "dtls: { psk: { keys_file: group.yaml } }\n");
+  try {
+    load_config_file(gw);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.issues.size(), 1u);
+    EXPECT_EQ(e.issues[0].key_path, "dtls.psk.keys_file");
+    EXPECT_NE(e.issues[0].message.find("mode 0644"), std::string::npos) << e.issues[0].message;
+  }
+}
+
 TEST(ResolvePath, AgainstConfigDirectory) {
   Config c;
   EXPECT_EQ(resolve_path(c, "x.yaml"), "x.yaml");  // no source: relative to cwd
@@ -327,8 +365,19 @@ TEST(LoadFile, YamlSyntaxErrorHasLineAndColumn) {
   }
 }
 
+// A copy of config/ as installed (0640): a git checkout leaves the files world-readable.
+std::string installed_samples(const TempDir& dir) {
+  namespace fs = std::filesystem;
+  for (const char* name : {"gateway.yaml", "psk-keys.yaml"}) {
+    fs::copy_file(std::string(COAPGW_CONFIG_DIR) + "/" + name, dir.path() + "/" + name);
+    fs::permissions(dir.path() + "/" + name, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  }
+  return dir.path();
+}
+
 TEST(RepoSamples, GatewayYamlParses) {
-  Config c = load_config_file(std::string(COAPGW_CONFIG_DIR) + "/gateway.yaml");
+  TempDir dir;
+  Config c = load_config_file(installed_samples(dir) + "/gateway.yaml");
   ASSERT_EQ(c.listen.coap.size(), 1u);
   EXPECT_EQ(c.listen.coap[0].to_string(), "127.0.0.1:5683");
   ASSERT_EQ(c.listen.coaps.size(), 1u);
@@ -348,7 +397,8 @@ TEST(RepoSamples, GatewayYamlParses) {
 }
 
 TEST(RepoSamples, PskKeysYamlLoads) {
-  auto keys = load_psk_keys_file(std::string(COAPGW_CONFIG_DIR) + "/psk-keys.yaml");
+  TempDir dir;
+  auto keys = load_psk_keys_file(installed_samples(dir) + "/psk-keys.yaml");
   ASSERT_EQ(keys.size(), 2u);
   EXPECT_EQ(keys[1].key.size(), 16u);
 }

@@ -27,11 +27,15 @@ class TempDir {
   TempDir& operator=(const TempDir&) = delete;
 
   std::string path() const { return path_.string(); }
-  // Writes `text` to name (relative to the directory) and returns the full path.
-  std::string write(const std::string& name, const std::string& text) const {
+  // Writes `text` to name (relative to the directory) and returns the full path. Mode 0600:
+  // keys files that others can read are refused.
+  std::string write(const std::string& name, const std::string& text,
+                    std::filesystem::perms mode = std::filesystem::perms::owner_read |
+                                                  std::filesystem::perms::owner_write) const {
     auto full = path_ / name;
     std::filesystem::create_directories(full.parent_path());
     std::ofstream(full, std::ios::binary) << text;
+    std::filesystem::permissions(full, mode);
     return full.string();
   }
 

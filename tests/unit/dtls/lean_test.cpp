@@ -496,10 +496,10 @@ TEST(LeanPersist, ExportSerializeImportBothDirectionsContinue) {
     const auto state = s.engine->export_state();
     ASSERT_TRUE(state) << suite;
     EXPECT_EQ(state->identity, "demo-device");
-    EXPECT_EQ(test::to_string(state->psk_key), "demo-secret");
+    EXPECT_EQ(test::to_string(Bytes(state->psk_key.begin(), state->psk_key.end())), "demo-secret");
     EXPECT_EQ(state->psk_hint, "coapgw");
     EXPECT_EQ(state->peer, peer_a());
-    const Bytes bytes = serialize(*state);
+    const SecretBytes bytes = serialize(*state);
     ASSERT_FALSE(bytes.empty());
     const auto restored = deserialize(bytes);
     ASSERT_TRUE(restored);
@@ -546,18 +546,18 @@ TEST(LeanPersist, ExportOnlyAfterSwitch) {
 
 TEST(LeanPersist, DeserializeRefusesDamagedInput) {
   auto s = lean_session();
-  const Bytes bytes = serialize(*s.engine->export_state());
+  const SecretBytes bytes = serialize(*s.engine->export_state());
   ASSERT_FALSE(bytes.empty());
   for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
     EXPECT_FALSE(deserialize(std::span(bytes).first(cut))) << cut;
   }
-  Bytes longer = bytes;
+  SecretBytes longer = bytes;
   longer.push_back(std::byte{0});
   EXPECT_FALSE(deserialize(longer));
-  Bytes wrong_version = bytes;
+  SecretBytes wrong_version = bytes;
   wrong_version[4] = std::byte{3};  // versions 1 and 2 are read
   EXPECT_FALSE(deserialize(wrong_version));
-  Bytes wrong_magic = bytes;
+  SecretBytes wrong_magic = bytes;
   wrong_magic[0] = std::byte{'X'};
   EXPECT_FALSE(deserialize(wrong_magic));
   // Unknown suite: CBC PSK-AES128-CBC-SHA256 (0x00AE).

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <atomic>
+#include <thread>
 #include <fstream>
 #include <iterator>
 
@@ -127,6 +129,45 @@ TEST_F(PersistFile, WorldReadableFileIsNotTrusted) {
   EXPECT_NE(error.find("0600"), std::string::npos) << error;
 }
 
+// The mode is checked on the descriptor that is read, and a symlink is never followed: a link
+// to a 0600 file elsewhere (planted where the daemon will look) is refused.
+TEST_F(PersistFile, SymlinkedFileIsNotFollowed) {
+  std::string error;
+  ASSERT_TRUE(write_file(path, sample(1, now_ms()), &error)) << error;
+  ASSERT_EQ(::rename(path.c_str(), (dir + "/elsewhere").c_str()), 0);
+  ASSERT_EQ(::symlink((dir + "/elsewhere").c_str(), path.c_str()), 0);
+  EXPECT_FALSE(read_file(path, 1h, &error));
+  EXPECT_NE(error.find("symbolic link"), std::string::npos) << error;
+}
+
+TEST_F(PersistFile, KeyFileOthersCanReadIsNotTrusted) {
+  std::string error;
+  ASSERT_TRUE(write_file(path, sample(1, now_ms()), &error)) << error;
+  ::chmod((path + ".key").c_str(), 0644);
+  EXPECT_FALSE(read_file(path, 1h, &error));
+  EXPECT_NE(error.find(".key"), std::string::npos) << error;
+  EXPECT_NE(error.find("mode 0644"), std::string::npos) << error;
+  // Nor is it silently replaced by the next write (that would orphan nothing, but hide the problem).
+  EXPECT_FALSE(write_file(path, sample(1, now_ms()), &error));
+}
+
+TEST_F(PersistFile, WriteNeverFollowsASymlinkAtTheTemporaryName) {
+  const std::string victim = dir + "/victim";
+  std::ofstream(victim) << "precious";
+  // The fixed temporary names of earlier versions, and the target itself.
+  for (const auto& name : {path + ".tmp", path + ".key.tmp", path}) ASSERT_EQ(::symlink(victim.c_str(), name.c_str()), 0);
+  std::string error;
+  ASSERT_TRUE(write_file(path, sample(2, now_ms()), &error)) << error;
+  std::ifstream in(victim, std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "precious");
+  struct stat st{};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  auto r = read_file(path, 1h, &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_EQ(r->entries.size(), 2u);
+}
+
 TEST_F(PersistFile, NotOurFormatIsRefused) {
   overwrite(std::vector<char>(100, 'A'));
   std::string error;
@@ -158,3 +199,26 @@ TEST(RestoredPool, DeviceQuietLongerThanIdleTimeoutIsNotRestored) {
 }
 
 }  // namespace
+
+// Workers take restored sessions concurrently while the pool is filled (ThreadSanitizer runs this).
+TEST(RestoredPool, ConcurrentAddAndTake) {
+  RestoredPool pool;
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  constexpr int per_thread = 200;
+  std::atomic<int> taken{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        auto peer = *Address::parse("127.0.0." + std::to_string(t + 1) + ":" + std::to_string(1000 + i));
+        pool.add(peer, SecretBytes{std::byte{1}, std::byte{2}}, now);
+        if (pool.take(peer, 300s)) taken.fetch_add(1, std::memory_order_relaxed);
+        (void)pool.empty();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(taken.load(), 4 * per_thread);
+  EXPECT_TRUE(pool.empty());
+}
