@@ -152,7 +152,8 @@ TEST(SessionStateFormat, VersionOneIsStillRead) {
   SessionState s;
   s.peer = peer();
   s.identity = "demo-device";
-  s.psk_key = bytes_of("demo-secret");
+  const auto key = bytes_of("demo-secret");
+  s.psk_key.assign(key.begin(), key.end());
   s.cipher_suite = 0xC0A8;  // PSK-AES128-CCM8
   s.client_write_key.assign(16, std::byte{1});
   s.server_write_key.assign(16, std::byte{2});
