@@ -166,6 +166,13 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
     std::uint8_t ours = std::min(r.block2_szx, block->szx);
     r.block2_num = block->num << (block->szx - ours);
     r.block2_szx = ours;
+    if (r.block2_num > coap::max_block_num) {
+      // Rescaled past what a Block2 option can carry (20 bits): refuse rather than label a
+      // block with a number that wraps.
+      r.block2_num = 0;
+      reply(s, r, coap::code::bad_option, 0, coap::as_bytes("Block2 number out of range"), now);
+      return;
+    }
     if (block->num > 0 && serve_cached_block(s, m, r, now)) return;
     if (block->num > 0 && m.code != coap::code::get && m.code != coap::code::fetch) {
       // A later block of a POST/PUT/... answer we no longer hold: forwarding the request again
@@ -182,6 +189,19 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
   if (path == "/.well-known/core") {
     if (m.code != coap::code::get) {
       reply(s, r, coap::code::method_not_allowed, std::nullopt, {}, now);
+      return;
+    }
+    // RFC 7252 5.10.8: the resource exists and has no ETag, so If-None-Match fails and If-Match
+    // holds only in its empty form.
+    bool if_match = false, if_match_holds = false;
+    for (const coap::OptionView& o : m.option_list()) {
+      if (o.number != coap::option::if_match) continue;
+      if_match = true;
+      if_match_holds = if_match_holds || o.value.empty();
+    }
+    const bool precondition_failed = (if_match && !if_match_holds) || m.find(coap::option::if_none_match) != nullptr;
+    if (precondition_failed) {
+      reply(s, r, coap::code::precondition_failed, std::nullopt, {}, now);
       return;
     }
     std::vector<coap::Link> links;
@@ -217,7 +237,7 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
     std::uint16_t number;
     std::span<const std::byte> value;
   };
-  std::array<Opt, 16> opts;
+  std::array<Opt, 48> opts;  // ours (at most 6) and relayed ones; a message holds few more
   std::size_t n_opts = 0;
   std::array<std::byte, 4> cf_buf, age_buf, size2_buf, size1_buf;
   std::array<std::byte, 3> b2_buf, b1_buf;
@@ -230,19 +250,26 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
   if (r.block1) opts[n_opts++] = Opt{coap::option::block1, std::span<const std::byte>(b1_buf.data(), coap::encode_block(*r.block1, b1_buf))};
   if (block2 && (block2->num == 0 || r.size2_requested)) add_uint(coap::option::size2, static_cast<std::uint32_t>(body.size()), size2_buf);
   if (size1) add_uint(coap::option::size1, *size1, size1_buf);
-  for (auto& [number, value] : relayed)
+  bool cut = false;  // an upstream answer with more options than we can relay: never relayed in part
+  for (auto& [number, value] : relayed) {
     if (n_opts < opts.size()) opts[n_opts++] = Opt{number, value};
-  if (!window.etag.empty() && n_opts < opts.size()) opts[n_opts++] = Opt{coap::option::etag, window.etag};
+    else cut = true;
+  }
+  if (!window.etag.empty()) {
+    if (n_opts < opts.size()) opts[n_opts++] = Opt{coap::option::etag, window.etag};
+    else cut = true;
+  }
   std::stable_sort(opts.begin(), opts.begin() + static_cast<std::ptrdiff_t>(n_opts),
                    [](const Opt& a, const Opt& b) { return a.number < b.number; });
   coap::MessageWriter w(scratch_);
   w.header(type, code, mid, r.token_span());
   for (std::size_t i = 0; i < n_opts; ++i) w.option(opts[i].number, opts[i].value);
   w.payload(payload);
-  if (w.overflow()) {
-    // Options alone do not fit coap.max_message_size: say so rather than send a cut message.
+  if (w.overflow() || cut) {
+    // Options alone do not fit coap.max_message_size (or the option table): say so rather than
+    // send a cut message.
     coap::MessageWriter e(scratch_);
-    e.header(type, coap::code::internal_server_error, mid, r.token_span());
+    e.header(type, cut ? coap::code::bad_gateway : coap::code::internal_server_error, mid, r.token_span());
     w = e;
   }
   count_request(r.method, code);

@@ -354,5 +354,31 @@ class FileSinkConditionals(HardeningTestCase):
         self.assertCode(self.request(h.POST, segs("sink"), [(OPT_IF_NONE_MATCH, b"")], b"y"), 2, 1)
 
 
+class GatewayResourceConditionals(HardeningTestCase):
+    """/.well-known/core is served by the gateway itself: it exists and has no ETag, so an
+    If-Match with a tag and any If-None-Match fail with 4.12 (RFC 7252 5.10.8); an empty
+    If-Match holds. A Block2 number that would not fit the option after rescaling is refused."""
+
+    def test_conditions_on_well_known_core(self):
+        core = h.path_options("/.well-known/core")
+        self.assertEqual(self.request(h.GET, core).code, h.code(2, 5))
+        self.assertEqual(self.request(h.GET, core, [(1, b"\x01\x02")]).code, h.code(4, 12))
+        self.assertEqual(self.request(h.GET, core, [(5, b"")]).code, h.code(4, 12))
+        self.assertEqual(self.request(h.GET, core, [(1, b"")]).code, h.code(2, 5))
+
+    def test_block2_number_beyond_20_bits_after_rescaling_is_refused(self):
+        # With coap.max_message_size 600 the gateway's blocks are 512 bytes: NUM 2^20-1 asked at
+        # SZX 6 (1024) is block 2^21-2 in ours, which a Block2 option cannot carry.
+        cfg = h.base_config(threads=1)
+        cfg["coap"]["max_message_size"] = 600
+        small = self.start_gateway(cfg, name="small")
+        value = ((((1 << 20) - 1) << 4) | 6).to_bytes(3, "big")
+        msg = h.Message(h.CON, h.code(0, h.GET), h.next_mid(), h.new_token(),
+                        h.path_options("/.well-known/core") + [(23, value)])
+        reply = h.coap_request(small.coap_addr(), msg, timeout=5)
+        self.assertIsNotNone(reply)
+        self.assertEqual(reply.code, h.code(4, 2), reply)
+        self.assertEqual(reply.option(23), [], "no Block2 option on the refusal")
+
 if __name__ == "__main__":
     unittest.main()
