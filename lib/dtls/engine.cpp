@@ -12,6 +12,7 @@
 #include "dtls/handshake_state.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/record_layer.hpp"
+#include "dtls/context.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/ssl_glue.hpp"
 
@@ -81,24 +82,19 @@ std::vector<std::vector<std::byte>> peer_chain(SSL* ssl) {
 
 }  // namespace
 
-Engine::Engine(ServerContext& context, ssl_st* ssl, const Address& peer, time_point now)
-    : context_(&context),
-      handshake_(std::make_unique<detail::HandshakeState>(ssl)),
-      psk_hint_(context.settings().psk_hint),
-      generation_(context.credentials_generation()),
-      peer_(peer) {
+Engine::Engine(Context& context, ssl_st* ssl, const Address& peer, time_point now)
+    : context_(&context), handshake_(std::make_unique<detail::HandshakeState>(ssl)), peer_(peer) {
   auto& hs = *handshake_;
-  hs.deadline = now + context.settings().handshake_timeout;
+  hs.deadline = now + context.handshake_timeout();
   hs.last_now = now;
   hs.pipe.mtu_overhead = peer.is_v6() ? 48 : 28;
   SSL_set_app_data(ssl, this);
   BIO_set_data(SSL_get_rbio(ssl), &hs.pipe);
   DTLS_set_timer_cb(ssl, detail::Callbacks::dtls_timer);
-  DTLS_set_link_mtu(ssl, static_cast<long>(context.settings().mtu));
+  DTLS_set_link_mtu(ssl, static_cast<long>(context.mtu()));
 }
 
-Engine::Engine(ServerContext& context, const Address& peer)
-    : context_(&context), generation_(context.credentials_generation()), peer_(peer) {}
+Engine::Engine(Context& context, const Address& peer) : context_(&context), peer_(peer) {}
 
 Engine::~Engine() {
   record_layer_.reset();
@@ -121,9 +117,7 @@ std::span<const std::byte> Engine::psk_key() const {
 
 std::string_view Engine::psk_hint() const { return psk_hint_; }
 
-std::size_t Engine::max_plaintext() const {
-  return std::clamp<std::size_t>(context_->settings().mtu - 48 - 13 - 8 - 16, 512, 16384);
-}
+std::size_t Engine::max_plaintext() const { return context_->max_plaintext(); }
 
 std::size_t Engine::memory_estimate() const {
   std::size_t bytes = sizeof(Engine);
@@ -229,11 +223,15 @@ void Engine::switch_to_lean(std::span<const std::byte> proof) {
   std::array<std::byte, 32> client_random{}, server_random{};
   detail::LeanStart start;
   start.suite = suite;
+  // The server reads with the client_write keys and writes with the server_write keys; the client
+  // the other way round.
+  const bool server = context_->role() == Context::Role::server;
   const bool derived =
       SSL_SESSION_get_master_key(session, u8(master.data()), master.size()) == master.size() &&
       SSL_get_client_random(ssl, u8(client_random.data()), client_random.size()) == client_random.size() &&
       SSL_get_server_random(ssl, u8(server_random.data()), server_random.size()) == server_random.size() &&
-      detail::derive_traffic_keys(*suite, master, client_random, server_random, &start.read, &start.write);
+      detail::derive_traffic_keys(*suite, master, client_random, server_random, server ? &start.read : &start.write,
+                                  server ? &start.write : &start.read);
   OPENSSL_cleanse(master.data(), master.size());
   // The peer's record that OpenSSL just authenticated must authenticate with
   // our derived keys too: a derivation mismatch (some extension we do not
@@ -309,7 +307,9 @@ void Engine::on_datagram(std::span<const std::byte> datagram, Output& out, time_
     }
     // Records a client cannot legitimately send now are dropped and counted before OpenSSL sees
     // them: unauthenticated junk from the device's address must not end the handshake.
-    const auto flight = filter_client_flight(datagram);
+    // (Server role only: the flight filter knows the client's flights.)
+    FilteredFlight flight;
+    if (context_->role() == Context::Role::server) flight = filter_client_flight(datagram);
     if (flight.finished_after_ccs) handshake_->peer_epoch1_handshake_seen = true;
     if (flight.changed) {
       bad_records_ += flight.dropped;
@@ -427,7 +427,8 @@ void Engine::on_timer(Output& out, time_point now) {
 }
 
 std::optional<SessionState> Engine::export_state() const {
-  if (state_ != State::established || !lean()) return std::nullopt;
+  // Saved sessions are device sessions: the state names the keys by the server's view.
+  if (state_ != State::established || !lean() || context_->role() != Context::Role::server) return std::nullopt;
   SessionState state;
   if (!record_layer_->export_state(&state)) return std::nullopt;
   state.peer = peer_;
@@ -461,6 +462,7 @@ std::unique_ptr<Engine> Engine::import_state(ServerContext& context, const Sessi
   start.write_sequence = state.write_sequence + write_seq_gap;
   start.window.restore(state.replay_any, state.replay_max, state.replay_bits);
   std::unique_ptr<Engine> engine(new Engine(context, state.peer));
+  engine->generation_ = context.credentials_generation();
   engine->record_layer_ = detail::make_lean_record_layer(*context.crypto_, start);
   OPENSSL_cleanse(&start, sizeof start);
   if (!engine->record_layer_) return nullptr;

@@ -1,14 +1,15 @@
-// coapgw::dtls::Engine — one DTLS 1.2 server session, datagrams in and out.
+// coapgw::dtls::Engine — one DTLS 1.2 session, datagrams in and out, in either role.
 //
-// Created by ServerContext::on_hello once a ClientHello carried a valid cookie.
-// Owns the OpenSSL SSL object for the handshake (detail::HandshakeState) and,
-// through an internal RecordLayer, the record protection of the established
-// session. Once the peer has proven its keys (its first application record
-// that authenticates after our Finished), protection moves to the lean AEAD
+// Server role: created by ServerContext::on_hello once a ClientHello carried a valid cookie.
+// Client role (coaps:// upstreams): created by ClientContext::connect, which puts the ClientHello
+// in the Output. Both roles run the same code: the OpenSSL SSL object for the handshake
+// (detail::HandshakeState) and, through an internal RecordLayer, the record protection of the
+// established session. Once the peer has proven its keys (its first application record
+// that authenticates after the handshake), protection moves to the lean AEAD
 // layer and the SSL object is freed: an established engine then holds only
 // keys, counters, the replay window and the identity (a few hundred bytes).
-// Does no I/O and reads no clock: the worker passes `now` and sends what lands
-// in Output::datagrams. The ServerContext that created (or imported) an engine
+// Does no I/O and reads no clock: the caller passes `now` and sends what lands
+// in Output::datagrams. The Context that created (or imported) an engine
 // must outlive it.
 #pragma once
 
@@ -33,7 +34,9 @@ struct ssl_st;
 
 namespace coapgw::dtls {
 
+class Context;
 class ServerContext;
+class ClientContext;
 namespace detail {
 class RecordLayer;
 class SslRecordLayer;
@@ -66,6 +69,7 @@ class Engine {
   State state() const { return state_; }
   const std::string& identity() const { return identity_; }
   std::span<const std::byte> psk_key() const;
+  // Server role: the hint this server sends; client role: the hint the server sent.
   std::string_view psk_hint() const;
   const Address& peer() const { return peer_; }
   // What the peer authenticated with, to re-check against a reloaded configuration. Known once
@@ -90,7 +94,7 @@ class Engine {
   std::size_t max_plaintext() const;
 
   // Persistence (issue 8): the session's keys, counters, window and identity;
-  // nullopt unless established and lean(). The write sequence is the next one
+  // nullopt unless established and lean(), and in the client role. The write sequence is the next one
   // to use: whoever restores it must add a safety gap.
   std::optional<SessionState> export_state() const;
   // An established lean engine from saved state, its write sequence moved
@@ -102,11 +106,12 @@ class Engine {
 
  private:
   friend class ServerContext;
+  friend class ClientContext;
   friend struct detail::Callbacks;
   friend class detail::SslRecordLayer;
 
-  Engine(ServerContext& context, ssl_st* ssl, const Address& peer, time_point now);
-  Engine(ServerContext& context, const Address& peer);  // import: no handshake
+  Engine(Context& context, ssl_st* ssl, const Address& peer, time_point now);
+  Engine(Context& context, const Address& peer);  // import: no handshake
   void start(Output& out, time_point now);
   void drive_handshake(Output& out);
   void on_established(Output& out);
@@ -117,7 +122,7 @@ class Engine {
   // one of `proof`'s epoch-1 application records opens with the derived keys.
   void switch_to_lean(std::span<const std::byte> proof);
 
-  ServerContext* context_;
+  Context* context_;
   std::unique_ptr<detail::HandshakeState> handshake_;  // null once lean
   std::unique_ptr<detail::RecordLayer> record_layer_;
   std::string identity_;

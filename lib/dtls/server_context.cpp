@@ -16,32 +16,13 @@
 namespace coapgw::dtls {
 namespace {
 
-constexpr std::size_t read_buffer_bytes = SSL3_RT_MAX_PLAIN_LENGTH;
-
-std::string openssl_error(std::string_view what) {
-  std::string text(what);
-  const unsigned long code = ERR_peek_last_error();
-  if (code != 0) {
-    char buffer[256];
-    ERR_error_string_n(code, buffer, sizeof buffer);
-    text += ": ";
-    text += buffer;
-  }
-  ERR_clear_error();
-  return text;
-}
-
 std::string default_ciphers(bool psk, bool cert) {
   std::string list;
   auto add = [&list](std::string_view suite) {
     if (!list.empty()) list += ':';
     list += suite;
   };
-  if (psk) {
-    add("PSK-AES128-CCM8");  // RFC 7925 mandatory-to-implement
-    add("PSK-AES128-CCM");
-    add("PSK-AES128-GCM-SHA256");
-  }
+  if (psk) add(default_psk_ciphers);
   if (cert) {
     add("ECDHE-ECDSA-AES128-CCM8");  // RFC 7925 for certificates
     add("ECDHE-ECDSA-AES128-GCM-SHA256");
@@ -71,10 +52,8 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
     if (error != nullptr) *error = std::move(text);
     return nullptr;
   };
-  if (settings.mtu < 256 + 48 || settings.mtu > 65535) return fail("dtls: mtu must be in [304, 65535]");
-  if (settings.handshake_timeout.count() <= 0) return fail("dtls: handshake_timeout must be > 0");
-  if (settings.retransmit_initial.count() <= 0 || settings.retransmit_initial.count() > 60000) {
-    return fail("dtls: retransmit_initial must be in (0, 60s]");
+  if (auto why = check_timing(settings.mtu, settings.handshake_timeout, settings.retransmit_initial); !why.empty()) {
+    return fail(std::move(why));
   }
   if (settings.cookie_rotation.count() <= 0) return fail("dtls: cookie_rotation must be > 0");
   const bool cert = !settings.cert_file.empty();
@@ -89,55 +68,27 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   context->settings_ = settings;
   context->psk_ = settings.psk;
 
-  SSL_CTX* ctx = SSL_CTX_new(DTLS_server_method());
-  if (ctx == nullptr) return fail(openssl_error("dtls: SSL_CTX_new"));
-  context->ctx_ = ctx;
-  SSL_CTX_set_app_data(ctx, context.get());
-  SSL_CTX_set_min_proto_version(ctx, DTLS1_2_VERSION);
-  SSL_CTX_set_max_proto_version(ctx, DTLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_read_ahead(ctx, 1);
-  // One record must fit one datagram; this also keeps OpenSSL's write buffer small.
-  const auto plaintext = std::clamp<std::size_t>(settings.mtu - 48 - 13 - 8 - 16, 512, 16384);
-  SSL_CTX_set_max_send_fragment(ctx, plaintext);
-
   const std::string ciphers = settings.ciphers.empty() ? default_ciphers(psk, cert) : settings.ciphers;
-  if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
-    return fail(openssl_error("dtls: no usable cipher in '" + ciphers + "'"));
+  if (auto why = context->init(settings.mtu, settings.handshake_timeout, settings.retransmit_initial, ciphers);
+      !why.empty()) {
+    return fail(std::move(why));
   }
-  // Established sessions are protected by the lean AEAD record layer, which
-  // knows only AEAD suites: a list that could negotiate CBC (or ARIA,
-  // Camellia, NULL) is refused rather than silently narrowed.
-  if (const STACK_OF(SSL_CIPHER)* enabled = SSL_CTX_get_ciphers(ctx); enabled != nullptr) {
-    for (int i = 0; i < sk_SSL_CIPHER_num(enabled); ++i) {
-      const SSL_CIPHER* c = sk_SSL_CIPHER_value(enabled, i);
-      const std::uint16_t id = SSL_CIPHER_get_protocol_id(c);
-      if ((id >> 8) == 0x13) continue;  // TLS 1.3 suites: never negotiated in DTLS 1.2
-      if (detail::find_suite(id) == nullptr) {
-        return fail("dtls: cipher suite " + std::string(SSL_CIPHER_get_name(c)) + " in '" + ciphers +
-                    "' is not supported: DTLS sessions need an AEAD suite (AES-CCM, AES-CCM8, AES-GCM, "
-                    "ChaCha20-Poly1305), e.g. PSK-AES128-CCM8");
-      }
-    }
-  }
+  SSL_CTX* ctx = context->ctx_;
   if (psk) {
     SSL_CTX_set_psk_server_callback(ctx, detail::Callbacks::psk_server);
     if (!settings.psk_hint.empty() && SSL_CTX_use_psk_identity_hint(ctx, settings.psk_hint.c_str()) != 1) {
-      return fail(openssl_error("dtls: bad psk hint"));
+      return fail(detail::openssl_error_text("dtls: bad psk hint"));
     }
   }
   if (cert) {
     if (SSL_CTX_use_certificate_chain_file(ctx, settings.cert_file.c_str()) != 1) {
-      return fail(openssl_error("dtls: cannot load certificate " + settings.cert_file));
+      return fail(detail::openssl_error_text("dtls: cannot load certificate " + settings.cert_file));
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, settings.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-      return fail(openssl_error("dtls: cannot load private key " + settings.key_file));
+      return fail(detail::openssl_error_text("dtls: cannot load private key " + settings.key_file));
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-      return fail(openssl_error("dtls: private key does not match certificate"));
+      return fail(detail::openssl_error_text("dtls: private key does not match certificate"));
     }
   }
   if (!settings.ca_file.empty()) {
@@ -147,7 +98,7 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
     if (!trust) return fail("dtls: " + why);
     // Client certificates are verified against the shared store, the one sessions are re-checked with.
     if (SSL_CTX_set1_verify_cert_store(ctx, trust->native()) != 1) {
-      return fail(openssl_error("dtls: cannot use CA " + settings.ca_file));
+      return fail(detail::openssl_error_text("dtls: cannot use CA " + settings.ca_file));
     }
     if (STACK_OF(X509_NAME)* names = trust->ca_names(); names != nullptr) SSL_CTX_set_client_CA_list(ctx, names);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
@@ -155,32 +106,24 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   }
   SSL_CTX_set_cookie_generate_cb(ctx, detail::Callbacks::cookie_generate);
   SSL_CTX_set_cookie_verify_cb(ctx, detail::Callbacks::cookie_verify);
-  SSL_CTX_set_msg_callback(ctx, detail::Callbacks::message);
-  SSL_CTX_set_info_callback(ctx, detail::Callbacks::info);
-
-  if (detail::datagram_bio_method() == nullptr) return fail(openssl_error("dtls: BIO method"));
   context->listen_peer_ = BIO_ADDR_new();
   context->hmac_mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   context->hmac_ = context->hmac_mac_ != nullptr ? EVP_MAC_CTX_new(context->hmac_mac_) : nullptr;
   if (context->listen_peer_ == nullptr || context->hmac_ == nullptr) {
-    return fail(openssl_error("dtls: allocation"));
+    return fail(detail::openssl_error_text("dtls: allocation"));
   }
   if (RAND_bytes(context->secret_.data(), static_cast<int>(context->secret_.size())) != 1 ||
       RAND_bytes(context->previous_secret_.data(),
                  static_cast<int>(context->previous_secret_.size())) != 1) {
-    return fail(openssl_error("dtls: RAND_bytes"));
+    return fail(detail::openssl_error_text("dtls: RAND_bytes"));
   }
-  context->read_buffer_ = std::make_unique<std::byte[]>(read_buffer_bytes);
-  context->crypto_ = detail::RecordCrypto::create();
-  if (context->crypto_ == nullptr) return fail(openssl_error("dtls: AEAD ciphers unavailable"));
   return context;
 }
 
-ServerContext::ServerContext() = default;
+ServerContext::ServerContext() : Context(Role::server) {}
 
 ServerContext::~ServerContext() {
   if (listener_ != nullptr) SSL_free(listener_);
-  if (ctx_ != nullptr) SSL_CTX_free(ctx_);
   if (listen_peer_ != nullptr) BIO_ADDR_free(listen_peer_);
   if (hmac_ != nullptr) EVP_MAC_CTX_free(hmac_);
   if (hmac_mac_ != nullptr) EVP_MAC_free(hmac_mac_);
@@ -209,8 +152,6 @@ void ServerContext::set_credentials(std::shared_ptr<const PskStore> store, std::
     listener_ = nullptr;
   }
 }
-
-std::size_t ServerContext::read_buffer_size() const { return read_buffer_bytes; }
 
 void ServerContext::rotate_cookie_secret_if_due(time_point now) {
   if (next_rotation_ == time_point{}) {
@@ -344,6 +285,8 @@ ServerContext::HelloResult ServerContext::on_hello(const Address& peer,
   SSL* ssl = listener_;
   listener_ = nullptr;
   std::unique_ptr<Engine> engine(new Engine(*this, ssl, peer, now));
+  engine->psk_hint_ = settings_.psk_hint;
+  engine->generation_ = generation_;
   engine->start(out, now);
   hello_cookie_ok_ = false;
   return {HelloVerdict::accepted, std::move(engine)};

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "common/address.hpp"
+#include "dtls/context.hpp"
 #include "dtls/engine.hpp"
 #include "dtls/output.hpp"
 #include "dtls/psk_store.hpp"
@@ -31,11 +32,8 @@ struct evp_mac_st;
 struct evp_mac_ctx_st;
 
 namespace coapgw::dtls {
-namespace detail {
-class RecordCrypto;
-}
 
-class ServerContext {
+class ServerContext final : public Context {
  public:
   using time_point = std::chrono::steady_clock::time_point;
 
@@ -43,9 +41,7 @@ class ServerContext {
   // allows a suite the lean record layer cannot protect (anything but the
   // AES-GCM, AES-CCM(_8) and ChaCha20-Poly1305 suites) is an error too.
   static std::unique_ptr<ServerContext> create(const ServerSettings& settings, std::string* error);
-  ~ServerContext();
-  ServerContext(const ServerContext&) = delete;
-  ServerContext& operator=(const ServerContext&) = delete;
+  ~ServerContext() override;
 
   // Reload: handshakes that look a key up from now on use the new store.
   void set_psk_store(std::shared_ptr<const PskStore> store);
@@ -66,7 +62,6 @@ class ServerContext {
                        time_point now);
   void rotate_cookie_secret_if_due(time_point now);
 
-  ssl_ctx_st* native_handle() { return ctx_; }
   const ServerSettings& settings() const { return settings_; }
   const std::shared_ptr<const PskStore>& psk_store() const { return psk_; }
 
@@ -89,7 +84,6 @@ class ServerContext {
   std::shared_ptr<const PskStore> psk_;
   std::shared_ptr<const TrustStore> trust_;
   std::uint64_t generation_ = 0;
-  ssl_ctx_st* ctx_ = nullptr;
   ssl_st* listener_ = nullptr;  // fresh SSL object waiting for the next cookie-bearing ClientHello
   bio_addr_st* listen_peer_ = nullptr;
   detail::DatagramPipe listener_pipe_;
@@ -97,13 +91,8 @@ class ServerContext {
   std::array<std::uint8_t, 32> previous_secret_{};
   time_point next_rotation_{};
   bool hello_cookie_ok_ = false;  // set only while on_hello drives an already-verified ClientHello
-  // Scratch for SSL_read, shared by all engines of this worker.
-  std::unique_ptr<std::byte[]> read_buffer_;
-  std::size_t read_buffer_size() const;
   evp_mac_st* hmac_mac_ = nullptr;
   evp_mac_ctx_st* hmac_ = nullptr;  // re-keyed per cookie, allocated once
-  // AEAD contexts and plaintext scratch of every lean session of this worker.
-  std::unique_ptr<detail::RecordCrypto> crypto_;
 };
 
 }  // namespace coapgw::dtls

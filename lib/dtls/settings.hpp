@@ -1,5 +1,5 @@
-// coapgw::dtls::ServerSettings and Failure — what a DTLS server context is
-// built from, and why a session ended. Plain values, no OpenSSL.
+// coapgw::dtls::ServerSettings, ClientSettings and Failure — what a DTLS server
+// or client context is built from, and why a session ended. Plain values, no OpenSSL.
 #pragma once
 
 #include <chrono>
@@ -9,10 +9,16 @@
 #include <string>
 #include <string_view>
 
+#include "common/secret.hpp"
 #include "dtls/credentials.hpp"
 #include "dtls/psk_store.hpp"
 
 namespace coapgw::dtls {
+
+// The PSK suites both roles offer by default, in preference order: RFC 7925 4.2's
+// mandatory-to-implement PSK-AES128-CCM8, then AES-128 CCM and GCM. All AEAD, as the lean
+// record layer requires.
+inline constexpr std::string_view default_psk_ciphers = "PSK-AES128-CCM8:PSK-AES128-CCM:PSK-AES128-GCM-SHA256";
 
 struct ServerSettings {
   std::string psk_hint = "coapgw";     // "" = send no hint (no ServerKeyExchange for plain PSK)
@@ -31,6 +37,16 @@ struct ServerSettings {
   std::chrono::milliseconds retransmit_initial{1000};
   // Cookie secret lifetime; the previous secret is still accepted.
   std::chrono::milliseconds cookie_rotation{60000};
+};
+
+// The client role (coaps:// upstreams): one PSK, no certificates, no cookies of its own.
+struct ClientSettings {
+  std::string psk_identity;  // sent as is; at most 128 bytes, no NUL
+  SecretString psk_key;      // raw key bytes, 1..256
+  std::string ciphers;       // "" => default_psk_ciphers; AEAD suites only, as for the server
+  std::chrono::milliseconds handshake_timeout{30000};
+  std::size_t mtu = 1280;    // link MTU; IP+UDP overhead is subtracted per peer family
+  std::chrono::milliseconds retransmit_initial{1000};  // doubled per retransmission up to 60 s
 };
 
 enum class Failure : std::uint8_t {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "dtls/client_context.hpp"
 #include "dtls/datagram_pipe.hpp"
 #include "dtls/engine.hpp"
 #include "dtls/handshake_state.hpp"
@@ -82,8 +83,18 @@ int bio_destroy(BIO* bio) {
 
 Engine* engine_of(const SSL* ssl) { return static_cast<Engine*>(SSL_get_app_data(ssl)); }
 
-ServerContext* context_of(const SSL* ssl) {
-  return static_cast<ServerContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+Context* context_of(const SSL* ssl) { return static_cast<Context*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl))); }
+
+// Only callbacks registered on a server (client) context's SSL_CTX use these.
+ServerContext* server_of(const SSL* ssl) {
+  Context* context = context_of(ssl);
+  return context != nullptr && context->role() == Context::Role::server ? static_cast<ServerContext*>(context)
+                                                                          : nullptr;
+}
+ClientContext* client_of(const SSL* ssl) {
+  Context* context = context_of(ssl);
+  return context != nullptr && context->role() == Context::Role::client ? static_cast<ClientContext*>(context)
+                                                                          : nullptr;
 }
 
 }  // namespace
@@ -114,7 +125,7 @@ BIO* new_datagram_bio(DatagramPipe* pipe) {
 unsigned int Callbacks::psk_server(SSL* ssl, const char* identity, unsigned char* psk,
                                    unsigned int max_psk_len) {
   Engine* engine = engine_of(ssl);
-  ServerContext* context = context_of(ssl);
+  ServerContext* context = server_of(ssl);
   if (engine == nullptr || context == nullptr) return 0;
   const std::string_view id = identity != nullptr ? std::string_view(identity) : std::string_view();
   const std::string* key = context->psk_ ? context->psk_->find(id) : nullptr;
@@ -136,8 +147,27 @@ int Callbacks::cookie_generate(SSL*, unsigned char*, unsigned int*) {
   return 0;
 }
 
+unsigned int Callbacks::psk_client(SSL* ssl, const char* hint, char* identity, unsigned int max_identity_len,
+                                   unsigned char* psk, unsigned int max_psk_len) {
+  Engine* engine = engine_of(ssl);
+  ClientContext* context = client_of(ssl);
+  if (engine == nullptr || context == nullptr) return 0;
+  const auto& settings = context->settings();
+  // Both bounds were checked when the context was made; checked again because OpenSSL owns the buffers.
+  if (settings.psk_identity.size() + 1 > max_identity_len || settings.psk_key.empty() ||
+      settings.psk_key.size() > max_psk_len) {
+    return 0;
+  }
+  std::memcpy(identity, settings.psk_identity.c_str(), settings.psk_identity.size() + 1);
+  std::memcpy(psk, settings.psk_key.data(), settings.psk_key.size());
+  engine->identity_ = settings.psk_identity;
+  engine->psk_key_.assign(settings.psk_key.data(), settings.psk_key.size());
+  engine->psk_hint_ = hint != nullptr ? hint : "";
+  return static_cast<unsigned int>(settings.psk_key.size());
+}
+
 int Callbacks::cookie_verify(SSL* ssl, const unsigned char*, unsigned int) {
-  ServerContext* context = context_of(ssl);
+  ServerContext* context = server_of(ssl);
   return context != nullptr && context->hello_cookie_ok_ ? 1 : 0;
 }
 
@@ -167,8 +197,8 @@ void Callbacks::info(const SSL* ssl, int where, int ret) {
 
 unsigned int Callbacks::dtls_timer(SSL* ssl, unsigned int previous_us) {
   constexpr unsigned int max_us = 60'000'000;  // RFC 6347 4.2.4.1: at least 60 s
-  ServerContext* context = context_of(ssl);
-  const auto initial = context != nullptr ? context->settings_.retransmit_initial.count() : 1000;
+  Context* context = context_of(ssl);
+  const auto initial = context != nullptr ? context->retransmit_initial_.count() : 1000;
   if (previous_us == 0) return static_cast<unsigned int>(std::clamp<long long>(initial, 1, 60'000) * 1000);
   return previous_us >= max_us / 2 ? max_us : previous_us * 2;
 }

@@ -6,7 +6,13 @@
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 
+#include <string>
+#include <string_view>
+
 namespace coapgw::dtls::detail {
+
+// `what`, then OpenSSL's last error if any; clears OpenSSL's error queue.
+std::string openssl_error_text(std::string_view what);
 
 // BIO method shared by every SSL object of the process: reads hand OpenSSL the
 // DatagramPipe's current input as one packet, each write becomes one datagram.
@@ -16,6 +22,8 @@ BIO* new_datagram_bio(struct DatagramPipe* pipe);
 struct Callbacks {
   static unsigned int psk_server(SSL* ssl, const char* identity, unsigned char* psk,
                                  unsigned int max_psk_len);
+  static unsigned int psk_client(SSL* ssl, const char* hint, char* identity, unsigned int max_identity_len,
+                                 unsigned char* psk, unsigned int max_psk_len);
   static int cookie_generate(SSL* ssl, unsigned char* cookie, unsigned int* length);
   static int cookie_verify(SSL* ssl, const unsigned char* cookie, unsigned int length);
   static void message(int write_p, int version, int content_type, const void* buf, size_t len,

@@ -8,7 +8,7 @@
 #include "dtls/engine.hpp"
 #include "dtls/handshake_state.hpp"
 #include "dtls/record_layer.hpp"
-#include "dtls/server_context.hpp"
+#include "dtls/context.hpp"
 
 namespace coapgw::dtls::detail {
 
@@ -83,7 +83,7 @@ class SslRecordLayer final : public RecordLayer {
   // Reads until OpenSSL wants more input; no_data means "nothing ended".
   Opened read_all(Output& out, bool* got_data) {
     std::byte* buffer = engine_.context_->read_buffer_.get();
-    const int capacity = static_cast<int>(engine_.context_->read_buffer_size());
+    const int capacity = static_cast<int>(Context::read_buffer_size);
     for (;;) {
       const int n = SSL_read(hs().ssl, buffer, capacity);
       if (n > 0) {

@@ -1,0 +1,51 @@
+#include "dtls/client_context.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "dtls/ssl_glue.hpp"
+
+namespace coapgw::dtls {
+
+std::unique_ptr<ClientContext> ClientContext::create(ClientSettings settings, std::string* error) {
+  auto fail = [error](std::string text) -> std::unique_ptr<ClientContext> {
+    if (error != nullptr) *error = std::move(text);
+    return nullptr;
+  };
+  if (settings.psk_key.empty()) return fail("dtls: psk key is empty");
+  if (settings.psk_identity.size() > PSK_MAX_IDENTITY_LEN) {
+    return fail("dtls: psk identity longer than " + std::to_string(PSK_MAX_IDENTITY_LEN));
+  }
+  if (settings.psk_key.size() > PSK_MAX_PSK_LEN) {
+    return fail("dtls: psk key longer than " + std::to_string(PSK_MAX_PSK_LEN));
+  }
+  if (settings.psk_identity.find('\0') != std::string::npos) return fail("dtls: psk identity contains a NUL byte");
+  std::unique_ptr<ClientContext> context(new ClientContext);
+  const std::string ciphers = settings.ciphers.empty() ? std::string(default_psk_ciphers) : settings.ciphers;
+  if (auto why = context->init(settings.mtu, settings.handshake_timeout, settings.retransmit_initial, ciphers);
+      !why.empty()) {
+    return fail(std::move(why));
+  }
+  SSL_CTX_set_psk_client_callback(context->ctx_, detail::Callbacks::psk_client);
+  context->settings_ = std::move(settings);
+  return context;
+}
+
+std::unique_ptr<Engine> ClientContext::connect(const Address& peer, Output& out, time_point now) {
+  SSL* ssl = SSL_new(ctx_);
+  BIO* bio = ssl != nullptr ? detail::new_datagram_bio(nullptr) : nullptr;
+  if (bio == nullptr) {
+    SSL_free(ssl);
+    ERR_clear_error();
+    out.closed = true;
+    out.failure = Failure::internal;
+    return nullptr;
+  }
+  SSL_set_bio(ssl, bio, bio);
+  SSL_set_connect_state(ssl);
+  std::unique_ptr<Engine> engine(new Engine(*this, ssl, peer, now));
+  engine->start(out, now);
+  return engine;
+}
+
+}  // namespace coapgw::dtls

@@ -1,0 +1,91 @@
+#include "dtls/context.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <algorithm>
+
+#include "dtls/record_crypto.hpp"
+#include "dtls/ssl_glue.hpp"
+
+namespace coapgw::dtls {
+
+std::string detail::openssl_error_text(std::string_view what) {
+  std::string text(what);
+  const unsigned long code = ERR_peek_last_error();
+  if (code != 0) {
+    char buffer[256];
+    ERR_error_string_n(code, buffer, sizeof buffer);
+    text += ": ";
+    text += buffer;
+  }
+  ERR_clear_error();
+  return text;
+}
+
+Context::Context(Role role) : role_(role) {}
+
+Context::~Context() {
+  if (ctx_ != nullptr) SSL_CTX_free(ctx_);
+}
+
+std::size_t Context::max_plaintext() const { return std::clamp<std::size_t>(mtu_ - 48 - 13 - 8 - 16, 512, 16384); }
+
+std::string Context::check_timing(std::size_t mtu, std::chrono::milliseconds handshake_timeout,
+                                  std::chrono::milliseconds retransmit_initial) {
+  if (mtu < 256 + 48 || mtu > 65535) return "dtls: mtu must be in [304, 65535]";
+  if (handshake_timeout.count() <= 0) return "dtls: handshake_timeout must be > 0";
+  if (retransmit_initial.count() <= 0 || retransmit_initial.count() > 60000) {
+    return "dtls: retransmit_initial must be in (0, 60s]";
+  }
+  return {};
+}
+
+std::string Context::init(std::size_t mtu, std::chrono::milliseconds handshake_timeout,
+                          std::chrono::milliseconds retransmit_initial, const std::string& ciphers) {
+  if (auto why = check_timing(mtu, handshake_timeout, retransmit_initial); !why.empty()) return why;
+  mtu_ = mtu;
+  handshake_timeout_ = handshake_timeout;
+  retransmit_initial_ = retransmit_initial;
+  SSL_CTX* ctx = SSL_CTX_new(role_ == Role::server ? DTLS_server_method() : DTLS_client_method());
+  if (ctx == nullptr) return detail::openssl_error_text("dtls: SSL_CTX_new");
+  ctx_ = ctx;
+  SSL_CTX_set_app_data(ctx, this);
+  SSL_CTX_set_min_proto_version(ctx, DTLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, DTLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  if (role_ == Role::server) SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  // One record must fit one datagram; this also keeps OpenSSL's write buffer small.
+  SSL_CTX_set_max_send_fragment(ctx, max_plaintext());
+
+  if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
+    return detail::openssl_error_text("dtls: no usable cipher in '" + ciphers + "'");
+  }
+  // Established sessions are protected by the lean AEAD record layer, which
+  // knows only AEAD suites: a list that could negotiate CBC (or ARIA,
+  // Camellia, NULL) is refused rather than silently narrowed.
+  if (const STACK_OF(SSL_CIPHER)* enabled = SSL_CTX_get_ciphers(ctx); enabled != nullptr) {
+    for (int i = 0; i < sk_SSL_CIPHER_num(enabled); ++i) {
+      const SSL_CIPHER* c = sk_SSL_CIPHER_value(enabled, i);
+      const std::uint16_t id = SSL_CIPHER_get_protocol_id(c);
+      if ((id >> 8) == 0x13) continue;  // TLS 1.3 suites: never negotiated in DTLS 1.2
+      if (detail::find_suite(id) == nullptr) {
+        return "dtls: cipher suite " + std::string(SSL_CIPHER_get_name(c)) + " in '" + ciphers +
+               "' is not supported: DTLS sessions need an AEAD suite (AES-CCM, AES-CCM8, AES-GCM, "
+               "ChaCha20-Poly1305), e.g. PSK-AES128-CCM8";
+      }
+    }
+  }
+  SSL_CTX_set_msg_callback(ctx, detail::Callbacks::message);
+  SSL_CTX_set_info_callback(ctx, detail::Callbacks::info);
+  if (detail::datagram_bio_method() == nullptr) return detail::openssl_error_text("dtls: BIO method");
+  read_buffer_ = std::make_unique<std::byte[]>(read_buffer_size);
+  crypto_ = detail::RecordCrypto::create();
+  if (crypto_ == nullptr) return detail::openssl_error_text("dtls: AEAD ciphers unavailable");
+  return {};
+}
+
+}  // namespace coapgw::dtls
