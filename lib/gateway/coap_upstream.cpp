@@ -18,7 +18,7 @@
 #include "common/address.hpp"
 #include "common/log.hpp"
 #include "common/url.hpp"
-#include "gateway/dtls_client.hpp"
+#include "dtls/client_context.hpp"
 #include "session/table.hpp"
 
 namespace coapgw::gateway {
@@ -95,36 +95,38 @@ struct Exchange {
 };
 
 // The client session's view of the DTLS connection (coap_session_get_tls() and the PSK accessors);
-// the DtlsClient outlives the session (see CoapClient's member order).
+// the context and the engine pointer outlive the session (see CoapClient's member order).
 class ClientTlsState final : public session::TlsState {
  public:
-  explicit ClientTlsState(const DtlsClient& dtls) : dtls_(dtls) {}
-  void* native_handle() const override { return dtls_.native_handle(); }
+  ClientTlsState(const dtls::ClientContext& context, const std::unique_ptr<dtls::Engine>& engine)
+      : context_(context), engine_(engine) {}
+  // The SSL object while the connection has one (it is freed once records move to the lean layer).
+  void* native_handle() const override { return engine_ ? engine_->native_handle() : nullptr; }
   session::TlsLibrary library() const override { return session::TlsLibrary::openssl; }
-  std::span<const std::byte> psk_key() const override { return coap::as_bytes(dtls_.settings().psk_key); }
-  std::string_view psk_hint() const override { return {}; }
-  std::string_view identity() const override { return dtls_.settings().psk_identity; }
+  std::span<const std::byte> psk_key() const override { return coap::as_bytes(context_.settings().psk_key); }
+  std::string_view psk_hint() const override { return engine_ ? engine_->psk_hint() : std::string_view(); }
+  std::string_view identity() const override { return context_.settings().psk_identity; }
 
  private:
-  const DtlsClient& dtls_;
+  const dtls::ClientContext& context_;
+  const std::unique_ptr<dtls::Engine>& engine_;
 };
+
+using DtlsState = dtls::Engine::State;
 
 class CoapClient : public std::enable_shared_from_this<CoapClient> {
  public:
-  // `dtls` is null for coap://, the connection's engine for coaps://.
+  // `dtls` is null for coap://, the DTLS client context (PSK, cipher list, timing) for coaps://.
   CoapClient(asio::io_context& io, const RouteSpec& spec, const CoapClientSettings& settings, CoapTarget target,
-             udp::endpoint remote, std::unique_ptr<DtlsClient> dtls)
+             udp::endpoint remote, std::unique_ptr<dtls::ClientContext> dtls)
       : io_(io),
         spec_(spec),
         settings_(settings),
         target_(std::move(target)),
         remote_(remote),
         socket_(io),
-        dtls_(std::move(dtls)),
+        dtls_context_(std::move(dtls)),
         dtls_timer_(io),
-        handshake_timer_(io),
-        handshake_bound_(
-            std::max(std::chrono::milliseconds(1), std::min(settings.handshake_timeout, spec.timeout / 2))),
         budget_(1),
         table_(nullptr, budget_, session::Table::Settings{}),
         rx_(max_datagram),
@@ -134,13 +136,13 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     socket_.non_blocking(true);
     auto local = socket_.local_endpoint();
     const Address local_addr = Address::from_sockaddr(local.data());
-    const Address remote_addr = Address::from_sockaddr(remote_.data());
-    const auto proto = dtls_ ? session::Proto::dtls : session::Proto::udp;
-    session_ = table_.create_client(session::Key{remote_addr, local_addr.port(), proto}, local_addr,
+    remote_addr_ = Address::from_sockaddr(remote_.data());
+    const auto proto = dtls_context_ ? session::Proto::dtls : session::Proto::udp;
+    session_ = table_.create_client(session::Key{remote_addr_, local_addr.port(), proto}, local_addr,
                                     session::Clock::now());
     if (!session_) throw std::runtime_error("route " + spec.prefix + ": no session for the CoAP upstream");
-    if (dtls_) {
-      session_->set_tls(std::make_unique<ClientTlsState>(*dtls_));
+    if (dtls_context_) {
+      session_->set_tls(std::make_unique<ClientTlsState>(*dtls_context_, dtls_));
     } else {
       session_->set_state(session::State::established);
     }
@@ -160,7 +162,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     }
     auto method = method_code(request.method);
     if (!method) return post(std::move(done), failure(coap::code::not_implemented, Outcome::upstream_error));
-    const bool must_wait = dtls_ && dtls_->state() != DtlsClient::State::established;
+    const bool must_wait = dtls_context_ && !dtls_in(DtlsState::established);
     if (must_wait && awaiting_handshake_.size() >= settings_.max_handshake_queue) {
       auto r = failure(coap::code::service_unavailable, Outcome::overloaded);
       r.max_age = 5;
@@ -197,7 +199,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     by_token_.emplace(token, std::move(ex));
     if (must_wait) {
       awaiting_handshake_.push_back(token);
-      if (dtls_->state() != DtlsClient::State::handshake) start_handshake();
+      if (!dtls_in(DtlsState::handshake)) start_handshake();
       return;
     }
     send_next(ref);
@@ -207,12 +209,14 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   void shutdown() {
     if (closed_) return;
     closed_ = true;
-    if (dtls_) {
+    if (dtls_context_) {
       ++dtls_generation_;
       dtls_timer_.cancel();
-      handshake_timer_.cancel();
-      dtls_->close();  // close_notify, so the upstream frees its side now
-      flush_dtls();
+      if (dtls_) {
+        dtls::Output out;
+        dtls_->close(out);  // close_notify, so the upstream frees its side now
+        flush_dtls(out);
+      }
     }
     std::vector<std::uint64_t> tokens;
     for (auto& [t, ex] : by_token_) tokens.push_back(t);
@@ -325,7 +329,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
         self->on_unreachable();
       } else if (!ec) {
         std::span<const std::byte> datagram(self->rx_.data(), n);
-        if (self->dtls_) {
+        if (self->dtls_context_) {
           self->on_dtls_datagram(datagram);
         } else {
           self->on_datagram(datagram);
@@ -338,16 +342,13 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   // ICMP port unreachable for one of our datagrams: the upstream is down, so every exchange that has
   // not heard from it yet fails now rather than at the timeout.
   void on_unreachable() {
-    if (dtls_) {
-      const auto state = dtls_->state();
-      if (state == DtlsClient::State::handshake) {
-        dtls_->abandon();
-        return on_handshake_failed("upstream unreachable (ICMP)");
-      }
-      if (state == DtlsClient::State::established) {
-        dtls_->abandon();  // its state died with the upstream, if it restarts it will not know us
-        return on_connection_lost("upstream unreachable (ICMP)", Outcome::connect_failed);
-      }
+    if (dtls_in(DtlsState::handshake)) {
+      dtls_.reset();
+      return on_handshake_failed("upstream unreachable (ICMP)");
+    }
+    if (dtls_in(DtlsState::established)) {
+      dtls_.reset();  // its state died with the upstream, if it restarts it will not know us
+      return on_connection_lost("upstream unreachable (ICMP)", Outcome::connect_failed);
     }
     std::vector<std::uint64_t> tokens;
     for (auto& [t, ex] : by_token_) {
@@ -368,16 +369,20 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   // broke is handled from a posted step.
   error_code send_message(std::span<const std::byte> message) {
     error_code ec;
-    if (!dtls_) {
+    if (!dtls_context_) {
       socket_.send(asio::buffer(message.data(), message.size()), 0, ec);
       return ec;
     }
-    if (!dtls_->send(message) && dtls_->state() == DtlsClient::State::failed) {
+    dtls::Output out;
+    if (!dtls_in(DtlsState::established)) return ec;  // the exchange's retransmission tries again
+    if (!dtls_->send(message, out) && dtls_->state() == DtlsState::closed) {
+      // The write sequence space is used up: the engine closed the connection (close_notify in `out`).
       asio::post(io_, [self = shared_from_this(), gen = dtls_generation_] {
-        if (gen == self->dtls_generation_ && !self->closed_) self->after_dtls_step(DtlsClient::State::established);
+        dtls::Output none;
+        if (gen == self->dtls_generation_ && !self->closed_) self->after_dtls_step(DtlsState::established, none);
       });
     }
-    ec = flush_dtls();
+    ec = flush_dtls(out);
     if (ec == asio::error::connection_refused) {
       // The ICMP error was reported to this send, so the receive side will not see it: drop the
       // connection from here (posted, as above).
@@ -388,9 +393,9 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     return ec;
   }
 
-  error_code flush_dtls() {
+  error_code flush_dtls(dtls::Output& out) {
     error_code last;
-    for (auto& d : dtls_->take_datagrams()) {
+    for (auto& d : out.datagrams) {
       error_code ec;
       socket_.send(asio::buffer(d), 0, ec);
       if (ec) last = ec;
@@ -398,57 +403,68 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
     return last;
   }
 
-  void start_handshake() {
-    ++dtls_generation_;
-    session_->set_state(session::State::handshake);
-    if (!dtls_->connect()) return on_handshake_failed(dtls_->error());
-    flush_dtls();
-    arm_dtls_timer();
-    handshake_timer_.expires_after(handshake_bound_);
-    handshake_timer_.async_wait([self = shared_from_this(), gen = dtls_generation_](error_code ec) {
-      if (ec || gen != self->dtls_generation_ || self->closed_) return;
-      if (self->dtls_->state() != DtlsClient::State::handshake) return;
-      self->dtls_->abandon();
-      self->on_handshake_failed("no handshake within " + std::to_string(self->handshake_bound_.count()) + " ms");
-    });
+  bool dtls_in(DtlsState state) const { return dtls_ && dtls_->state() == state; }
+
+  // Why the connection's engine stopped, for logs.
+  std::string dtls_error() const {
+    if (!dtls_) return "no connection";
+    switch (dtls_->failure()) {
+      case dtls::Failure::none: return "close_notify from the peer";
+      case dtls::Failure::handshake_timeout:
+        return "no handshake within " + std::to_string(dtls_context_->handshake_timeout().count()) +
+               " ms or retransmissions exhausted";
+      default: return std::string(dtls::to_string(dtls_->failure()));
+    }
   }
 
-  // DTLS flight retransmission (RFC 6347 §4.2.4): OpenSSL keeps the clock, the worker the timer.
+  // A fresh connection (a new client-role engine; any previous one is dropped without a word).
+  void start_handshake() {
+    ++dtls_generation_;
+    dtls_timer_.cancel();
+    session_->set_state(session::State::handshake);
+    dtls::Output out;
+    dtls_ = dtls_context_->connect(remote_addr_, out, std::chrono::steady_clock::now());
+    if (!dtls_) return on_handshake_failed("DTLS handshake start");
+    after_dtls_step(DtlsState::handshake, out);
+  }
+
+  // DTLS flight retransmission (RFC 6347 §4.2.4) and the handshake deadline: the engine says
+  // when, this timer calls it back.
   void arm_dtls_timer() {
-    auto due = dtls_->retransmit_in();
+    auto due = dtls_ ? dtls_->next_timer() : std::nullopt;
     if (!due) return;
-    dtls_timer_.expires_after(*due);
+    dtls_timer_.expires_at(*due);
     dtls_timer_.async_wait([self = shared_from_this(), gen = dtls_generation_](error_code ec) {
-      if (ec || gen != self->dtls_generation_ || self->closed_) return;
+      if (ec || gen != self->dtls_generation_ || self->closed_ || !self->dtls_) return;
       const auto before = self->dtls_->state();
-      self->dtls_->on_retransmit_timer();
-      self->after_dtls_step(before);
+      dtls::Output out;
+      self->dtls_->on_timer(out, std::chrono::steady_clock::now());
+      self->after_dtls_step(before, out);
     });
   }
 
   // Sends what the engine produced and acts on its state change.
-  void after_dtls_step(DtlsClient::State before) {
-    flush_dtls();
-    const auto now = dtls_->state();
-    if (before == DtlsClient::State::handshake) {
-      if (now == DtlsClient::State::established) return on_connected();
-      if (now != DtlsClient::State::handshake) return on_handshake_failed(dtls_->error());
+  void after_dtls_step(DtlsState before, dtls::Output& out) {
+    flush_dtls(out);
+    const auto now = dtls_ ? dtls_->state() : DtlsState::closed;
+    if (before == DtlsState::handshake) {
+      if (now == DtlsState::established) return on_connected();
+      if (now != DtlsState::handshake) return on_handshake_failed(dtls_error());
       return arm_dtls_timer();
     }
-    if (before == DtlsClient::State::established && now != DtlsClient::State::established) {
-      on_connection_lost(dtls_->error(), Outcome::upstream_error);
+    if (before == DtlsState::established && now != DtlsState::established) {
+      on_connection_lost(dtls_error(), Outcome::upstream_error);
     }
   }
 
   void on_connected() {
-    ++dtls_generation_;  // the handshake timers are done with
+    ++dtls_generation_;  // the handshake timer is done with
     dtls_timer_.cancel();
-    handshake_timer_.cancel();
     session_->set_state(session::State::established);
     auto tokens = std::move(awaiting_handshake_);
     awaiting_handshake_.clear();
     for (auto t : tokens) {
-      if (closed_ || dtls_->state() != DtlsClient::State::established) break;
+      if (closed_ || !dtls_in(DtlsState::established)) break;
       if (auto it = by_token_.find(t); it != by_token_.end()) send_next(*it->second);
     }
   }
@@ -456,7 +472,6 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   void on_handshake_failed(const std::string& why) {
     ++dtls_generation_;
     dtls_timer_.cancel();
-    handshake_timer_.cancel();
     session_->set_state(session::State::none);
     warn("DTLS handshake with " + spec_.upstream + " failed: " + why);
     auto tokens = std::move(awaiting_handshake_);
@@ -483,18 +498,19 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   }
 
   void on_dtls_datagram(std::span<const std::byte> datagram) {
+    if (!dtls_) return;  // nothing asked for a connection: stray datagram
     const auto before = dtls_->state();
-    std::vector<std::vector<std::byte>> messages;
-    dtls_->receive(datagram, messages);
+    dtls::Output out;
+    dtls_->on_datagram(datagram, out, std::chrono::steady_clock::now());
     // Records decrypted over the established connection are handled before a close in the same
     // datagram fails what is left in flight.
-    if (before == DtlsClient::State::established) {
-      for (auto& m : messages) {
+    if (before == DtlsState::established) {
+      for (auto& m : out.plaintexts) {
         if (closed_) return;
         on_datagram(m);
       }
     }
-    if (!closed_) after_dtls_step(before);
+    if (!closed_) after_dtls_step(before, out);
   }
 
   void on_datagram(std::span<const std::byte> datagram) {
@@ -686,10 +702,11 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   CoapTarget target_;
   udp::endpoint remote_;
   udp::socket socket_;
-  std::unique_ptr<DtlsClient> dtls_;  // before table_: the session's TlsState points at it
-  asio::steady_timer dtls_timer_;        // DTLS flight retransmission
-  asio::steady_timer handshake_timer_;   // handshake_bound_
-  std::chrono::milliseconds handshake_bound_;
+  Address remote_addr_;
+  // Both before table_: the session's TlsState points at them.
+  std::unique_ptr<dtls::ClientContext> dtls_context_;  // null for coap://
+  std::unique_ptr<dtls::Engine> dtls_;                 // the current connection, null before the first
+  asio::steady_timer dtls_timer_;  // DTLS flight retransmission and handshake deadline (the engine's next_timer)
   std::uint64_t dtls_generation_ = 0;    // timers armed for an earlier handshake/connection ignore themselves
   std::deque<std::uint64_t> awaiting_handshake_;  // tokens queued until the handshake is done
   log::RateLimited warn_limit_;
@@ -774,16 +791,21 @@ std::unique_ptr<Upstream> make_coap_upstream(asio::io_context& io, const RouteSp
                                              const CoapClientSettings& settings) {
   auto target = parse_coap_target(spec.upstream);
   if (!target) throw std::runtime_error("route " + spec.prefix + ": malformed CoAP upstream \"" + spec.upstream + "\"");
-  std::unique_ptr<DtlsClient> dtls;
+  std::unique_ptr<dtls::ClientContext> dtls;
   if (target->secure) {
     if (spec.psk_key.empty()) {
       throw std::runtime_error("route " + spec.prefix + ": coaps upstream needs psk { identity, key }");
     }
-    try {
-      dtls = std::make_unique<DtlsClient>(DtlsClientSettings{spec.psk_identity, spec.psk_key, 1280});
-    } catch (const std::exception& e) {
-      throw std::runtime_error("route " + spec.prefix + ": " + e.what());
-    }
+    dtls::ClientSettings client;
+    client.psk_identity = spec.psk_identity;
+    client.psk_key = spec.psk_key;
+    client.mtu = 1280;
+    // A handshake may take at most half the route's timeout, so a failed one still leaves time to answer.
+    client.handshake_timeout =
+        std::max(std::chrono::milliseconds(1), std::min(settings.handshake_timeout, spec.timeout / 2));
+    std::string error;
+    dtls = dtls::ClientContext::create(std::move(client), &error);
+    if (!dtls) throw std::runtime_error("route " + spec.prefix + ": coaps upstream: " + error);
   }
   if (settings.block_size < 16 || settings.max_retransmit > 20 || settings.ack_timeout.count() <= 0) {
     throw std::runtime_error("route " + spec.prefix + ": bad CoAP transmission parameters");

@@ -9,7 +9,8 @@
 // token. Block1 carries payloads above block_size, Block2 answers are fetched whole (bounded) before
 // the caller is answered.
 //
-// coaps:// runs the same client over a DtlsClient (PSK from the route) on the same socket: the
+// coaps:// runs the same client over the DTLS engine in the client role (dtls::ClientContext with the
+// route's PSK, one dtls::Engine per connection) on the same socket; this file does its I/O and timer: the
 // handshake starts on first use while requests queue (bounded), and a failed handshake answers them
 // 5.02 "connect_failed". A peer close_notify, fatal alert or ICMP unreachable drops the connection; the
 // next request handshakes again. Asio and OpenSSL stay in the .cpp files.
