@@ -203,6 +203,31 @@ TEST(DtlsClientEngine, PeerCloseNotifyClosesTheClient) {
   EXPECT_EQ(client->state(), Engine::State::closed);
 }
 
+TEST(DtlsClientEngine, AfterThePeerClosedTheSameContextConnectsAgain) {
+  auto server_context = make_server();
+  auto client_context = make_client();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    SCOPED_TRACE(attempt);
+    ServerSide server{*server_context, nullptr, {}, 0};
+    Output out;
+    auto client = client_context->connect(device(), out, t0);
+    ASSERT_TRUE(client);
+    pump(*client, std::move(out), server);
+    ASSERT_EQ(client->state(), Engine::State::established);
+    // Two messages, two records, two plaintexts: one CoAP message per record.
+    Output two = sent(*client, "first");
+    Output second = sent(*client, "second");
+    for (auto& d : second.datagrams) two.datagrams.push_back(std::move(d));
+    pump(*client, std::move(two), server);
+    EXPECT_EQ(server.received, (std::vector<std::string>{"first", "second"}));
+    Output bye;
+    server.engine->close(bye);
+    Output o;
+    client->on_datagram(bye.datagrams.at(0), o, t0);
+    EXPECT_EQ(client->state(), Engine::State::closed);
+  }
+}
+
 TEST(DtlsClientEngine, WrongKeyFailsTheHandshake) {
   auto server_context = make_server();
   auto client_context = make_client("upstream-id", "not-the-key");
