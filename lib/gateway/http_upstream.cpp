@@ -333,7 +333,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const std::string& body = res.body();
     if (body.size() > max_body_bytes) return fail(coap_code(5, 2), Outcome::bad_response);
     out.payload.resize(body.size());
-    std::memcpy(out.payload.data(), body.data(), body.size());
+    if (!body.empty()) std::memcpy(out.payload.data(), body.data(), body.size());  // an empty vector's data() may be null
     out.outcome = res.result_int() >= 500 ? Outcome::upstream_error : Outcome::ok;
     const bool reusable = res.keep_alive() && !parser_->need_eof() && conn_->buffer.size() == 0;
     finish(std::move(out), reusable);
