@@ -1,9 +1,9 @@
 #include "common/url.hpp"
 
+#include "common/bytes.hpp"
+
 namespace coapgw::url {
 namespace {
-
-constexpr char hex_digits[] = "0123456789ABCDEF";
 
 bool is_unreserved(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
@@ -32,8 +32,8 @@ void append_encoded(std::string& out, std::string_view text, Keep keep) {
       out.push_back(ch);
     } else {
       out.push_back('%');
-      out.push_back(hex_digits[c >> 4]);
-      out.push_back(hex_digits[c & 0xf]);
+      out.push_back(bytes::hex_upper[c >> 4]);  // RFC 3986 §2.1: upper case
+      out.push_back(bytes::hex_upper[c & 0xf]);
     }
   }
 }
@@ -44,13 +44,6 @@ std::string encoded(std::string_view text, Keep keep) {
   out.reserve(text.size());
   append_encoded(out, text, keep);
   return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 std::vector<std::string> split_decoded(std::string_view text, char sep, bool skip_empty) {
@@ -100,8 +93,8 @@ std::string percent_decode(std::string_view in) {
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
     if (in[i] == '%' && i + 2 < in.size()) {
-      int hi = hex_value(in[i + 1]);
-      int lo = hex_value(in[i + 2]);
+      int hi = bytes::hex_value(in[i + 1]);
+      int lo = bytes::hex_value(in[i + 2]);
       if (hi >= 0 && lo >= 0) {
         out.push_back(static_cast<char>(hi * 16 + lo));
         i += 2;

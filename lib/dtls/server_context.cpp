@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "common/bytes.hpp"
 #include "common/log.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
@@ -240,8 +241,7 @@ ServerContext::Cookie ServerContext::make_cookie(const std::array<std::uint8_t, 
   address[0] = static_cast<std::uint8_t>(peer.family());
   std::copy_n(peer.ip_bytes(), peer.ip_size(), address + 1);
   const std::size_t port_at = 1 + peer.ip_size();
-  address[port_at] = static_cast<std::uint8_t>(peer.port() >> 8);
-  address[port_at + 1] = static_cast<std::uint8_t>(peer.port());
+  bytes::store_be16(address + port_at, peer.port());
   const auto bytes = [](std::span<const std::byte> s) {
     return reinterpret_cast<const unsigned char*>(s.data());
   };
@@ -273,9 +273,7 @@ void ServerContext::write_hello_verify_request(const wire::ClientHello& hello, c
   constexpr std::size_t fragment = wire::handshake_header_size + body;
   std::vector<std::byte> d;
   d.reserve(wire::record_header_size + fragment);
-  auto put = [&d](std::uint64_t value, int count) {
-    for (int i = count - 1; i >= 0; --i) d.push_back(static_cast<std::byte>((value >> (8 * i)) & 0xff));
-  };
+  auto put = [&d](std::uint64_t value, std::size_t count) { bytes::append_be(d, value, count); };
   // Record: handshake, DTLS 1.0 version (RFC 6347 4.2.1), epoch 0, the
   // ClientHello's record sequence number copied as the RFC asks.
   put(22, 1);

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "common/bytes.hpp"
+
 namespace coapgw::gateway {
 namespace {
 
@@ -197,8 +199,7 @@ std::vector<std::vector<std::byte>> DtlsClient::take_datagrams() {
   // most link_mtu bytes (OpenSSL already sized each record for that MTU).
   std::size_t pos = 0;
   while (pos + record_header <= bytes.size()) {
-    const std::size_t length =
-        (std::to_integer<std::size_t>(bytes[pos + 11]) << 8) | std::to_integer<std::size_t>(bytes[pos + 12]);
+    const std::size_t length = bytes::load_be16(bytes.data() + pos + 11);
     const std::size_t end = std::min(bytes.size(), pos + record_header + length);
     if (out.empty() || out.back().size() + (end - pos) > settings_.link_mtu) out.emplace_back();
     out.back().insert(out.back().end(), bytes.begin() + static_cast<std::ptrdiff_t>(pos),
