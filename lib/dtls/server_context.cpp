@@ -11,6 +11,7 @@
 
 #include "common/bytes.hpp"
 #include "common/log.hpp"
+#include "dtls/ciphers.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
 
@@ -30,25 +31,6 @@ std::string openssl_error(std::string_view what) {
   }
   ERR_clear_error();
   return text;
-}
-
-std::string default_ciphers(bool psk, bool cert) {
-  std::string list;
-  auto add = [&list](std::string_view suite) {
-    if (!list.empty()) list += ':';
-    list += suite;
-  };
-  if (psk) {
-    add("PSK-AES128-CCM8");  // RFC 7925 mandatory-to-implement
-    add("PSK-AES128-CCM");
-    add("PSK-AES128-GCM-SHA256");
-  }
-  if (cert) {
-    add("ECDHE-ECDSA-AES128-CCM8");  // RFC 7925 for certificates
-    add("ECDHE-ECDSA-AES128-GCM-SHA256");
-    add("ECDHE-RSA-AES128-GCM-SHA256");  // so an RSA certificate is not a silent failure
-  }
-  return list;
 }
 
 }  // namespace
@@ -105,7 +87,7 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   const auto plaintext = std::clamp<std::size_t>(settings.mtu - 48 - 13 - 8 - 16, 512, 16384);
   SSL_CTX_set_max_send_fragment(ctx, plaintext);
 
-  const std::string ciphers = settings.ciphers.empty() ? default_ciphers(psk, cert) : settings.ciphers;
+  const std::string ciphers = settings.ciphers.empty() ? ciphers::default_list(psk, cert) : settings.ciphers;
   if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
     return fail(openssl_error("dtls: no usable cipher in '" + ciphers + "'"));
   }

@@ -9,12 +9,11 @@
 #include <stdexcept>
 
 #include "common/bytes.hpp"
+#include "dtls/ciphers.hpp"
 
 namespace coapgw::gateway {
 namespace {
 
-// RFC 7925 §4.2 PSK suites first; the brief's set, in preference order.
-constexpr const char* cipher_list = "PSK-AES128-CCM8:PSK-AES128-GCM-SHA256:PSK-AES128-CCM";
 // DTLS 1.2 record header: type, version, epoch, sequence number, length (RFC 6347 §4.1).
 constexpr std::size_t record_header = 13;
 // Largest record OpenSSL hands to one SSL_read, plus headroom; one CoAP message per record.
@@ -82,7 +81,7 @@ DtlsClient::DtlsClient(DtlsClientSettings settings) : settings_(std::move(settin
   if (!impl_->ctx) throw std::runtime_error(openssl_error("coaps upstream: SSL_CTX_new"));
   if (SSL_CTX_set_min_proto_version(impl_->ctx, DTLS1_2_VERSION) != 1 ||
       SSL_CTX_set_max_proto_version(impl_->ctx, DTLS1_2_VERSION) != 1 ||
-      SSL_CTX_set_cipher_list(impl_->ctx, cipher_list) != 1) {
+      SSL_CTX_set_cipher_list(impl_->ctx, dtls::ciphers::psk) != 1) {
     throw std::runtime_error(openssl_error("coaps upstream: DTLS client context"));
   }
   SSL_CTX_set_psk_client_callback(impl_->ctx, psk_client_callback);
