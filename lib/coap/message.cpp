@@ -84,6 +84,14 @@ std::string_view method_name(std::uint8_t c) {
   }
 }
 
+std::optional<std::uint8_t> method_code(std::string_view name) {
+  if (name.empty()) return std::nullopt;
+  for (std::uint8_t c = code::get; c <= code::ipatch; ++c) {
+    if (method_name(c) == name) return c;
+  }
+  return std::nullopt;
+}
+
 const OptionView* MessageView::find(std::uint16_t number) const {
   for (std::size_t i = 0; i < option_count; ++i) {
     if (options[i].number == number) return &options[i];

@@ -41,6 +41,7 @@ constexpr std::uint8_t make_code(unsigned cls, unsigned detail) {
 }
 std::string code_string(std::uint8_t code);        // "2.05", "0.01"
 std::string_view method_name(std::uint8_t code);   // "GET".."IPATCH", "" otherwise
+std::optional<std::uint8_t> method_code(std::string_view name);  // inverse of method_name; exact case
 constexpr bool is_request(std::uint8_t c) { return c >= 0x01 && c <= 0x1f; }  // 0.01..0.31
 constexpr bool is_response(std::uint8_t c) { return c >= 0x40 && c <= 0xbf; } // 2.xx..5.xx
 constexpr bool is_empty(std::uint8_t c) { return c == code::empty; }

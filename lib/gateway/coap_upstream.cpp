@@ -37,17 +37,6 @@ constexpr std::size_t acked_memory = 64;
 // (RFC 7959 §2.4); beyond, the answer is 5.02 bad_response.
 constexpr unsigned max_block2_restarts = 3;
 
-std::optional<std::uint8_t> method_code(std::string_view method) {
-  static constexpr std::pair<std::string_view, std::uint8_t> table[] = {
-      {"GET", coap::code::get},     {"POST", coap::code::post},   {"PUT", coap::code::put},
-      {"DELETE", coap::code::del},  {"FETCH", coap::code::fetch}, {"PATCH", coap::code::patch},
-      {"IPATCH", coap::code::ipatch}};
-  for (auto& [name, code] : table) {
-    if (name == method) return code;
-  }
-  return std::nullopt;
-}
-
 ForwardResponse failure(std::uint8_t code, Outcome outcome) {
   ForwardResponse r;
   r.code = code;
@@ -158,7 +147,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
       r.max_age = 5;
       return post(std::move(done), std::move(r));
     }
-    auto method = method_code(request.method);
+    auto method = coap::method_code(request.method);
     if (!method) return post(std::move(done), failure(coap::code::not_implemented, Outcome::upstream_error));
     const bool must_wait = dtls_ && dtls_->state() != DtlsClient::State::established;
     if (must_wait && awaiting_handshake_.size() >= settings_.max_handshake_queue) {

@@ -46,15 +46,11 @@ std::vector<std::byte> bytes_of(std::string_view s) {
 }
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
 
+// The CoAP method names (coap::method_name) are the HTTP ones, but for iPATCH's spelling.
 bool set_method(http::request<http::string_body>& req, std::string_view method) {
-  if (method == "GET") req.method(http::verb::get);
-  else if (method == "POST") req.method(http::verb::post);
-  else if (method == "PUT") req.method(http::verb::put);
-  else if (method == "DELETE") req.method(http::verb::delete_);
-  else if (method == "PATCH") req.method(http::verb::patch);
-  else if (method == "FETCH") req.method_string("FETCH");
-  else if (method == "IPATCH") req.method_string("iPATCH");  // RFC 8132 spelling
-  else return false;
+  const auto code = coap::method_code(method);
+  if (!code) return false;
+  req.method_string(*code == coap::code::ipatch ? "iPATCH" : bsv(method));  // RFC 8132 spelling
   return true;
 }
 

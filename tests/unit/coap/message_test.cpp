@@ -302,6 +302,12 @@ TEST(CoapCodes, NamesAndClasses) {
   EXPECT_EQ(method_name(code::ipatch), "IPATCH");
   EXPECT_EQ(method_name(code::content), "");
   EXPECT_EQ(method_name(0x08), "");
+  for (std::uint8_t c = code::get; c <= code::ipatch; ++c) EXPECT_EQ(method_code(method_name(c)), c);
+  EXPECT_EQ(method_code("DELETE"), code::del);
+  EXPECT_EQ(method_code("get"), std::nullopt);     // exact case, as forwarded requests carry it
+  EXPECT_EQ(method_code("iPATCH"), std::nullopt);  // the HTTP spelling is the HTTP upstream's
+  EXPECT_EQ(method_code(""), std::nullopt);
+  EXPECT_EQ(method_code("CONNECT"), std::nullopt);
   EXPECT_TRUE(is_request(code::get));
   EXPECT_TRUE(is_request(make_code(0, 31)));
   EXPECT_FALSE(is_request(code::empty));
