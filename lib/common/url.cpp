@@ -106,6 +106,61 @@ std::string percent_decode(std::string_view in) {
   return out;
 }
 
+std::string_view scheme_of(std::string_view url) {
+  const auto sep = url.find("://");
+  return sep == std::string_view::npos ? std::string_view{} : url.substr(0, sep);
+}
+
+std::optional<ServerUrl> parse_server_url(std::string_view url) {
+  const auto sep = url.find("://");
+  if (sep == std::string_view::npos || sep == 0) return std::nullopt;
+  ServerUrl out;
+  out.scheme = std::string(url.substr(0, sep));
+  std::string_view rest = url.substr(sep + 3);
+  for (char ch : rest) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c == 0x7f || c == '?' || c == '#') return std::nullopt;
+  }
+  const auto slash = rest.find('/');
+  const std::string_view authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) out.path = std::string(rest.substr(slash));
+  if (authority.find('@') != std::string_view::npos) return std::nullopt;  // no userinfo
+  std::string_view host, port;
+  bool has_port = false;
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = authority.substr(1, close - 1);
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return std::nullopt;
+      port = after.substr(1);
+      has_port = true;
+    }
+    out.bracketed = true;
+  } else {
+    const auto colon = authority.find(':');
+    host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port = authority.substr(colon + 1);
+      has_port = true;
+    }
+  }
+  if (host.empty()) return std::nullopt;
+  if (has_port) {
+    if (port.empty() || port.size() > 5) return std::nullopt;
+    unsigned value = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9') return std::nullopt;
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value == 0 || value > 65535) return std::nullopt;
+    out.port = static_cast<std::uint16_t>(value);
+  }
+  out.host = std::string(host);
+  return out;
+}
+
 std::vector<std::string> split_path(std::string_view encoded_path) { return split_decoded(encoded_path, '/', true); }
 
 std::vector<std::string> split_query(std::string_view encoded_query) {
