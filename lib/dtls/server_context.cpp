@@ -11,6 +11,7 @@
 
 #include "common/bytes.hpp"
 #include "common/log.hpp"
+#include "common/openssl_error.hpp"
 #include "dtls/ciphers.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
@@ -19,19 +20,6 @@ namespace coapgw::dtls {
 namespace {
 
 constexpr std::size_t read_buffer_bytes = SSL3_RT_MAX_PLAIN_LENGTH;
-
-std::string openssl_error(std::string_view what) {
-  std::string text(what);
-  const unsigned long code = ERR_peek_last_error();
-  if (code != 0) {
-    char buffer[256];
-    ERR_error_string_n(code, buffer, sizeof buffer);
-    text += ": ";
-    text += buffer;
-  }
-  ERR_clear_error();
-  return text;
-}
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "common/bytes.hpp"
+#include "common/openssl_error.hpp"
 #include "dtls/ciphers.hpp"
 
 namespace coapgw::gateway {
@@ -18,18 +19,6 @@ namespace {
 constexpr std::size_t record_header = 13;
 // Largest record OpenSSL hands to one SSL_read, plus headroom; one CoAP message per record.
 constexpr std::size_t max_record_plaintext = 16384;
-
-std::string openssl_error(const char* what) {
-  std::string out = what;
-  if (unsigned long e = ERR_get_error(); e != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    out += ": ";
-    out += buf;
-  }
-  ERR_clear_error();
-  return out;
-}
 
 unsigned int psk_client_callback(SSL* ssl, const char* /*hint*/, char* identity, unsigned int max_identity_len,
                                  unsigned char* psk, unsigned int max_psk_len) {
