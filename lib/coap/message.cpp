@@ -67,7 +67,7 @@ std::string_view type_name(Type type) {
 
 std::string code_string(std::uint8_t c) {
   char buf[8];
-  std::snprintf(buf, sizeof buf, "%u.%02u", unsigned{c} >> 5, unsigned{c} & 0x1fu);
+  std::snprintf(buf, sizeof buf, "%u.%02u", code_class(c), code_detail(c));
   return buf;
 }
 

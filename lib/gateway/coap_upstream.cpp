@@ -643,7 +643,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   static ForwardResponse to_response(const coap::MessageView& m) {
     ForwardResponse r;
     r.code = m.code;
-    r.outcome = (m.code >> 5) == 5 ? Outcome::upstream_error : Outcome::ok;
+    r.outcome = coap::code_class(m.code) == 5 ? Outcome::upstream_error : Outcome::ok;
     if (auto* cf = m.find(coap::option::content_format))
       r.content_format = static_cast<std::uint16_t>(coap::decode_uint(cf->value));
     if (auto* ma = m.find(coap::option::max_age)) r.max_age = coap::decode_uint(ma->value);
