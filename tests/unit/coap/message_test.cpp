@@ -297,6 +297,11 @@ TEST(CoapCodes, NamesAndClasses) {
   EXPECT_EQ(code_string(code::request_entity_too_large), "4.13");
   EXPECT_EQ(make_code(4, 4), code::not_found);
   EXPECT_EQ(make_code(2, 31), code::continue_);
+  EXPECT_EQ(code_class(code::not_found), 4u);
+  EXPECT_EQ(code_detail(code::not_found), 4u);
+  EXPECT_EQ(code_class(code::proxying_not_supported), 5u);
+  EXPECT_EQ(code_detail(code::continue_), 31u);
+  static_assert(code_class(make_code(7, 31)) == 7 && code_detail(make_code(7, 31)) == 31);
   EXPECT_EQ(method_name(code::get), "GET");
   EXPECT_EQ(method_name(code::del), "DELETE");
   EXPECT_EQ(method_name(code::ipatch), "IPATCH");
