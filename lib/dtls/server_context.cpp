@@ -75,9 +75,9 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   const auto plaintext = std::clamp<std::size_t>(settings.mtu - 48 - 13 - 8 - 16, 512, 16384);
   SSL_CTX_set_max_send_fragment(ctx, plaintext);
 
-  const std::string ciphers = settings.ciphers.empty() ? ciphers::default_list(psk, cert) : settings.ciphers;
-  if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
-    return fail(openssl_error("dtls: no usable cipher in '" + ciphers + "'"));
+  const std::string suites = settings.ciphers.empty() ? ciphers::default_list(psk, cert) : settings.ciphers;
+  if (SSL_CTX_set_cipher_list(ctx, suites.c_str()) != 1) {
+    return fail(openssl_error("dtls: no usable cipher in '" + suites + "'"));
   }
   // Established sessions are protected by the lean AEAD record layer, which
   // knows only AEAD suites: a list that could negotiate CBC (or ARIA,
@@ -88,7 +88,7 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
       const std::uint16_t id = SSL_CIPHER_get_protocol_id(c);
       if ((id >> 8) == 0x13) continue;  // TLS 1.3 suites: never negotiated in DTLS 1.2
       if (detail::find_suite(id) == nullptr) {
-        return fail("dtls: cipher suite " + std::string(SSL_CIPHER_get_name(c)) + " in '" + ciphers +
+        return fail("dtls: cipher suite " + std::string(SSL_CIPHER_get_name(c)) + " in '" + suites +
                     "' is not supported: DTLS sessions need an AEAD suite (AES-CCM, AES-CCM8, AES-GCM, "
                     "ChaCha20-Poly1305), e.g. PSK-AES128-CCM8");
       }
