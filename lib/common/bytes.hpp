@@ -6,8 +6,8 @@
 //
 // Hand-written rather than boost/endian or OpenSSL's hex helpers, on purpose:
 // - lib/coap must build without Boost or OpenSSL (the fuzz targets compile its sources alone),
-//   and these work on std::byte spans without casts; GCC folds the fixed-width loops into one
-//   load plus bswap, so boost::endian::load_big_u32 would not be faster.
+//   and these work on std::byte spans without casts. The fixed widths compile to one load or
+//   store plus a byte swap (checked with GCC 12 -O2), as boost::endian's do, and stay constexpr.
 // - Widths here are often chosen at run time (DTLS length fields of 1..3 bytes, sequence numbers
 //   of 6, CoAP uint options of 0..4), which boost/endian's fixed-width functions do not cover.
 // - OPENSSL_buf2hexstr writes upper case with ':' separators, and OPENSSL_hexstr2buf accepts
@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 namespace coapgw::bytes {
 
@@ -47,16 +48,27 @@ constexpr std::uint64_t load_be(std::span<T> b) {
   return load_be(b.data(), b.size());
 }
 
+namespace detail {
+// N bytes at p as one OR of shifted bytes in U: GCC and Clang compile this to a single load and
+// byte swap (a loop accumulating in a wider type they do not recognise).
+template <class U, std::size_t N, Octet T>
+constexpr U load_be_fixed(const T* p) {
+  return [p]<std::size_t... I>(std::index_sequence<I...>) {
+    return static_cast<U>(((static_cast<U>(octet(p[I])) << (8 * (N - 1 - I))) | ...));
+  }(std::make_index_sequence<N>{});
+}
+}  // namespace detail
+
 template <Octet T>
-constexpr std::uint16_t load_be16(const T* p) { return static_cast<std::uint16_t>(load_be(p, 2)); }
+constexpr std::uint16_t load_be16(const T* p) { return detail::load_be_fixed<std::uint16_t, 2>(p); }
 template <Octet T>
-constexpr std::uint32_t load_be24(const T* p) { return static_cast<std::uint32_t>(load_be(p, 3)); }
+constexpr std::uint32_t load_be24(const T* p) { return detail::load_be_fixed<std::uint32_t, 3>(p); }
 template <Octet T>
-constexpr std::uint32_t load_be32(const T* p) { return static_cast<std::uint32_t>(load_be(p, 4)); }
+constexpr std::uint32_t load_be32(const T* p) { return detail::load_be_fixed<std::uint32_t, 4>(p); }
 template <Octet T>
-constexpr std::uint64_t load_be48(const T* p) { return load_be(p, 6); }
+constexpr std::uint64_t load_be48(const T* p) { return detail::load_be_fixed<std::uint64_t, 6>(p); }
 template <Octet T>
-constexpr std::uint64_t load_be64(const T* p) { return load_be(p, 8); }
+constexpr std::uint64_t load_be64(const T* p) { return detail::load_be_fixed<std::uint64_t, 8>(p); }
 
 // The low `count` (0..8) bytes of v at p, most significant first.
 template <Octet T>
@@ -68,16 +80,25 @@ constexpr void store_be(std::span<T> out, std::uint64_t v) {
   store_be(out.data(), v, out.size());
 }
 
+namespace detail {
+template <std::size_t N, Octet T, class U>
+constexpr void store_be_fixed(T* p, U v) {
+  [p, v]<std::size_t... I>(std::index_sequence<I...>) {
+    ((p[I] = static_cast<T>(static_cast<unsigned char>(v >> (8 * (N - 1 - I))))), ...);
+  }(std::make_index_sequence<N>{});
+}
+}  // namespace detail
+
 template <Octet T>
-constexpr void store_be16(T* p, std::uint16_t v) { store_be(p, v, 2); }
+constexpr void store_be16(T* p, std::uint16_t v) { detail::store_be_fixed<2>(p, v); }
 template <Octet T>
-constexpr void store_be24(T* p, std::uint32_t v) { store_be(p, v, 3); }
+constexpr void store_be24(T* p, std::uint32_t v) { detail::store_be_fixed<3>(p, v); }
 template <Octet T>
-constexpr void store_be32(T* p, std::uint32_t v) { store_be(p, v, 4); }
+constexpr void store_be32(T* p, std::uint32_t v) { detail::store_be_fixed<4>(p, v); }
 template <Octet T>
-constexpr void store_be48(T* p, std::uint64_t v) { store_be(p, v, 6); }
+constexpr void store_be48(T* p, std::uint64_t v) { detail::store_be_fixed<6>(p, v); }
 template <Octet T>
-constexpr void store_be64(T* p, std::uint64_t v) { store_be(p, v, 8); }
+constexpr void store_be64(T* p, std::uint64_t v) { detail::store_be_fixed<8>(p, v); }
 
 // Appends the low `count` (0..8) bytes of v to a byte container (vector<std::byte>, a
 // vector<unsigned char> with any allocator, std::string). Grows with resize, not insert.
