@@ -9,7 +9,10 @@
 
 #include <algorithm>
 
+#include "common/bytes.hpp"
 #include "common/log.hpp"
+#include "common/openssl_error.hpp"
+#include "dtls/ciphers.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
 
@@ -17,38 +20,6 @@ namespace coapgw::dtls {
 namespace {
 
 constexpr std::size_t read_buffer_bytes = SSL3_RT_MAX_PLAIN_LENGTH;
-
-std::string openssl_error(std::string_view what) {
-  std::string text(what);
-  const unsigned long code = ERR_peek_last_error();
-  if (code != 0) {
-    char buffer[256];
-    ERR_error_string_n(code, buffer, sizeof buffer);
-    text += ": ";
-    text += buffer;
-  }
-  ERR_clear_error();
-  return text;
-}
-
-std::string default_ciphers(bool psk, bool cert) {
-  std::string list;
-  auto add = [&list](std::string_view suite) {
-    if (!list.empty()) list += ':';
-    list += suite;
-  };
-  if (psk) {
-    add("PSK-AES128-CCM8");  // RFC 7925 mandatory-to-implement
-    add("PSK-AES128-CCM");
-    add("PSK-AES128-GCM-SHA256");
-  }
-  if (cert) {
-    add("ECDHE-ECDSA-AES128-CCM8");  // RFC 7925 for certificates
-    add("ECDHE-ECDSA-AES128-GCM-SHA256");
-    add("ECDHE-RSA-AES128-GCM-SHA256");  // so an RSA certificate is not a silent failure
-  }
-  return list;
-}
 
 }  // namespace
 
@@ -104,9 +75,9 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   const auto plaintext = std::clamp<std::size_t>(settings.mtu - 48 - 13 - 8 - 16, 512, 16384);
   SSL_CTX_set_max_send_fragment(ctx, plaintext);
 
-  const std::string ciphers = settings.ciphers.empty() ? default_ciphers(psk, cert) : settings.ciphers;
-  if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
-    return fail(openssl_error("dtls: no usable cipher in '" + ciphers + "'"));
+  const std::string suites = settings.ciphers.empty() ? ciphers::default_list(psk, cert) : settings.ciphers;
+  if (SSL_CTX_set_cipher_list(ctx, suites.c_str()) != 1) {
+    return fail(openssl_error("dtls: no usable cipher in '" + suites + "'"));
   }
   // Established sessions are protected by the lean AEAD record layer, which
   // knows only AEAD suites: a list that could negotiate CBC (or ARIA,
@@ -117,7 +88,7 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
       const std::uint16_t id = SSL_CIPHER_get_protocol_id(c);
       if ((id >> 8) == 0x13) continue;  // TLS 1.3 suites: never negotiated in DTLS 1.2
       if (detail::find_suite(id) == nullptr) {
-        return fail("dtls: cipher suite " + std::string(SSL_CIPHER_get_name(c)) + " in '" + ciphers +
+        return fail("dtls: cipher suite " + std::string(SSL_CIPHER_get_name(c)) + " in '" + suites +
                     "' is not supported: DTLS sessions need an AEAD suite (AES-CCM, AES-CCM8, AES-GCM, "
                     "ChaCha20-Poly1305), e.g. PSK-AES128-CCM8");
       }
@@ -240,8 +211,7 @@ ServerContext::Cookie ServerContext::make_cookie(const std::array<std::uint8_t, 
   address[0] = static_cast<std::uint8_t>(peer.family());
   std::copy_n(peer.ip_bytes(), peer.ip_size(), address + 1);
   const std::size_t port_at = 1 + peer.ip_size();
-  address[port_at] = static_cast<std::uint8_t>(peer.port() >> 8);
-  address[port_at + 1] = static_cast<std::uint8_t>(peer.port());
+  bytes::store_be16(address + port_at, peer.port());
   const auto bytes = [](std::span<const std::byte> s) {
     return reinterpret_cast<const unsigned char*>(s.data());
   };
@@ -273,9 +243,7 @@ void ServerContext::write_hello_verify_request(const wire::ClientHello& hello, c
   constexpr std::size_t fragment = wire::handshake_header_size + body;
   std::vector<std::byte> d;
   d.reserve(wire::record_header_size + fragment);
-  auto put = [&d](std::uint64_t value, int count) {
-    for (int i = count - 1; i >= 0; --i) d.push_back(static_cast<std::byte>((value >> (8 * i)) & 0xff));
-  };
+  auto put = [&d](std::uint64_t value, std::size_t count) { bytes::append_be(d, value, count); };
   // Record: handshake, DTLS 1.0 version (RFC 6347 4.2.1), epoch 0, the
   // ClientHello's record sequence number copied as the RFC asks.
   put(22, 1);

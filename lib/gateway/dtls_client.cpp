@@ -8,27 +8,17 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "common/bytes.hpp"
+#include "common/openssl_error.hpp"
+#include "dtls/ciphers.hpp"
+
 namespace coapgw::gateway {
 namespace {
 
-// RFC 7925 §4.2 PSK suites first; the brief's set, in preference order.
-constexpr const char* cipher_list = "PSK-AES128-CCM8:PSK-AES128-GCM-SHA256:PSK-AES128-CCM";
 // DTLS 1.2 record header: type, version, epoch, sequence number, length (RFC 6347 §4.1).
 constexpr std::size_t record_header = 13;
 // Largest record OpenSSL hands to one SSL_read, plus headroom; one CoAP message per record.
 constexpr std::size_t max_record_plaintext = 16384;
-
-std::string openssl_error(const char* what) {
-  std::string out = what;
-  if (unsigned long e = ERR_get_error(); e != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    out += ": ";
-    out += buf;
-  }
-  ERR_clear_error();
-  return out;
-}
 
 unsigned int psk_client_callback(SSL* ssl, const char* /*hint*/, char* identity, unsigned int max_identity_len,
                                  unsigned char* psk, unsigned int max_psk_len) {
@@ -80,7 +70,7 @@ DtlsClient::DtlsClient(DtlsClientSettings settings) : settings_(std::move(settin
   if (!impl_->ctx) throw std::runtime_error(openssl_error("coaps upstream: SSL_CTX_new"));
   if (SSL_CTX_set_min_proto_version(impl_->ctx, DTLS1_2_VERSION) != 1 ||
       SSL_CTX_set_max_proto_version(impl_->ctx, DTLS1_2_VERSION) != 1 ||
-      SSL_CTX_set_cipher_list(impl_->ctx, cipher_list) != 1) {
+      SSL_CTX_set_cipher_list(impl_->ctx, dtls::ciphers::psk) != 1) {
     throw std::runtime_error(openssl_error("coaps upstream: DTLS client context"));
   }
   SSL_CTX_set_psk_client_callback(impl_->ctx, psk_client_callback);
@@ -197,8 +187,7 @@ std::vector<std::vector<std::byte>> DtlsClient::take_datagrams() {
   // most link_mtu bytes (OpenSSL already sized each record for that MTU).
   std::size_t pos = 0;
   while (pos + record_header <= bytes.size()) {
-    const std::size_t length =
-        (std::to_integer<std::size_t>(bytes[pos + 11]) << 8) | std::to_integer<std::size_t>(bytes[pos + 12]);
+    const std::size_t length = bytes::load_be16(bytes.data() + pos + 11);
     const std::size_t end = std::min(bytes.size(), pos + record_header + length);
     if (out.empty() || out.back().size() + (end - pos) > settings_.link_mtu) out.emplace_back();
     out.back().insert(out.back().end(), bytes.begin() + static_cast<std::ptrdiff_t>(pos),
