@@ -1,12 +1,13 @@
 // RFC 7959 §2.2: value = NUM << 4 | M << 3 | SZX, sent in the fewest bytes (0..3).
 #include "coap/block.hpp"
 
+#include "common/bytes.hpp"
+
 namespace coapgw::coap {
 
 std::optional<BlockValue> decode_block(std::span<const std::byte> value) {
   if (value.size() > 3) return std::nullopt;
-  std::uint32_t v = 0;
-  for (std::byte b : value) v = (v << 8) | std::to_integer<std::uint32_t>(b);
+  const auto v = static_cast<std::uint32_t>(bytes::load_be(value));
   BlockValue block;
   block.szx = static_cast<std::uint8_t>(v & 0x7);
   if (block.szx == 7) return std::nullopt;
@@ -18,8 +19,8 @@ std::optional<BlockValue> decode_block(std::span<const std::byte> value) {
 std::size_t encode_block(const BlockValue& block, std::array<std::byte, 3>& out) {
   if (!is_encodable(block)) return 0;
   const std::uint32_t v = block.num << 4 | (block.more ? 0x8u : 0u) | block.szx;
-  const std::size_t n = v == 0 ? 0 : v <= 0xff ? 1 : v <= 0xffff ? 2 : 3;
-  for (std::size_t i = 0; i < n; ++i) out[i] = std::byte((v >> (8 * (n - 1 - i))) & 0xff);
+  const std::size_t n = bytes::min_be_size(v);  // at most 3: is_encodable bounds num
+  bytes::store_be(out.data(), v, n);
   return n;
 }
 

@@ -1,5 +1,6 @@
 // RFC 7252 §3 message format: header, token, delta-encoded options, payload marker.
 #include "coap/message.hpp"
+#include "common/bytes.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -34,7 +35,7 @@ bool read_extended(std::span<const std::byte> d, std::size_t& pos, std::uint8_t 
   }
   // nib == 14; 15 is handled by the caller
   if (pos + 2 > d.size()) return false;
-  value = 269u + ((std::uint32_t{u8(d[pos])} << 8) | u8(d[pos + 1]));
+  value = 269u + bytes::load_be16(d.data() + pos);
   pos += 2;
   return true;
 }
@@ -45,9 +46,7 @@ void write_extended(std::byte* p, std::size_t v) {
     p[0] = std::byte(v - 13);
     return;
   }
-  const std::size_t e = v - 269;
-  p[0] = std::byte((e >> 8) & 0xff);
-  p[1] = std::byte(e & 0xff);
+  bytes::store_be16(p, static_cast<std::uint16_t>(v - 269));
 }
 
 std::size_t option_wire_size(std::size_t delta, std::size_t length) {
@@ -68,7 +67,7 @@ std::string_view type_name(Type type) {
 
 std::string code_string(std::uint8_t c) {
   char buf[8];
-  std::snprintf(buf, sizeof buf, "%u.%02u", unsigned{c} >> 5, unsigned{c} & 0x1fu);
+  std::snprintf(buf, sizeof buf, "%u.%02u", code_class(c), code_detail(c));
   return buf;
 }
 
@@ -83,6 +82,14 @@ std::string_view method_name(std::uint8_t c) {
     case code::ipatch: return "IPATCH";
     default: return "";
   }
+}
+
+std::optional<std::uint8_t> method_code(std::string_view name) {
+  if (name.empty()) return std::nullopt;
+  for (std::uint8_t c = code::get; c <= code::ipatch; ++c) {
+    if (method_name(c) == name) return c;
+  }
+  return std::nullopt;
 }
 
 const OptionView* MessageView::find(std::uint16_t number) const {
@@ -115,7 +122,7 @@ std::optional<Header> parse_header(std::span<const std::byte> d) {
   const std::uint8_t b0 = u8(d[0]);
   if ((b0 >> 6) != 1) return std::nullopt;
   return Header{static_cast<Type>((b0 >> 4) & 0x3), static_cast<std::uint8_t>(b0 & 0x0f), u8(d[1]),
-                static_cast<std::uint16_t>((u8(d[2]) << 8) | u8(d[3]))};
+                bytes::load_be16(d.data() + 2)};
 }
 
 ParseError parse(std::span<const std::byte> d, MessageView& out) {
@@ -183,8 +190,7 @@ bool MessageWriter::header(Type type, std::uint8_t c, std::uint16_t message_id,
   std::byte* p = buffer_.data();
   p[0] = std::byte(0x40 | (static_cast<unsigned>(type) & 0x3u) << 4 | token.size());
   p[1] = std::byte(c);
-  p[2] = std::byte(message_id >> 8);
-  p[3] = std::byte(message_id & 0xff);
+  bytes::store_be16(p + 2, message_id);
   std::copy(token.begin(), token.end(), p + 4);
   size_ = 4 + token.size();
   stage_ = Stage::options;
@@ -236,9 +242,8 @@ bool MessageWriter::payload(std::span<const std::byte> bytes) {
 }
 
 std::size_t encode_uint(std::uint32_t value, std::array<std::byte, 4>& out) {
-  std::size_t n = 0;
-  for (std::uint32_t v = value; v != 0; v >>= 8) ++n;
-  for (std::size_t i = 0; i < n; ++i) out[i] = std::byte((value >> (8 * (n - 1 - i))) & 0xff);
+  const std::size_t n = bytes::min_be_size(value);
+  bytes::store_be(out.data(), value, n);
   return n;
 }
 

@@ -39,8 +39,11 @@ inline constexpr std::uint8_t empty = 0x00, get = 0x01, post = 0x02, put = 0x03,
 constexpr std::uint8_t make_code(unsigned cls, unsigned detail) {
   return static_cast<std::uint8_t>(((cls & 0x7u) << 5) | (detail & 0x1fu));
 }
+constexpr unsigned code_class(std::uint8_t c) { return c >> 5; }     // 4 for 4.04
+constexpr unsigned code_detail(std::uint8_t c) { return c & 0x1fu; }  // 4 for 4.04
 std::string code_string(std::uint8_t code);        // "2.05", "0.01"
 std::string_view method_name(std::uint8_t code);   // "GET".."IPATCH", "" otherwise
+std::optional<std::uint8_t> method_code(std::string_view name);  // inverse of method_name; exact case
 constexpr bool is_request(std::uint8_t c) { return c >= 0x01 && c <= 0x1f; }  // 0.01..0.31
 constexpr bool is_response(std::uint8_t c) { return c >= 0x40 && c <= 0xbf; } // 2.xx..5.xx
 constexpr bool is_empty(std::uint8_t c) { return c == code::empty; }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 
+#include "common/bytes.hpp"
 #include "common/url.hpp"
 
 namespace coapgw::coap {
@@ -51,10 +52,8 @@ const OptionInfo* find_option(std::uint16_t number) {
 std::span<const OptionInfo> option_registry() { return registry; }
 
 std::uint32_t decode_uint(std::span<const std::byte> value) {
-  std::uint32_t v = 0;
-  // Unsigned shift wraps, which keeps exactly the low 4 bytes of longer values.
-  for (std::byte b : value) v = (v << 8) | std::to_integer<std::uint32_t>(b);
-  return v;
+  // Longer values keep exactly their low 4 bytes.
+  return static_cast<std::uint32_t>(bytes::load_be(value));
 }
 
 std::optional<std::uint16_t> first_bad_critical_option(const MessageView& message) {

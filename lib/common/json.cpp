@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "common/bytes.hpp"
+
 namespace coapgw::json {
 
 std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
@@ -36,7 +38,6 @@ bool is_valid_utf8(std::string_view s) {
 }
 
 void append_string(std::string& out, std::string_view text) {
-  static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
   for (std::size_t i = 0; i < text.size();) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
@@ -51,8 +52,8 @@ void append_string(std::string& out, std::string_view text) {
         case '\t': out += "\\t"; break;
         default:
           out += "\\u00";
-          out.push_back(hex[c >> 4]);
-          out.push_back(hex[c & 0xF]);
+          out.push_back(bytes::hex_lower[c >> 4]);
+          out.push_back(bytes::hex_lower[c & 0xF]);
       }
       ++i;
     } else if (c < 0x80) {

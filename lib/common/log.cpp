@@ -1,5 +1,6 @@
 #include "common/log.hpp"
 
+#include "common/bytes.hpp"
 #include "common/json.hpp"
 
 #include <cstdio>
@@ -51,11 +52,9 @@ Level level() { return static_cast<Level>(g_level.load()); }
 void set_thread_worker(int worker) { t_worker = worker; }
 
 void append_escaped(std::string& out, std::string_view text) {
-  static constexpr char hex[] = "0123456789abcdef";
   const auto put_hex = [&](unsigned char c) {
     out += "\\x";
-    out.push_back(hex[c >> 4]);
-    out.push_back(hex[c & 0xF]);
+    bytes::append_hex(out, std::span<const unsigned char>(&c, 1));
   };
   for (std::size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);

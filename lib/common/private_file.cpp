@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/bytes.hpp"
+
 namespace coapgw::private_file {
 
 namespace {
@@ -55,12 +57,8 @@ std::string temp_name(const std::string& path) {
     auto v = static_cast<unsigned long long>(::getpid()) ^ reinterpret_cast<std::uintptr_t>(&r);
     std::memcpy(r, &v, sizeof r);
   }
-  static constexpr char hex[] = "0123456789abcdef";
   std::string name = path + ".tmp-";
-  for (auto b : r) {
-    name.push_back(hex[b >> 4]);
-    name.push_back(hex[b & 0xF]);
-  }
+  bytes::append_hex(name, std::span<const unsigned char>(r));
   return name;
 }
 

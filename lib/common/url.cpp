@@ -1,9 +1,9 @@
 #include "common/url.hpp"
 
+#include "common/bytes.hpp"
+
 namespace coapgw::url {
 namespace {
-
-constexpr char hex_digits[] = "0123456789ABCDEF";
 
 bool is_unreserved(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
@@ -32,8 +32,8 @@ void append_encoded(std::string& out, std::string_view text, Keep keep) {
       out.push_back(ch);
     } else {
       out.push_back('%');
-      out.push_back(hex_digits[c >> 4]);
-      out.push_back(hex_digits[c & 0xf]);
+      out.push_back(bytes::hex_upper[c >> 4]);  // RFC 3986 §2.1: upper case
+      out.push_back(bytes::hex_upper[c & 0xf]);
     }
   }
 }
@@ -44,13 +44,6 @@ std::string encoded(std::string_view text, Keep keep) {
   out.reserve(text.size());
   append_encoded(out, text, keep);
   return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 std::vector<std::string> split_decoded(std::string_view text, char sep, bool skip_empty) {
@@ -100,8 +93,8 @@ std::string percent_decode(std::string_view in) {
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
     if (in[i] == '%' && i + 2 < in.size()) {
-      int hi = hex_value(in[i + 1]);
-      int lo = hex_value(in[i + 2]);
+      int hi = bytes::hex_value(in[i + 1]);
+      int lo = bytes::hex_value(in[i + 2]);
       if (hi >= 0 && lo >= 0) {
         out.push_back(static_cast<char>(hi * 16 + lo));
         i += 2;
@@ -110,6 +103,61 @@ std::string percent_decode(std::string_view in) {
     }
     out.push_back(in[i]);
   }
+  return out;
+}
+
+std::string_view scheme_of(std::string_view url) {
+  const auto sep = url.find("://");
+  return sep == std::string_view::npos ? std::string_view{} : url.substr(0, sep);
+}
+
+std::optional<ServerUrl> parse_server_url(std::string_view url) {
+  const auto sep = url.find("://");
+  if (sep == std::string_view::npos || sep == 0) return std::nullopt;
+  ServerUrl out;
+  out.scheme = std::string(url.substr(0, sep));
+  std::string_view rest = url.substr(sep + 3);
+  for (char ch : rest) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c == 0x7f || c == '?' || c == '#') return std::nullopt;
+  }
+  const auto slash = rest.find('/');
+  const std::string_view authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) out.path = std::string(rest.substr(slash));
+  if (authority.find('@') != std::string_view::npos) return std::nullopt;  // no userinfo
+  std::string_view host, port;
+  bool has_port = false;
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = authority.substr(1, close - 1);
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return std::nullopt;
+      port = after.substr(1);
+      has_port = true;
+    }
+    out.bracketed = true;
+  } else {
+    const auto colon = authority.find(':');
+    host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port = authority.substr(colon + 1);
+      has_port = true;
+    }
+  }
+  if (host.empty()) return std::nullopt;
+  if (has_port) {
+    if (port.empty() || port.size() > 5) return std::nullopt;
+    unsigned value = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9') return std::nullopt;
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value == 0 || value > 65535) return std::nullopt;
+    out.port = static_cast<std::uint16_t>(value);
+  }
+  out.host = std::string(host);
   return out;
 }
 

@@ -1,4 +1,5 @@
-// coapgw::url — the one place that percent-encodes and decodes URI parts (RFC 3986 §2.1, §3.3, §3.4).
+// coapgw::url — the one place that percent-encodes and decodes URI parts (RFC 3986 §2.1, §3.3, §3.4)
+// and the one parser of upstream URLs ("scheme://host[:port][/path]", RFC 3986 §3.1-§3.3).
 //
 // Every URL or URI reference the gateway builds goes through these: the Uri-Path/Uri-Query of a
 // request joined into a path and query (coap/option.cpp), the HTTP request target (http_upstream),
@@ -6,6 +7,8 @@
 // into Location-Path/Location-Query, link-format targets and header values. Pure functions, no I/O.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,5 +48,23 @@ std::vector<std::string> split_query(std::string_view encoded_query);
 // on any server: the segment, or any part of it between '/' or '\', is "." or "..", before or after
 // percent-decoding (repeated until nothing changes, so "%252e%252e" counts too).
 bool is_dot_segment_risk(std::string_view raw_segment);
+
+// An upstream URL split into its parts (config routes[].upstream: http, https, coap, coaps).
+struct ServerUrl {
+  std::string scheme;                  // as written before "://": "http", "coaps", ...
+  std::string host;                    // "127.0.0.1", "::1" (no brackets), "backend.example"
+  bool bracketed = false;              // the host was an IP literal in "[...]"
+  std::optional<std::uint16_t> port;   // 1..65535 when given, nullopt when absent
+  std::string path;                    // "" or "/..." exactly as written (still percent-encoded)
+};
+
+// "scheme://host[:port][/path]"; nullopt when malformed: no "://", an empty scheme or host,
+// userinfo ('@'), a query or fragment ('?', '#'), a space or control anywhere, an unclosed or
+// trailing-garbage "[...]", a port that is empty, not all digits, longer than 5 digits or not
+// 1..65535. The scheme is not checked against a list: callers know which ones they serve.
+std::optional<ServerUrl> parse_server_url(std::string_view url);
+
+// The text before "://" ("" when there is none): which kind of URL this is meant to be.
+std::string_view scheme_of(std::string_view url);
 
 }  // namespace coapgw::url

@@ -2,6 +2,7 @@
 // here; connecting to it is the gateway module's business.
 #include <map>
 
+#include "common/url.hpp"
 #include "config/sections.hpp"
 
 namespace coapgw::config::detail {
@@ -15,17 +16,17 @@ std::optional<std::string> upstream_problem(const std::string& upstream, std::st
     if (upstream.size() == 5) return "file: needs a path, e.g. \"file:telemetry.jsonl\"";
     return std::nullopt;
   }
-  auto sep = upstream.find("://");
-  scheme = sep == std::string::npos ? "" : upstream.substr(0, sep);
+  scheme = std::string(url::scheme_of(upstream));
   if (scheme != "http" && scheme != "https" && scheme != "coap" && scheme != "coaps") {
     return "unsupported upstream " + in_quotes(upstream) +
            " (expected http://, https://, coap://, coaps:// or file:PATH)";
   }
-  auto host_end = upstream.find('/', sep + 3);
-  if (upstream.substr(sep + 3, host_end - (sep + 3)).empty()) {
-    return "upstream " + in_quotes(upstream) + " has no host";
-  }
-  return std::nullopt;
+  if (url::parse_server_url(upstream)) return std::nullopt;
+  const std::string_view rest = std::string_view(upstream).substr(scheme.size() + 3);
+  if (rest.empty() || rest.front() == '/' || rest.front() == ':') return "upstream " + in_quotes(upstream) + " has no host";
+  return "upstream " + in_quotes(upstream) +
+         " is malformed (expected " + scheme + "://host[:port][/path]: no user, query, fragment or"
+         " spaces; port 1-65535)";
 }
 
 void parse_route(Reader& r, const YAML::Node& node, const std::string& path, Config& config) {

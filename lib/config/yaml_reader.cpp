@@ -10,6 +10,8 @@
 #include <cmath>
 #include <set>
 
+#include "common/bytes.hpp"
+
 namespace coapgw::config::detail {
 
 namespace {
@@ -41,20 +43,9 @@ std::string index(const std::string& path, std::size_t i) {
 }
 
 std::optional<SecretString> decode_hex(std::string_view hex) {
-  if (hex.size() % 2 != 0) return std::nullopt;
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   SecretString out;  // key bytes
   out.reserve(hex.size() / 2);
-  for (std::size_t i = 0; i < hex.size(); i += 2) {
-    int hi = digit(hex[i]), lo = digit(hex[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-  }
+  if (!bytes::append_unhex(out, hex)) return std::nullopt;
   return out;
 }
 

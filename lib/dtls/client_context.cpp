@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "dtls/ciphers.hpp"
 #include "dtls/ssl_glue.hpp"
 
 namespace coapgw::dtls {
@@ -21,8 +22,8 @@ std::unique_ptr<ClientContext> ClientContext::create(ClientSettings settings, st
   }
   if (settings.psk_identity.find('\0') != std::string::npos) return fail("dtls: psk identity contains a NUL byte");
   std::unique_ptr<ClientContext> context(new ClientContext);
-  const std::string ciphers = settings.ciphers.empty() ? std::string(default_psk_ciphers) : settings.ciphers;
-  if (auto why = context->init(settings.mtu, settings.handshake_timeout, settings.retransmit_initial, ciphers);
+  const std::string suites = settings.ciphers.empty() ? std::string(ciphers::psk) : settings.ciphers;
+  if (auto why = context->init(settings.mtu, settings.handshake_timeout, settings.retransmit_initial, suites);
       !why.empty()) {
     return fail(std::move(why));
   }

@@ -5,23 +5,11 @@
 
 #include <algorithm>
 
+#include "common/openssl_error.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
 
 namespace coapgw::dtls {
-
-std::string detail::openssl_error_text(std::string_view what) {
-  std::string text(what);
-  const unsigned long code = ERR_peek_last_error();
-  if (code != 0) {
-    char buffer[256];
-    ERR_error_string_n(code, buffer, sizeof buffer);
-    text += ": ";
-    text += buffer;
-  }
-  ERR_clear_error();
-  return text;
-}
 
 Context::Context(Role role) : role_(role) {}
 
@@ -48,7 +36,7 @@ std::string Context::init(std::size_t mtu, std::chrono::milliseconds handshake_t
   handshake_timeout_ = handshake_timeout;
   retransmit_initial_ = retransmit_initial;
   SSL_CTX* ctx = SSL_CTX_new(role_ == Role::server ? DTLS_server_method() : DTLS_client_method());
-  if (ctx == nullptr) return detail::openssl_error_text("dtls: SSL_CTX_new");
+  if (ctx == nullptr) return openssl_error("dtls: SSL_CTX_new");
   ctx_ = ctx;
   SSL_CTX_set_app_data(ctx, this);
   SSL_CTX_set_min_proto_version(ctx, DTLS1_2_VERSION);
@@ -62,7 +50,7 @@ std::string Context::init(std::size_t mtu, std::chrono::milliseconds handshake_t
   SSL_CTX_set_max_send_fragment(ctx, max_plaintext());
 
   if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
-    return detail::openssl_error_text("dtls: no usable cipher in '" + ciphers + "'");
+    return openssl_error("dtls: no usable cipher in '" + ciphers + "'");
   }
   // Established sessions are protected by the lean AEAD record layer, which
   // knows only AEAD suites: a list that could negotiate CBC (or ARIA,
@@ -81,10 +69,10 @@ std::string Context::init(std::size_t mtu, std::chrono::milliseconds handshake_t
   }
   SSL_CTX_set_msg_callback(ctx, detail::Callbacks::message);
   SSL_CTX_set_info_callback(ctx, detail::Callbacks::info);
-  if (detail::datagram_bio_method() == nullptr) return detail::openssl_error_text("dtls: BIO method");
+  if (detail::datagram_bio_method() == nullptr) return openssl_error("dtls: BIO method");
   read_buffer_ = std::make_unique<std::byte[]>(read_buffer_size);
   crypto_ = detail::RecordCrypto::create();
-  if (crypto_ == nullptr) return detail::openssl_error_text("dtls: AEAD ciphers unavailable");
+  if (crypto_ == nullptr) return openssl_error("dtls: AEAD ciphers unavailable");
   return {};
 }
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "common/bytes.hpp"
 #include "common/log.hpp"
 #include "dtls/flight_filter.hpp"
 #include "dtls/handshake_state.hpp"
@@ -282,9 +283,7 @@ void Engine::send_plaintext_alert(std::uint8_t description, Output& out) {
   auto& pipe = handshake_->pipe;
   std::vector<std::byte> d;
   const std::uint64_t sequence = pipe.wrote_epoch0 ? pipe.last_epoch0_sequence + 1 : 0;
-  auto put = [&d](std::uint64_t value, int count) {
-    for (int i = count - 1; i >= 0; --i) d.push_back(static_cast<std::byte>((value >> (8 * i)) & 0xff));
-  };
+  auto put = [&d](std::uint64_t value, std::size_t count) { bytes::append_be(d, value, count); };
   put(21, 1);
   put(0xfefd, 2);
   put(0, 2);

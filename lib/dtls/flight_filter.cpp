@@ -2,15 +2,13 @@
 
 #include <cstdint>
 
+#include "common/bytes.hpp"
 #include "dtls/wire.hpp"
 
 namespace coapgw::dtls {
 namespace {
 
-std::uint32_t be24(std::span<const std::byte> b) {
-  return std::to_integer<std::uint32_t>(b[0]) << 16 | std::to_integer<std::uint32_t>(b[1]) << 8 |
-         std::to_integer<std::uint32_t>(b[2]);
-}
+std::uint32_t be24(std::span<const std::byte> b) { return bytes::load_be24(b.data()); }
 
 bool client_message_type(std::uint8_t type) {
   switch (type) {

@@ -9,29 +9,14 @@
 
 #include <algorithm>
 
+#include "common/bytes.hpp"
 #include "common/log.hpp"
+#include "common/openssl_error.hpp"
+#include "dtls/ciphers.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
 
 namespace coapgw::dtls {
-namespace {
-
-std::string default_ciphers(bool psk, bool cert) {
-  std::string list;
-  auto add = [&list](std::string_view suite) {
-    if (!list.empty()) list += ':';
-    list += suite;
-  };
-  if (psk) add(default_psk_ciphers);
-  if (cert) {
-    add("ECDHE-ECDSA-AES128-CCM8");  // RFC 7925 for certificates
-    add("ECDHE-ECDSA-AES128-GCM-SHA256");
-    add("ECDHE-RSA-AES128-GCM-SHA256");  // so an RSA certificate is not a silent failure
-  }
-  return list;
-}
-
-}  // namespace
 
 std::string_view to_string(Failure failure) {
   switch (failure) {
@@ -68,8 +53,8 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   context->settings_ = settings;
   context->psk_ = settings.psk;
 
-  const std::string ciphers = settings.ciphers.empty() ? default_ciphers(psk, cert) : settings.ciphers;
-  if (auto why = context->init(settings.mtu, settings.handshake_timeout, settings.retransmit_initial, ciphers);
+  const std::string suites = settings.ciphers.empty() ? ciphers::default_list(psk, cert) : settings.ciphers;
+  if (auto why = context->init(settings.mtu, settings.handshake_timeout, settings.retransmit_initial, suites);
       !why.empty()) {
     return fail(std::move(why));
   }
@@ -77,18 +62,18 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   if (psk) {
     SSL_CTX_set_psk_server_callback(ctx, detail::Callbacks::psk_server);
     if (!settings.psk_hint.empty() && SSL_CTX_use_psk_identity_hint(ctx, settings.psk_hint.c_str()) != 1) {
-      return fail(detail::openssl_error_text("dtls: bad psk hint"));
+      return fail(openssl_error("dtls: bad psk hint"));
     }
   }
   if (cert) {
     if (SSL_CTX_use_certificate_chain_file(ctx, settings.cert_file.c_str()) != 1) {
-      return fail(detail::openssl_error_text("dtls: cannot load certificate " + settings.cert_file));
+      return fail(openssl_error("dtls: cannot load certificate " + settings.cert_file));
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, settings.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-      return fail(detail::openssl_error_text("dtls: cannot load private key " + settings.key_file));
+      return fail(openssl_error("dtls: cannot load private key " + settings.key_file));
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-      return fail(detail::openssl_error_text("dtls: private key does not match certificate"));
+      return fail(openssl_error("dtls: private key does not match certificate"));
     }
   }
   if (!settings.ca_file.empty()) {
@@ -98,7 +83,7 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
     if (!trust) return fail("dtls: " + why);
     // Client certificates are verified against the shared store, the one sessions are re-checked with.
     if (SSL_CTX_set1_verify_cert_store(ctx, trust->native()) != 1) {
-      return fail(detail::openssl_error_text("dtls: cannot use CA " + settings.ca_file));
+      return fail(openssl_error("dtls: cannot use CA " + settings.ca_file));
     }
     if (STACK_OF(X509_NAME)* names = trust->ca_names(); names != nullptr) SSL_CTX_set_client_CA_list(ctx, names);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
@@ -110,12 +95,12 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   context->hmac_mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   context->hmac_ = context->hmac_mac_ != nullptr ? EVP_MAC_CTX_new(context->hmac_mac_) : nullptr;
   if (context->listen_peer_ == nullptr || context->hmac_ == nullptr) {
-    return fail(detail::openssl_error_text("dtls: allocation"));
+    return fail(openssl_error("dtls: allocation"));
   }
   if (RAND_bytes(context->secret_.data(), static_cast<int>(context->secret_.size())) != 1 ||
       RAND_bytes(context->previous_secret_.data(),
                  static_cast<int>(context->previous_secret_.size())) != 1) {
-    return fail(detail::openssl_error_text("dtls: RAND_bytes"));
+    return fail(openssl_error("dtls: RAND_bytes"));
   }
   return context;
 }
@@ -181,8 +166,7 @@ ServerContext::Cookie ServerContext::make_cookie(const std::array<std::uint8_t, 
   address[0] = static_cast<std::uint8_t>(peer.family());
   std::copy_n(peer.ip_bytes(), peer.ip_size(), address + 1);
   const std::size_t port_at = 1 + peer.ip_size();
-  address[port_at] = static_cast<std::uint8_t>(peer.port() >> 8);
-  address[port_at + 1] = static_cast<std::uint8_t>(peer.port());
+  bytes::store_be16(address + port_at, peer.port());
   const auto bytes = [](std::span<const std::byte> s) {
     return reinterpret_cast<const unsigned char*>(s.data());
   };
@@ -214,9 +198,7 @@ void ServerContext::write_hello_verify_request(const wire::ClientHello& hello, c
   constexpr std::size_t fragment = wire::handshake_header_size + body;
   std::vector<std::byte> d;
   d.reserve(wire::record_header_size + fragment);
-  auto put = [&d](std::uint64_t value, int count) {
-    for (int i = count - 1; i >= 0; --i) d.push_back(static_cast<std::byte>((value >> (8 * i)) & 0xff));
-  };
+  auto put = [&d](std::uint64_t value, std::size_t count) { bytes::append_be(d, value, count); };
   // Record: handshake, DTLS 1.0 version (RFC 6347 4.2.1), epoch 0, the
   // ClientHello's record sequence number copied as the RFC asks.
   put(22, 1);

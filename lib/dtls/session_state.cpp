@@ -12,6 +12,7 @@
 #include <array>
 #include <cstring>
 
+#include "common/bytes.hpp"
 #include "dtls/credentials.hpp"
 #include "dtls/record_crypto.hpp"
 
@@ -24,9 +25,7 @@ constexpr std::uint64_t max_sequence = 0xffffffffffffULL;
 class Writer {
  public:
   void u(std::uint64_t value, int count) {
-    std::array<std::byte, 8> be{};
-    for (int i = 0; i < count; ++i) be[static_cast<std::size_t>(i)] = static_cast<std::byte>((value >> (8 * (count - 1 - i))) & 0xff);
-    raw(be.data(), static_cast<std::size_t>(count));
+    bytes::append_be(out_, value, static_cast<std::size_t>(count));
   }
   // resize + memcpy, not insert: GCC 12 misreads insert into a vector with a custom allocator
   // (-Wstringop-overflow false positive).
@@ -51,9 +50,8 @@ class Reader {
   explicit Reader(std::span<const std::byte> in) : in_(in) {}
   bool u(std::uint64_t* value, int count) {
     if (in_.size() - pos_ < static_cast<std::size_t>(count)) return false;
-    std::uint64_t v = 0;
-    for (int i = 0; i < count; ++i) v = (v << 8) | std::to_integer<std::uint8_t>(in_[pos_++]);
-    *value = v;
+    *value = bytes::load_be(in_.data() + pos_, static_cast<std::size_t>(count));
+    pos_ += static_cast<std::size_t>(count);
     return true;
   }
   bool raw(void* out, std::size_t size) {

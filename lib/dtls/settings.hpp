@@ -15,11 +15,6 @@
 
 namespace coapgw::dtls {
 
-// The PSK suites both roles offer by default, in preference order: RFC 7925 4.2's
-// mandatory-to-implement PSK-AES128-CCM8, then AES-128 CCM and GCM. All AEAD, as the lean
-// record layer requires.
-inline constexpr std::string_view default_psk_ciphers = "PSK-AES128-CCM8:PSK-AES128-CCM:PSK-AES128-GCM-SHA256";
-
 struct ServerSettings {
   std::string psk_hint = "coapgw";     // "" = send no hint (no ServerKeyExchange for plain PSK)
   // null = PSK off when a certificate is configured. Without a certificate the
@@ -43,7 +38,7 @@ struct ServerSettings {
 struct ClientSettings {
   std::string psk_identity;  // sent as is; at most 128 bytes, no NUL
   SecretString psk_key;      // raw key bytes, 1..256
-  std::string ciphers;       // "" => default_psk_ciphers; AEAD suites only, as for the server
+  std::string ciphers;       // "" => ciphers::psk; AEAD suites only, as for the server
   std::chrono::milliseconds handshake_timeout{30000};
   std::size_t mtu = 1280;    // link MTU; IP+UDP overhead is subtracted per peer family
   std::chrono::milliseconds retransmit_initial{1000};  // doubled per retransmission up to 60 s

@@ -6,13 +6,7 @@
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 
-#include <string>
-#include <string_view>
-
 namespace coapgw::dtls::detail {
-
-// `what`, then OpenSSL's last error if any; clears OpenSSL's error queue.
-std::string openssl_error_text(std::string_view what);
 
 // BIO method shared by every SSL object of the process: reads hand OpenSSL the
 // DatagramPipe's current input as one packet, each write becomes one datagram.

@@ -1,15 +1,13 @@
 #include "dtls/wire.hpp"
 
+#include "common/bytes.hpp"
+
 namespace coapgw::dtls {
 namespace wire {
 namespace {
 
 std::uint64_t read_be(std::span<const std::byte> bytes, std::size_t offset, std::size_t count) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    value = (value << 8) | std::to_integer<std::uint8_t>(bytes[offset + i]);
-  }
-  return value;
+  return bytes::load_be(bytes.data() + offset, count);
 }
 
 bool is_dtls_version(std::uint16_t version) {
@@ -101,8 +99,7 @@ bool looks_like_client_hello(std::span<const std::byte> datagram) {
   const auto type = std::to_integer<std::uint8_t>(datagram[0]);
   const auto epoch_hi = std::to_integer<std::uint8_t>(datagram[3]);
   const auto epoch_lo = std::to_integer<std::uint8_t>(datagram[4]);
-  const std::size_t length = (std::to_integer<std::size_t>(datagram[11]) << 8) |
-                             std::to_integer<std::size_t>(datagram[12]);
+  const std::size_t length = bytes::load_be16(datagram.data() + 11);
   return type == 22 && epoch_hi == 0 && epoch_lo == 0 && length >= 1 &&
          std::to_integer<std::uint8_t>(datagram[wire::record_header_size]) == 1;
 }

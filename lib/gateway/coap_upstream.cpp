@@ -6,7 +6,6 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <charconv>
 #include <deque>
 #include <random>
 #include <stdexcept>
@@ -36,17 +35,6 @@ constexpr std::size_t acked_memory = 64;
 // Times a Block2 fetch starts again from block 0 because the representation changed under it
 // (RFC 7959 §2.4); beyond, the answer is 5.02 bad_response.
 constexpr unsigned max_block2_restarts = 3;
-
-std::optional<std::uint8_t> method_code(std::string_view method) {
-  static constexpr std::pair<std::string_view, std::uint8_t> table[] = {
-      {"GET", coap::code::get},     {"POST", coap::code::post},   {"PUT", coap::code::put},
-      {"DELETE", coap::code::del},  {"FETCH", coap::code::fetch}, {"PATCH", coap::code::patch},
-      {"IPATCH", coap::code::ipatch}};
-  for (auto& [name, code] : table) {
-    if (name == method) return code;
-  }
-  return std::nullopt;
-}
 
 ForwardResponse failure(std::uint8_t code, Outcome outcome) {
   ForwardResponse r;
@@ -160,7 +148,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
       r.max_age = 5;
       return post(std::move(done), std::move(r));
     }
-    auto method = method_code(request.method);
+    auto method = coap::method_code(request.method);
     if (!method) return post(std::move(done), failure(coap::code::not_implemented, Outcome::upstream_error));
     const bool must_wait = dtls_context_ && !dtls_in(DtlsState::established);
     if (must_wait && awaiting_handshake_.size() >= settings_.max_handshake_queue) {
@@ -671,7 +659,7 @@ class CoapClient : public std::enable_shared_from_this<CoapClient> {
   static ForwardResponse to_response(const coap::MessageView& m) {
     ForwardResponse r;
     r.code = m.code;
-    r.outcome = (m.code >> 5) == 5 ? Outcome::upstream_error : Outcome::ok;
+    r.outcome = coap::code_class(m.code) == 5 ? Outcome::upstream_error : Outcome::ok;
     if (auto* cf = m.find(coap::option::content_format))
       r.content_format = static_cast<std::uint16_t>(coap::decode_uint(cf->value));
     if (auto* ma = m.find(coap::option::max_age)) r.max_age = coap::decode_uint(ma->value);
@@ -742,48 +730,13 @@ std::vector<std::string> split_path(std::string_view path) { return url::split_p
 std::vector<std::string> split_query(std::string_view query) { return url::split_query(query); }
 
 std::optional<CoapTarget> parse_coap_target(std::string_view url) {
+  auto parsed = url::parse_server_url(url);
+  if (!parsed || (parsed->scheme != "coap" && parsed->scheme != "coaps")) return std::nullopt;
   CoapTarget t;
-  if (url.starts_with("coap://")) {
-    url.remove_prefix(7);
-  } else if (url.starts_with("coaps://")) {
-    url.remove_prefix(8);
-    t.secure = true;
-    t.port = 5684;
-  } else {
-    return std::nullopt;
-  }
-  auto slash = url.find('/');
-  std::string_view authority = url.substr(0, slash);
-  std::string_view path = slash == std::string_view::npos ? std::string_view{} : url.substr(slash);
-  if (authority.empty()) return std::nullopt;
-  std::string_view port;
-  if (authority.front() == '[') {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos || close == 1) return std::nullopt;
-    t.host = std::string(authority.substr(1, close - 1));
-    auto rest = authority.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return std::nullopt;
-      port = rest.substr(1);
-      if (port.empty()) return std::nullopt;
-    }
-  } else {
-    auto colon = authority.find(':');
-    t.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) {
-      port = authority.substr(colon + 1);
-      if (port.empty()) return std::nullopt;
-    }
-    if (t.host.empty()) return std::nullopt;
-  }
-  if (!port.empty()) {
-    unsigned value = 0;
-    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc{} || p != port.data() + port.size() || value == 0 || value > 65535) return std::nullopt;
-    t.port = static_cast<std::uint16_t>(value);
-  }
-  if (path.find_first_of("?#") != std::string_view::npos) return std::nullopt;
-  t.base_path = split_path(path);
+  t.secure = parsed->scheme == "coaps";
+  t.host = std::move(parsed->host);
+  t.port = parsed->port.value_or(t.secure ? 5684 : 5683);
+  t.base_path = split_path(parsed->path);
   return t;
 }
 

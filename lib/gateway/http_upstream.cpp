@@ -46,15 +46,11 @@ std::vector<std::byte> bytes_of(std::string_view s) {
 }
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
 
+// The CoAP method names (coap::method_name) are the HTTP ones, but for iPATCH's spelling.
 bool set_method(http::request<http::string_body>& req, std::string_view method) {
-  if (method == "GET") req.method(http::verb::get);
-  else if (method == "POST") req.method(http::verb::post);
-  else if (method == "PUT") req.method(http::verb::put);
-  else if (method == "DELETE") req.method(http::verb::delete_);
-  else if (method == "PATCH") req.method(http::verb::patch);
-  else if (method == "FETCH") req.method_string("FETCH");
-  else if (method == "IPATCH") req.method_string("iPATCH");  // RFC 8132 spelling
-  else return false;
+  const auto code = coap::method_code(method);
+  if (!code) return false;
+  req.method_string(*code == coap::code::ipatch ? "iPATCH" : bsv(method));  // RFC 8132 spelling
   return true;
 }
 
@@ -333,7 +329,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const std::string& body = res.body();
     if (body.size() > max_body_bytes) return fail(coap_code(5, 2), Outcome::bad_response);
     out.payload.resize(body.size());
-    std::memcpy(out.payload.data(), body.data(), body.size());
+    if (!body.empty()) std::memcpy(out.payload.data(), body.data(), body.size());  // an empty vector's data() may be null
     out.outcome = res.result_int() >= 500 ? Outcome::upstream_error : Outcome::ok;
     const bool reusable = res.keep_alive() && !parser_->need_eof() && conn_->buffer.size() == 0;
     finish(std::move(out), reusable);
@@ -446,64 +442,20 @@ class HttpUpstream final : public Upstream {
   std::shared_ptr<Pool> pool_;
 };
 
-bool all_digits(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 std::optional<HttpTarget> parse_http_target(std::string_view url) {
+  auto parsed = url::parse_server_url(url);
+  if (!parsed || (parsed->scheme != "http" && parsed->scheme != "https")) return std::nullopt;
   HttpTarget t;
-  std::string default_port;
-  if (url.starts_with("http://")) {
-    url.remove_prefix(7);
-    default_port = "80";
-  } else if (url.starts_with("https://")) {
-    url.remove_prefix(8);
-    t.tls = true;
-    default_port = "443";
-  } else {
-    return std::nullopt;
-  }
-  if (url.find_first_of("?# \t\r\n") != std::string_view::npos) return std::nullopt;
-  const auto slash = url.find('/');
-  std::string_view authority = url.substr(0, slash);
-  std::string_view path = slash == std::string_view::npos ? std::string_view{} : url.substr(slash);
-  if (authority.find('@') != std::string_view::npos) return std::nullopt;  // no userinfo
-  std::string_view host, port;
-  bool bracketed = false;
-  if (authority.starts_with('[')) {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    host = authority.substr(1, close - 1);
-    std::string_view rest = authority.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return std::nullopt;
-      port = rest.substr(1);
-    }
-    bracketed = true;
-  } else {
-    const auto colon = authority.find(':');
-    host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
-    if (port.find(':') != std::string_view::npos) return std::nullopt;
-  }
-  if (host.empty()) return std::nullopt;
-  if (!port.empty() || authority.ends_with(':')) {
-    unsigned value = 0;
-    if (!all_digits(port) || port.size() > 5) return std::nullopt;
-    std::from_chars(port.data(), port.data() + port.size(), value);
-    if (value == 0 || value > 65535) return std::nullopt;
-  }
-  t.host = std::string(host);
-  t.port = port.empty() ? default_port : std::string(port);
+  t.tls = parsed->scheme == "https";
+  const std::string default_port = t.tls ? "443" : "80";
+  t.host = std::move(parsed->host);
+  t.port = parsed->port ? std::to_string(*parsed->port) : default_port;
+  std::string_view path = parsed->path;
   while (path.ends_with('/')) path.remove_suffix(1);
   t.base_path = std::string(path);
-  t.host_header = bracketed ? "[" + t.host + "]" : t.host;
+  t.host_header = parsed->bracketed ? "[" + t.host + "]" : t.host;
   if (t.port != default_port) t.host_header += ":" + t.port;
   return t;
 }

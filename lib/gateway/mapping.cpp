@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "common/bytes.hpp"
 #include "common/url.hpp"
 #include "gateway/forward.hpp"
 
@@ -145,26 +146,12 @@ std::uint8_t http_status_to_coap(unsigned status, std::string_view method) {
 
 namespace {
 
-constexpr char hex_lower[] = "0123456789abcdef";
-
-// Lower case only: etag_to_http writes lower case, and an upper-case tag taken as is round-trips in
-// its own spelling.
-int hex_nibble(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
 // RFC 9110 §8.8.3 etagc: %x21 / %x23-7E / obs-text (we keep to ASCII).
 bool is_etagc(unsigned char c) { return c == 0x21 || (c >= 0x23 && c <= 0x7e); }
 
-std::string quoted_hex(std::span<const std::byte> bytes) {
+std::string quoted_hex(std::span<const std::byte> tag) {
   std::string out = "\"";
-  for (std::byte b : bytes) {
-    auto c = std::to_integer<unsigned>(b);
-    out += hex_lower[c >> 4];
-    out += hex_lower[c & 15];
-  }
+  bytes::append_hex(out, tag);
   out += '"';
   return out;
 }
@@ -190,13 +177,9 @@ std::optional<std::vector<std::byte>> http_etag_to_coap(std::string_view header)
   for (char c : v)
     if (!is_etagc(static_cast<unsigned char>(c))) return std::nullopt;
   std::vector<std::byte> out;
-  bool hex = v.size() >= 2 && v.size() <= 16 && v.size() % 2 == 0;
-  for (std::size_t i = 0; hex && i < v.size(); i += 2) {
-    int hi = hex_nibble(v[i]), lo = hex_nibble(v[i + 1]);
-    if (hi < 0 || lo < 0) hex = false;
-    else out.push_back(static_cast<std::byte>(hi * 16 + lo));
-  }
-  if (hex) return out;
+  // Lower case only: etag_to_http writes lower case, and an upper-case tag taken as is round-trips
+  // in its own spelling.
+  if (v.size() >= 2 && v.size() <= 16 && bytes::append_unhex(out, v, bytes::HexCase::lower_only)) return out;
   out.clear();
   if (!v.empty() && v.size() <= 8) {
     for (char c : v) out.push_back(static_cast<std::byte>(c));

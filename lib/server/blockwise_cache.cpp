@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/bytes.hpp"
+
 namespace coapgw::server {
 
 namespace {
@@ -73,8 +75,8 @@ std::string upload_key(std::uint64_t session, std::uint8_t method, std::string_v
 std::vector<std::byte> derived_etag(std::uint8_t code, std::optional<std::uint16_t> content_format,
                                     std::span<const std::byte> body) {
   std::uint64_t h = 0xcbf29ce484222325ull;
-  const std::byte head[] = {std::byte{code}, std::byte(content_format ? 1 : 0),
-                            std::byte(content_format.value_or(0) >> 8), std::byte(content_format.value_or(0) & 0xff)};
+  std::byte head[] = {std::byte{code}, std::byte(content_format ? 1 : 0), std::byte{0}, std::byte{0}};
+  bytes::store_be16(head + 2, content_format.value_or(0));
   h = fnv1a(h, head);
   h = fnv1a(h, body);
   std::vector<std::byte> tag(8);

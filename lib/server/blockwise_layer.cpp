@@ -109,7 +109,7 @@ Worker::Block2Window Worker::block2_window(session::Session& s, const Reply& r, 
   Block2Window w;
   w.payload = body;
   const std::size_t block_size = std::size_t{16} << szx;
-  if ((code >> 5) != 2) {
+  if (coap::code_class(code) != 2) {
     // An error is answered whole, whatever block the request asked for (a 4.04 to a block-1
     // request is still a 4.04); a long diagnostic is cut to one block rather than made block-wise.
     if (body.size() > block_size) w.payload = body.first(block_size);

@@ -1,5 +1,6 @@
 #include "server/persist.hpp"
 
+#include "common/bytes.hpp"
 #include "common/private_file.hpp"
 #include "common/secret.hpp"
 
@@ -80,22 +81,10 @@ std::array<unsigned char, mac_size> mac(const Buffer& key, const unsigned char* 
   return out;
 }
 
-void put_u64(Buffer& b, std::uint64_t v) {
-  for (int i = 7; i >= 0; --i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
-}
-void put_u32(Buffer& b, std::uint32_t v) {
-  for (int i = 3; i >= 0; --i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
-}
-std::uint64_t get_u64(const unsigned char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = v << 8 | p[i];
-  return v;
-}
-std::uint32_t get_u32(const unsigned char* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = v << 8 | p[i];
-  return v;
-}
+void put_u64(Buffer& b, std::uint64_t v) { bytes::append_be(b, v, 8); }
+void put_u32(Buffer& b, std::uint32_t v) { bytes::append_be(b, v, 4); }
+std::uint64_t get_u64(const unsigned char* p) { return bytes::load_be64(p); }
+std::uint32_t get_u32(const unsigned char* p) { return bytes::load_be32(p); }
 
 }  // namespace
 

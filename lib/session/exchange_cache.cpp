@@ -25,7 +25,7 @@ std::uint32_t ExchangeCache::fingerprint(std::span<const std::byte> token) {
   // Tokens are at most 8 bytes, chosen by the client: one multiply-xorshift over the bytes and
   // the length (a length of 0..8 keeps "ab" and "ab\0" apart).
   std::uint64_t v = 0;
-  std::memcpy(&v, token.data(), std::min<std::size_t>(token.size(), sizeof v));
+  if (!token.empty()) std::memcpy(&v, token.data(), std::min<std::size_t>(token.size(), sizeof v));
   v ^= static_cast<std::uint64_t>(token.size()) << 59;
   v *= 0x9E3779B97F4A7C15ull;
   return static_cast<std::uint32_t>(v >> 32) ^ static_cast<std::uint32_t>(v);

@@ -94,7 +94,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   // 3. Saved state.
   if (const auto state = deserialize(input)) {
-    if (serialize(*state).size() != size) __builtin_trap();  // the format has one encoding
+    // The format has one encoding per version; version 1 (no certificate count) is read and
+    // written back as version 2, one byte longer.
+    const bool version1 = size > 4 && input[4] == std::byte{1};
+    if (serialize(*state).size() != size + (version1 ? 1 : 0)) __builtin_trap();
     auto imported = Engine::import_state(*s.server, *state, 1000);
     if (imported) {
       s.out.clear();

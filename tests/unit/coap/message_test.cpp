@@ -297,11 +297,22 @@ TEST(CoapCodes, NamesAndClasses) {
   EXPECT_EQ(code_string(code::request_entity_too_large), "4.13");
   EXPECT_EQ(make_code(4, 4), code::not_found);
   EXPECT_EQ(make_code(2, 31), code::continue_);
+  EXPECT_EQ(code_class(code::not_found), 4u);
+  EXPECT_EQ(code_detail(code::not_found), 4u);
+  EXPECT_EQ(code_class(code::proxying_not_supported), 5u);
+  EXPECT_EQ(code_detail(code::continue_), 31u);
+  static_assert(code_class(make_code(7, 31)) == 7 && code_detail(make_code(7, 31)) == 31);
   EXPECT_EQ(method_name(code::get), "GET");
   EXPECT_EQ(method_name(code::del), "DELETE");
   EXPECT_EQ(method_name(code::ipatch), "IPATCH");
   EXPECT_EQ(method_name(code::content), "");
   EXPECT_EQ(method_name(0x08), "");
+  for (std::uint8_t c = code::get; c <= code::ipatch; ++c) EXPECT_EQ(method_code(method_name(c)), c);
+  EXPECT_EQ(method_code("DELETE"), code::del);
+  EXPECT_EQ(method_code("get"), std::nullopt);     // exact case, as forwarded requests carry it
+  EXPECT_EQ(method_code("iPATCH"), std::nullopt);  // the HTTP spelling is the HTTP upstream's
+  EXPECT_EQ(method_code(""), std::nullopt);
+  EXPECT_EQ(method_code("CONNECT"), std::nullopt);
   EXPECT_TRUE(is_request(code::get));
   EXPECT_TRUE(is_request(make_code(0, 31)));
   EXPECT_FALSE(is_request(code::empty));

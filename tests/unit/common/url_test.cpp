@@ -66,5 +66,45 @@ TEST(DotSegments, EveryDisguiseIsCaught) {
   }
 }
 
+TEST(ServerUrl, SplitsSchemeHostPortAndPath) {
+  auto u = parse_server_url("http://127.0.0.1:8000/v1/a%20b/");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->scheme, "http");
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_FALSE(u->bracketed);
+  EXPECT_EQ(u->port, 8000);
+  EXPECT_EQ(u->path, "/v1/a%20b/");  // as written: callers decode or trim
+
+  u = parse_server_url("coaps://[fe80::1]");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->scheme, "coaps");
+  EXPECT_EQ(u->host, "fe80::1");
+  EXPECT_TRUE(u->bracketed);
+  EXPECT_EQ(u->port, std::nullopt);
+  EXPECT_EQ(u->path, "");
+
+  u = parse_server_url("coap://[::1]:65535/");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->port, 65535);
+  EXPECT_EQ(u->path, "/");
+  EXPECT_EQ(parse_server_url("x://h:1")->port, 1);  // schemes are the caller's to check
+}
+
+TEST(ServerUrl, RefusesMalformed) {
+  for (const char* bad : {"", "host:80", "://h", "http://", "http:///p", "http://:80", "http://[]", "http://[::1",
+                          "http://[::1]x", "http://[::1]:", "http://h:", "http://h:0", "http://h:65536",
+                          "http://h:8x", "http://h:+80", "http://h:000080", "http://h:1:2", "http://u@h/",
+                          "http://h/a?b", "http://h/a#f", "http://h?x", "http://h /a", "http://h/a\tb",
+                          "http://h/\r\n"}) {
+    EXPECT_EQ(parse_server_url(bad), std::nullopt) << bad;
+  }
+}
+
+TEST(ServerUrl, SchemeOf) {
+  EXPECT_EQ(scheme_of("coaps://h"), "coaps");
+  EXPECT_EQ(scheme_of("file:x"), "");
+  EXPECT_EQ(scheme_of("://h"), "");
+}
+
 }  // namespace
 }  // namespace coapgw::url

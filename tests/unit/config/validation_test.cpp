@@ -167,6 +167,11 @@ TEST(Validation, Routes) {
   EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"file:\" }]\n", "routes[0].upstream", "needs a path");
   EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"127.0.0.1:8000\" }]\n", "routes[0].upstream", "unsupported");
   EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"http://\" }]\n", "routes[0].upstream", "no host");
+  EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"coap://:5683/x\" }]\n", "routes[0].upstream", "no host");
+  // Checked with the gateway's own URL parser, so a URL it would refuse at start is a config issue.
+  EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"http://h:0\" }]\n", "routes[0].upstream", "malformed");
+  EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"coap://u@h/x\" }]\n", "routes[0].upstream", "malformed");
+  EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"https://h/x?y\" }]\n", "routes[0].upstream", "malformed");
   EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"file:x\" }, { prefix: /a, upstream: \"file:y\" }]\n",
                "routes[1].prefix", "duplicate prefix");
   EXPECT_ISSUE("routes: [{ prefix: /a, upstream: \"http://h\", ca_file: /etc/hostname }]\n",

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "dtls/ciphers.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/record_layer.hpp"
 #include "test_peer.hpp"
@@ -223,6 +224,28 @@ TEST(LeanSuites, TableAgreesWithOpenSsl) {
   }
   EXPECT_GE(checked, 30);
   SSL_CTX_free(ctx);
+}
+
+// The one cipher list both directions use (server default, coaps:// client): every suite in it is
+// known to OpenSSL and is an AEAD the lean record layer carries.
+TEST(LeanSuites, SharedListsAreAllLeanAead) {
+  for (const char* list : {ciphers::psk, ciphers::certificate}) {
+    SSL_CTX* ctx = SSL_CTX_new(DTLS_client_method());
+    ASSERT_EQ(SSL_CTX_set_cipher_list(ctx, list), 1) << list;
+    const STACK_OF(SSL_CIPHER)* suites = SSL_CTX_get_ciphers(ctx);
+    int dtls12 = 0;
+    for (int i = 0; i < sk_SSL_CIPHER_num(suites); ++i) {
+      const std::uint16_t id = SSL_CIPHER_get_protocol_id(sk_SSL_CIPHER_value(suites, i));
+      if ((id >> 8) == 0x13) continue;  // the TLS 1.3 suites OpenSSL always adds
+      ++dtls12;
+      EXPECT_NE(detail::find_suite(id), nullptr) << SSL_CIPHER_get_name(sk_SSL_CIPHER_value(suites, i));
+    }
+    EXPECT_EQ(dtls12, 3) << list;  // every name in the list resolved
+    SSL_CTX_free(ctx);
+  }
+  EXPECT_EQ(ciphers::default_list(true, false), ciphers::psk);
+  EXPECT_EQ(ciphers::default_list(true, true), std::string(ciphers::psk) + ":" + ciphers::certificate);
+  EXPECT_EQ(ciphers::default_list(false, false), "");
 }
 
 TEST(LeanSuites, NonAeadCipherListRefused) {

@@ -143,6 +143,13 @@ TEST(CoapTarget, Parses) {
   EXPECT_FALSE(parse_coap_target("coap://h:"));
   EXPECT_FALSE(parse_coap_target("coap://[::1"));
   EXPECT_FALSE(parse_coap_target("coap://h/x?y"));
+  // One URL parser for every upstream (common/url): what the HTTP upstream refused, the CoAP one
+  // refuses too, instead of taking "h?x" or "u@h" for a host.
+  EXPECT_FALSE(parse_coap_target("coap://h?x"));
+  EXPECT_FALSE(parse_coap_target("coap://u@h/x"));
+  EXPECT_FALSE(parse_coap_target("coap://h x/y"));
+  EXPECT_FALSE(parse_coap_target("coap://h/x#f"));
+  EXPECT_FALSE(parse_coap_target("coap://h:0005683"));
 }
 
 TEST(CoapTarget, SplitsPathAndQuery) {

@@ -54,6 +54,12 @@ TEST(FileRecord, Base64) {
   EXPECT_EQ(base64_encode(bytes("foo")), "Zm9v");
   EXPECT_EQ(base64_encode(bytes("foobar")), "Zm9vYmFy");
   EXPECT_EQ(base64_encode(bytes(std::string("\xff\x00\x80", 3))), "/wCA");
+  // Past the encoder's 3 MiB chunk: the chunks join with no padding or break between them.
+  const std::vector<std::byte> zeros(3 * (std::size_t{1} << 20) + 1);
+  const std::string long_text = base64_encode(zeros);
+  EXPECT_EQ(long_text.size(), 4 * (std::size_t{1} << 20) + 4);
+  EXPECT_EQ(long_text.find_first_not_of('A'), long_text.size() - 2);
+  EXPECT_TRUE(long_text.ends_with("AA=="));
 }
 
 TEST(FileRecord, TimestampIsRfc3339UtcWithMilliseconds) {
