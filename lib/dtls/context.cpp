@@ -17,7 +17,14 @@ Context::~Context() {
   if (ctx_ != nullptr) SSL_CTX_free(ctx_);
 }
 
-std::size_t Context::max_plaintext() const { return std::clamp<std::size_t>(mtu_ - 48 - 13 - 8 - 16, 512, 16384); }
+std::size_t Context::max_plaintext() const {
+  // A device session keeps every record within one datagram of the link MTU (IPv6 + UDP, record
+  // header, explicit nonce, tag). The client role talks to an upstream over a link that is rarely
+  // the constrained one and, as coaps:// always did, takes any CoAP message up to the DTLS record
+  // maximum in one record (a datagram beyond the MTU is fragmented by IP).
+  if (role_ == Role::client) return 16384;
+  return std::clamp<std::size_t>(mtu_ - 48 - 13 - 8 - 16, 512, 16384);
+}
 
 std::string Context::check_timing(std::size_t mtu, std::chrono::milliseconds handshake_timeout,
                                   std::chrono::milliseconds retransmit_initial) {

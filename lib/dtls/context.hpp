@@ -35,7 +35,8 @@ class Context {
   std::size_t mtu() const { return mtu_; }
   std::chrono::milliseconds handshake_timeout() const { return handshake_timeout_; }
   std::chrono::milliseconds retransmit_initial() const { return retransmit_initial_; }
-  // Largest plaintext of one record that fits one datagram at this mtu.
+  // Largest plaintext of one record: in the server role one that fits one datagram at this mtu,
+  // in the client role the DTLS maximum (16384).
   std::size_t max_plaintext() const;
 
  protected:

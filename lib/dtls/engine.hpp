@@ -90,7 +90,7 @@ class Engine {
   // session (RFC 6347 4.1.2.7): anyone can send them from the device's address.
   std::uint64_t bad_records() const { return bad_records_; }
   Failure failure() const { return failure_; }
-  // Largest plaintext send() accepts (one record fits one datagram).
+  // Largest plaintext send() accepts (server role: one record fits one datagram; see Context).
   std::size_t max_plaintext() const;
 
   // Persistence (issue 8): the session's keys, counters, window and identity;

@@ -228,6 +228,38 @@ TEST(DtlsClientEngine, AfterThePeerClosedTheSameContextConnectsAgain) {
   }
 }
 
+TEST(DtlsClientEngine, AMessageLargerThanTheMtuStillGoesInOneRecord) {
+  // As coaps:// upstreams always did: the upstream link is not the constrained one.
+  auto server_context = make_server();
+  auto client_context = make_client();
+  ServerSide server{*server_context, nullptr, {}, 0};
+  Output out;
+  auto client = client_context->connect(device(), out, t0);
+  pump(*client, std::move(out), server);
+  ASSERT_EQ(client->state(), Engine::State::established);
+  EXPECT_EQ(client->max_plaintext(), 16384u);
+  EXPECT_LT(server.engine->max_plaintext(), 1280u);  // the device side stays within the MTU
+  const std::string big(3000, 'b');
+  for (int i = 0; i < 2; ++i) {  // through the SSL object, then through the lean layer
+    Output one = sent(*client, big);
+    ASSERT_EQ(one.datagrams.size(), 1u);
+    for (auto& d : one.datagrams) {
+      std::vector<Bytes> back;
+      server.deliver(d, back, t0);
+    }
+    Output answer;
+    ASSERT_TRUE(server.engine->send(bytes("ok"), answer));
+    for (auto& d : answer.datagrams) {
+      Output o;
+      client->on_datagram(d, o, t0);
+    }
+  }
+  EXPECT_TRUE(client->lean());
+  EXPECT_EQ(server.received, (std::vector<std::string>{big, big}));
+  Output too_big;
+  EXPECT_FALSE(client->send(bytes(std::string(16385, 'x')), too_big));
+}
+
 TEST(DtlsClientEngine, WrongKeyFailsTheHandshake) {
   auto server_context = make_server();
   auto client_context = make_client("upstream-id", "not-the-key");
