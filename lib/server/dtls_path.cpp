@@ -76,6 +76,11 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
   switch (result.verdict) {
     case V::hello_verify_sent:
     case V::bad_cookie:
+      if (!hello_limiter_->allow(d.peer, now)) {
+        // Forged ClientHellos must not turn us into a stream of datagrams at a device.
+        count_bad(BadReason::hello_rate_limited);
+        return;
+      }
       metrics_.hello_verify_requests().Increment();
       send_dtls_datagrams(ep, d.peer, d.local, out);
       return;

@@ -29,6 +29,7 @@
 #include "common/log.hpp"
 #include "dtls/failure_backoff.hpp"
 #include "server/handshake_set.hpp"
+#include "server/hello_limiter.hpp"
 #include "metrics/route_metrics.hpp"
 #include "session/exchange_cache.hpp"
 #include "session/table.hpp"
@@ -264,6 +265,7 @@ class Worker : public session::Context {
   std::uint64_t next_pending_id_ = 1;
   // DTLS sessions still in their handshake; each holds a session reference.
   HandshakeSet handshaking_;
+  std::unique_ptr<HelloLimiter> hello_limiter_ = std::make_unique<HelloLimiter>();  // HelloVerifyRequests per address
   dtls::FailureBackoff backoff_;  // addresses whose handshakes keep failing
   // New handshakes from the address of an established session (a rebooted device). The live session
   // stays until the new handshake completes, so a ClientHello alone cannot end it.

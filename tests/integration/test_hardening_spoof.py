@@ -92,6 +92,46 @@ class SpoofedDtls(SpoofTestCase):
         self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="failed"), 0)
 
 
+class SpoofedHellos(SpoofTestCase):
+    """Forged ClientHellos with a device's address earn HelloVerifyRequests sent to that address: a
+    few per second at most, the rest dropped and counted. (The device here is a plain UDP socket
+    that counts what arrives: an OpenSSL client with an established session stops answering after
+    even one unexpected HelloVerifyRequest, which is a separate, open problem.)"""
+
+    def setUp(self):
+        super().setUp()
+        self.gw = self.start_gateway(h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"],
+                                                   admin=f"127.0.0.1:{h.free_tcp_port()}", threads=1))
+
+    def test_forged_hellos_do_not_become_a_stream_at_the_device(self):
+        victim = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        victim.bind(("127.0.0.1", 0))
+        self.addCleanup(victim.close)
+        for i in range(60):
+            spoof_udp(victim.getsockname(), self.gw.coaps_addr(), h.dtls_client_hello(seq=i, random=os.urandom(32)))
+        h.poll_until(lambda: self.counter("coapgw_dtls_hello_verify_requests_total")
+                     + self.counter("coapgw_bad_messages_total", reason="hello_rate_limited") >= 60, 10.0,
+                     what="every forged hello to be answered or dropped")
+        sent = self.counter("coapgw_dtls_hello_verify_requests_total")
+        self.assertLessEqual(sent, 16, "at most 8 a second (the burst may straddle two seconds)")
+        self.assertGreaterEqual(self.counter("coapgw_bad_messages_total", reason="hello_rate_limited"), 44)
+        victim.settimeout(0.5)
+        received = 0
+        try:
+            while True:
+                if h.is_hello_verify_request(victim.recv(4096)):
+                    received += 1
+        except socket.timeout:
+            pass
+        self.assertEqual(received, sent)
+        # Another address is answered at once.
+        other = h.udp_socket(self.gw.coaps_addr())
+        self.addCleanup(other.close)
+        other.settimeout(3.0)
+        other.send(h.dtls_client_hello(seq=0, random=os.urandom(32)))
+        self.assertTrue(h.is_hello_verify_request(other.recv(4096)))
+
+
 class SpoofedPlain(SpoofTestCase):
     """Plain CoAP has no keys, so a spoofer is the device as far as one datagram goes; still, what
     it sends must not poison the device's later exchanges or evict sessions of other devices."""
