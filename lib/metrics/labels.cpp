@@ -30,9 +30,9 @@ constexpr std::array<std::string_view, count<BadReason>> bad_reason_names{
     "body_too_large", "reassemblies_full", "reassemblies_session_full", "block_cache_full",
     "block_cache_session_full",
     "session_table_full", "dtls_bad_record", "dtls_no_session", "dtls_malformed_hello", "handshakes_per_ip",
-    "hello_rate_limited"};
+    "hello_rate_limited", "hello_for_live_session"};
 // The last enumerator must be the last name: a reason added to the enum without a name fails here.
-static_assert(index(BadReason::hello_rate_limited) + 1 == count<BadReason>);
+static_assert(index(BadReason::hello_for_live_session) + 1 == count<BadReason>);
 static_assert(index(UpstreamOutcome::not_implemented) + 1 == count<UpstreamOutcome>);
 static_assert(index(HandshakeResult::backoff) + 1 == count<HandshakeResult>);
 

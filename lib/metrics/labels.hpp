@@ -56,7 +56,7 @@ enum class BadReason : std::uint8_t {
   block_cache_session_full,
   // Sessions and DTLS.
   session_table_full, dtls_bad_record, dtls_no_session, dtls_malformed_hello, handshakes_per_ip,
-  hello_rate_limited,
+  hello_rate_limited, hello_for_live_session,
 };
 
 std::string_view name(Proto);
@@ -84,7 +84,7 @@ template <> inline constexpr std::size_t count<CloseReason> = 8;
 template <> inline constexpr std::size_t count<HandshakeResult> = 5;
 template <> inline constexpr std::size_t count<AdminReject> = 3;
 template <> inline constexpr std::size_t count<UpstreamOutcome> = 7;
-template <> inline constexpr std::size_t count<BadReason> = 31;
+template <> inline constexpr std::size_t count<BadReason> = 32;
 
 template <typename E>
 constexpr std::size_t index(E e) {

@@ -11,6 +11,7 @@
 #include "server/persist.hpp"
 #include "dtls/wire.hpp"
 #include "metrics/metrics.hpp"
+#include "server/live_hello.hpp"
 #include "server/worker_internal.hpp"
 
 namespace coapgw::server {
@@ -22,6 +23,26 @@ dtls::Engine* Worker::engine_of(session::Session& s) const {
 
 void Worker::send_dtls_datagrams(Endpoint& ep, const Address& peer, const Address& local, dtls::Output& out) {
   for (auto& d : out.datagrams) send_batch_->add(*ep.socket, peer, local, d);
+}
+
+bool Worker::hello_may_replace(session::Session& s, session::TimePoint now) {
+  auto* tls = static_cast<DtlsTls*>(s.tls_state());
+  using V = live_hello::Verdict;
+  switch (live_hello::decide(now, s.last_seen(), tls->hello_probe_sent)) {
+    case V::handshake:
+      return true;
+    case V::probe:
+      // A CoAP ping through the session: a device that still holds it answers with an RST, an
+      // authenticated record that a forger cannot make.
+      tls->hello_probe_sent = now;
+      send_empty(s, coap::Type::con, s.next_message_id());
+      break;
+    case V::drop_live:
+    case V::drop_waiting:
+      break;
+  }
+  count_bad(BadReason::hello_for_live_session);
+  return false;
 }
 
 void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
@@ -68,9 +89,10 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     return;
   }
   if (draining_.load(std::memory_order_relaxed)) return;
+  if (s != nullptr && !hello_may_replace(*s, now)) return;
   // A ClientHello: stateless until it carries a valid cookie. For the address of an established
-  // session (a rebooted device) this goes through the same cookie exchange, so a spoofed ClientHello
-  // only earns a HelloVerifyRequest sent to the real owner of the address.
+  // session whose device is gone (hello_may_replace) this goes through the same cookie exchange, so
+  // a spoofed ClientHello only earns a HelloVerifyRequest sent to the real owner of the address.
   auto result = dtls_->on_hello(d.peer, d.data, out, now);
   using V = dtls::ServerContext::HelloVerdict;
   switch (result.verdict) {

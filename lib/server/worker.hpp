@@ -198,6 +198,9 @@ class Worker : public session::Context {
   void count_bad(metrics::BadReason reason, std::uint64_t n = 1);
 
   // dtls_path.cpp
+  // False (and counted) when a ClientHello from an established session's address must not start a
+  // handshake: the device is alive or is being asked (server/live_hello.hpp).
+  bool hello_may_replace(session::Session& s, session::TimePoint now);
   void on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
                         session::TimePoint now);
   void handle_dtls_output(session::Session& s, dtls::Output& out, session::TimePoint now);

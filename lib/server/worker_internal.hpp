@@ -79,6 +79,8 @@ class DtlsTls final : public session::TlsState {
   std::span<const std::byte> psk_key() const override { return engine_->psk_key(); }
   std::string_view psk_hint() const override { return engine_->psk_hint(); }
   std::string_view identity() const override { return engine_->identity(); }
+  // When a ClientHello from this session's address last made us ping the device (live_hello.hpp).
+  session::TimePoint hello_probe_sent{};
 
  private:
   std::unique_ptr<dtls::Engine> engine_;

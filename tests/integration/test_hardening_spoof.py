@@ -8,6 +8,7 @@ knows (or guesses) a device's address can do. The devices are real peers (openss
 
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -94,9 +95,9 @@ class SpoofedDtls(SpoofTestCase):
 
 class SpoofedHellos(SpoofTestCase):
     """Forged ClientHellos with a device's address earn HelloVerifyRequests sent to that address: a
-    few per second at most, the rest dropped and counted. (The device here is a plain UDP socket
-    that counts what arrives: an OpenSSL client with an established session stops answering after
-    even one unexpected HelloVerifyRequest, which is a separate, open problem.)"""
+    few per second at most, the rest dropped and counted. (The victim here has no session, so the
+    gateway cannot tell it from a new device; for an address with a live session see
+    SpoofedHelloAtLiveDevice.)"""
 
     def setUp(self):
         super().setUp()
@@ -130,6 +131,57 @@ class SpoofedHellos(SpoofTestCase):
         other.settimeout(3.0)
         other.send(h.dtls_client_hello(seq=0, random=os.urandom(32)))
         self.assertTrue(h.is_hello_verify_request(other.recv(4096)))
+
+
+class SpoofedHelloAtLiveDevice(SpoofTestCase):
+    """A forged ClientHello from the address of a device with an established session earns no
+    HelloVerifyRequest while the device is alive (an OpenSSL client stops when it gets one): the
+    gateway drops it, and once the session has been quiet for a while it asks the device with a
+    CoAP ping through the session; a device that answers keeps its session, whatever is forged."""
+
+    def setUp(self):
+        super().setUp()
+        self.gw = self.start_gateway(h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"],
+                                                   admin=f"127.0.0.1:{h.free_tcp_port()}", threads=1))
+
+    def dropped(self):
+        return self.counter("coapgw_bad_messages_total", reason="hello_for_live_session")
+
+    def test_forged_hellos_never_reach_a_live_device(self):
+        device, session, device_addr = self.dtls_device()
+        gw_addr = self.gw.coaps_addr()
+        hvr = self.counter("coapgw_dtls_hello_verify_requests_total")  # the device's own handshake
+        # Right after the device's request: dropped, nothing sent to the device.
+        spoof_udp(device_addr, gw_addr, h.dtls_client_hello(seq=0, random=os.urandom(32)))
+        h.poll_until(lambda: self.dropped() >= 1, 5.0, what="the forged hello to be dropped")
+        self.assertEqual(self.counter("coapgw_dtls_hello_verify_requests_total"), hvr)
+        self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+        # Keep forging until the session has been quiet long enough for the gateway to ask the
+        # device: an empty CON (CoAP ping) arrives through the session.
+        mark = len(device.output())
+        ping = re.compile(rb"\x40\x00(..)", re.S)
+
+        def probe_seen():
+            m = ping.search(device.output()[mark:])
+            if m is None:
+                spoof_udp(device_addr, gw_addr, h.dtls_client_hello(seq=1, random=os.urandom(32)))
+            return m
+        m = h.poll_until(probe_seen, 15.0, interval_s=0.5, what="the gateway's ping through the session")
+        # The device answers the ping with an RST (RFC 7252 4.3), an authenticated record.
+        device.send(h.Message(h.RST, 0, struct.unpack("!H", m.group(1))[0], b"", [], b""))
+        # From now on forged hellos keep being dropped, well past the time a rebooted device waits.
+        start = self.dropped()
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            spoof_udp(device_addr, gw_addr, h.dtls_client_hello(seq=2, random=os.urandom(32)))
+            time.sleep(0.5)  # the forger's pace, not synchronisation
+        h.poll_until(lambda: self.dropped() >= start + 8, 5.0, what="the forged hellos to be dropped")
+        self.assertEqual(self.counter("coapgw_dtls_hello_verify_requests_total"), hvr)
+        # The device and its session are unharmed.
+        self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+        self.assertIsNone(device.proc.poll(), device.text())
+        self.assertEqual([s["id"] for s in self.sessions("dtls")], [session["id"]])
+        self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="ok"), 1)
 
 
 class SpoofedPlain(SpoofTestCase):

@@ -245,9 +245,10 @@ TEST(Labels, BadReasonsKeepTheirNames) {
         "oversize", "empty_non", "unexpected_response", "reserved_code", "unexpected_ack", "message_id_reused",
         "outstanding_full", "proxy_unsupported", "wrong_authority", "bad_path", "body_too_large",
         "reassemblies_full", "reassemblies_session_full", "block_cache_full", "block_cache_session_full",
-        "session_table_full", "dtls_bad_record", "dtls_no_session", "dtls_malformed_hello", "handshakes_per_ip", "hello_rate_limited"})
+        "session_table_full", "dtls_bad_record", "dtls_no_session", "dtls_malformed_hello", "handshakes_per_ip", "hello_rate_limited",
+        "hello_for_live_session"})
     EXPECT_TRUE(from_name<BadReason>(reason).has_value()) << reason;
-  EXPECT_EQ(count<BadReason>, 31u);
+  EXPECT_EQ(count<BadReason>, 32u);
   for (const char* outcome :
        {"ok", "upstream_error", "connect_failed", "timeout", "overloaded", "bad_response", "not_implemented"})
     EXPECT_TRUE(from_name<UpstreamOutcome>(outcome).has_value()) << outcome;
@@ -297,7 +298,7 @@ TEST(Metrics, RenderedTextParsesWithPrometheusClient) {
   EXPECT_TRUE(has_line(summary, "coapgw_sessions_idle gauge 2")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_sessions_closed counter 16")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_messages counter 8")) << summary;
-  EXPECT_TRUE(has_line(summary, "coapgw_bad_messages counter 31")) << summary;  // every reason
+  EXPECT_TRUE(has_line(summary, "coapgw_bad_messages counter 32")) << summary;  // every reason
   EXPECT_TRUE(has_line(summary, "coapgw_build_info gauge 1")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_requests counter 0")) << summary;  // declared, unused
   EXPECT_TRUE(has_line(summary, "coapgw_upstream_requests counter 7")) << summary;  // every outcome
