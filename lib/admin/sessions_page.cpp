@@ -81,29 +81,22 @@ std::string render_sessions_page(std::vector<SessionInfo> sessions, const PageQu
   for (const auto& s : sessions) {
     if (!first) out.push_back(',');
     first = false;
-    out += "{\"id\":" + std::to_string(s.id);
-    out += ",\"proto\":";
-    json::append_string(out, s.proto);
-    out += ",\"type\":";
-    json::append_string(out, s.type);
-    out += ",\"state\":";
-    json::append_string(out, s.state);
-    out += ",\"remote\":";
-    json::append_string(out, s.remote);
-    out += ",\"local\":";
-    json::append_string(out, s.local);
-    out += ",\"ifindex\":" + std::to_string(s.ifindex);
-    out += ",\"identity\":";
-    if (s.identity.empty())
-      out += "null";
-    else
-      json::append_string(out, s.identity);
-    out += ",\"created\":\"" + json::rfc3339_utc_ms(s.created_unix_ms) + "\"";
-    out += ",\"last_seen\":\"" + json::rfc3339_utc_ms(s.last_seen_unix_ms) + "\"";
-    out += ",\"created_unix_ms\":" + std::to_string(s.created_unix_ms);
-    out += ",\"last_seen_unix_ms\":" + std::to_string(s.last_seen_unix_ms);
-    out += ",\"refcount\":" + std::to_string(s.refcount);
-    out += s.idle ? ",\"idle\":true}" : ",\"idle\":false}";
+    json::ObjectWriter o(out);
+    o.number("id", static_cast<std::int64_t>(s.id))
+        .string("proto", s.proto)
+        .string("type", s.type)
+        .string("state", s.state)
+        .string("remote", s.remote)
+        .string("local", s.local)
+        .number("ifindex", s.ifindex)
+        .string_or_null("identity", s.identity)
+        .string("created", json::rfc3339_utc_ms(s.created_unix_ms))
+        .string("last_seen", json::rfc3339_utc_ms(s.last_seen_unix_ms))
+        .number("created_unix_ms", s.created_unix_ms)
+        .number("last_seen_unix_ms", s.last_seen_unix_ms)
+        .number("refcount", s.refcount)
+        .boolean("idle", s.idle)
+        .close();
   }
   out += "],\"next_cursor\":";
   if (more && !sessions.empty())

@@ -88,4 +88,46 @@ std::string rfc3339_utc_ms(std::int64_t unix_ms) {
   return out + frac;
 }
 
+void ObjectWriter::key(std::string_view k) {
+  if (!first_) out_.push_back(',');
+  first_ = false;
+  out_.push_back('"');
+  out_.append(k);
+  out_.append("\":");
+}
+
+ObjectWriter& ObjectWriter::string(std::string_view k, std::string_view value) {
+  key(k);
+  append_string(out_, value);
+  return *this;
+}
+
+ObjectWriter& ObjectWriter::string_or_null(std::string_view k, std::string_view value) {
+  return value.empty() ? null(k) : string(k, value);
+}
+
+ObjectWriter& ObjectWriter::number(std::string_view k, std::int64_t value) {
+  key(k);
+  out_.append(std::to_string(value));
+  return *this;
+}
+
+ObjectWriter& ObjectWriter::boolean(std::string_view k, bool value) {
+  key(k);
+  out_.append(value ? "true" : "false");
+  return *this;
+}
+
+ObjectWriter& ObjectWriter::null(std::string_view k) {
+  key(k);
+  out_.append("null");
+  return *this;
+}
+
+ObjectWriter& ObjectWriter::raw(std::string_view k, std::string_view json) {
+  key(k);
+  out_.append(json);
+  return *this;
+}
+
 }  // namespace coapgw::json

@@ -26,4 +26,28 @@ void append_string(std::string& out, std::string_view text);
 // "2024-05-01T12:00:00.123Z"
 std::string rfc3339_utc_ms(std::int64_t unix_ms);
 
+// Writes one JSON object into `out`, member by member, in the order called: `{` on construction,
+// `}` on close(). Keys are our own identifiers (written as they are); string values are escaped
+// with append_string. Hand-written rather than a JSON library because the file sink writes one
+// object per forwarded request and the sessions page up to a million: no tree, no allocation
+// beyond `out`.
+class ObjectWriter {
+ public:
+  explicit ObjectWriter(std::string& out) : out_(out) { out_.push_back('{'); }
+  ObjectWriter& string(std::string_view key, std::string_view value);
+  // An empty `value` is written as null.
+  ObjectWriter& string_or_null(std::string_view key, std::string_view value);
+  ObjectWriter& number(std::string_view key, std::int64_t value);
+  ObjectWriter& boolean(std::string_view key, bool value);
+  ObjectWriter& null(std::string_view key);
+  // The key, then `json` as it is (already valid JSON).
+  ObjectWriter& raw(std::string_view key, std::string_view json);
+  void close() { out_.push_back('}'); }
+
+ private:
+  void key(std::string_view k);
+  std::string& out_;
+  bool first_ = true;
+};
+
 }  // namespace coapgw::json

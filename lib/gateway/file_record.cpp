@@ -35,32 +35,22 @@ std::string rfc3339_utc_ms(std::chrono::system_clock::time_point t) {
 std::string format_file_record(const ForwardRequest& r, std::chrono::system_clock::time_point now) {
   std::string line;
   line.reserve(160 + r.path.size() + r.query.size() + r.payload.size() * 4 / 3 + r.identity.size());
-  line += "{\"ts\":";
-  json::append_string(line, rfc3339_utc_ms(now));
-  line += ",\"identity\":";
-  json::append_string(line, r.identity);
-  line += ",\"session\":";
-  line += std::to_string(r.session_id);
-  line += ",\"remote\":";
-  json::append_string(line, r.remote);
-  line += ",\"method\":";
-  json::append_string(line, r.method);
-  line += ",\"path\":";
-  json::append_string(line, r.path);
-  line += ",\"query\":";
-  json::append_string(line, r.query);
-  line += ",\"content_format\":";
-  line += r.content_format ? std::to_string(*r.content_format) : "null";
-  if (json::is_valid_utf8(r.payload)) {
-    line += ",\"payload\":";
-    json::append_string(line, std::string_view(reinterpret_cast<const char*>(r.payload.data()),
-                                              r.payload.size()));
-  } else {
-    line += ",\"payload_b64\":\"";
-    line += base64_encode(r.payload);
-    line += '"';
-  }
-  line += "}\n";
+  json::ObjectWriter o(line);
+  o.string("ts", rfc3339_utc_ms(now))
+      .string("identity", r.identity)
+      .number("session", static_cast<std::int64_t>(r.session_id))
+      .string("remote", r.remote)
+      .string("method", r.method)
+      .string("path", r.path)
+      .string("query", r.query);
+  if (r.content_format) o.number("content_format", *r.content_format);
+  else o.null("content_format");
+  if (json::is_valid_utf8(r.payload))
+    o.string("payload", std::string_view(reinterpret_cast<const char*>(r.payload.data()), r.payload.size()));
+  else
+    o.string("payload_b64", base64_encode(r.payload));
+  o.close();
+  line += '\n';
   return line;
 }
 
