@@ -296,16 +296,9 @@ void Worker::send_to(session::Session& s, std::span<const std::byte> datagram) {
     send_batch_->add(*ep.socket, s.addr_remote(), s.addr_local(), datagram);
     return;
   }
-  auto* engine = engine_of(s);
-  if (engine == nullptr || engine->state() != dtls::Engine::State::established) return;
-  auto& out = *dtls_send_out_;
-  out.clear();
-  engine->send(datagram, out);
-  send_dtls_datagrams(ep, s.addr_remote(), s.addr_local(), out);
-  // The engine ends a session whose write sequence is exhausted (renegotiation is refused).
-  if (out.closed && !s.closed()) {
-    // Closed outside the caller's frame, which may still use the session; found again by key and
-    // id because it may be gone by then.
+  if (dtls_->send(s, datagram)) {
+    // The engine ended the session (write sequence exhausted). Closed outside the caller's frame,
+    // which may still use the session; found again by key and id because it may be gone by then.
     post([this, key = s.key(), id = s.id()] {
       if (auto* again = table_->find(key); again != nullptr && again->id() == id)
         table_->close(*again, session::CloseReason::disconnected);
@@ -436,7 +429,7 @@ void Worker::drop_session_traffic(session::Session& s) {
       ++it;
     }
   }
-  if (handshaking_.erase(&s) != 0) s.release();
+  dtls_->forget(s);
   blockwise_for(s).drop_session(s.id());  // its uploads and kept answers can never be asked for again
 }
 

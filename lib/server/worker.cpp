@@ -53,13 +53,14 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       send_batch_(std::make_unique<net::SendBatch>()),
       cache_plain_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
       cache_secure_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
-      dtls_out_(std::make_unique<dtls::Output>()),
-      dtls_send_out_(std::make_unique<dtls::Output>()),
-      exported_(std::make_unique<std::vector<persist::Entry>>()),
-      backoff_(settings_.handshake_backoff) {
+      exported_(std::make_unique<std::vector<persist::Entry>>()) {
   table_ = std::make_unique<session::Table>(
       this, budget_, session::Table::Settings{settings_.idle_timeout, settings_.index},
       [this](session::Session& s, const session::EventInfo& e) { on_session_event(s, e); });
+  dtls_ = std::make_unique<DtlsTransport>(
+      DtlsTransport::Settings{settings_.max_handshakes, settings_.max_handshakes_per_ip, settings_.handshake_backoff,
+                              settings_.idle_timeout},
+      static_cast<DtlsTransport::Host&>(*this), *table_, metrics_);
   heartbeat_ms_.store(steady_ms());
   const BlockwiseLimits limits{settings_.max_reassemblies, settings_.max_reassemblies_per_session,
                                settings_.max_block_cache_bytes, settings_.max_block_answers_per_session};
@@ -73,9 +74,9 @@ Worker::~Worker() {
   table_->close_all(session::CloseReason::shutdown);
   outstanding_.clear();
   pending_.clear();
-  handshaking_.clear();
-  rehandshakes_.clear();
+  dtls_->clear();
   table_.reset();
+  dtls_.reset();
   if (router_) router_->shutdown();
   router_.reset();
   endpoints_.clear();
@@ -116,7 +117,16 @@ std::vector<Address> Worker::bound_addresses(session::Proto proto) const {
   return out;
 }
 
-void Worker::set_dtls(std::unique_ptr<dtls::ServerContext> context) { dtls_ = std::move(context); }
+void Worker::set_dtls(std::unique_ptr<dtls::ServerContext> context) { dtls_->set_context(std::move(context)); }
+
+void Worker::apply_credentials(std::shared_ptr<const dtls::PskStore> store,
+                               std::shared_ptr<const dtls::TrustStore> trust) {
+  // The transport checks every session against the new credentials; the close_notifies of the
+  // revoked ones go out at once.
+  const auto revoked = dtls_->apply_credentials(std::move(store), std::move(trust));
+  send_batch_->flush();
+  if (revoked != 0) log::info("reload: " + std::to_string(revoked) + " DTLS sessions revoked");
+}
 
 std::vector<persist::Entry> Worker::take_exported() {
   auto out = std::move(*exported_);
@@ -177,7 +187,7 @@ void Worker::begin_drain() {
         if (s.proto() == session::Proto::dtls && s.refcount() == 0) idle_dtls.push_back(&s);
       });
     }
-    for (auto* s : idle_dtls) close_dtls_session(*s, session::CloseReason::shutdown);
+    for (auto* s : idle_dtls) dtls_->close(*s, session::CloseReason::shutdown);
     send_batch_->flush();
   });
 }
@@ -186,12 +196,12 @@ void Worker::close_if_drained(session::Session& s) {
   if (!draining_.load(std::memory_order_relaxed) || settings_.persist || s.closed() ||
       s.proto() != session::Proto::dtls)
     return;
-  // Posted: the caller (e.g. the record loop of handle_dtls_output) may still use the session.
+  // Posted: the caller (e.g. the record loop of DtlsTransport::handle_output) may still use the session.
   // Found again by key and id, because it may be gone by then.
   post([this, key = s.key(), id = s.id()] {
     auto* again = table_->find(key);
     if (again == nullptr || again->id() != id || again->refcount() != 0) return;
-    close_dtls_session(*again, session::CloseReason::shutdown);
+    dtls_->close(*again, session::CloseReason::shutdown);
     send_batch_->flush();
   });
 }
@@ -220,7 +230,7 @@ void Worker::stop() {
         if (!e.state.empty()) exported_->push_back(std::move(e));
         table_->close(*s, session::CloseReason::shutdown);
       } else {
-        close_dtls_session(*s, session::CloseReason::shutdown);
+        dtls_->close(*s, session::CloseReason::shutdown);
       }
     }
     tick_timer_->timer.cancel();
@@ -260,7 +270,7 @@ void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Receive
     return;
   }
   if (ep.proto == session::Proto::dtls) {
-    on_dtls_datagram(ep, ep_index, d, now);
+    dtls_->on_datagram({ep_index, ep.socket->bound_address().port(), ep.socket->wildcard()}, d, now);
     return;
   }
   coap::MessageView view;
@@ -292,6 +302,23 @@ void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Receive
   on_coap(*s, view, now);
 }
 
+void Worker::deliver(session::Session& s, std::span<const std::byte> message, session::TimePoint now) {
+  coap::MessageView view;
+  auto err = coap::parse(message, view);
+  if (err != coap::ParseError::ok) {
+    on_malformed_in_session(s, message, err);
+    return;
+  }
+  on_coap(s, view, now);
+}
+
+void Worker::send_datagram(std::uint8_t endpoint, const Address& peer, const Address& local,
+                           std::span<const std::byte> datagram) {
+  send_batch_->add(*endpoints_[endpoint]->socket, peer, local, datagram);
+}
+
+void Worker::ping(session::Session& s) { send_empty(s, coap::Type::con, s.next_message_id()); }
+
 void Worker::send_stateless_reset(Endpoint& ep, const net::ReceivedDatagram& d, std::uint16_t mid) {
   std::array<std::byte, 4> rst{};
   coap::MessageWriter w(rst);
@@ -318,8 +345,8 @@ void Worker::on_tick() {
   retransmit_due(now);
   separate_due(now);
   expire_blockwise(now);
-  dtls_timers_due(now);
-  if (dtls_) dtls_->rotate_cookie_secret_if_due(now);
+  dtls_->on_tick(now);
+  handshakes_since_trim_ += dtls_->take_handshakes_completed();
   // A handshake allocates and frees tens of KB per session (OpenSSL's handshake state, freed once
   // the session runs on the lean record layer). glibc keeps such freed memory in its arenas; give it
   // back to the system every few seconds after handshakes, so resident memory follows what

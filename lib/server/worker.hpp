@@ -5,9 +5,9 @@
 // post()ing work to it.
 //
 // The CoAP message layer (RFC 7252 section 4: piggybacked and separate responses, duplicate
-// detection, retransmission of our CONs, RST handling) lives in message_layer.cpp; DTLS dispatch in
-// dtls_path.cpp; revocation of sessions whose credentials a reload withdrew in revocation.cpp; this
-// file has the loop, sockets and timers.
+// detection, retransmission of our CONs, RST handling) lives in message_layer.cpp; the DTLS
+// transport (handshakes, engines, restored sessions, revocation) is a DtlsTransport that hands this
+// worker whole CoAP messages; worker.cpp has the loop, sockets, timers and the plain UDP dispatch.
 #pragma once
 
 #include <atomic>
@@ -27,9 +27,7 @@
 #include "server/blockwise_cache.hpp"
 #include "common/address.hpp"
 #include "common/log.hpp"
-#include "dtls/failure_backoff.hpp"
-#include "server/handshake_set.hpp"
-#include "server/hello_limiter.hpp"
+#include "server/dtls_transport.hpp"
 #include "metrics/route_metrics.hpp"
 #include "session/exchange_cache.hpp"
 #include "session/table.hpp"
@@ -87,7 +85,7 @@ struct WorkerSettings {
   bool persist = false;   // sessions.persist.file set: export DTLS sessions at stop instead of close_notify
 };
 
-class Worker : public session::Context {
+class Worker : public session::Context, private DtlsTransport::Host {
  public:
   Worker(WorkerSettings settings, session::Budget& budget, metrics::Metrics& metrics);
   ~Worker() override;
@@ -102,7 +100,7 @@ class Worker : public session::Context {
 
   void set_dtls(std::unique_ptr<dtls::ServerContext> context);
   // Sessions restored from sessions.persist.file, claimed by their device's next record.
-  void set_restored_pool(persist::RestoredPool* pool) { restored_ = pool; }
+  void set_restored_pool(persist::RestoredPool* pool) { dtls_->set_restored_pool(pool); }
   // After stop(): the DTLS sessions exported for the persist file.
   std::vector<persist::Entry> take_exported();
   // This worker's route table, built on the calling thread (name resolution, TLS contexts, files:
@@ -123,7 +121,7 @@ class Worker : public session::Context {
 
   // Reload pieces, called through post() on the worker thread. apply_credentials swaps the PSK
   // store and client CA (null trust: keep the current one) and closes, with reason `revoked`, every
-  // established session whose key or certificate no longer stands (revocation.cpp).
+  // established session whose key or certificate no longer stands (DtlsTransport::apply_credentials).
   void apply_credentials(std::shared_ptr<const dtls::PskStore> store, std::shared_ptr<const dtls::TrustStore> trust);
 
   // Admin: runs on the worker thread, answers through `done`.
@@ -195,34 +193,15 @@ class Worker : public session::Context {
   void expire_blockwise(session::TimePoint now);
   void drop_session_traffic(session::Session& s);
   void count_request(std::uint8_t method, std::uint8_t code);
-  void count_bad(metrics::BadReason reason, std::uint64_t n = 1);
+  void count_bad(metrics::BadReason reason, std::uint64_t n = 1) override;
 
-  // dtls_path.cpp
-  // False (and counted) when a ClientHello from an established session's address must not start a
-  // handshake: the device is alive or is being asked (server/live_hello.hpp).
-  bool hello_may_replace(session::Session& s, session::TimePoint now);
-  void on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
-                        session::TimePoint now);
-  void handle_dtls_output(session::Session& s, dtls::Output& out, session::TimePoint now);
-  void send_dtls_datagrams(Endpoint& ep, const Address& peer, const Address& local, dtls::Output& out);
-  void dtls_timers_due(session::TimePoint now);
-  dtls::Engine* engine_of(session::Session& s) const;
-  void close_dtls_session(session::Session& s, session::CloseReason reason);
+  // DtlsTransport::Host
+  void deliver(session::Session& s, std::span<const std::byte> message, session::TimePoint now) override;
+  void send_datagram(std::uint8_t endpoint, const Address& peer, const Address& local,
+                     std::span<const std::byte> datagram) override;
+  void ping(session::Session& s) override;
+  bool draining() const override { return draining_.load(std::memory_order_relaxed); }
   void close_if_drained(session::Session& s);
-  // A restored (persisted) session claimed by `d` once one of its records authenticates; the
-  // engine's output for `d` is left in `out`. nullptr when none: `bad_records` tells whether `d`
-  // failed to authenticate against a waiting state (which then stays waiting).
-  session::Session* restore_session(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
-                                    dtls::Output& out, session::TimePoint now, std::uint64_t* bad_records);
-  void on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, session::Session* old,
-                               const net::ReceivedDatagram& d, session::TimePoint now);
-  std::size_t handshakes_of_ip(const Address& peer) const;
-  void finish_rehandshake(const session::Key& key, session::TimePoint now);
-
-  // revocation.cpp
-  dtls::Standing standing_of(const dtls::Engine& engine) const;
-  // A handshake that began before the last reload and whose credentials no longer stand.
-  bool stale_credentials(const dtls::Engine& engine) const;
 
   void on_session_event(session::Session& s, const session::EventInfo& e);
 
@@ -244,21 +223,18 @@ class Worker : public session::Context {
   session::ExchangeCache& cache_for(const session::Session& s) {
     return s.proto() == session::Proto::udp ? cache_plain_ : cache_secure_;
   }
-  std::unique_ptr<dtls::ServerContext> dtls_;
-  std::unique_ptr<dtls::Output> dtls_out_;
-  std::unique_ptr<dtls::Output> dtls_send_out_;
+  std::unique_ptr<DtlsTransport> dtls_;
   std::shared_ptr<gateway::Router> router_;
   // The metric children of router_'s routes, by Router::Match::index; replaced with router_.
   std::vector<metrics::RouteMetrics> route_metrics_;
   std::vector<std::string> route_prefixes_;
   std::vector<std::shared_ptr<gateway::Router>> old_routers_;  // replaced by a reload, still answering
   std::thread thread_;
-  persist::RestoredPool* restored_ = nullptr;
   std::unique_ptr<std::vector<persist::Entry>> exported_;
   std::atomic<bool> draining_{false};
   std::atomic<std::size_t> in_flight_{0};
   std::atomic<std::int64_t> heartbeat_ms_{0};
-  std::uint64_t handshakes_since_trim_ = 0;
+  std::uint64_t handshakes_since_trim_ = 0;  // taken from dtls_ each tick
   session::TimePoint next_trim_{};
 
   // Our CONs awaiting an ACK, keyed by (session id, message id); each holds a session reference.
@@ -266,14 +242,6 @@ class Worker : public session::Context {
   // Requests waiting for an upstream answer; each holds a session reference.
   std::unordered_map<std::uint64_t, std::unique_ptr<PendingForward>> pending_;
   std::uint64_t next_pending_id_ = 1;
-  // DTLS sessions still in their handshake; each holds a session reference.
-  HandshakeSet handshaking_;
-  std::unique_ptr<HelloLimiter> hello_limiter_ = std::make_unique<HelloLimiter>();  // HelloVerifyRequests per address
-  dtls::FailureBackoff backoff_;  // addresses whose handshakes keep failing
-  // New handshakes from the address of an established session (a rebooted device). The live session
-  // stays until the new handshake completes, so a ClientHello alone cannot end it.
-  struct Rehandshake;
-  std::unordered_map<session::Key, std::unique_ptr<Rehandshake>, session::KeyHash> rehandshakes_;
   log::RateLimited bad_log_;
   // Block-wise state, bounded per worker and per session: Block1 uploads being reassembled, and
   // Block2 answers kept for the follow-up block requests (see blockwise_cache.hpp). Plain CoAP and

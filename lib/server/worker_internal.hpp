@@ -1,4 +1,4 @@
-// Worker-private structures shared by worker.cpp, message_layer.cpp and dtls_path.cpp.
+// Worker-private structures shared by worker.cpp, message_layer.cpp and blockwise_layer.cpp.
 #pragma once
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -11,6 +11,7 @@
 #include "coap/message.hpp"
 #include "dtls/engine.hpp"
 #include "net/udp_socket.hpp"
+#include "server/dtls_tls.hpp"
 #include "server/worker.hpp"
 #include "session/session.hpp"
 
@@ -62,40 +63,6 @@ struct Worker::PendingForward {
   std::shared_ptr<gateway::Router> router;  // keeps a replaced router alive until we answer
 };
 
-struct Worker::Rehandshake {
-  std::unique_ptr<dtls::Engine> engine;
-  Address local;
-  int ifindex = -1;
-  std::uint8_t endpoint = 0;
-};
-
-// A DTLS engine seen through the session model's TlsState.
-class DtlsTls final : public session::TlsState {
- public:
-  explicit DtlsTls(std::unique_ptr<dtls::Engine> engine) : engine_(std::move(engine)) {}
-  dtls::Engine& engine() { return *engine_; }
-  void* native_handle() const override { return engine_->native_handle(); }
-  session::TlsLibrary library() const override { return session::TlsLibrary::openssl; }
-  std::span<const std::byte> psk_key() const override { return engine_->psk_key(); }
-  std::string_view psk_hint() const override { return engine_->psk_hint(); }
-  std::string_view identity() const override { return engine_->identity(); }
-  // When a ClientHello from this session's address last made us ping the device (live_hello.hpp).
-  session::TimePoint hello_probe_sent{};
-
- private:
-  std::unique_ptr<dtls::Engine> engine_;
-};
-
-// The gateway's app data on a DTLS session (coap_session_set_app_data): the authenticated device
-// identity, a string owned by the session's DTLS engine, so it lives exactly as long as the session
-// and needs no release hook. Plain CoAP sessions carry none.
-inline void set_device_identity(session::Session& s) {
-  if (auto* t = s.tls_state()) s.set_app_data(const_cast<std::string*>(&static_cast<DtlsTls*>(t)->engine().identity()));
-}
-inline std::string_view device_identity(const session::Session& s) {
-  auto* identity = static_cast<const std::string*>(s.app_data());
-  return identity != nullptr ? std::string_view(*identity) : std::string_view{};
-}
 
 inline std::uint64_t exchange_key(const session::Session& s, std::uint16_t mid) {
   return session::ExchangeCache::key_of(s.id(), mid);

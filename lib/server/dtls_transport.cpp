@@ -1,6 +1,13 @@
-// DTLS on the worker: stateless cookie exchange for unknown peers (through dtls::ServerContext),
-// the handshake bound (dtls.max_handshakes, this worker's share), per-session engines driven by the
-// worker's datagrams and ticks, and the mapping of DTLS endings to session close reasons.
+// The DTLS datagram transport of one worker (see dtls_transport.hpp): stateless cookie exchange for
+// unknown peers (through dtls::ServerContext), the handshake bounds, per-session engines driven by
+// datagrams and ticks, replacement handshakes, restored sessions, and revocation: a DTLS session
+// lives only while the credentials it was made with still stand. They are checked when a reload
+// hands the worker a new PSK store or client CA (every session in the table: in use, idle in the
+// pool, restored), when a persisted session is claimed by its device, and when a handshake that
+// began before a reload completes. A revoked session is closed with reason `revoked` (close_notify
+// sent when it was established); a revoked handshake is dropped and counted as a failed handshake.
+#include "server/dtls_transport.hpp"
+
 #include <prometheus/counter.h>
 
 #include "common/log.hpp"
@@ -8,24 +15,96 @@
 #include "dtls/output.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/session_state.hpp"
-#include "server/persist.hpp"
 #include "dtls/wire.hpp"
 #include "metrics/metrics.hpp"
+#include "net/udp_socket.hpp"
+#include "server/dtls_tls.hpp"
 #include "server/live_hello.hpp"
-#include "server/worker_internal.hpp"
+#include "server/persist.hpp"
 
 namespace coapgw::server {
 
-dtls::Engine* Worker::engine_of(session::Session& s) const {
-  auto* t = s.tls_state();
-  return t != nullptr ? &static_cast<DtlsTls*>(t)->engine() : nullptr;
+using metrics::BadReason;
+
+struct DtlsTransport::Rehandshake {
+  std::unique_ptr<dtls::Engine> engine;
+  Address local;
+  int ifindex = -1;
+  std::uint8_t endpoint = 0;
+};
+
+DtlsTransport::DtlsTransport(Settings settings, Host& host, session::Table& table, metrics::Metrics& metrics)
+    : settings_(settings),
+      host_(host),
+      table_(table),
+      metrics_(metrics),
+      out_(std::make_unique<dtls::Output>()),
+      send_out_(std::make_unique<dtls::Output>()),
+      backoff_(settings_.backoff) {}
+
+DtlsTransport::~DtlsTransport() = default;
+
+void DtlsTransport::set_context(std::unique_ptr<dtls::ServerContext> context) { context_ = std::move(context); }
+
+void DtlsTransport::clear() {
+  handshaking_.clear();
+  rehandshakes_.clear();
 }
 
-void Worker::send_dtls_datagrams(Endpoint& ep, const Address& peer, const Address& local, dtls::Output& out) {
-  for (auto& d : out.datagrams) send_batch_->add(*ep.socket, peer, local, d);
+void DtlsTransport::forget(session::Session& s) {
+  if (handshaking_.erase(&s) != 0) s.release();
 }
 
-bool Worker::hello_may_replace(session::Session& s, session::TimePoint now) {
+bool DtlsTransport::send(session::Session& s, std::span<const std::byte> message) {
+  auto* engine = engine_of(s);
+  if (engine == nullptr || engine->state() != dtls::Engine::State::established) return false;
+  auto& out = *send_out_;
+  out.clear();
+  engine->send(message, out);
+  send_datagrams(s.endpoint(), s.addr_remote(), s.addr_local(), out);
+  // The engine ends a session whose write sequence is exhausted (renegotiation is refused).
+  return out.closed && !s.closed();
+}
+
+dtls::Standing DtlsTransport::standing_of(const dtls::Engine& engine) const {
+  return dtls::check(engine.credentials(), context_->psk_store().get(), context_->trust());
+}
+
+bool DtlsTransport::stale_credentials(const dtls::Engine& engine) const {
+  return engine.credentials_generation() != context_->credentials_generation() &&
+         standing_of(engine) != dtls::Standing::valid;
+}
+
+std::size_t DtlsTransport::apply_credentials(std::shared_ptr<const dtls::PskStore> store,
+                                             std::shared_ptr<const dtls::TrustStore> trust) {
+  if (!context_) return 0;
+  context_->set_credentials(std::move(store), std::move(trust));
+  // Established sessions, idle or not. Handshakes still running are checked when they complete
+  // (their generation is older now), see handle_output and finish_rehandshake.
+  std::vector<session::Session*> revoked;
+  table_.for_each([&](session::Session& s) {
+    if (s.proto() != session::Proto::dtls) return;
+    auto* engine = engine_of(s);
+    if (engine == nullptr || engine->state() != dtls::Engine::State::established) return;
+    if (auto standing = standing_of(*engine); standing != dtls::Standing::valid) {
+      log::debug("dtls session revoked on reload (" + std::string(dtls::to_string(standing)) + ") identity=" +
+                     engine->identity(),
+                 s.id());
+      revoked.push_back(&s);
+    }
+  });
+  for (auto* s : revoked) close(*s, session::CloseReason::revoked);
+  return revoked.size();
+}
+
+
+
+void DtlsTransport::send_datagrams(std::uint8_t endpoint, const Address& peer, const Address& local,
+                                   dtls::Output& out) {
+  for (auto& d : out.datagrams) host_.send_datagram(endpoint, peer, local, d);
+}
+
+bool DtlsTransport::hello_may_replace(session::Session& s, session::TimePoint now) {
   auto* tls = static_cast<DtlsTls*>(s.tls_state());
   using V = live_hello::Verdict;
   switch (live_hello::decide(now, s.last_seen(), tls->hello_probe_sent)) {
@@ -35,28 +114,27 @@ bool Worker::hello_may_replace(session::Session& s, session::TimePoint now) {
       // A CoAP ping through the session: a device that still holds it answers with an RST, an
       // authenticated record that a forger cannot make.
       tls->hello_probe_sent = now;
-      send_empty(s, coap::Type::con, s.next_message_id());
+      host_.ping(s);
       break;
     case V::drop_live:
     case V::drop_waiting:
       break;
   }
-  count_bad(BadReason::hello_for_live_session);
+  host_.count_bad(BadReason::hello_for_live_session, 1);
   return false;
 }
 
-void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
-                              session::TimePoint now) {
-  if (!dtls_) return;
-  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
-  auto& out = *dtls_out_;
+void DtlsTransport::on_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now) {
+  if (!context_) return;
+  session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
+  auto& out = *out_;
   out.clear();
   // Not touched yet: only a record that authenticates counts as activity (mark_used below), so
   // spoofed datagrams from a device's address cannot keep its session from expiring.
-  session::Session* s = table_->find(key);
+  session::Session* s = table_.find(key);
   bool hello = dtls::looks_like_client_hello(d.data);
   if (!rehandshakes_.empty() && rehandshakes_.count(key) != 0 && !hello) {
-    on_rehandshake_datagram(ep, ep_index, s, d, now);
+    on_rehandshake_datagram(at, s, d, now);
     return;
   }
   if (s != nullptr && !(hello && s->state() == session::State::established)) {
@@ -64,51 +142,51 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     auto bad_before = engine->bad_records();
     engine->on_datagram(d.data, out, now);
     // Records that failed to authenticate, were replayed or malformed: dropped by the engine.
-    if (auto bad = engine->bad_records() - bad_before; bad != 0) count_bad(BadReason::dtls_bad_record, bad);
+    if (auto bad = engine->bad_records() - bad_before; bad != 0) host_.count_bad(BadReason::dtls_bad_record, bad);
     if (!out.plaintexts.empty() || out.established) {
-      table_->mark_used(*s, now);
+      table_.mark_used(*s, now);
       s->set_ifindex(d.ifindex);
-      if (ep.socket->wildcard()) s->set_addr_local(d.local);
+      if (at.wildcard) s->set_addr_local(d.local);
     }
-    handle_dtls_output(*s, out, now);
+    handle_output(*s, out, now);
     return;
   }
   if (!hello) {
     if (restored_ != nullptr && !restored_->empty()) {
       std::uint64_t bad = 0;
-      if (auto* r = draining_.load(std::memory_order_relaxed) ? nullptr : restore_session(ep, ep_index, d, out, now, &bad)) {
-        handle_dtls_output(*r, out, now);
+      if (auto* r = host_.draining() ? nullptr : restore(at, d, out, now, &bad)) {
+        handle_output(*r, out, now);
         return;
       }
       if (bad != 0) {
-        count_bad(BadReason::dtls_bad_record, bad);
+        host_.count_bad(BadReason::dtls_bad_record, bad);
         return;
       }
     }
-    count_bad(BadReason::dtls_no_session);
+    host_.count_bad(BadReason::dtls_no_session, 1);
     return;
   }
-  if (draining_.load(std::memory_order_relaxed)) return;
+  if (host_.draining()) return;
   if (s != nullptr && !hello_may_replace(*s, now)) return;
   // A ClientHello: stateless until it carries a valid cookie. For the address of an established
   // session whose device is gone (hello_may_replace) this goes through the same cookie exchange, so
   // a spoofed ClientHello only earns a HelloVerifyRequest sent to the real owner of the address.
-  auto result = dtls_->on_hello(d.peer, d.data, out, now);
+  auto result = context_->on_hello(d.peer, d.data, out, now);
   using V = dtls::ServerContext::HelloVerdict;
   switch (result.verdict) {
     case V::hello_verify_sent:
     case V::bad_cookie:
       if (!hello_limiter_->allow(d.peer, now)) {
         // Forged ClientHellos must not turn us into a stream of datagrams at a device.
-        count_bad(BadReason::hello_rate_limited);
+        host_.count_bad(BadReason::hello_rate_limited, 1);
         return;
       }
       metrics_.hello_verify_requests().Increment();
-      send_dtls_datagrams(ep, d.peer, d.local, out);
+      send_datagrams(at.endpoint, d.peer, d.local, out);
       return;
     case V::not_client_hello:
     case V::malformed:
-      count_bad(BadReason::dtls_malformed_hello);
+      host_.count_bad(BadReason::dtls_malformed_hello, 1);
       return;
     case V::accepted:
       break;
@@ -125,7 +203,7 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
   if (settings_.max_handshakes_per_ip != 0 && handshakes_of_ip(d.peer) >= settings_.max_handshakes_per_ip) {
     // One address (which passed the cookie exchange, so it is real) must not hold every slot.
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
-    count_bad(metrics::BadReason::handshakes_per_ip);
+    host_.count_bad(metrics::BadReason::handshakes_per_ip, 1);
     return;
   }
   if (s != nullptr) {
@@ -135,25 +213,25 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
     rh->engine = std::move(result.engine);
     rh->local = d.local;
     rh->ifindex = d.ifindex;
-    rh->endpoint = ep_index;
+    rh->endpoint = at.endpoint;
     rehandshakes_[key] = std::move(rh);
-    send_dtls_datagrams(ep, d.peer, d.local, out);
+    send_datagrams(at.endpoint, d.peer, d.local, out);
     return;
   }
-  s = table_->create_server(key, d.local, d.ifindex, now, session::State::handshake);
+  s = table_.create_server(key, d.local, d.ifindex, now, session::State::handshake);
   if (s == nullptr) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
-    count_bad(BadReason::session_table_full);
+    host_.count_bad(BadReason::session_table_full, 1);
     return;
   }
   rehandshakes_.erase(key);  // a replacement handshake for a session that is gone meanwhile
   s->set_tls(std::make_unique<DtlsTls>(std::move(result.engine)));
   handshaking_.insert(&s->reference());  // a handshake is pending traffic: never idle, never reclaimed
-  handle_dtls_output(*s, out, now);
+  handle_output(*s, out, now);
 }
 
-session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
-                                          dtls::Output& out, session::TimePoint now, std::uint64_t* bad_records) {
+session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedDatagram& d, dtls::Output& out,
+                                         session::TimePoint now, std::uint64_t* bad_records) {
   std::int64_t last_seen_unix_ms = 0;
   auto bytes = restored_->take(d.peer, settings_.idle_timeout, &last_seen_unix_ms);
   if (!bytes) return nullptr;
@@ -162,7 +240,7 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
   // Checked again here, against this worker's current keys and CA: a reload may have come after
   // the restored pool was last filtered.
   const dtls::Credentials credentials{state->identity, state->psk_key, state->peer_certs};
-  if (auto standing = dtls::check(credentials, dtls_->psk_store().get(), dtls_->trust());
+  if (auto standing = dtls::check(credentials, context_->psk_store().get(), context_->trust());
       standing != dtls::Standing::valid) {
     metrics_.sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked).Increment();
     log::debug("persisted dtls session not restored (" + std::string(dtls::to_string(standing)) +
@@ -171,7 +249,7 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
   }
   // Our write sequence jumps ahead by 2^16: records sent after the export (there should be none)
   // can never be repeated with the same nonce.
-  auto engine = dtls::Engine::import_state(*dtls_, *state, std::uint64_t{1} << 16);
+  auto engine = dtls::Engine::import_state(*context_, *state, std::uint64_t{1} << 16);
   if (!engine) return nullptr;
   // The restored session is claimed only by a record that authenticates: a spoofed datagram from
   // the device's address leaves the state waiting for the device (the discarded engine sent
@@ -182,8 +260,8 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
     restored_->put_back(d.peer, std::move(*bytes), last_seen_unix_ms);
     return nullptr;
   }
-  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
-  auto* s = table_->create_server(key, d.local, d.ifindex, now, session::State::established);
+  session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
+  auto* s = table_.create_server(key, d.local, d.ifindex, now, session::State::established);
   if (s == nullptr) {
     restored_->put_back(d.peer, std::move(*bytes), last_seen_unix_ms);
     out.clear();
@@ -197,20 +275,19 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
   return s;
 }
 
-void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session::TimePoint now) {
-  Endpoint& ep = *endpoints_[s.endpoint()];
-  send_dtls_datagrams(ep, s.addr_remote(), s.addr_local(), out);
+void DtlsTransport::handle_output(session::Session& s, dtls::Output& out, session::TimePoint now) {
+  send_datagrams(s.endpoint(), s.addr_remote(), s.addr_local(), out);
   if (out.established && stale_credentials(*engine_of(s))) {
     // Its key or certificate was looked up before a reload that revoked it.
     metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
     log::debug("dtls handshake completed with revoked credentials, closing identity=" +
                    std::string(s.tls_state()->identity()),
                s.id());
-    close_dtls_session(s, session::CloseReason::revoked);  // may free s
+    close(s, session::CloseReason::revoked);  // may free s
     return;
   }
   if (out.established) {
-    ++handshakes_since_trim_;
+    ++handshakes_completed_;
     backoff_.on_success(s.addr_remote());
     set_device_identity(s);
     s.set_state(session::State::established);
@@ -222,13 +299,7 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
   // their own), so iterating it here is safe.
   for (auto& plain : out.plaintexts) {
     if (s.closed()) break;
-    coap::MessageView view;
-    auto err = coap::parse(plain, view);
-    if (err != coap::ParseError::ok) {
-      on_malformed_in_session(s, plain, err);
-      continue;
-    }
-    on_coap(s, view, now);
+    host_.deliver(s, plain, now);
   }
   if (out.closed && !s.closed()) {
     auto reason = session::CloseReason::peer_closed;
@@ -256,19 +327,19 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
                      s.addr_remote().to_string(),
                  s.id());
     }
-    table_->close(s, reason);  // may free s
+    table_.close(s, reason);  // may free s
   }
 }
 
-void Worker::on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, session::Session* old,
-                                     const net::ReceivedDatagram& d, session::TimePoint now) {
-  session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
+void DtlsTransport::on_rehandshake_datagram(const Arrival& at, session::Session* old, const net::ReceivedDatagram& d,
+                                            session::TimePoint now) {
+  session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
   auto& rh = *rehandshakes_[key];
   // Epoch 0 records belong to the new handshake. Anything else is tried on the live session first
   // and goes to the new handshake only if the live session cannot authenticate it (the client's
   // Finished at the new epoch 1).
   bool epoch0 = d.data.size() >= 5 && d.data[3] == std::byte{0} && d.data[4] == std::byte{0};
-  auto& out = *dtls_out_;
+  auto& out = *out_;
   if (!epoch0 && old != nullptr && !old->closed()) {
     auto* engine = engine_of(*old);
     auto bad_before = engine->bad_records();
@@ -276,13 +347,13 @@ void Worker::on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, sessio
     engine->on_datagram(d.data, out, now);
     bool rejected = engine->bad_records() > bad_before && out.plaintexts.empty();
     if (!rejected) {
-      handle_dtls_output(*old, out, now);
+      handle_output(*old, out, now);
       return;
     }
   }
   out.clear();
   rh.engine->on_datagram(d.data, out, now);
-  send_dtls_datagrams(ep, d.peer, rh.local, out);
+  send_datagrams(at.endpoint, d.peer, rh.local, out);
   if (out.established) {
     finish_rehandshake(key, now);
   } else if (out.closed) {
@@ -294,7 +365,7 @@ void Worker::on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, sessio
   }
 }
 
-std::size_t Worker::handshakes_of_ip(const Address& peer) const {
+std::size_t DtlsTransport::handshakes_of_ip(const Address& peer) const {
   std::size_t n = handshaking_.of_ip(peer);
   if (!rehandshakes_.empty()) {  // rare: devices that handshake again beside a live session
     const Address ip = HandshakeSet::ip_of(peer);
@@ -303,7 +374,7 @@ std::size_t Worker::handshakes_of_ip(const Address& peer) const {
   return n;
 }
 
-void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now) {
+void DtlsTransport::finish_rehandshake(const session::Key& key, session::TimePoint now) {
   auto it = rehandshakes_.find(key);
   auto rh = std::move(it->second);
   rehandshakes_.erase(it);
@@ -314,8 +385,8 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
     log::debug("dtls rehandshake completed with revoked credentials, dropped identity=" + rh->engine->identity());
     return;
   }
-  if (auto* old = table_->find(key)) table_->close(*old, session::CloseReason::peer_closed);  // no close_notify: the device has new keys
-  auto* s = table_->create_server(key, rh->local, rh->ifindex, now, session::State::established);
+  if (auto* old = table_.find(key)) table_.close(*old, session::CloseReason::peer_closed);  // no close_notify: the device has new keys
+  auto* s = table_.create_server(key, rh->local, rh->ifindex, now, session::State::established);
   if (s == nullptr) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
     return;
@@ -327,14 +398,16 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
   log::debug("dtls session replaced after a new handshake identity=" + std::string(s->tls_state()->identity()), s->id());
 }
 
-void Worker::dtls_timers_due(session::TimePoint now) {
+void DtlsTransport::on_tick(session::TimePoint now) {
+  if (!context_) return;
+  context_->rotate_cookie_secret_if_due(now);
   for (auto it = rehandshakes_.begin(); it != rehandshakes_.end();) {
     auto t = it->second->engine->next_timer();
     if (t && *t <= now) {
-      auto& out = *dtls_out_;
+      auto& out = *out_;
       out.clear();
       it->second->engine->on_timer(out, now);
-      send_dtls_datagrams(*endpoints_[it->second->endpoint], it->first.remote, it->second->local, out);
+      send_datagrams(it->second->endpoint, it->first.remote, it->second->local, out);
       if (out.closed) {
         backoff_.on_failure(it->first.remote, now);
         metrics_.dtls_handshakes(metrics::HandshakeResult::timeout).Increment();
@@ -353,22 +426,22 @@ void Worker::dtls_timers_due(session::TimePoint now) {
   }
   for (auto* s : due) {
     if (handshaking_.count(s) == 0) continue;
-    auto& out = *dtls_out_;
+    auto& out = *out_;
     out.clear();
     engine_of(*s)->on_timer(out, now);
-    handle_dtls_output(*s, out, now);
+    handle_output(*s, out, now);
   }
 }
 
-void Worker::close_dtls_session(session::Session& s, session::CloseReason reason) {
+void DtlsTransport::close(session::Session& s, session::CloseReason reason) {
   if (s.closed()) return;
   if (auto* engine = engine_of(s)) {
-    auto& out = *dtls_send_out_;
+    auto& out = *send_out_;
     out.clear();
     engine->close(out);  // close_notify
-    send_dtls_datagrams(*endpoints_[s.endpoint()], s.addr_remote(), s.addr_local(), out);
+    send_datagrams(s.endpoint(), s.addr_remote(), s.addr_local(), out);
   }
-  table_->close(s, reason);  // may free s
+  table_.close(s, reason);  // may free s
 }
 
 }  // namespace coapgw::server

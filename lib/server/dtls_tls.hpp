@@ -1,0 +1,50 @@
+// coapgw::server::DtlsTls — a session's DTLS engine seen through the session model's TlsState, and
+// the device identity the gateway keeps as the session's app data. Shared by the DTLS transport
+// (which creates them) and the worker (which reads identities and exports engines).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "dtls/engine.hpp"
+#include "session/session.hpp"
+
+namespace coapgw::server {
+
+// A DTLS engine seen through the session model's TlsState.
+class DtlsTls final : public session::TlsState {
+ public:
+  explicit DtlsTls(std::unique_ptr<dtls::Engine> engine) : engine_(std::move(engine)) {}
+  dtls::Engine& engine() { return *engine_; }
+  void* native_handle() const override { return engine_->native_handle(); }
+  session::TlsLibrary library() const override { return session::TlsLibrary::openssl; }
+  std::span<const std::byte> psk_key() const override { return engine_->psk_key(); }
+  std::string_view psk_hint() const override { return engine_->psk_hint(); }
+  std::string_view identity() const override { return engine_->identity(); }
+  // When a ClientHello from this session's address last made us ping the device (live_hello.hpp).
+  session::TimePoint hello_probe_sent{};
+
+ private:
+  std::unique_ptr<dtls::Engine> engine_;
+};
+
+// The gateway's app data on a DTLS session (coap_session_set_app_data): the authenticated device
+// identity, a string owned by the session's DTLS engine, so it lives exactly as long as the session
+// and needs no release hook. Plain CoAP sessions carry none.
+inline void set_device_identity(session::Session& s) {
+  if (auto* t = s.tls_state()) s.set_app_data(const_cast<std::string*>(&static_cast<DtlsTls*>(t)->engine().identity()));
+}
+inline std::string_view device_identity(const session::Session& s) {
+  auto* identity = static_cast<const std::string*>(s.app_data());
+  return identity != nullptr ? std::string_view(*identity) : std::string_view{};
+}
+
+// The session's DTLS engine, or nullptr for a plain session.
+inline dtls::Engine* engine_of(session::Session& s) {
+  auto* t = s.tls_state();
+  return t != nullptr ? &static_cast<DtlsTls*>(t)->engine() : nullptr;
+}
+
+}  // namespace coapgw::server

@@ -1,0 +1,143 @@
+// coapgw::server::DtlsTransport — the DTLS datagram transport of one worker: everything between a
+// datagram on a coaps listener and a whole CoAP message for a session, and back.
+//
+// It owns the worker's DTLS server context (stateless cookies, PSK store, client CA), the
+// handshakes in progress (dtls.max_handshakes and max_handshakes_per_ip, this worker's share), the
+// replacement handshakes of rebooted devices beside their live sessions, the HelloVerifyRequest
+// limiter, the ClientHello policy for live sessions (live_hello.hpp), the handshake back-off, the
+// claiming of sessions restored from the persist file, revocation when credentials change, and the
+// mapping of DTLS endings to session close reasons. Each session's dtls::Engine hangs off the
+// session (DtlsTls). It does no I/O of its own: datagrams go out and messages go up through the
+// Host, which the worker implements (socket batches, the message layer). The plain UDP transport
+// needs none of this and stays in the worker's dispatch.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <utility>
+
+#include "common/address.hpp"
+#include "dtls/failure_backoff.hpp"
+#include "metrics/labels.hpp"
+#include "server/handshake_set.hpp"
+#include "server/hello_limiter.hpp"
+#include "session/table.hpp"
+
+namespace coapgw::metrics {
+class Metrics;
+}
+namespace coapgw::net {
+struct ReceivedDatagram;
+}
+namespace coapgw::dtls {
+class ServerContext;
+class Engine;
+struct Output;
+class PskStore;
+class TrustStore;
+enum class Standing : std::uint8_t;
+}  // namespace coapgw::dtls
+
+namespace coapgw::server {
+
+namespace persist {
+class RestoredPool;
+}
+
+class DtlsTransport {
+ public:
+  // What the transport needs from the worker it runs on.
+  class Host {
+   public:
+    virtual ~Host() = default;
+    // One decrypted application record: one CoAP message for the message layer.
+    virtual void deliver(session::Session& s, std::span<const std::byte> message, session::TimePoint now) = 0;
+    virtual void send_datagram(std::uint8_t endpoint, const Address& peer, const Address& local,
+                               std::span<const std::byte> datagram) = 0;
+    // A CoAP ping (empty CON) through the session (live_hello.hpp).
+    virtual void ping(session::Session& s) = 0;
+    virtual void count_bad(metrics::BadReason reason, std::uint64_t n) = 0;
+    virtual bool draining() const = 0;
+  };
+
+  struct Settings {
+    std::size_t max_handshakes = 1000;        // this worker's share of dtls.max_handshakes
+    std::size_t max_handshakes_per_ip = 100;  // ... of dtls.max_handshakes_per_ip; 0 = none
+    dtls::FailureBackoff::Settings backoff;
+    std::chrono::milliseconds idle_timeout{300000};  // restored sessions older than this are not claimed
+  };
+
+  // Where a datagram arrived: the listener's index and bound port, and whether it is bound to a
+  // wildcard address (then the session's local address follows the datagram's destination).
+  struct Arrival {
+    std::uint8_t endpoint = 0;
+    std::uint16_t port = 0;
+    bool wildcard = false;
+  };
+
+  DtlsTransport(Settings settings, Host& host, session::Table& table, metrics::Metrics& metrics);
+  ~DtlsTransport();
+  DtlsTransport(const DtlsTransport&) = delete;
+  DtlsTransport& operator=(const DtlsTransport&) = delete;
+
+  void set_context(std::unique_ptr<dtls::ServerContext> context);
+  bool enabled() const { return context_ != nullptr; }
+  void set_restored_pool(persist::RestoredPool* pool) { restored_ = pool; }
+
+  void on_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now);
+  // Seals one CoAP message for an established session and sends it. True when the engine ended the
+  // session (write sequence exhausted): the caller closes it, outside its own frame.
+  bool send(session::Session& s, std::span<const std::byte> message);
+  // Handshake and replacement-handshake retransmissions and timeouts, cookie secret rotation.
+  void on_tick(session::TimePoint now);
+  // close_notify (when established), then the session is closed with `reason` (may free it).
+  void close(session::Session& s, session::CloseReason reason);
+  // The session is closing: it is no longer a handshake in progress (releases that reference).
+  void forget(session::Session& s);
+  // Swaps the PSK store and client CA (null trust: keep) and closes, with reason `revoked`, every
+  // established session whose key or certificate no longer stands.
+  std::size_t apply_credentials(std::shared_ptr<const dtls::PskStore> store,
+                                std::shared_ptr<const dtls::TrustStore> trust);
+  // Handshakes completed since the last call (the worker trims malloc arenas after them).
+  std::uint64_t take_handshakes_completed() { return std::exchange(handshakes_completed_, 0); }
+  // Drops the handshakes in progress (shutdown, after the table closed its sessions).
+  void clear();
+
+ private:
+  struct Rehandshake;
+  bool hello_may_replace(session::Session& s, session::TimePoint now);
+  void handle_output(session::Session& s, dtls::Output& out, session::TimePoint now);
+  void send_datagrams(std::uint8_t endpoint, const Address& peer, const Address& local, dtls::Output& out);
+  session::Session* restore(const Arrival& at, const net::ReceivedDatagram& d, dtls::Output& out,
+                            session::TimePoint now, std::uint64_t* bad_records);
+  void on_rehandshake_datagram(const Arrival& at, session::Session* old, const net::ReceivedDatagram& d,
+                               session::TimePoint now);
+  void finish_rehandshake(const session::Key& key, session::TimePoint now);
+  std::size_t handshakes_of_ip(const Address& peer) const;
+  dtls::Standing standing_of(const dtls::Engine& engine) const;
+  // A handshake that began before the last reload and whose credentials no longer stand.
+  bool stale_credentials(const dtls::Engine& engine) const;
+
+  Settings settings_;
+  Host& host_;
+  session::Table& table_;
+  metrics::Metrics& metrics_;
+  std::unique_ptr<dtls::ServerContext> context_;
+  std::unique_ptr<dtls::Output> out_;       // for received datagrams and timers
+  std::unique_ptr<dtls::Output> send_out_;  // for send() and close(), which run inside handle_output
+  persist::RestoredPool* restored_ = nullptr;
+  // DTLS sessions still in their handshake; each holds a session reference.
+  HandshakeSet handshaking_;
+  // New handshakes from the address of an established session (a rebooted device). The live session
+  // stays until the new handshake completes, so a ClientHello alone cannot end it.
+  std::unordered_map<session::Key, std::unique_ptr<Rehandshake>, session::KeyHash> rehandshakes_;
+  std::unique_ptr<HelloLimiter> hello_limiter_ = std::make_unique<HelloLimiter>();
+  dtls::FailureBackoff backoff_;  // addresses whose handshakes keep failing
+  std::uint64_t handshakes_completed_ = 0;
+};
+
+}  // namespace coapgw::server
