@@ -98,6 +98,10 @@ std::string render_sessions_page(std::vector<SessionInfo> sessions, const PageQu
       out += "null";
     else
       json::append_string(out, s.identity);
+    if (!s.cid.empty()) {
+      out += ",\"cid\":";
+      json::append_string(out, s.cid);
+    }
     out += ",\"created\":\"" + json::rfc3339_utc_ms(s.created_unix_ms) + "\"";
     out += ",\"last_seen\":\"" + json::rfc3339_utc_ms(s.last_seen_unix_ms) + "\"";
     out += ",\"created_unix_ms\":" + std::to_string(s.created_unix_ms);

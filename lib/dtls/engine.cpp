@@ -419,7 +419,14 @@ void Engine::on_record(const wire::Record& record, Output& out) {
     on_record(*plain, out);
     return;
   }
-  switch (record_layer_->open(record, out)) {
+  const auto& window = record_layer_->replay_window();
+  const bool had_any = window.any();
+  const std::uint64_t max_before = window.max();
+  const auto opened = record_layer_->open(record, out);
+  if ((opened == Opened::data || opened == Opened::no_data) && window.any() && (!had_any || window.max() > max_before)) {
+    out.newest = true;
+  }
+  switch (opened) {
     case Opened::data:
       if (handshake_) switch_to_lean(record.whole);  // the peer proved it has the keys
       break;

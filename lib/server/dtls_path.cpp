@@ -27,6 +27,7 @@ void Worker::send_dtls_datagrams(Endpoint& ep, const Address& peer, const Addres
 void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
                               session::TimePoint now) {
   if (!dtls_) return;
+  if (cids_ && on_cid_datagram(ep, ep_index, d, now)) return;  // RFC 9146: found by CID (cid_path.cpp)
   session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
   auto& out = *dtls_out_;
   out.clear();
@@ -168,6 +169,7 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
     return nullptr;
   }
   s->set_tls(std::make_unique<DtlsTls>(std::move(engine)));
+  register_cid(*s);
   set_device_identity(*s);
   // A device that goes on without a handshake after our restart is an idle session resumed.
   metrics_.sessions_reused(metrics::Proto::dtls).Increment();
@@ -185,6 +187,12 @@ void Worker::handle_dtls_output(session::Session& s, dtls::Output& out, session:
                    std::string(s.tls_state()->identity()),
                s.id());
     close_dtls_session(s, session::CloseReason::revoked);  // may free s
+    return;
+  }
+  if (out.established && !register_cid(s)) {
+    // Another live session holds the CID issued to this one (issued while both were handshaking).
+    metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
+    close_dtls_session(s, session::CloseReason::tls_failed);  // may free s
     return;
   }
   if (out.established) {
@@ -299,6 +307,11 @@ void Worker::finish_rehandshake(const session::Key& key, session::TimePoint now)
     return;
   }
   s->set_tls(std::make_unique<DtlsTls>(std::move(rh->engine)));
+  if (!register_cid(*s)) {
+    metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
+    close_dtls_session(*s, session::CloseReason::tls_failed);
+    return;
+  }
   backoff_.on_success(key.remote);
   set_device_identity(*s);
   metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();

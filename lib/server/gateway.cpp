@@ -137,6 +137,9 @@ bool Gateway::start(std::string* error) {
     });
     impl_->workers.push_back(std::move(w));
   }
+  std::vector<Worker*> peers;
+  for (auto& w : impl_->workers) peers.push_back(w.get());
+  for (auto& w : impl_->workers) w->set_peers(peers);
 
   if (c.listen.admin) {
     admin::AdminSettings as;

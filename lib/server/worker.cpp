@@ -18,6 +18,7 @@
 #include "gateway/router.hpp"
 #include "metrics/metrics.hpp"
 #include "net/udp_socket.hpp"
+#include "server/cid_index.hpp"
 #include "server/persist.hpp"
 #include "server/worker_internal.hpp"
 
@@ -116,7 +117,6 @@ std::vector<Address> Worker::bound_addresses(session::Proto proto) const {
   return out;
 }
 
-void Worker::set_dtls(std::unique_ptr<dtls::ServerContext> context) { dtls_ = std::move(context); }
 
 std::vector<persist::Entry> Worker::take_exported() {
   auto out = std::move(*exported_);
@@ -364,6 +364,7 @@ void Worker::on_session_event(session::Session& s, const session::EventInfo& e) 
       log::trace("session new " + s.addr_remote().to_string(), s.id());
       break;
     case session::Event::session_closed:
+      forget_cid(s);
       drop_session_traffic(s);
       if (e.reason)
         metrics_.sessions_closed(proto, static_cast<metrics::CloseReason>(*e.reason)).Increment();
@@ -426,6 +427,7 @@ void Worker::list_sessions(std::uint64_t after_id, std::size_t limit,
     i.local = s->addr_local().to_string();
     i.ifindex = s->ifindex();
     i.identity = std::string(device_identity(*s));
+    i.cid = cid_hex(const_cast<session::Session&>(*s));
     i.created_unix_ms = to_unix_ms(s->created());
     i.last_seen_unix_ms = to_unix_ms(s->last_seen());
     i.refcount = s->refcount();

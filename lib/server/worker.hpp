@@ -64,6 +64,7 @@ namespace persist {
 struct Entry;
 class RestoredPool;
 }  // namespace persist
+class CidIndex;
 
 struct WorkerSettings {
   int index = 0;
@@ -101,6 +102,9 @@ class Worker : public session::Context {
   std::vector<Address> bound_addresses(session::Proto proto) const;
 
   void set_dtls(std::unique_ptr<dtls::ServerContext> context);
+  // Every worker of the gateway, by index (this one included), before start(): a DTLS record whose
+  // Connection ID names another worker is posted to it (cid_path.cpp).
+  void set_peers(std::vector<Worker*> peers);
   // Sessions restored from sessions.persist.file, claimed by their device's next record.
   void set_restored_pool(persist::RestoredPool* pool) { restored_ = pool; }
   // After stop(): the DTLS sessions exported for the persist file.
@@ -216,6 +220,18 @@ class Worker : public session::Context {
   std::size_t handshakes_of_ip(const Address& peer) const;
   void finish_rehandshake(const session::Key& key, session::TimePoint now);
 
+  // cid_path.cpp (RFC 9146 Connection IDs)
+  // True when `d` was a tls12_cid record handled here (its session found by CID from another
+  // address, or posted to the worker that issued the CID); false: the ordinary path takes it.
+  bool on_cid_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d, session::TimePoint now);
+  void on_posted_cid_datagram(std::uint8_t ep_index, const Address& peer, const Address& local, int ifindex,
+                              const std::vector<std::byte>& data);
+  void move_session(session::Session& s, Endpoint& ep, const net::ReceivedDatagram& d);
+  // Index an established session under its CID; false when another live session holds it.
+  bool register_cid(session::Session& s);
+  void forget_cid(session::Session& s);
+  std::string cid_hex(session::Session& s) const;
+
   // revocation.cpp
   dtls::Standing standing_of(const dtls::Engine& engine) const;
   // A handshake that began before the last reload and whose credentials no longer stand.
@@ -242,6 +258,8 @@ class Worker : public session::Context {
     return s.proto() == session::Proto::udp ? cache_plain_ : cache_secure_;
   }
   std::unique_ptr<dtls::ServerContext> dtls_;
+  std::unique_ptr<CidIndex> cids_;  // null when dtls.connection_id.length is 0
+  std::vector<Worker*> peers_;
   std::unique_ptr<dtls::Output> dtls_out_;
   std::unique_ptr<dtls::Output> dtls_send_out_;
   std::shared_ptr<gateway::Router> router_;

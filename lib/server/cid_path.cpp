@@ -1,0 +1,132 @@
+// RFC 9146 Connection IDs on the worker: the CIDs this worker issues (CidIndex, installed as the
+// DTLS context's issuer), the lookup of a tls12_cid record's session whatever address it came
+// from, the move of that session's address when (and only when) the record authenticated and was
+// the newest seen, and the hand-off of records whose CID names another worker.
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <prometheus/counter.h>
+
+#include "common/log.hpp"
+#include "dtls/engine.hpp"
+#include "dtls/output.hpp"
+#include "dtls/server_context.hpp"
+#include "dtls/wire.hpp"
+#include "metrics/metrics.hpp"
+#include "server/cid_index.hpp"
+#include "server/worker_internal.hpp"
+
+namespace coapgw::server {
+namespace {
+
+bool random_bytes(std::span<std::byte> out) {
+  if (out.empty()) return true;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(out.size())) == 1) return true;
+  ERR_clear_error();
+  return false;
+}
+
+}  // namespace
+
+void Worker::set_dtls(std::unique_ptr<dtls::ServerContext> context) {
+  dtls_ = std::move(context);
+  if (!dtls_ || dtls_->settings().connection_id.length == 0) return;
+  cids_ = std::make_unique<CidIndex>(dtls_->settings().connection_id.node_id, settings_.index, random_bytes);
+  dtls_->set_cid_issuer([this](std::span<std::byte> cid) { return cids_->issue(cid); });
+}
+
+void Worker::set_peers(std::vector<Worker*> peers) { peers_ = std::move(peers); }
+
+bool Worker::register_cid(session::Session& s) {
+  auto* engine = engine_of(s);
+  if (!cids_ || engine == nullptr || engine->connection_id().empty()) return true;
+  return cids_->insert(engine->connection_id(), &s);
+}
+
+void Worker::forget_cid(session::Session& s) {
+  auto* engine = cids_ ? engine_of(s) : nullptr;
+  if (engine != nullptr && !engine->connection_id().empty()) cids_->erase(engine->connection_id(), &s);
+}
+
+std::string Worker::cid_hex(session::Session& s) const {
+  auto* engine = s.proto() == session::Proto::dtls ? engine_of(s) : nullptr;
+  if (engine == nullptr) return {};
+  static const char* digits = "0123456789abcdef";
+  std::string hex;
+  for (auto b : engine->connection_id()) {
+    hex += digits[std::to_integer<int>(b) >> 4];
+    hex += digits[std::to_integer<int>(b) & 15];
+  }
+  return hex;
+}
+
+bool Worker::on_cid_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
+                             session::TimePoint now) {
+  const std::size_t length = cids_ ? dtls_->settings().connection_id.length : 0;
+  if (length == 0 || d.data.size() < dtls::wire::record_header_size + length ||
+      d.data[0] != static_cast<std::byte>(dtls::wire::ContentType::tls12_cid)) {
+    return false;
+  }
+  const auto cid = d.data.subspan(11, length);
+  if (const auto owner = CidIndex::worker_of(cid); owner && *owner != settings_.index) {
+    // The kernel hashed the device's new 4-tuple to this worker; its session lives on the owner.
+    if (static_cast<std::size_t>(*owner) >= peers_.size() || peers_[*owner] == nullptr) return false;
+    Worker* target = peers_[*owner];
+    target->post([target, ep_index, peer = d.peer, local = d.local, ifindex = d.ifindex,
+                  data = std::vector<std::byte>(d.data.begin(), d.data.end())] {
+      target->on_posted_cid_datagram(ep_index, peer, local, ifindex, data);
+    });
+    return true;
+  }
+  session::Session* s = cids_->find(cid);
+  // Records from the session's own address take the ordinary path.
+  if (s == nullptr || s->closed() || s->state() != session::State::established || s->endpoint() != ep_index ||
+      s->addr_remote() == d.peer) {
+    return false;
+  }
+  auto* engine = engine_of(*s);
+  auto& out = *dtls_out_;
+  out.clear();
+  const auto bad_before = engine->bad_records();
+  engine->on_datagram(d.data, out, now);
+  if (auto bad = engine->bad_records() - bad_before; bad != 0) count_bad(BadReason::dtls_bad_record, bad);
+  // RFC 9146 6: the address moves only with a record that authenticated and is the newest seen;
+  // a replayed, reordered or forged record from elsewhere leaves the session where it is.
+  if (out.newest && !s->closed()) move_session(*s, ep, d);
+  if (!out.plaintexts.empty()) table_->mark_used(*s, now);
+  handle_dtls_output(*s, out, now);
+  return true;
+}
+
+void Worker::move_session(session::Session& s, Endpoint& ep, const net::ReceivedDatagram& d) {
+  const Address from = s.addr_remote();
+  if (!table_->move_remote(s, d.peer)) {
+    // Another session holds the new address: its peer is no longer there (this authenticated
+    // record just came from it), so that session goes.
+    session::Key taken{d.peer, s.local_port(), session::Proto::dtls, s.endpoint()};
+    if (auto* other = table_->find(taken); other != nullptr && other != &s) {
+      close_dtls_session(*other, session::CloseReason::disconnected);
+    }
+    if (!table_->move_remote(s, d.peer)) return;
+  }
+  s.set_ifindex(d.ifindex);
+  if (ep.socket->wildcard()) s.set_addr_local(d.local);
+  metrics_.dtls_address_changes().Increment();
+  log::debug("dtls session moved with its connection id from " + from.to_string() + " to " + d.peer.to_string(),
+             s.id());
+}
+
+void Worker::on_posted_cid_datagram(std::uint8_t ep_index, const Address& peer, const Address& local, int ifindex,
+                                    const std::vector<std::byte>& data) {
+  if (ep_index >= endpoints_.size() || !dtls_) return;
+  net::ReceivedDatagram d;
+  d.peer = peer;
+  d.local = local;
+  d.ifindex = ifindex;
+  d.data = data;
+  if (!on_cid_datagram(*endpoints_[ep_index], ep_index, d, session::Clock::now())) {
+    count_bad(BadReason::dtls_no_session);
+  }
+  send_batch_->flush();
+}
+
+}  // namespace coapgw::server
