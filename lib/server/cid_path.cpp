@@ -13,6 +13,7 @@
 #include "dtls/wire.hpp"
 #include "metrics/metrics.hpp"
 #include "server/cid_index.hpp"
+#include "server/persist.hpp"
 #include "server/worker_internal.hpp"
 
 namespace coapgw::server {
@@ -78,6 +79,7 @@ bool Worker::on_cid_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Rec
     return true;
   }
   session::Session* s = cids_->find(cid);
+  if (s == nullptr) return restore_by_cid(ep, ep_index, d, cid, now);
   // Records from the session's own address take the ordinary path.
   if (s == nullptr || s->closed() || s->state() != session::State::established || s->endpoint() != ep_index ||
       s->addr_remote() == d.peer) {
@@ -93,6 +95,32 @@ bool Worker::on_cid_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Rec
   // a replayed, reordered or forged record from elsewhere leaves the session where it is.
   if (out.newest && !s->closed()) move_session(*s, ep, d);
   if (!out.plaintexts.empty()) table_->mark_used(*s, now);
+  handle_dtls_output(*s, out, now);
+  return true;
+}
+
+bool Worker::restore_by_cid(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
+                            std::span<const std::byte> cid, session::TimePoint now) {
+  // A session saved at our last stop (sessions.persist) whose device's address changed meanwhile:
+  // found by its CID, claimed like any restored session by a record that authenticates.
+  if (restored_ == nullptr || restored_->empty() || draining_.load(std::memory_order_relaxed)) return false;
+  const auto saved = restored_->peer_of_cid(cid);
+  const session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
+  if (!saved || table_->find(key) != nullptr) return false;
+  auto& out = *dtls_out_;
+  out.clear();
+  std::uint64_t bad = 0;
+  auto* s = restore_session(ep, ep_index, d, out, now, &bad, &*saved);
+  if (s == nullptr) {
+    if (bad != 0) count_bad(BadReason::dtls_bad_record, bad);
+    return bad != 0;
+  }
+  if (*saved != d.peer) {
+    metrics_.dtls_address_changes().Increment();
+    log::debug("restored dtls session found by its connection id, moved from " + saved->to_string() + " to " +
+                   d.peer.to_string(),
+               s->id());
+  }
   handle_dtls_output(*s, out, now);
   return true;
 }

@@ -132,9 +132,11 @@ void Worker::on_dtls_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Re
 }
 
 session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
-                                          dtls::Output& out, session::TimePoint now, std::uint64_t* bad_records) {
+                                          dtls::Output& out, session::TimePoint now, std::uint64_t* bad_records,
+                                          const Address* saved_peer) {
   std::int64_t last_seen_unix_ms = 0;
-  auto bytes = restored_->take(d.peer, settings_.idle_timeout, &last_seen_unix_ms);
+  const Address& saved = saved_peer != nullptr ? *saved_peer : d.peer;
+  auto bytes = restored_->take(saved, settings_.idle_timeout, &last_seen_unix_ms);
   if (!bytes) return nullptr;
   auto state = dtls::deserialize(*bytes);
   if (!state) return nullptr;
@@ -158,13 +160,13 @@ session::Session* Worker::restore_session(Endpoint& ep, std::uint8_t ep_index, c
   engine->on_datagram(d.data, out, now);
   if (out.plaintexts.empty() && !out.closed) {
     *bad_records = engine->bad_records();
-    restored_->put_back(d.peer, std::move(*bytes), last_seen_unix_ms);
+    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
     return nullptr;
   }
   session::Key key{d.peer, ep.socket->bound_address().port(), session::Proto::dtls, ep_index};
   auto* s = table_->create_server(key, d.local, d.ifindex, now, session::State::established);
   if (s == nullptr) {
-    restored_->put_back(d.peer, std::move(*bytes), last_seen_unix_ms);
+    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
     out.clear();
     return nullptr;
   }

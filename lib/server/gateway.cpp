@@ -196,7 +196,7 @@ bool Gateway::start(std::string* error) {
           log::debug("persisted dtls session not restored (revoked) identity=" + state->identity);
           continue;
         }
-        impl_->restored.add(state->peer, std::move(e.state), e.last_seen_unix_ms);
+        impl_->restored.add(state->peer, std::move(e.state), e.last_seen_unix_ms, state->local_cid);
         ++restored;
       }
       if (revoked != 0)

@@ -213,8 +213,11 @@ class Worker : public session::Context {
   // A restored (persisted) session claimed by `d` once one of its records authenticates; the
   // engine's output for `d` is left in `out`. nullptr when none: `bad_records` tells whether `d`
   // failed to authenticate against a waiting state (which then stays waiting).
+  // `saved_peer`: the address the state was saved under when it is not d.peer (found by its
+  // RFC 9146 Connection ID after the device's address changed).
   session::Session* restore_session(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
-                                    dtls::Output& out, session::TimePoint now, std::uint64_t* bad_records);
+                                    dtls::Output& out, session::TimePoint now, std::uint64_t* bad_records,
+                                    const Address* saved_peer = nullptr);
   void on_rehandshake_datagram(Endpoint& ep, std::uint8_t ep_index, session::Session* old,
                                const net::ReceivedDatagram& d, session::TimePoint now);
   std::size_t handshakes_of_ip(const Address& peer) const;
@@ -227,6 +230,8 @@ class Worker : public session::Context {
   void on_posted_cid_datagram(std::uint8_t ep_index, const Address& peer, const Address& local, int ifindex,
                               const std::vector<std::byte>& data);
   void move_session(session::Session& s, Endpoint& ep, const net::ReceivedDatagram& d);
+  bool restore_by_cid(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
+                      std::span<const std::byte> cid, session::TimePoint now);
   // Index an established session under its CID; false when another live session holds it.
   bool register_cid(session::Session& s);
   void forget_cid(session::Session& s);

@@ -142,5 +142,35 @@ class ConnectionId(h.GatewayTestCase):
         self.assertEqual(self.counter("coapgw_dtls_address_changes_total"), 0)
 
 
+@unittest.skipUnless(os.access(CID_CLIENT, os.X_OK), f"{CID_CLIENT} not built")
+class RestartWithCid(h.GatewayTestCase):
+    """sessions.persist keeps the CIDs: a device that rebinds while the gateway restarts finds its
+    saved session by CID from its new address, with no handshake."""
+
+    def test_rebind_across_a_restart(self):
+        cfg = h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"], admin=f"127.0.0.1:{h.free_tcp_port()}",
+                            threads=2)
+        cfg["sessions"]["persist"] = {"file": os.path.join(self.tmp, "sessions.bin"), "max_age": "1h"}
+        first = self.start_gateway(cfg, name="first")
+        c = CidClient(*first.coaps_addr())
+        self.addCleanup(c.close)
+        hello = c.command("connect")
+        self.assertTrue(hello["ok"], hello)
+        self.assertEqual(c.command("get /.well-known/core").get("code"), "2.05")
+        first.stop()
+        self.gw = self.start_gateway(cfg, name="second")
+        self.assertIn("restored 1 DTLS sessions", self.gw.logs())
+        moved = c.command("rebind")
+        answer = c.command("get /.well-known/core")
+        self.assertEqual(answer.get("code"), "2.05", answer)
+        self.assertEqual(answer["port"], moved["port"])
+        self.assertEqual(self.counter("coapgw_dtls_handshakes_total", result="ok"), 0)
+        self.assertEqual(self.counter("coapgw_dtls_address_changes_total"), 1)
+        status, body = h.http_get(self.gw.admin_url("/v1/sessions?limit=1000"))
+        sessions = [s for s in json.loads(body)["sessions"] if s["proto"] == "dtls"]
+        self.assertEqual([(s["remote"], s.get("cid")) for s in sessions],
+                         [(f"127.0.0.1:{moved['port']}", hello["cid"])])
+
+
 if __name__ == "__main__":
     unittest.main()
