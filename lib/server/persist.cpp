@@ -165,11 +165,7 @@ void RestoredPool::add(const Address& peer, SecretBytes state, std::int64_t last
 std::optional<Address> RestoredPool::peer_of_cid(std::span<const std::byte> cid) {
   std::lock_guard lock(mutex_);
   auto it = by_cid_.find(std::string(reinterpret_cast<const char*>(cid.data()), cid.size()));
-  if (it == by_cid_.end()) return std::nullopt;
-  if (by_peer_.count(it->second) == 0) {
-    by_cid_.erase(it);
-    return std::nullopt;
-  }
+  if (it == by_cid_.end() || by_peer_.count(it->second) == 0) return std::nullopt;
   return it->second;
 }
 

@@ -76,7 +76,8 @@ class RestoredPool {
     std::int64_t last_seen_unix_ms;
   };
   std::unordered_map<Address, Waiting, AddressHash> by_peer_;
-  // Kept when a state is taken (a put_back finds it again); dropped when found stale.
+  // Kept when a state is taken, so that a put_back is found by CID again (at most one entry per
+  // session read from the file).
   std::unordered_map<std::string, Address> by_cid_;
   std::atomic<std::size_t> size_{0};
 };
