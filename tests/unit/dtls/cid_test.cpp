@@ -426,6 +426,36 @@ TEST(CidHandshake, AWrongKeyStillFailsTheHandshakeWithCids) {
   EXPECT_EQ(p.server->failure(), Failure::handshake_failed);
 }
 
+// RFC 9146 6: the address may follow only a record that authenticated and is the newest seen.
+TEST(CidHandshake, OnlyTheNewestAuthenticatedRecordIsMarkedNewest) {
+  Pair p{cid_server(6), cid_client(Bytes{}), nullptr, nullptr, {}, {}, {}};
+  p.connect();
+  p.request("GET /first");
+  ASSERT_TRUE(p.server->lean());
+  Output a, b;
+  ASSERT_TRUE(p.client->send(bytes("GET /a"), a));
+  ASSERT_TRUE(p.client->send(bytes("GET /b"), b));
+  auto deliver = [&](const Bytes& d) {
+    Output out;
+    p.server->on_datagram(d, out, t0);
+    return out;
+  };
+  const auto newer = deliver(b.datagrams.at(0));
+  EXPECT_TRUE(newer.newest);
+  EXPECT_EQ(newer.plaintexts.size(), 1u);
+  const auto reordered = deliver(a.datagrams.at(0));  // authenticates, but an older number
+  EXPECT_FALSE(reordered.newest);
+  EXPECT_EQ(reordered.plaintexts.size(), 1u);
+  const auto replayed = deliver(b.datagrams.at(0));
+  EXPECT_FALSE(replayed.newest);
+  EXPECT_TRUE(replayed.plaintexts.empty());
+  Bytes forged = b.datagrams.at(0);
+  forged[5] = std::byte{0x7f};  // sequence far ahead, tag no longer matches
+  const auto failed = deliver(forged);
+  EXPECT_FALSE(failed.newest);
+  EXPECT_TRUE(failed.plaintexts.empty());
+}
+
 TEST(CidPersist, ExportAndImportKeepTheCids) {
   Pair p{cid_server(6), cid_client(Bytes{}), nullptr, nullptr, {}, {}, {}};
   p.connect();
