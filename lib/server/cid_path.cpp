@@ -72,6 +72,8 @@ bool Worker::on_cid_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Rec
     // The kernel hashed the device's new 4-tuple to this worker; its session lives on the owner.
     if (static_cast<std::size_t>(*owner) >= peers_.size() || peers_[*owner] == nullptr) return false;
     Worker* target = peers_[*owner];
+    log::trace("dtls record with a connection id of worker " + std::to_string(*owner) + " from " +
+               d.peer.to_string() + ": handed to its owner");
     target->post([target, ep_index, peer = d.peer, local = d.local, ifindex = d.ifindex,
                   data = std::vector<std::byte>(d.data.begin(), d.data.end())] {
       target->on_posted_cid_datagram(ep_index, peer, local, ifindex, data);
