@@ -227,7 +227,7 @@ void Callbacks::info(const SSL* ssl, int where, int ret) {
 }
 
 int Callbacks::cid_add(SSL* ssl, unsigned int, unsigned int context, const unsigned char** out, size_t* out_len,
-                       X509*, size_t, int* alert, void*) {
+                       X509*, size_t, int*, void*) {
   Engine* engine = engine_of(ssl);
   if (engine == nullptr || !engine->handshake_) return 0;
   auto& cid = engine->handshake_->cid;
@@ -254,7 +254,6 @@ int Callbacks::cid_add(SSL* ssl, unsigned int, unsigned int context, const unsig
   cid.extension.insert(cid.extension.end(), own.begin(), own.end());
   *out = reinterpret_cast<const unsigned char*>(cid.extension.data());
   *out_len = cid.extension.size();
-  (void)alert;
   return 1;
 }
 
