@@ -60,6 +60,7 @@ struct FakeHost : DtlsTransport::Host {
   }
   void count_bad(metrics::BadReason reason, std::uint64_t n) override { bad[reason] += n; }
   bool draining() const override { return false; }
+  bool hand_to_worker(int, std::uint8_t, const net::ReceivedDatagram&) override { return false; }
 };
 
 class DtlsTransportTest : public ::testing::Test {
