@@ -72,7 +72,7 @@ bool Gateway::start(std::string* error) {
   unsigned n = c.threads != 0 ? c.threads : std::max(1u, std::thread::hardware_concurrency());
   impl_->budget = std::make_unique<session::Budget>(c.sessions.max);
 
-  session::TransmissionParameters tx;
+  exchange::TransmissionParameters tx;
   tx.ack_timeout = c.coap.ack_timeout;
   tx.ack_random_factor = c.coap.ack_random_factor;
   tx.max_retransmit = c.coap.max_retransmit;

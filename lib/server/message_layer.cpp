@@ -25,7 +25,7 @@ int type_index(std::span<const std::byte> datagram) {
   return datagram.empty() ? 0 : (std::to_integer<int>(datagram[0]) >> 4) & 0x3;
 }
 
-std::chrono::milliseconds initial_timeout(const session::TransmissionParameters& p) {
+std::chrono::milliseconds initial_timeout(const exchange::TransmissionParameters& p) {
   // RFC 7252 4.2: a random duration between ACK_TIMEOUT and ACK_TIMEOUT * ACK_RANDOM_FACTOR.
   thread_local std::minstd_rand rng{std::random_device{}()};
   std::uniform_real_distribution<double> dist(1.0, std::max(1.0, p.ack_random_factor));
@@ -104,7 +104,7 @@ std::uint8_t max_szx_for(std::size_t max_message_size) {
 }  // namespace
 
 void Worker::on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
-  const auto token_fp = session::ExchangeCache::fingerprint(m.token);
+  const auto token_fp = exchange::ExchangeCache::fingerprint(m.token);
   auto& cache = cache_for(s);
   const auto* e = cache.find(s.id(), m.message_id, now);
   if (e != nullptr && e->token_fp != token_fp) {
@@ -277,7 +277,7 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
   if (type == coap::Type::con) {
     send_con(s, std::vector<std::byte>(bytes.begin(), bytes.end()), mid, now);
   } else {
-    cache_for(s).set_response(s.id(), r.message_id, bytes, session::ExchangeCache::fingerprint(r.token_span()));
+    cache_for(s).set_response(s.id(), r.message_id, bytes, exchange::ExchangeCache::fingerprint(r.token_span()));
     send_to(s, bytes);
   }
 }
@@ -420,7 +420,7 @@ void Worker::separate_due(session::TimePoint now) {
     std::array<std::byte, 4> buf{};
     coap::MessageWriter w(buf);
     w.header(coap::Type::ack, coap::code::empty, r.message_id, {});
-    cache_for(*p->session).set_response(p->session->id(), r.message_id, w.bytes(), session::ExchangeCache::fingerprint(r.token_span()));
+    cache_for(*p->session).set_response(p->session->id(), r.message_id, w.bytes(), exchange::ExchangeCache::fingerprint(r.token_span()));
     send_to(*p->session, w.bytes());
     r.separate = true;
   }

@@ -31,7 +31,8 @@
 #include "server/handshake_set.hpp"
 #include "server/hello_limiter.hpp"
 #include "metrics/route_metrics.hpp"
-#include "session/exchange_cache.hpp"
+#include "exchange/exchange_cache.hpp"
+#include "exchange/transmission.hpp"
 #include "session/table.hpp"
 
 namespace boost::asio {
@@ -69,7 +70,7 @@ struct WorkerSettings {
   int index = 0;
   std::vector<Address> coap_listen;
   std::vector<Address> coaps_listen;
-  session::TransmissionParameters transmission;
+  exchange::TransmissionParameters transmission;
   std::size_t max_message_size = 1152;
   std::size_t max_handshakes = 1000;       // this worker's share of dtls.max_handshakes
   dtls::FailureBackoff::Settings handshake_backoff;
@@ -236,9 +237,9 @@ class Worker : public session::Context {
   // Duplicate detection, one cache for plain CoAP and one for DTLS sessions: a flood of (possibly
   // spoofed) plain datagrams can push plain entries out early, never those of authenticated
   // devices, whose retransmitted requests must not run twice.
-  session::ExchangeCache cache_plain_;
-  session::ExchangeCache cache_secure_;
-  session::ExchangeCache& cache_for(const session::Session& s) {
+  exchange::ExchangeCache cache_plain_;
+  exchange::ExchangeCache cache_secure_;
+  exchange::ExchangeCache& cache_for(const session::Session& s) {
     return s.proto() == session::Proto::udp ? cache_plain_ : cache_secure_;
   }
   std::unique_ptr<dtls::ServerContext> dtls_;

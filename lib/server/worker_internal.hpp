@@ -96,7 +96,7 @@ inline std::string_view device_identity(const session::Session& s) {
 }
 
 inline std::uint64_t exchange_key(const session::Session& s, std::uint16_t mid) {
-  return session::ExchangeCache::key_of(s.id(), mid);
+  return exchange::ExchangeCache::key_of(s.id(), mid);
 }
 
 }  // namespace coapgw::server

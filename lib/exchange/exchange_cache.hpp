@@ -1,4 +1,4 @@
-// coapgw::session::ExchangeCache — per-worker duplicate detection (RFC 7252 4.5).
+// coapgw::exchange::ExchangeCache — per-owner duplicate detection (RFC 7252 4.5).
 //
 // A CON or NON seen again within EXCHANGE_LIFETIME (NON_LIFETIME) must not be processed twice; a
 // duplicate CON gets the same answer again. Entries live here, per worker, rather than in the
@@ -19,7 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace coapgw::session {
+namespace coapgw::exchange {
 
 class ExchangeCache {
  public:
@@ -78,17 +78,4 @@ class ExchangeCache {
   std::uint64_t evicted_ = 0;
 };
 
-// RFC 7252 4.8.2 derived times from the transmission parameters.
-struct TransmissionParameters {
-  std::chrono::milliseconds ack_timeout{2000};
-  double ack_random_factor = 1.5;
-  unsigned max_retransmit = 4;
-  std::chrono::milliseconds max_latency{100000};
-  std::chrono::milliseconds processing_delay() const { return ack_timeout; }
-  std::chrono::milliseconds max_transmit_span() const;
-  std::chrono::milliseconds max_transmit_wait() const;
-  std::chrono::milliseconds exchange_lifetime() const;
-  std::chrono::milliseconds non_lifetime() const;
-};
-
-}  // namespace coapgw::session
+}  // namespace coapgw::exchange
