@@ -9,21 +9,20 @@
 // inline, and the index maps one 64-bit key per exchange.
 #pragma once
 
-#include <chrono>
+#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <array>
 #include <deque>
 #include <memory>
 #include <span>
 #include <unordered_map>
-#include <vector>
+
+#include "exchange/transmission.hpp"  // TimePoint
 
 namespace coapgw::exchange {
 
 class ExchangeCache {
  public:
-  using TimePoint = std::chrono::steady_clock::time_point;
   static constexpr std::size_t inline_bytes = 24;
   struct Entry {
     std::uint64_t key = 0;

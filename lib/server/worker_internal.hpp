@@ -25,16 +25,6 @@ struct Worker::Endpoint {
   std::unique_ptr<boost::asio::posix::stream_descriptor> watcher;
 };
 
-// One of our CONs (a separate response) waiting for its ACK.
-struct Worker::Outstanding {
-  session::Session* session;   // referenced while outstanding
-  std::vector<std::byte> datagram;  // CoAP bytes (plaintext for DTLS sessions)
-  std::uint16_t message_id;
-  unsigned transmissions = 1;
-  session::TimePoint deadline;
-  std::chrono::milliseconds timeout;
-};
-
 // Everything needed to answer a request after its datagram is gone (separate responses).
 struct Worker::Reply {
   coap::Type request_type = coap::Type::con;
@@ -93,10 +83,6 @@ inline void set_device_identity(session::Session& s) {
 inline std::string_view device_identity(const session::Session& s) {
   auto* identity = static_cast<const std::string*>(s.app_data());
   return identity != nullptr ? std::string_view(*identity) : std::string_view{};
-}
-
-inline std::uint64_t exchange_key(const session::Session& s, std::uint16_t mid) {
-  return exchange::ExchangeCache::key_of(s.id(), mid);
 }
 
 }  // namespace coapgw::server
