@@ -68,14 +68,14 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
   exchange::LayerSettings layer;
   layer.transmission = settings_.transmission;
   layer.max_outstanding = settings_.max_outstanding;
-  layer_ = std::make_unique<exchange::Layer>(std::move(layer), static_cast<exchange::Sink&>(*this), exchange::system_random());
+  layer_ = std::make_unique<exchange::Layer>(std::move(layer), static_cast<exchange::Sink&>(*this),
+                                             exchange::system_random());
 }
 
 Worker::~Worker() {
   stop();
   // Sessions go before the DTLS context their engines point into, and before the router.
-  table_->close_all(session::CloseReason::shutdown);
-  layer_.reset();
+  table_->close_all(session::CloseReason::shutdown);  // also ends their CONs in layer_ (drop_session)
   pending_.clear();
   handshaking_.clear();
   rehandshakes_.clear();

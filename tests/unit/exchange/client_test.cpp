@@ -184,6 +184,23 @@ TEST(ClientRole, MultiRegistrationReceivesSeveralAnswersUntilCancelled) {
   EXPECT_EQ(c.peer.sent.back().type, coap::Type::rst);  // no longer registered
 }
 
+TEST(ClientRole, NonRequestIsSentOnceAndAnsweredByToken) {
+  Client c;
+  Request r;
+  r.type = coap::Type::non;
+  r.deadline = c.now + 5s;
+  ASSERT_TRUE(c.get(c.now, false, r));
+  ASSERT_EQ(c.peer.sent.size(), 1u);
+  EXPECT_EQ(c.peer.sent[0].type, coap::Type::non);
+  EXPECT_EQ(c.layer.outstanding(), 0u);  // nothing to retransmit
+  c.advance(4s);
+  EXPECT_EQ(c.peer.sent.size(), 1u);
+  deliver(c.layer, *c.s, c.reply(coap::Type::non, coap::code::content, "n"), c.now);
+  ASSERT_EQ(c.results.size(), 1u);
+  EXPECT_EQ(coap::as_string(c.results[0].response.payload), "n");
+  EXPECT_EQ(c.peer.sent.size(), 1u);  // a NON answer is not ACKed
+}
+
 TEST(ClientRole, DropSessionFailsItsRequests) {
   Client c;
   ASSERT_TRUE(c.get(c.now));
