@@ -1,17 +1,20 @@
 // coap:// upstreams — coapgw as a CoAP client (RFC 7252, RFC 7959) of one backend.
 //
 // Each CoapUpstream belongs to one worker and does all its I/O on that worker's io_context with one
-// UDP socket connected to the backend (so ICMP port-unreachable surfaces as connect_failed). It talks
-// through a client session of its own session::Table (own Budget, one session per upstream address,
-// refcount 1 while the upstream lives, plus one reference per exchange in flight). Every forwarded
-// request gets a fresh 8-byte random token and the session's next message id, goes out as CON and is
-// retransmitted per RFC 7252 §4.2 until ACKed; piggybacked and separate responses are matched by
-// token. Block1 carries payloads above block_size, Block2 answers are fetched whole (bounded) before
-// the caller is answered.
+// UDP socket connected to the backend (so ICMP port-unreachable surfaces as connect_failed): the
+// socket, and for coaps:// the DTLS connection, are gateway/coap_connection.*. It talks through a
+// client session of its own session::Table (own Budget, one session per upstream address, refcount 1
+// while the upstream lives, plus one reference per exchange in flight), and the message layer is
+// lib/exchange in the client role: every forwarded request gets a fresh 8-byte random token and the
+// session's next message id, goes out as CON and is retransmitted per RFC 7252 §4.2 until ACKed;
+// piggybacked and separate responses are matched by token. Block1 carries payloads above
+// block_size, Block2 answers are fetched whole (bounded) before the caller is answered. This file is
+// the forwarding glue: ForwardRequest to exchange::Request, the answer or failure to ForwardResponse,
+// the bounds below, and the one timer the exchange layer asks for.
 //
 // coaps:// runs the same client over the DTLS engine in the client role (dtls::ClientContext with the
-// route's PSK, one dtls::Engine per connection) on the same socket; this file does its I/O and timer: the
-// handshake starts on first use while requests queue (bounded), and a failed handshake answers them
+// route's PSK, one dtls::Engine per connection) on the same socket: the handshake starts on first use
+// while requests queue (parked in the exchange layer, bounded), and a failed handshake answers them
 // 5.02 "connect_failed". A peer close_notify, fatal alert or ICMP unreachable drops the connection; the
 // next request handshakes again. Asio and OpenSSL stay in the .cpp files.
 #pragma once
@@ -25,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "exchange/transmission.hpp"
 #include "gateway/forward.hpp"
 
 namespace boost::asio {
@@ -33,11 +37,10 @@ class io_context;
 
 namespace coapgw::gateway {
 
-// RFC 7252 §4.8 transmission parameters and the client's own bounds (config `coap:` section).
+// RFC 7252 §4.8 transmission parameters (the same as the device side's) and the client's own bounds
+// (config `coap:` section).
 struct CoapClientSettings {
-  std::chrono::milliseconds ack_timeout{2000};
-  double ack_random_factor = 1.5;
-  unsigned max_retransmit = 4;
+  exchange::TransmissionParameters transmission;
   std::size_t block_size = 1024;              // Block1 size; payloads above it go block-wise
   std::size_t max_body_bytes = 1024 * 1024;   // Block2 answers beyond it -> 5.02 bad_response
   std::size_t max_exchanges = 1024;           // exchanges in flight per upstream; beyond -> 5.03

@@ -1,9 +1,14 @@
-// coapgw::server bad input — the coapgw_bad_messages_total reason of a datagram the codec refused.
-// The codec (coap/) knows nothing of metrics; this maps its ParseError onto the one list of reasons
-// (metrics/labels.hpp), under the same names.
+// coapgw::server bad input — the coapgw_bad_messages_total reason of a datagram the codec refused or
+// the message layer reported. The codec (coap/) and the layer (exchange/) know nothing of metrics;
+// this maps their ParseError and Anomaly onto the one list of reasons (metrics/labels.hpp), under
+// the same names.
 #pragma once
 
+#include <array>
+#include <cstddef>
+
 #include "coap/message.hpp"
+#include "exchange/layer.hpp"
 #include "metrics/labels.hpp"
 
 namespace coapgw::server {
@@ -26,6 +31,16 @@ constexpr metrics::BadReason bad_reason(coap::ParseError error) {
     case E::ok: break;
   }
   return R::too_short;  // not reached for a refused datagram
+}
+
+// What the message layer refused or ignored, under its metric reason (the same names, indexed in
+// exchange::Anomaly's order).
+constexpr metrics::BadReason bad_reason(exchange::Anomaly what) {
+  using R = metrics::BadReason;
+  constexpr std::array<R, 6> by_anomaly{R::empty_non,       R::unexpected_response, R::reserved_code,
+                                        R::unexpected_ack,  R::message_id_reused,   R::outstanding_full};
+  static_assert(static_cast<std::size_t>(exchange::Anomaly::outstanding_full) + 1 == by_anomaly.size());
+  return by_anomaly[static_cast<std::size_t>(what)];
 }
 
 }  // namespace coapgw::server

@@ -72,11 +72,6 @@ bool Gateway::start(std::string* error) {
   unsigned n = c.threads != 0 ? c.threads : std::max(1u, std::thread::hardware_concurrency());
   impl_->budget = std::make_unique<session::Budget>(c.sessions.max);
 
-  session::TransmissionParameters tx;
-  tx.ack_timeout = c.coap.ack_timeout;
-  tx.ack_random_factor = c.coap.ack_random_factor;
-  tx.max_retransmit = c.coap.max_retransmit;
-
   std::vector<Address> coap_listen = c.listen.coap, coaps_listen = c.listen.coaps;
   for (unsigned i = 0; i < n; ++i) {
     WorkerSettings ws;
@@ -84,7 +79,7 @@ bool Gateway::start(std::string* error) {
     // Worker 0 resolves port 0 to a real port; the others bind that same port (SO_REUSEPORT).
     ws.coap_listen = coap_listen;
     ws.coaps_listen = coaps_listen;
-    ws.transmission = tx;
+    ws.transmission = snap.coap_client.transmission;
     ws.max_message_size = c.coap.max_message_size;
     ws.max_handshakes = std::max<std::size_t>(1, (c.dtls.max_handshakes + n - 1) / n);
     ws.max_handshakes_per_ip =

@@ -1,11 +1,9 @@
-// The CoAP message layer of a worker (RFC 7252 section 4 and 5.2): duplicate detection with cached
-// answers, piggybacked responses, an empty ACK followed by a separate CON response when the answer
-// takes longer than coap.separate_response_after, retransmission of our CONs with exponential
-// back-off, RST handling, and the RFC answers to bad input (RST for a malformed or unexpected CON,
-// 4.02 for an unknown critical option, 4.05 for an unknown method).
+// The server role of a worker on top of its exchange::Layer (RFC 7252 section 4 and 5.2): the layer
+// deduplicates, matches ACK/RST and retransmits our CONs; here are piggybacked responses, an empty ACK
+// followed by a separate CON response when the answer takes longer than
+// coap.separate_response_after, and the RFC answers to bad input (RST for a malformed CON, 4.02 for
+// an unknown critical option, 4.05 for an unknown method), with the layer's reports counted.
 #include <boost/asio/io_context.hpp>
-
-#include <random>
 
 #include "coap/block.hpp"
 #include "coap/link_format.hpp"
@@ -24,13 +22,6 @@ namespace {
 int type_index(std::span<const std::byte> datagram) {
   return datagram.empty() ? 0 : (std::to_integer<int>(datagram[0]) >> 4) & 0x3;
 }
-
-std::chrono::milliseconds initial_timeout(const session::TransmissionParameters& p) {
-  // RFC 7252 4.2: a random duration between ACK_TIMEOUT and ACK_TIMEOUT * ACK_RANDOM_FACTOR.
-  thread_local std::minstd_rand rng{std::random_device{}()};
-  std::uniform_real_distribution<double> dist(1.0, std::max(1.0, p.ack_random_factor));
-  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(p.ack_timeout.count()) * dist(rng)));
-}
 }  // namespace
 
 void Worker::on_malformed(Endpoint& ep, const net::ReceivedDatagram& d, coap::ParseError error) {
@@ -45,52 +36,32 @@ void Worker::on_malformed_in_session(session::Session& s, std::span<const std::b
                                      coap::ParseError error) {
   count_bad(bad_reason(error));
   auto header = coap::parse_header(datagram);
-  if (header && header->type == coap::Type::con) send_empty(s, coap::Type::rst, header->message_id);
+  if (header && header->type == coap::Type::con) layer_->send_empty(s, coap::Type::rst, header->message_id);
 }
 
 void Worker::on_coap(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
   ++local_.messages_in[static_cast<int>(m.type)];
-  switch (m.type) {
-    case coap::Type::ack:
-    case coap::Type::rst:
-      on_ack_or_rst(s, m);
-      return;
-    case coap::Type::con:
-    case coap::Type::non:
-      break;
-  }
-  if (coap::is_empty(m.code)) {
-    // An empty CON is a "CoAP ping" and is answered with RST; an empty NON is not allowed.
-    if (m.type == coap::Type::con) send_empty(s, coap::Type::rst, m.message_id);
-    else count_bad(BadReason::empty_non);
-    return;
-  }
-  if (!coap::is_request(m.code)) {
-    // We have no requests out to devices yet, so a response or a reserved code class is unexpected.
-    count_bad(coap::is_response(m.code) ? BadReason::unexpected_response : BadReason::reserved_code);
-    if (m.type == coap::Type::con) send_empty(s, coap::Type::rst, m.message_id);
-    return;
-  }
-  on_request(s, m, now);
+  layer_->on_message(s, m, now);  // new requests come back through on_request()
 }
 
-void Worker::on_ack_or_rst(session::Session& s, const coap::MessageView& m) {
-  auto it = outstanding_.find(exchange_key(s, m.message_id));
-  if (it == outstanding_.end()) return;  // late or stray: ignore (RFC 7252 4.2)
-  if (!coap::is_empty(m.code)) {
-    // Our CONs are responses: the device's ACK is empty (RFC 7252 5.2.3). Anything else is not an
-    // answer to it and must not end the exchange (it would stop our retransmissions).
-    count_bad(BadReason::unexpected_ack);
-    return;
+void Worker::on_anomaly(session::Session&, exchange::Anomaly what) { count_bad(bad_reason(what)); }
+
+void Worker::on_con_ended(session::Session& s, std::uint16_t, exchange::Ending how) {
+  switch (how) {
+    case exchange::Ending::reset:
+      log::debug("separate response rejected with RST", s.id());
+      [[fallthrough]];
+    case exchange::Ending::acked:
+      // A server session outlives the layer's release (it goes to the idle pool); a closed one may not.
+      if (!s.closed() && s.type() == session::Type::server) close_if_drained(s);  // posts
+      break;
+    case exchange::Ending::gave_up:
+      log::debug("separate response not acknowledged after max_retransmit", s.id());
+      break;
+    case exchange::Ending::replaced:
+    case exchange::Ending::dropped:
+      break;
   }
-  if (m.type == coap::Type::rst)
-    log::debug("separate response rejected with RST", s.id());
-  auto* session = it->second->session;
-  outstanding_.erase(it);
-  // A server session outlives its release (it goes to the idle pool); a closed one may not.
-  bool survives = !session->closed() && session->type() == session::Type::server;
-  session->release();
-  if (survives) close_if_drained(*session);  // posts: the caller may still be using it
 }
 
 namespace {
@@ -104,27 +75,6 @@ std::uint8_t max_szx_for(std::size_t max_message_size) {
 }  // namespace
 
 void Worker::on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
-  const auto token_fp = session::ExchangeCache::fingerprint(m.token);
-  auto& cache = cache_for(s);
-  const auto* e = cache.find(s.id(), m.message_id, now);
-  if (e != nullptr && e->token_fp != token_fp) {
-    // Same message id, another token: a new exchange (RFC 7252 4.5 duplicates repeat the token).
-    count_bad(BadReason::message_id_reused);
-    e = nullptr;
-  }
-  if (e != nullptr) {
-    ++local_.duplicates;
-    // The same answer again for a CON (piggybacked response, or the empty ACK of a separate one);
-    // a duplicate NON, or a CON still being worked on before any ACK went out, is not processed again.
-    if (m.type == coap::Type::con && e->answered && e->length != 0) {
-      auto answer = e->response();
-      std::vector<std::byte> copy(answer.begin(), answer.end());  // send_to may touch the cache
-      send_to(s, copy);
-    }
-    return;
-  }
-  cache.insert(s.id(), m.message_id, now, token_fp);
-
   Reply r;
   r.request_type = m.type;
   r.message_id = m.message_id;
@@ -275,18 +225,15 @@ void Worker::reply(session::Session& s, const Reply& r, std::uint8_t code,
   count_request(r.method, code);
   auto bytes = w.bytes();
   if (type == coap::Type::con) {
-    send_con(s, std::vector<std::byte>(bytes.begin(), bytes.end()), mid, now);
+    layer_->send_con(s, bytes, mid, now);  // retransmitted until ACKed; counted outstanding_full if not
   } else {
-    cache_for(s).set_response(s.id(), r.message_id, bytes, session::ExchangeCache::fingerprint(r.token_span()));
-    send_to(s, bytes);
+    layer_->answer(s, r.message_id, r.token_span(), bytes);  // kept for the request's duplicates
   }
 }
 
-void Worker::send_empty(session::Session& s, coap::Type type, std::uint16_t mid) {
-  std::array<std::byte, 4> buf{};
-  coap::MessageWriter w(buf);
-  w.header(type, coap::code::empty, mid, {});
-  send_to(s, w.bytes());
+exchange::SendResult Worker::send(session::Session& s, std::span<const std::byte> message) {
+  send_to(s, message);
+  return exchange::SendResult::sent;  // a lost datagram is the retransmission's to repair
 }
 
 void Worker::send_to(session::Session& s, std::span<const std::byte> datagram) {
@@ -303,49 +250,6 @@ void Worker::send_to(session::Session& s, std::span<const std::byte> datagram) {
       if (auto* again = table_->find(key); again != nullptr && again->id() == id)
         table_->close(*again, session::CloseReason::disconnected);
     });
-  }
-}
-
-void Worker::send_con(session::Session& s, std::vector<std::byte> datagram, std::uint16_t mid,
-                      session::TimePoint now) {
-  send_to(s, datagram);
-  if (outstanding_.size() >= settings_.max_outstanding) {
-    count_bad(BadReason::outstanding_full);  // sent once, not retransmitted
-    return;
-  }
-  auto o = std::make_unique<Outstanding>();
-  o->session = &s.reference();
-  o->message_id = mid;
-  o->timeout = initial_timeout(settings_.transmission);
-  o->deadline = now + o->timeout;
-  o->datagram = std::move(datagram);
-  auto [it, inserted] = outstanding_.try_emplace(exchange_key(s, mid));
-  // The 16-bit message id wrapped while an older CON with the same id was still unacknowledged:
-  // that one is given up, and its reference returned.
-  if (!inserted) it->second->session->release();
-  it->second = std::move(o);
-}
-
-void Worker::retransmit_due(session::TimePoint now) {
-  std::vector<std::uint64_t> give_up;
-  for (auto& [key, o] : outstanding_) {
-    if (now < o->deadline) continue;
-    if (o->transmissions > settings_.transmission.max_retransmit) {
-      give_up.push_back(key);
-      continue;
-    }
-    ++o->transmissions;
-    o->timeout *= 2;
-    o->deadline = now + o->timeout;
-    ++local_.retransmissions;
-    send_to(*o->session, o->datagram);
-  }
-  for (auto key : give_up) {
-    auto it = outstanding_.find(key);
-    auto* s = it->second->session;
-    log::debug("separate response not acknowledged after max_retransmit", s->id());
-    outstanding_.erase(it);
-    s->release();
   }
 }
 
@@ -413,22 +317,14 @@ void Worker::separate_due(session::TimePoint now) {
     std::array<std::byte, 4> buf{};
     coap::MessageWriter w(buf);
     w.header(coap::Type::ack, coap::code::empty, r.message_id, {});
-    cache_for(*p->session).set_response(p->session->id(), r.message_id, w.bytes(), session::ExchangeCache::fingerprint(r.token_span()));
-    send_to(*p->session, w.bytes());
+    layer_->answer(*p->session, r.message_id, r.token_span(), w.bytes());
     r.separate = true;
   }
 }
 
 void Worker::drop_session_traffic(session::Session& s) {
   // disconnected(): outstanding CONs are dropped. Forwards in flight finish and see closed().
-  for (auto it = outstanding_.begin(); it != outstanding_.end();) {
-    if (it->second->session == &s) {
-      it = outstanding_.erase(it);
-      s.release();
-    } else {
-      ++it;
-    }
-  }
+  layer_->drop_session(s);
   dtls_->forget(s);
   blockwise_for(s).drop_session(s.id());  // its uploads and kept answers can never be asked for again
 }

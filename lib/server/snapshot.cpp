@@ -108,9 +108,10 @@ std::shared_ptr<const Snapshot> prepare(std::shared_ptr<const config::Config> co
     if (!dtls::ServerContext::create(d, &why)) issues.push_back({dtls_key_of(why), why});
   }
 
-  snap->coap_client.ack_timeout = c.coap.ack_timeout;
-  snap->coap_client.ack_random_factor = c.coap.ack_random_factor;
-  snap->coap_client.max_retransmit = c.coap.max_retransmit;
+  // One set of RFC 7252 §4.8 parameters for device sessions and upstreams (Gateway::start reads it).
+  snap->coap_client.transmission.ack_timeout = c.coap.ack_timeout;
+  snap->coap_client.transmission.ack_random_factor = c.coap.ack_random_factor;
+  snap->coap_client.transmission.max_retransmit = c.coap.max_retransmit;
   snap->coap_client.max_body_bytes = c.coap.max_body_size;  // a bigger upstream answer is 5.02, never cut
   snap->routes = build_routes(c);
   for (std::size_t i = 0; i < snap->routes.size(); ++i) {

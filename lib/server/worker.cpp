@@ -67,13 +67,17 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
                                settings_.max_block_cache_bytes, settings_.max_block_answers_per_session};
   blockwise_plain_.set_limits(limits);
   blockwise_secure_.set_limits(limits);
+  exchange::LayerSettings layer;
+  layer.transmission = settings_.transmission;
+  layer.max_outstanding = settings_.max_outstanding;
+  layer_ = std::make_unique<exchange::Layer>(std::move(layer), static_cast<exchange::Sink&>(*this),
+                                             exchange::system_random());
 }
 
 Worker::~Worker() {
   stop();
   // Sessions go before the DTLS context their engines point into, and before the router.
-  table_->close_all(session::CloseReason::shutdown);
-  outstanding_.clear();
+  table_->close_all(session::CloseReason::shutdown);  // also ends their CONs in layer_ (drop_session)
   pending_.clear();
   dtls_->clear();
   table_.reset();
@@ -318,7 +322,7 @@ void Worker::send_datagram(std::uint8_t endpoint, const Address& peer, const Add
   send_batch_->add(*endpoints_[endpoint]->socket, peer, local, datagram);
 }
 
-void Worker::ping(session::Session& s) { send_empty(s, coap::Type::con, s.next_message_id()); }
+void Worker::ping(session::Session& s) { layer_->send_empty(s, coap::Type::con, s.next_message_id()); }
 
 void Worker::set_peers(std::vector<Worker*> peers) { peers_ = std::move(peers); }
 
@@ -364,7 +368,7 @@ void Worker::on_tick() {
   table_->expire(now);
   cache_plain_.expire(now);
   cache_secure_.expire(now);
-  retransmit_due(now);
+  layer_->on_timer(now);  // retransmissions of our CONs
   separate_due(now);
   expire_blockwise(now);
   dtls_->on_tick(now);
@@ -391,6 +395,7 @@ void Worker::flush_metrics() {
     if (auto d = local_.messages_out[t] - flushed_.messages_out[t]; d != 0)
       metrics_.messages(false, static_cast<metrics::MsgType>(t)).Increment(static_cast<double>(d));
   }
+  local_.retransmissions = layer_->retransmissions();
   if (auto d = local_.duplicates - flushed_.duplicates; d != 0)
     metrics_.duplicates().Increment(static_cast<double>(d));
   if (auto d = local_.retransmissions - flushed_.retransmissions; d != 0)

@@ -4,10 +4,13 @@
 // exactly one worker and nothing on the data path locks. Other threads talk to a worker only by
 // post()ing work to it.
 //
-// The CoAP message layer (RFC 7252 section 4: piggybacked and separate responses, duplicate
-// detection, retransmission of our CONs, RST handling) lives in message_layer.cpp; the DTLS
-// transport (handshakes, engines, restored sessions, revocation) is a DtlsTransport that hands this
-// worker whole CoAP messages; worker.cpp has the loop, sockets, timers and the plain UDP dispatch.
+// The CoAP message layer is lib/exchange (one exchange::Layer per worker, for every session: duplicate
+// detection, retransmission of our CONs, ACK/RST matching, the RFC answers to unexpected messages);
+// the worker is its Sink. message_layer.cpp has the server-role glue on top of it (piggybacked,
+// NON and separate answers, critical options, request-target checks, forwarding). The DTLS
+// transport (handshakes, engines, restored sessions, Connection IDs, revocation) is a DtlsTransport
+// that hands this worker whole CoAP messages; worker.cpp has the loop, sockets, timers and the
+// plain UDP dispatch.
 #pragma once
 
 #include <atomic>
@@ -29,7 +32,7 @@
 #include "common/log.hpp"
 #include "server/dtls_transport.hpp"
 #include "metrics/route_metrics.hpp"
-#include "session/exchange_cache.hpp"
+#include "exchange/layer.hpp"
 #include "session/table.hpp"
 
 namespace boost::asio {
@@ -68,7 +71,7 @@ struct WorkerSettings {
   int index = 0;
   std::vector<Address> coap_listen;
   std::vector<Address> coaps_listen;
-  session::TransmissionParameters transmission;
+  exchange::TransmissionParameters transmission;
   std::size_t max_message_size = 1152;
   std::size_t max_handshakes = 1000;       // this worker's share of dtls.max_handshakes
   dtls::FailureBackoff::Settings handshake_backoff;
@@ -86,7 +89,7 @@ struct WorkerSettings {
   bool persist = false;   // sessions.persist.file set: export DTLS sessions at stop instead of close_notify
 };
 
-class Worker : public session::Context, private DtlsTransport::Host {
+class Worker : public session::Context, private exchange::Sink, private DtlsTransport::Host {
  public:
   Worker(WorkerSettings settings, session::Budget& budget, metrics::Metrics& metrics);
   ~Worker() override;
@@ -139,7 +142,6 @@ class Worker : public session::Context, private DtlsTransport::Host {
 
  private:
   struct Endpoint;
-  struct Outstanding;
   struct PendingForward;
 
   void do_wait(std::size_t endpoint);
@@ -155,18 +157,20 @@ class Worker : public session::Context, private DtlsTransport::Host {
   void on_coap(session::Session& s, const coap::MessageView& m, session::TimePoint now);
   void on_malformed(Endpoint& ep, const net::ReceivedDatagram& d, coap::ParseError error);
   void on_malformed_in_session(session::Session& s, std::span<const std::byte> datagram, coap::ParseError error);
-  void on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now);
-  void on_ack_or_rst(session::Session& s, const coap::MessageView& m);
+  // exchange::Sink: the layer's output and what it reports.
+  exchange::SendResult send(session::Session& s, std::span<const std::byte> message) override;
+  exchange::ExchangeCache* dedup_cache(session::Session& s) override { return &cache_for(s); }
+  void on_request(session::Session& s, const coap::MessageView& m, session::TimePoint now) override;
+  void on_duplicate(session::Session&) override { ++local_.duplicates; }
+  void on_con_ended(session::Session& s, std::uint16_t mid, exchange::Ending how) override;
+  void on_anomaly(session::Session&, exchange::Anomaly what) override;
   // Sends the answer for `r`: piggybacked, NON, or separate CON; bodies larger than one block go
   // out block-wise (Block2) and the rest is kept for the follow-up block requests.
   void reply(session::Session& s, const Reply& r, std::uint8_t code, std::optional<std::uint16_t> content_format,
              std::span<const std::byte> body, session::TimePoint now, std::optional<std::uint32_t> max_age = std::nullopt,
              std::optional<std::uint32_t> size1 = std::nullopt,
              std::span<const std::pair<std::uint16_t, std::vector<std::byte>>> relayed = {});
-  void send_empty(session::Session& s, coap::Type type, std::uint16_t mid);
   void send_to(session::Session& s, std::span<const std::byte> datagram);
-  void send_con(session::Session& s, std::vector<std::byte> datagram, std::uint16_t mid,
-                session::TimePoint now);
   // Block1 (RFC 7959 2.5): true when the request is complete (body in `body`), false when it was
   // answered here (2.31 Continue, 4.08, 4.13, 4.00, 5.03).
   bool reassemble(session::Session& s, const coap::MessageView& m, Reply& r, std::vector<std::byte>& body,
@@ -192,7 +196,6 @@ class Worker : public session::Context, private DtlsTransport::Host {
                      std::string path, std::string query, Reply r, std::vector<std::byte> body,
                      session::TimePoint now);
   void on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse response);
-  void retransmit_due(session::TimePoint now);
   void separate_due(session::TimePoint now);
   void expire_blockwise(session::TimePoint now);
   void drop_session_traffic(session::Session& s);
@@ -224,9 +227,9 @@ class Worker : public session::Context, private DtlsTransport::Host {
   // Duplicate detection, one cache for plain CoAP and one for DTLS sessions: a flood of (possibly
   // spoofed) plain datagrams can push plain entries out early, never those of authenticated
   // devices, whose retransmitted requests must not run twice.
-  session::ExchangeCache cache_plain_;
-  session::ExchangeCache cache_secure_;
-  session::ExchangeCache& cache_for(const session::Session& s) {
+  exchange::ExchangeCache cache_plain_;
+  exchange::ExchangeCache cache_secure_;
+  exchange::ExchangeCache& cache_for(const session::Session& s) {
     return s.proto() == session::Proto::udp ? cache_plain_ : cache_secure_;
   }
   std::unique_ptr<DtlsTransport> dtls_;
@@ -244,8 +247,9 @@ class Worker : public session::Context, private DtlsTransport::Host {
   std::uint64_t handshakes_since_trim_ = 0;  // taken from dtls_ each tick
   session::TimePoint next_trim_{};
 
-  // Our CONs awaiting an ACK, keyed by (session id, message id); each holds a session reference.
-  std::unordered_map<std::uint64_t, std::unique_ptr<Outstanding>> outstanding_;
+  // The message layer of every session of this worker; its CONs awaiting an ACK hold a session
+  // reference each.
+  std::unique_ptr<exchange::Layer> layer_;
   // Requests waiting for an upstream answer; each holds a session reference.
   std::unordered_map<std::uint64_t, std::unique_ptr<PendingForward>> pending_;
   std::uint64_t next_pending_id_ = 1;

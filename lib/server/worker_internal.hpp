@@ -26,16 +26,6 @@ struct Worker::Endpoint {
   std::unique_ptr<boost::asio::posix::stream_descriptor> watcher;
 };
 
-// One of our CONs (a separate response) waiting for its ACK.
-struct Worker::Outstanding {
-  session::Session* session;   // referenced while outstanding
-  std::vector<std::byte> datagram;  // CoAP bytes (plaintext for DTLS sessions)
-  std::uint16_t message_id;
-  unsigned transmissions = 1;
-  session::TimePoint deadline;
-  std::chrono::milliseconds timeout;
-};
-
 // Everything needed to answer a request after its datagram is gone (separate responses).
 struct Worker::Reply {
   coap::Type request_type = coap::Type::con;
@@ -63,9 +53,5 @@ struct Worker::PendingForward {
   std::shared_ptr<gateway::Router> router;  // keeps a replaced router alive until we answer
 };
 
-
-inline std::uint64_t exchange_key(const session::Session& s, std::uint16_t mid) {
-  return session::ExchangeCache::key_of(s.id(), mid);
-}
 
 }  // namespace coapgw::server

@@ -211,6 +211,30 @@ class SeparateResponse(ForwardingTestCase):
         # Acknowledged: the gateway stops retransmitting the answer (ack_timeout is 2 s).
         self.assertIsNone(self.next_non_ack(s, 3.5), "separate response retransmitted after its ACK")
 
+    def test_unacknowledged_separate_response_is_retransmitted_and_counted(self):
+        s = h.udp_socket(self.gw.coap_addr())
+        self.addCleanup(s.close)
+        msg = h.Message(h.CON, h.code(0, h.GET), h.next_mid(), h.new_token(), h.path_options("/api/sleep2"))
+        retransmissions = self.counter("coapgw_retransmissions_total")
+        unexpected = self.counter("coapgw_bad_messages_total", reason="unexpected_ack")
+        s.send(h.encode(msg))
+        answer = self.next_non_ack(s, 10)
+        self.assertIsNotNone(answer, "no separate response")
+        self.assertEqual(answer.type, h.CON, answer)
+        # Not acknowledged: the same CON again (same message id and token) within
+        # ACK_TIMEOUT * ACK_RANDOM_FACTOR (3 s), counted as a retransmission.
+        again = self.next_non_ack(s, 6)
+        self.assertIsNotNone(again, "separate response not retransmitted")
+        self.assertEqual((again.type, again.mid, again.token, again.payload),
+                         (h.CON, answer.mid, answer.token, answer.payload))
+        h.poll_until(lambda: self.counter("coapgw_retransmissions_total") >= retransmissions + 1, 5.0,
+                     what="coapgw_retransmissions_total")
+        # A piggybacked-style ACK is no acknowledgement of our CON: counted, the CON stays.
+        s.send(h.encode(h.Message(h.ACK, h.code(2, 5), answer.mid, answer.token)))
+        h.poll_until(lambda: self.counter("coapgw_bad_messages_total", reason="unexpected_ack") == unexpected + 1,
+                     5.0, what="unexpected_ack")
+        s.send(h.encode(h.Message(h.ACK, 0, answer.mid)))
+
     def next_non_ack(self, s, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

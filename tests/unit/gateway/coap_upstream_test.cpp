@@ -102,7 +102,7 @@ class CoapUpstreamTest : public ::testing::Test {
   CoapClientSettings fast_;  // short ACK timeout so retransmission tests stay quick
 
   void SetUp() override {
-    fast_.ack_timeout = std::chrono::milliseconds(100);
+    fast_.transmission.ack_timeout = std::chrono::milliseconds(100);
   }
 
   RouteSpec spec(std::string url, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
@@ -320,8 +320,8 @@ TEST_F(CoapUpstreamTest, LostConIsRetransmittedWithTheSameMessageId) {
 }
 
 TEST_F(CoapUpstreamTest, GivesUpAfterMaxRetransmit) {
-  fast_.ack_timeout = std::chrono::milliseconds(10);
-  fast_.max_retransmit = 2;
+  fast_.transmission.ack_timeout = std::chrono::milliseconds(10);
+  fast_.transmission.max_retransmit = 2;
   auto up = make_coap_upstream(io_, spec(peer_.url()), fast_);
   ForwardRequest req;
   req.method = "GET";

@@ -1,10 +1,9 @@
-#include "session/exchange_cache.hpp"
+#include "exchange/exchange_cache.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
-namespace coapgw::session {
+namespace coapgw::exchange {
 
 ExchangeCache::ExchangeCache(std::size_t max_entries, std::chrono::milliseconds lifetime)
     : max_entries_(max_entries == 0 ? 1 : max_entries), lifetime_(lifetime) {}
@@ -83,23 +82,4 @@ bool ExchangeCache::pop_front() {
   return live;
 }
 
-std::chrono::milliseconds TransmissionParameters::max_transmit_span() const {
-  // ACK_TIMEOUT * (2 ** MAX_RETRANSMIT - 1) * ACK_RANDOM_FACTOR
-  double ms = static_cast<double>(ack_timeout.count()) * (std::pow(2.0, max_retransmit) - 1.0) * ack_random_factor;
-  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
-}
-
-std::chrono::milliseconds TransmissionParameters::max_transmit_wait() const {
-  double ms = static_cast<double>(ack_timeout.count()) * (std::pow(2.0, max_retransmit + 1) - 1.0) * ack_random_factor;
-  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
-}
-
-std::chrono::milliseconds TransmissionParameters::exchange_lifetime() const {
-  return max_transmit_span() + 2 * max_latency + processing_delay();
-}
-
-std::chrono::milliseconds TransmissionParameters::non_lifetime() const {
-  return max_transmit_span() + max_latency;
-}
-
-}  // namespace coapgw::session
+}  // namespace coapgw::exchange

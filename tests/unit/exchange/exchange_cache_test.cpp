@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <vector>
 
-#include "session/exchange_cache.hpp"
+#include "exchange/exchange_cache.hpp"
+#include "exchange/transmission.hpp"
 
-using namespace coapgw::session;
+using namespace coapgw::exchange;
 using namespace std::chrono_literals;
 
 namespace {

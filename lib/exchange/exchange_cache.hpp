@@ -1,4 +1,4 @@
-// coapgw::session::ExchangeCache — per-worker duplicate detection (RFC 7252 4.5).
+// coapgw::exchange::ExchangeCache — per-owner duplicate detection (RFC 7252 4.5).
 //
 // A CON or NON seen again within EXCHANGE_LIFETIME (NON_LIFETIME) must not be processed twice; a
 // duplicate CON gets the same answer again. Entries live here, per worker, rather than in the
@@ -9,21 +9,20 @@
 // inline, and the index maps one 64-bit key per exchange.
 #pragma once
 
-#include <chrono>
+#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <array>
 #include <deque>
 #include <memory>
 #include <span>
 #include <unordered_map>
-#include <vector>
 
-namespace coapgw::session {
+#include "exchange/transmission.hpp"  // TimePoint
+
+namespace coapgw::exchange {
 
 class ExchangeCache {
  public:
-  using TimePoint = std::chrono::steady_clock::time_point;
   static constexpr std::size_t inline_bytes = 24;
   struct Entry {
     std::uint64_t key = 0;
@@ -78,17 +77,4 @@ class ExchangeCache {
   std::uint64_t evicted_ = 0;
 };
 
-// RFC 7252 4.8.2 derived times from the transmission parameters.
-struct TransmissionParameters {
-  std::chrono::milliseconds ack_timeout{2000};
-  double ack_random_factor = 1.5;
-  unsigned max_retransmit = 4;
-  std::chrono::milliseconds max_latency{100000};
-  std::chrono::milliseconds processing_delay() const { return ack_timeout; }
-  std::chrono::milliseconds max_transmit_span() const;
-  std::chrono::milliseconds max_transmit_wait() const;
-  std::chrono::milliseconds exchange_lifetime() const;
-  std::chrono::milliseconds non_lifetime() const;
-};
-
-}  // namespace coapgw::session
+}  // namespace coapgw::exchange
