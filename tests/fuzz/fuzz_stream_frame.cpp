@@ -1,0 +1,92 @@
+// libFuzzer target for the RFC 8323 stream framing (lib/coap/stream_frame).
+//
+// The first input byte picks the framing, the rest is the frame. Any frame that parses must
+// survive Message -> serialize_frame -> parse_frame with identical bytes (the Len and option
+// encodings are unique), and for TCP its extent must name exactly its size. The same bytes are
+// also cut as a TCP stream, frame by frame through tcp_frame_extent, as a connection would, and
+// every signalling helper runs on what parses. Violations abort() so libFuzzer records a crash.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "coap/option.hpp"
+#include "coap/stream_frame.hpp"
+
+namespace {
+
+using namespace coapgw::coap;
+
+#define FUZZ_CHECK(cond)                                                   \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                        \
+    }                                                                      \
+  } while (0)
+
+bool same(std::span<const std::byte> a, std::span<const std::byte> b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end());
+}
+
+void check_signal(const MessageView& v) {
+  if (!is_signal(v.code)) return;
+  Csm csm;
+  if (const auto bad = apply_csm(v, csm)) FUZZ_CHECK(v.find(*bad) != nullptr);
+  (void)read_release(v);
+  if (const auto bad = unknown_critical_signal_option(v)) FUZZ_CHECK(is_critical(*bad));
+}
+
+void check_frame(Framing framing, std::span<const std::byte> frame) {
+  MessageView v;
+  const FrameError err = parse_frame(framing, frame, v);
+  FUZZ_CHECK(!to_string(err).empty());
+  if (err != FrameError::ok) return;
+  FUZZ_CHECK(parse_frame(framing, frame, v, frame.size() - 1) == FrameError::too_large);
+  FUZZ_CHECK(parse_frame(framing, frame, v) == FrameError::ok);
+  if (framing == Framing::tcp) {
+    const auto extent = tcp_frame_extent(frame);
+    FUZZ_CHECK(extent && extent->frame_size == frame.size() && extent->token_length == v.token.size());
+  }
+  check_signal(v);
+  const Message m = Message::from_view(v);
+  if (is_empty(m.code) && (!m.options.empty() || !m.payload.empty())) {
+    FUZZ_CHECK(frame_size(framing, m) == 0);  // an Empty message carries nothing (RFC 7252 §4.1)
+    return;
+  }
+  const std::vector<std::byte> wire = serialize_frame(framing, m);
+  FUZZ_CHECK(wire.size() == frame_size(framing, m));
+  FUZZ_CHECK(same(wire, frame));
+  std::vector<std::byte> small(wire.size() - 1);
+  FUZZ_CHECK(serialize_frame(framing, m, small) == 0);
+}
+
+// Cuts the bytes into frames as a connection's read loop would.
+void check_stream(std::span<const std::byte> stream) {
+  while (!stream.empty()) {
+    const auto extent = tcp_frame_extent(stream);
+    if (!extent) {
+      FUZZ_CHECK(stream.size() < max_frame_header_size);
+      return;
+    }
+    FUZZ_CHECK(extent->frame_size >= extent->header_size);
+    if (extent->frame_size > stream.size()) return;
+    const auto frame = stream.first(static_cast<std::size_t>(extent->frame_size));
+    MessageView v;
+    const FrameError err = parse_frame(Framing::tcp, frame, v);
+    FUZZ_CHECK(err != FrameError::too_long && err != FrameError::nonzero_length);
+    stream = stream.subspan(frame.size());
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const std::span<const std::byte> input(reinterpret_cast<const std::byte*>(data + 1), size - 1);
+  const Framing framing = (data[0] & 1) ? Framing::websocket : Framing::tcp;
+  check_frame(framing, input);
+  check_stream(input);
+  return 0;
+}
