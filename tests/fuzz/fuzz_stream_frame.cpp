@@ -4,7 +4,10 @@
 // survive Message -> serialize_frame -> parse_frame with identical bytes (the Len and option
 // encodings are unique), and for TCP its extent must name exactly its size. The same bytes are
 // also cut as a TCP stream, frame by frame through tcp_frame_extent, as a connection would, and
-// every signalling helper runs on what parses. Violations abort() so libFuzzer records a crash.
+// every signalling helper runs on what parses. Finally the bytes go, in pieces whose sizes the input
+// picks, through a StreamConnection (lib/transport) whose host answers every request: whatever the
+// peer sends, the connection must end at most once, never buffer more than its Max-Message-Size,
+// and send only frames that parse. Violations abort() so libFuzzer records a crash.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -13,6 +16,7 @@
 
 #include "coap/option.hpp"
 #include "coap/stream_frame.hpp"
+#include "transport/stream_connection.hpp"
 
 namespace {
 
@@ -80,6 +84,50 @@ void check_stream(std::span<const std::byte> stream) {
   }
 }
 
+class Host : public coapgw::transport::StreamConnection::Host {
+ public:
+  coapgw::transport::StreamConnection* conn = nullptr;
+  int closes = 0;
+  void deliver(const MessageView& m, coapgw::transport::StreamTime) override {
+    FUZZ_CHECK(is_request(m.code) || is_response(m.code));
+    if (!is_request(m.code)) return;
+    Message answer;
+    answer.code = code::content;
+    answer.token.assign(m.token.begin(), m.token.end());
+    answer.payload.assign(m.payload.begin(), m.payload.end());  // may exceed the peer's size
+    (void)conn->send(answer);
+  }
+  void send_frame(std::span<const std::byte> frame) override {
+    MessageView v;
+    FUZZ_CHECK(parse_frame(Framing::tcp, frame, v) == FrameError::ok);
+  }
+  void closed(coapgw::transport::StreamClose) override { ++closes; }
+  void refused(coapgw::transport::StreamRefusal) override {}
+};
+
+void check_connection(std::span<const std::byte> stream, std::uint8_t split) {
+  using namespace coapgw::transport;
+  StreamSettings settings;
+  settings.max_message_size = 256;
+  settings.max_in_flight = 2;
+  Host host;
+  StreamConnection conn(settings, host);
+  host.conn = &conn;
+  StreamTime now{};
+  conn.start(now);
+  const std::size_t piece = 1 + split % 17;
+  while (!stream.empty()) {
+    const auto chunk = stream.first(std::min(piece, stream.size()));
+    stream = stream.subspan(chunk.size());
+    now += std::chrono::milliseconds(split);
+    conn.on_bytes(chunk, now);
+    FUZZ_CHECK(conn.buffered() <= settings.max_message_size);
+    if (const auto next = conn.next_deadline(); next && (split & 0x80)) conn.on_tick(*next);
+  }
+  conn.on_end_of_stream();
+  FUZZ_CHECK(host.closes == 1 && conn.state() == StreamState::closed);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -88,5 +136,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const Framing framing = (data[0] & 1) ? Framing::websocket : Framing::tcp;
   check_frame(framing, input);
   check_stream(input);
+  check_connection(input, data[0]);
   return 0;
 }
