@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "fuzz_check.hpp"
 #include "coap/option.hpp"
 #include "coap/stream_frame.hpp"
 #include "transport/stream_connection.hpp"
@@ -22,17 +23,7 @@ namespace {
 
 using namespace coapgw::coap;
 
-#define FUZZ_CHECK(cond)                                                   \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                        \
-    }                                                                      \
-  } while (0)
-
-bool same(std::span<const std::byte> a, std::span<const std::byte> b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end());
-}
+using coapgw::fuzz::same;
 
 void check_signal(const MessageView& v) {
   if (!is_signal(v.code)) return;
