@@ -38,7 +38,7 @@ class App : public TcpStreamListener::Host {
     coap::Message answer;
     answer.code = coap::code::content;
     answer.token.assign(m.token.begin(), m.token.end());
-    const std::string text = "hello " + coap::uri_path(m);
+    const std::string text = "hello " + coap::uri_path(m) + std::string(pad, '.');
     answer.payload.assign(coap::as_bytes(text).begin(), coap::as_bytes(text).end());
     link.send(answer);
   }
@@ -47,6 +47,8 @@ class App : public TcpStreamListener::Host {
     closes_.push_back(reason);
   }
   void refused(StreamLink&, StreamRefusal) override {}
+
+  std::size_t pad = 0;  // bytes added to each answer (set before start)
 
   int established_count() {
     std::lock_guard lock(mutex_);
@@ -165,6 +167,27 @@ TEST_F(TcpListenerTest, SilentPeerIsAbortedAtTheCsmTimeout) {
   EXPECT_EQ(mute.host.sent_by_peer.back().code, coap::signal::abort);
   test::poll_until([&] { return app_.closes().size() == 1; });
   EXPECT_EQ(app_.closes(), std::vector<StreamClose>{StreamClose::csm_timeout});
+}
+
+TEST_F(TcpListenerTest, PeerThatDoesNotReadIsAbortedAsSlowReader) {
+  TcpListenerSettings settings;
+  settings.max_write_queue = 65536;
+  app_.pad = 60000;
+  start(settings);
+  StreamSettings big;
+  big.max_message_size = 65535;  // our CSM lets the listener send 60 kB answers
+  Client reader_that_never_reads(port_, big);
+  reader_that_never_reads.conn.start(StreamClock::now());
+  coap::Message get;
+  get.code = coap::code::get;
+  // Bounded: 400 answers of 60 kB (24 MB) outgrow any loopback socket buffers long before the end.
+  for (int i = 0; i < 400 && counters().slow_readers == 0; ++i) {
+    get.token = {std::byte(i & 0xff), std::byte(i >> 8)};
+    reader_that_never_reads.conn.send(get);
+  }
+  EXPECT_TRUE(test::poll_until([&] { return counters().slow_readers == 1; }));
+  EXPECT_TRUE(test::poll_until([&] { return app_.closes().size() == 1; }));
+  EXPECT_EQ(app_.closes(), std::vector<StreamClose>{StreamClose::aborted});
 }
 
 }  // namespace
