@@ -148,7 +148,7 @@ void StreamConnection::on_frame(std::span<const std::byte> frame, StreamTime now
   }
   if (coap::is_empty(view.code)) return;  // §3.4: Empty messages are keep-alives and ignored
   if (coap::is_signal(view.code)) {
-    on_signal(view, now);
+    on_signal(view);
     return;
   }
   if (state_ == StreamState::csm) {
@@ -163,7 +163,7 @@ void StreamConnection::on_frame(std::span<const std::byte> frame, StreamTime now
   // Codes of classes 1 and 6 are reserved and mean nothing yet: ignored like Empty.
 }
 
-void StreamConnection::on_signal(const coap::MessageView& m, StreamTime now) {
+void StreamConnection::on_signal(const coap::MessageView& m) {
   if (m.code == coap::signal::csm) {
     if (const auto bad = coap::apply_csm(m, peer_)) {
       fail(StreamClose::bad_csm_option, "unsupported CSM option " + std::to_string(*bad), *bad);
@@ -201,7 +201,6 @@ void StreamConnection::on_signal(const coap::MessageView& m, StreamTime now) {
       return;
     default:
       host_.refused(StreamRefusal::unknown_signal);
-      (void)now;
       return;
   }
 }

@@ -130,7 +130,7 @@ class StreamConnection {
  private:
   void process_stream(std::span<const std::byte> bytes, StreamTime now);
   void on_frame(std::span<const std::byte> frame, StreamTime now);
-  void on_signal(const coap::MessageView& message, StreamTime now);
+  void on_signal(const coap::MessageView& message);
   void on_request(const coap::MessageView& message, StreamTime now);
   bool send_raw(const coap::Message& message);
   void fail(StreamClose reason, std::string_view diagnostic, std::optional<std::uint16_t> bad_csm = {});
