@@ -184,20 +184,24 @@ Message make_pong(std::span<const std::byte> token, bool custody) {
   return m;
 }
 
-Message make_release(std::string_view diagnostic, std::optional<std::uint32_t> hold_off_seconds) {
+namespace {
+// Release and Abort: one optional uint option and a diagnostic payload.
+Message ending_signal(std::uint8_t c, std::uint16_t number, std::optional<std::uint32_t> value,
+                      std::string_view diagnostic) {
   Message m;
-  m.code = signal::release;
-  if (hold_off_seconds) m.add_uint_option(signal::hold_off, *hold_off_seconds);
+  m.code = c;
+  if (value) m.add_uint_option(number, *value);
   m.payload.assign(as_bytes(diagnostic).begin(), as_bytes(diagnostic).end());
   return m;
 }
+}  // namespace
+
+Message make_release(std::string_view diagnostic, std::optional<std::uint32_t> hold_off_seconds) {
+  return ending_signal(signal::release, signal::hold_off, hold_off_seconds, diagnostic);
+}
 
 Message make_abort(std::string_view diagnostic, std::optional<std::uint16_t> bad_csm_option) {
-  Message m;
-  m.code = signal::abort;
-  if (bad_csm_option) m.add_uint_option(signal::bad_csm_option, *bad_csm_option);
-  m.payload.assign(as_bytes(diagnostic).begin(), as_bytes(diagnostic).end());
-  return m;
+  return ending_signal(signal::abort, signal::bad_csm_option, bad_csm_option, diagnostic);
 }
 
 ReleaseInfo read_release(const MessageView& release) {
