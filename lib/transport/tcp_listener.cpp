@@ -5,11 +5,14 @@
 // erase is posted, never done from inside one of its handlers.
 #include "transport/tcp_listener.hpp"
 
+#include <sys/socket.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include <cerrno>
 #include <deque>
 #include <unordered_map>
 #include <vector>
@@ -264,6 +267,11 @@ std::error_code TcpStreamListener::listen(const Address& address) {
   const tcp::endpoint ep = to_endpoint(address);
   impl_->acceptor.open(ep.protocol(), ec);
   if (!ec) impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && impl_->settings.reuse_port) {
+    const int on = 1;
+    if (::setsockopt(impl_->acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+      ec.assign(errno, boost::system::system_category());
+  }
   if (!ec) impl_->acceptor.bind(ep, ec);
   if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {

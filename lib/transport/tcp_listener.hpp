@@ -46,6 +46,9 @@ struct TcpListenerSettings {
   std::size_t read_chunk = 4096;         // bytes per read
   std::size_t max_write_queue = 262144;  // bytes queued for a peer before it is a slow reader
   std::chrono::milliseconds write_timeout{10000};  // flush before close may take this long
+  // SO_REUSEPORT: each worker binds its own acceptor to the same address and the kernel spreads
+  // connections across them; a connection then lives on the worker that accepted it.
+  bool reuse_port = false;
 };
 
 class TcpStreamListener {

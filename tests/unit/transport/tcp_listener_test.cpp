@@ -169,6 +169,21 @@ TEST_F(TcpListenerTest, SilentPeerIsAbortedAtTheCsmTimeout) {
   EXPECT_EQ(app_.closes(), std::vector<StreamClose>{StreamClose::csm_timeout});
 }
 
+TEST(TcpListenerBind, ReusePortLetsWorkersShareAnAddress) {
+  asio::io_context ioc;
+  App app;
+  TcpListenerSettings shared;
+  shared.reuse_port = true;
+  TcpStreamListener first(ioc, shared, app);
+  ASSERT_FALSE(first.listen(*Address::parse("127.0.0.1:0")));
+  const Address same = *Address::parse("127.0.0.1:" + std::to_string(first.port()));
+  TcpStreamListener second(ioc, shared, app);
+  EXPECT_FALSE(second.listen(same));
+  EXPECT_EQ(second.port(), first.port());
+  TcpStreamListener exclusive(ioc, {}, app);
+  EXPECT_TRUE(exclusive.listen(same));  // EADDRINUSE without the option
+}
+
 TEST_F(TcpListenerTest, PeerThatDoesNotReadIsAbortedAsSlowReader) {
   TcpListenerSettings settings;
   settings.max_write_queue = 65536;
