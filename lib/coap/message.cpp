@@ -140,10 +140,13 @@ ParseError parse(std::span<const std::byte> d, MessageView& out) {
   out.code = header->code;
   out.message_id = header->message_id;
   out.token = d.subspan(4, tkl);
+  return parse_body(d.subspan(4 + tkl), out);
+}
+
+ParseError parse_body(std::span<const std::byte> d, MessageView& out) {
   out.option_count = 0;
   out.payload = {};
-
-  std::size_t pos = 4 + tkl;
+  std::size_t pos = 0;
   std::uint32_t number = 0;
   while (pos < d.size()) {
     const std::uint8_t first = u8(d[pos]);
@@ -193,6 +196,13 @@ bool MessageWriter::header(Type type, std::uint8_t c, std::uint16_t message_id,
   bytes::store_be16(p + 2, message_id);
   std::copy(token.begin(), token.end(), p + 4);
   size_ = 4 + token.size();
+  stage_ = Stage::options;
+  is_empty_ = c == code::empty;
+  return true;
+}
+
+bool MessageWriter::body(std::uint8_t c) {
+  if (stage_ != Stage::start || overflow_) return false;
   stage_ = Stage::options;
   is_empty_ = c == code::empty;
   return true;
@@ -297,31 +307,47 @@ std::vector<const Option*> sorted_options(const Message& m) {
   return sorted;
 }
 
+// Options and payload after whatever `w` was started with (header() or body()).
+bool write_body(MessageWriter& w, const Message& m, const std::vector<const Option*>& sorted) {
+  for (const Option* o : sorted)
+    if (!w.option(o->number, o->value)) return false;
+  return w.payload(m.payload);
+}
+
 std::size_t write_sorted(const Message& m, const std::vector<const Option*>& sorted,
                          std::span<std::byte> out) {
   MessageWriter w(out);
   if (!w.header(m.type, m.code, m.message_id, m.token)) return 0;
-  for (const Option* o : sorted)
-    if (!w.option(o->number, o->value)) return 0;
-  if (!w.payload(m.payload)) return 0;
+  if (!write_body(w, m, sorted)) return 0;
   return w.size();
 }
 
 }  // namespace
 
-std::size_t serialized_size(const Message& m) {
-  if (m.token.size() > max_token_length) return 0;
-  if (m.code == code::empty && (!m.token.empty() || !m.options.empty() || !m.payload.empty()))
-    return 0;
-  std::size_t size = 4 + m.token.size();
+std::optional<std::size_t> serialized_body_size(const Message& m) {
+  if (m.code == code::empty && (!m.options.empty() || !m.payload.empty())) return std::nullopt;
+  std::size_t size = 0;
   std::uint16_t last = 0;
   for (const Option* o : sorted_options(m)) {
-    if (o->value.size() > max_extended) return 0;
+    if (o->value.size() > max_extended) return std::nullopt;
     size += option_wire_size(o->number - last, o->value.size());
     last = o->number;
   }
   if (!m.payload.empty()) size += 1 + m.payload.size();
   return size;
+}
+
+std::optional<std::size_t> serialize_body(const Message& m, std::span<std::byte> out) {
+  MessageWriter w(out);
+  if (!w.body(m.code) || !write_body(w, m, sorted_options(m))) return std::nullopt;
+  return w.size();
+}
+
+std::size_t serialized_size(const Message& m) {
+  if (m.token.size() > max_token_length) return 0;
+  if (m.code == code::empty && !m.token.empty()) return 0;
+  const auto body = serialized_body_size(m);
+  return body ? 4 + m.token.size() + *body : 0;
 }
 
 std::vector<std::byte> serialize(const Message& m) {

@@ -90,6 +90,11 @@ std::string_view to_string(ParseError error);  // snake_case reason, used as a m
 // Parses one datagram. On any error `out` is left in an unspecified (but valid) state.
 ParseError parse(std::span<const std::byte> datagram, MessageView& out);
 
+// The options and payload that follow the token, alone: the part every CoAP framing shares (the
+// RFC 8323 stream framings put their own header before it, coap/stream_frame.hpp). Sets
+// out.options, out.option_count and out.payload; leaves the other fields alone.
+ParseError parse_body(std::span<const std::byte> body, MessageView& out);
+
 struct Header {
   Type type;
   std::uint8_t token_length;  // raw TKL nibble, may be > 8 for a malformed message
@@ -110,6 +115,10 @@ class MessageWriter {
 
   bool header(Type type, std::uint8_t code, std::uint16_t message_id,
               std::span<const std::byte> token);
+  // Instead of header(): writes nothing and lets options and payload follow, for a framing that
+  // writes its own header and token in front (RFC 8323 streams). `code` only decides whether the
+  // message is Empty (then nothing may follow).
+  bool body(std::uint8_t code);
   bool option(std::uint16_t number, std::span<const std::byte> value);
   bool option_uint(std::uint16_t number, std::uint32_t value);  // minimal-length encoding (0 -> empty)
   bool option_string(std::uint16_t number, std::string_view value);
@@ -161,6 +170,12 @@ std::size_t serialize(const Message& message, std::span<std::byte> out);
 
 // Exact number of bytes serialize() needs, or 0 when the message cannot be encoded.
 std::size_t serialized_size(const Message& message);
+
+// The options and payload alone (what follows the token), for the RFC 8323 stream framings: the
+// size, and the bytes written into `out`; nullopt when the message cannot be encoded or, for the
+// span form, does not fit. An empty body is a valid size 0.
+std::optional<std::size_t> serialized_body_size(const Message& message);
+std::optional<std::size_t> serialize_body(const Message& message, std::span<std::byte> out);
 
 // Helpers for building values without reinterpret_cast at every call site.
 inline std::span<const std::byte> as_bytes(std::string_view s) {

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "fuzz_check.hpp"
 #include "coap/block.hpp"
 #include "coap/message.hpp"
 #include "coap/option.hpp"
@@ -18,17 +19,7 @@ namespace {
 
 using namespace coapgw::coap;
 
-#define FUZZ_CHECK(cond)                                                   \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                        \
-    }                                                                      \
-  } while (0)
-
-bool same(std::span<const std::byte> a, std::span<const std::byte> b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end());
-}
+using coapgw::fuzz::same;
 
 void check_options(const MessageView& v) {
   if (auto bad = first_bad_critical_option(v)) {

@@ -203,3 +203,25 @@ TEST(MessageOwning, FromViewFindRemove) {
 
 }  // namespace
 }  // namespace coapgw::coap
+
+namespace coapgw::coap {
+namespace {
+
+// body(): options and payload without the RFC 7252 header, for the RFC 8323 framings.
+TEST(MessageWriterBody, WritesOnlyOptionsAndPayload) {
+  std::array<std::byte, 16> buf{};
+  MessageWriter w(buf);
+  ASSERT_TRUE(w.body(code::get));
+  EXPECT_FALSE(w.header(Type::con, code::get, 1, {}));  // one start only
+  ASSERT_TRUE(w.option_string(option::uri_path, "a"));
+  ASSERT_TRUE(w.payload(as_bytes("x")));
+  EXPECT_EQ(std::vector<std::byte>(w.bytes().begin(), w.bytes().end()),
+            test::bytes({0xb1, 'a', 0xff, 'x'}));
+  MessageWriter empty(buf);
+  ASSERT_TRUE(empty.body(code::empty));
+  EXPECT_FALSE(empty.option_string(option::uri_path, "a"));
+  EXPECT_EQ(empty.size(), 0u);
+}
+
+}  // namespace
+}  // namespace coapgw::coap

@@ -1,0 +1,304 @@
+// Boost.Asio driver for RFC 8323 over plain TCP: accept, read into StreamConnection, write its frames.
+//
+// Lifetime: a link is owned by the listener's map. Its handlers capture a raw pointer, so a link is
+// erased only when it is closing and no operation of its own is pending (pending_ counts them); the
+// erase is posted, never done from inside one of its handlers.
+#include "transport/tcp_listener.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <cerrno>
+#include <deque>
+#include <unordered_map>
+#include <vector>
+
+namespace coapgw::transport {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+Address to_address(const tcp::endpoint& ep) { return Address::from_sockaddr(ep.data()); }
+
+tcp::endpoint to_endpoint(const Address& a) {
+  tcp::endpoint ep;
+  ep.resize(a.to_sockaddr(ep.data(), ep.capacity()));
+  return ep;
+}
+
+}  // namespace
+
+class TcpLink;
+
+struct TcpStreamListener::Impl {
+  Impl(asio::io_context& c, TcpListenerSettings s, Host& h) : ioc(c), acceptor(c), settings(s), host(h) {
+    settings.stream.framing = coap::Framing::tcp;
+  }
+  void do_accept();
+  void on_accept(const boost::system::error_code& ec, tcp::socket socket);
+  void erase(std::uint64_t id) { links.erase(id); }
+
+  asio::io_context& ioc;
+  tcp::acceptor acceptor;
+  TcpListenerSettings settings;
+  Host& host;
+  std::unordered_map<std::uint64_t, std::unique_ptr<TcpLink>> links;
+  std::uint64_t next_id = 1;
+  Counters counters;
+  bool stopped = false;
+};
+
+class TcpLink final : public StreamLink, private StreamConnection::Host {
+ public:
+  TcpLink(TcpStreamListener::Impl& owner, std::uint64_t id, tcp::socket socket)
+      : owner_(owner), id_(id), socket_(std::move(socket)), timer_(owner.ioc), close_timer_(owner.ioc),
+        conn_(owner.settings.stream, *this), read_buffer_(owner.settings.read_chunk) {
+    boost::system::error_code ec;
+    remote_ = to_address(socket_.remote_endpoint(ec));
+    local_ = to_address(socket_.local_endpoint(ec));
+  }
+
+  void start() {
+    conn_.start(StreamClock::now());
+    after_call();
+    do_read();
+  }
+
+  // ---- StreamLink ----
+  std::uint64_t id() const override { return id_; }
+  const Address& remote() const override { return remote_; }
+  const Address& local() const override { return local_; }
+  StreamState state() const override { return conn_.state(); }
+  StreamConnection::SendResult send(const coap::Message& message) override {
+    const auto result = conn_.send(message);
+    after_call();
+    return result;
+  }
+  void release(std::string_view diagnostic) override {
+    conn_.release(diagnostic, StreamClock::now());
+    after_call();
+  }
+  void abort(std::string_view diagnostic) override {
+    conn_.abort(diagnostic);
+    after_call();
+  }
+
+ private:
+  // ---- StreamConnection::Host ----
+  void deliver(const coap::MessageView& m, StreamTime now) override { owner_.host.deliver(*this, m, now); }
+  void established(const coap::Csm& peer) override { owner_.host.established(*this, peer); }
+  void refused(StreamRefusal r) override { owner_.host.refused(*this, r); }
+  void send_frame(std::span<const std::byte> frame) override {
+    if (closing_ || overflowed_) return;
+    if (queued_ + frame.size() > owner_.settings.max_write_queue) {
+      overflowed_ = true;  // acted on in after_call(), outside the connection's frame
+      return;
+    }
+    queue_.emplace_back(frame.begin(), frame.end());
+    queued_ += frame.size();
+    if (!writing_) do_write();
+  }
+  void closed(StreamClose reason) override {
+    owner_.host.closed(*this, reason);
+    begin_close();
+  }
+
+  // After every call into the connection: the slow-reader bound, then the timer.
+  void after_call() {
+    if (overflowed_ && conn_.state() != StreamState::closed) {
+      ++owner_.counters.slow_readers;
+      conn_.abort("slow reader");  // the Abort itself is dropped: the queue is full
+    }
+    arm_timer();
+    maybe_reap();
+  }
+
+  void do_read() {
+    ++pending_;
+    socket_.async_read_some(asio::buffer(read_buffer_), [this](const boost::system::error_code& ec, std::size_t n) {
+      --pending_;
+      if (!closing_) {
+        if (ec || n == 0)
+          conn_.on_end_of_stream();
+        else
+          conn_.on_bytes(std::span(read_buffer_).first(n), StreamClock::now());
+        after_call();
+        if (!closing_) do_read();
+      }
+      maybe_reap();
+    });
+  }
+
+  void do_write() {
+    writing_ = true;
+    ++pending_;
+    asio::async_write(socket_, asio::buffer(queue_.front()), [this](const boost::system::error_code& ec, std::size_t) {
+      --pending_;
+      writing_ = false;
+      if (ec) {
+        queue_.clear();
+        queued_ = 0;
+        if (!closing_) conn_.on_end_of_stream();
+        after_call();
+        close_socket();
+      } else {
+        queued_ -= queue_.front().size();
+        queue_.pop_front();
+        if (!queue_.empty()) do_write();
+        else if (closing_) close_socket();
+      }
+      maybe_reap();
+    });
+  }
+
+  void arm_timer() {
+    const auto next = closing_ ? std::nullopt : conn_.next_deadline();
+    if (next == armed_) return;
+    armed_ = next;
+    timer_.cancel();
+    if (!next) return;
+    timer_.expires_at(*next);
+    ++pending_;
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      --pending_;
+      if (!ec && !closing_) {
+        armed_.reset();
+        conn_.on_tick(StreamClock::now());
+        after_call();
+      }
+      maybe_reap();
+    });
+  }
+
+  // The connection is over: write what is queued (unless the peer stopped reading), then close.
+  void begin_close() {
+    closing_ = true;
+    timer_.cancel();
+    armed_.reset();
+    if (overflowed_ || !writing_) {
+      close_socket();
+      return;
+    }
+    close_timer_.expires_after(owner_.settings.write_timeout);
+    ++pending_;
+    close_timer_.async_wait([this](const boost::system::error_code& ec) {
+      --pending_;
+      if (!ec && socket_.is_open()) {
+        ++owner_.counters.flush_timeouts;
+        close_socket();
+      }
+      maybe_reap();
+    });
+  }
+
+  void close_socket() {
+    boost::system::error_code ignored;
+    if (!socket_.is_open()) return;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    close_timer_.cancel();
+  }
+
+  void maybe_reap() {
+    if (!closing_ || pending_ != 0 || reaped_) return;
+    reaped_ = true;
+    close_socket();
+    asio::post(owner_.ioc, [owner = &owner_, id = id_] { owner->erase(id); });
+  }
+
+  TcpStreamListener::Impl& owner_;
+  std::uint64_t id_;
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  asio::steady_timer close_timer_;
+  StreamConnection conn_;
+  Address remote_;
+  Address local_;
+  std::vector<std::byte> read_buffer_;
+  std::deque<std::vector<std::byte>> queue_;
+  std::size_t queued_ = 0;
+  std::optional<StreamTime> armed_;
+  int pending_ = 0;  // async operations of this link not yet completed
+  bool writing_ = false;
+  bool closing_ = false;
+  bool overflowed_ = false;
+  bool reaped_ = false;
+};
+
+void TcpStreamListener::Impl::do_accept() {
+  acceptor.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
+}
+
+void TcpStreamListener::Impl::on_accept(const boost::system::error_code& ec, tcp::socket socket) {
+  if (stopped || ec == asio::error::operation_aborted) return;
+  if (!ec) {
+    boost::system::error_code ignored;
+    const Address remote = to_address(socket.remote_endpoint(ignored));
+    if (links.size() >= settings.max_connections || !host.admit(remote)) {
+      ++counters.refused_over_cap;
+      socket.close(ignored);
+    } else {
+      ++counters.accepted;
+      socket.set_option(tcp::no_delay(true), ignored);
+      const std::uint64_t id = next_id++;
+      auto link = std::make_unique<TcpLink>(*this, id, std::move(socket));
+      TcpLink& ref = *link;
+      links.emplace(id, std::move(link));
+      host.opened(ref);
+      ref.start();
+    }
+  }
+  do_accept();  // a failed accept (EMFILE, ...) costs that connection, not the listener
+}
+
+TcpStreamListener::TcpStreamListener(asio::io_context& ioc, TcpListenerSettings settings, Host& host)
+    : impl_(std::make_unique<Impl>(ioc, settings, host)) {}
+
+TcpStreamListener::~TcpStreamListener() = default;
+
+std::error_code TcpStreamListener::listen(const Address& address) {
+  boost::system::error_code ec;
+  const tcp::endpoint ep = to_endpoint(address);
+  impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && impl_->settings.reuse_port) {
+    const int on = 1;
+    if (::setsockopt(impl_->acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+      ec.assign(errno, boost::system::system_category());
+  }
+  if (!ec) impl_->acceptor.bind(ep, ec);
+  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    boost::system::error_code ignored;
+    impl_->acceptor.close(ignored);
+    return std::error_code(ec);
+  }
+  impl_->do_accept();
+  return {};
+}
+
+std::uint16_t TcpStreamListener::port() const {
+  boost::system::error_code ec;
+  return impl_->acceptor.local_endpoint(ec).port();
+}
+
+void TcpStreamListener::stop() {
+  impl_->stopped = true;
+  boost::system::error_code ignored;
+  impl_->acceptor.close(ignored);
+  std::vector<TcpLink*> open;
+  for (auto& [id, link] : impl_->links) open.push_back(link.get());
+  for (TcpLink* link : open) link->abort("shutting down");
+}
+
+std::size_t TcpStreamListener::connections() const { return impl_->links.size(); }
+
+const TcpStreamListener::Counters& TcpStreamListener::counters() const { return impl_->counters; }
+
+}  // namespace coapgw::transport
