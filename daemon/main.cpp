@@ -1,4 +1,4 @@
-// coapgwd — options, configuration, signals and systemd notification around server::Gateway.
+// coapgwd — options, configuration, signals and systemd notification around server::Process.
 // Exit codes: 0 clean stop, 1 bad configuration or usage, 2 runtime failure.
 #include <signal.h>
 
@@ -13,7 +13,7 @@
 #include "common/log.hpp"
 #include "config/cli.hpp"
 #include "config/config.hpp"
-#include "server/gateway.hpp"
+#include "server/process.hpp"
 #include "server/notify.hpp"
 #include "server/snapshot.hpp"
 
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   }
   log::configure(cfg->log.level, cfg->log.format);
 
-  auto gateway = std::make_unique<server::Gateway>(snapshot);
+  auto gateway = std::make_unique<server::Process>(snapshot);
   std::string error;
   if (!gateway->start(&error)) {
     log::error("cannot start: " + error);

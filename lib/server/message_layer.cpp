@@ -10,8 +10,8 @@
 #include "coap/option.hpp"
 #include "common/log.hpp"
 #include "dtls/output.hpp"
-#include "gateway/forward.hpp"
-#include "gateway/router.hpp"
+#include "upstream/forward.hpp"
+#include "upstream/router.hpp"
 #include "server/bad_input.hpp"
 #include "server/request_target.hpp"
 #include "server/worker_internal.hpp"
@@ -253,14 +253,14 @@ void Worker::send_to(session::Session& s, std::span<const std::byte> datagram) {
   }
 }
 
-void Worker::start_forward(session::Session& s, const coap::MessageView& m, const gateway::Router::Match& match,
+void Worker::start_forward(session::Session& s, const coap::MessageView& m, const upstream::Router::Match& match,
                            std::string path, std::string query, Reply r, std::vector<std::byte> body,
                            session::TimePoint now) {
   if (pending_.size() >= settings_.max_pending_forwards || draining_.load(std::memory_order_relaxed)) {
     reply(s, r, coap::code::service_unavailable, std::nullopt, {}, now, 5);
     return;
   }
-  gateway::ForwardRequest req;
+  upstream::ForwardRequest req;
   req.method = std::string(coap::method_name(m.code));
   req.path = std::move(path);
   req.query = std::move(query);
@@ -286,10 +286,10 @@ void Worker::start_forward(session::Session& s, const coap::MessageView& m, cons
   pending_.emplace(id, std::move(p));
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   router->forward(match, std::move(req),
-                  [this, id](gateway::ForwardResponse r) { on_forward_done(id, std::move(r)); });
+                  [this, id](upstream::ForwardResponse r) { on_forward_done(id, std::move(r)); });
 }
 
-void Worker::on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse response) {
+void Worker::on_forward_done(std::uint64_t pending_id, upstream::ForwardResponse response) {
   auto it = pending_.find(pending_id);
   if (it == pending_.end()) return;
   auto p = std::move(it->second);

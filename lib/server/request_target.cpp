@@ -49,7 +49,7 @@ std::optional<Refusal> check_request_target(const coap::MessageView& m, const Ad
   return std::nullopt;
 }
 
-void copy_conditionals(const coap::MessageView& m, gateway::ForwardRequest& request) {
+void copy_conditionals(const coap::MessageView& m, upstream::ForwardRequest& request) {
   for (const coap::OptionView& o : m.option_list()) {
     if (o.number == coap::option::if_match) request.if_match.emplace_back(o.value.begin(), o.value.end());
     else if (o.number == coap::option::if_none_match) request.if_none_match = true;

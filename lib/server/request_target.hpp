@@ -13,7 +13,7 @@
 
 #include "coap/message.hpp"
 #include "common/address.hpp"
-#include "gateway/forward.hpp"
+#include "upstream/forward.hpp"
 #include "metrics/labels.hpp"
 
 namespace coapgw::server {
@@ -34,6 +34,6 @@ struct Refusal {
 std::optional<Refusal> check_request_target(const coap::MessageView& m, const Address& local);
 
 // If-Match, If-None-Match and ETag options into the forwarded request.
-void copy_conditionals(const coap::MessageView& m, gateway::ForwardRequest& request);
+void copy_conditionals(const coap::MessageView& m, upstream::ForwardRequest& request);
 
 }  // namespace coapgw::server

@@ -13,7 +13,7 @@
 #include "dtls/credentials.hpp"
 #include "dtls/psk_store.hpp"
 #include "dtls/server_context.hpp"
-#include "gateway/router.hpp"
+#include "upstream/router.hpp"
 
 namespace coapgw::server {
 namespace {
@@ -26,10 +26,10 @@ std::shared_ptr<const dtls::PskStore> build_psk_store(const config::Config& c) {
   return store;
 }
 
-std::vector<gateway::RouteSpec> build_routes(const config::Config& c) {
-  std::vector<gateway::RouteSpec> out;
+std::vector<upstream::RouteSpec> build_routes(const config::Config& c) {
+  std::vector<upstream::RouteSpec> out;
   for (auto& r : c.routes) {
-    gateway::RouteSpec spec;
+    upstream::RouteSpec spec;
     spec.prefix = r.prefix;
     spec.upstream = r.upstream;
     // file: paths are relative to the config file, like every other path in it.
@@ -124,7 +124,7 @@ std::shared_ptr<const Snapshot> prepare(std::shared_ptr<const config::Config> co
     // Built once on a private io_context (never run): URL, CA file, coaps PSK context, resolution.
     try {
       boost::asio::io_context probe;
-      gateway::Router router(probe, {spec}, snap->coap_client);
+      upstream::Router router(probe, {spec}, snap->coap_client);
       router.shutdown();
     } catch (const std::exception& e) {
       issues.push_back({key, e.what()});

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "dtls/settings.hpp"
-#include "gateway/coap_upstream.hpp"
-#include "gateway/forward.hpp"
+#include "upstream/coap_upstream.hpp"
+#include "upstream/forward.hpp"
 
 namespace coapgw::config {
 struct Config;
@@ -26,8 +26,8 @@ struct Snapshot {
   std::shared_ptr<const config::Config> config;
   std::shared_ptr<const dtls::PskStore> psk;
   dtls::ServerSettings dtls;               // paths resolved; dtls.psk = psk, dtls.trust = the client CA
-  std::vector<gateway::RouteSpec> routes;  // paths resolved
-  gateway::CoapClientSettings coap_client; // coap:// and coaps:// upstreams (the coap: section)
+  std::vector<upstream::RouteSpec> routes;  // paths resolved
+  upstream::CoapClientSettings coap_client; // coap:// and coaps:// upstreams (the coap: section)
 };
 
 // Throws config::ConfigError with the key path of every part that failed.

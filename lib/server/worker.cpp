@@ -14,8 +14,8 @@
 #include "dtls/output.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/session_state.hpp"
-#include "gateway/coap_upstream.hpp"
-#include "gateway/router.hpp"
+#include "upstream/coap_upstream.hpp"
+#include "upstream/router.hpp"
 #include "metrics/metrics.hpp"
 #include "net/udp_socket.hpp"
 #include "server/cid_index.hpp"
@@ -139,16 +139,16 @@ std::vector<persist::Entry> Worker::take_exported() {
   return out;
 }
 
-std::shared_ptr<gateway::Router> Worker::make_router(const std::vector<gateway::RouteSpec>& routes,
-                                                     const gateway::CoapClientSettings& coap) {
+std::shared_ptr<upstream::Router> Worker::make_router(const std::vector<upstream::RouteSpec>& routes,
+                                                     const upstream::CoapClientSettings& coap) {
   // Constructed here, on the caller's thread (a reload's, never this worker's): resolving, loading
   // CA files and opening sinks cannot stall the worker. A coap:// upstream arms its receive on our
   // io_context while being built; its handler runs on this worker, and the caller touches the router
   // no more once built: it only hands it over (install_router or discard_router, both on this thread).
-  return std::make_shared<gateway::Router>(*io_, routes, coap);
+  return std::make_shared<upstream::Router>(*io_, routes, coap);
 }
 
-void Worker::install_router(std::shared_ptr<gateway::Router> fresh) {
+void Worker::install_router(std::shared_ptr<upstream::Router> fresh) {
   // In-flight forwards keep the old router's upstreams alive until they answer: the old router is
   // parked until then. Requests from now on use the new one.
   std::vector<metrics::RouteMetrics> fresh_metrics;
@@ -161,7 +161,7 @@ void Worker::install_router(std::shared_ptr<gateway::Router> fresh) {
   route_metrics_ = std::move(fresh_metrics);
 }
 
-void Worker::discard_router(std::shared_ptr<gateway::Router> router) {
+void Worker::discard_router(std::shared_ptr<upstream::Router> router) {
   if (!router) return;
   post([router = std::move(router)]() mutable {
     router->shutdown();
@@ -383,7 +383,7 @@ void Worker::on_tick() {
     next_trim_ = now + std::chrono::seconds(5);
   }
   // Routers replaced by a reload are dropped once nothing uses them.
-  std::erase_if(old_routers_, [](const std::shared_ptr<gateway::Router>& r) { return r.use_count() == 1; });
+  std::erase_if(old_routers_, [](const std::shared_ptr<upstream::Router>& r) { return r.use_count() == 1; });
   send_batch_->flush();
   flush_metrics();
 }

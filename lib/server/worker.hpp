@@ -26,7 +26,7 @@
 #include "admin/session_info.hpp"
 #include "coap/block.hpp"
 #include "coap/message.hpp"
-#include "gateway/router.hpp"  // Router::Match; forward-declares asio only
+#include "upstream/router.hpp"  // Router::Match; forward-declares asio only
 #include "server/blockwise_cache.hpp"
 #include "common/address.hpp"
 #include "common/log.hpp"
@@ -112,11 +112,11 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   std::vector<persist::Entry> take_exported();
   // This worker's route table, built on the calling thread (name resolution, TLS contexts, files:
   // never on the worker) and handed over with install_router(). Throws std::runtime_error.
-  std::shared_ptr<gateway::Router> make_router(const std::vector<gateway::RouteSpec>& routes,
-                                               const gateway::CoapClientSettings& coap);
-  void install_router(std::shared_ptr<gateway::Router> router);  // before start(), or via post()
+  std::shared_ptr<upstream::Router> make_router(const std::vector<upstream::RouteSpec>& routes,
+                                               const upstream::CoapClientSettings& coap);
+  void install_router(std::shared_ptr<upstream::Router> router);  // before start(), or via post()
   // A router made for a reload that was refused: shut down and freed on this worker's thread.
-  void discard_router(std::shared_ptr<gateway::Router> router);
+  void discard_router(std::shared_ptr<upstream::Router> router);
 
   void start();
   void post(std::function<void()> fn);
@@ -192,10 +192,10 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   static std::string answer_key_of(const session::Session& s, const coap::MessageView& m, std::string_view path,
                                    std::string_view query);
   // `match` is the route chosen for `path` by the current router.
-  void start_forward(session::Session& s, const coap::MessageView& m, const gateway::Router::Match& match,
+  void start_forward(session::Session& s, const coap::MessageView& m, const upstream::Router::Match& match,
                      std::string path, std::string query, Reply r, std::vector<std::byte> body,
                      session::TimePoint now);
-  void on_forward_done(std::uint64_t pending_id, gateway::ForwardResponse response);
+  void on_forward_done(std::uint64_t pending_id, upstream::ForwardResponse response);
   void separate_due(session::TimePoint now);
   void expire_blockwise(session::TimePoint now);
   void drop_session_traffic(session::Session& s);
@@ -234,11 +234,11 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   }
   std::unique_ptr<DtlsTransport> dtls_;
   std::vector<Worker*> peers_;  // every worker of the process, by index (hand_to_worker)
-  std::shared_ptr<gateway::Router> router_;
+  std::shared_ptr<upstream::Router> router_;
   // The metric children of router_'s routes, by Router::Match::index; replaced with router_.
   std::vector<metrics::RouteMetrics> route_metrics_;
   std::vector<std::string> route_prefixes_;
-  std::vector<std::shared_ptr<gateway::Router>> old_routers_;  // replaced by a reload, still answering
+  std::vector<std::shared_ptr<upstream::Router>> old_routers_;  // replaced by a reload, still answering
   std::thread thread_;
   std::unique_ptr<std::vector<persist::Entry>> exported_;
   std::atomic<bool> draining_{false};

@@ -50,7 +50,7 @@ struct Worker::PendingForward {
   session::TimePoint separate_deadline;
   session::TimePoint started;
   metrics::RouteMetrics metrics;  // the route's children (outlive any reload: the registry keeps them)
-  std::shared_ptr<gateway::Router> router;  // keeps a replaced router alive until we answer
+  std::shared_ptr<upstream::Router> router;  // keeps a replaced router alive until we answer
 };
 
 

@@ -96,7 +96,7 @@ TEST(RequestTarget, DotSegmentsAre400) {
 
 TEST(RequestTarget, ConditionalsAreCopied) {
   auto b = request({{if_match, ""}, {if_match, "\x01\x02"}, {etag, "ab"}, {if_none_match, ""}});
-  gateway::ForwardRequest req;
+  upstream::ForwardRequest req;
   copy_conditionals(b->view, req);
   ASSERT_EQ(req.if_match.size(), 2u);
   EXPECT_TRUE(req.if_match[0].empty());

@@ -29,13 +29,13 @@
 #include <vector>
 
 #include "exchange/transmission.hpp"
-#include "gateway/forward.hpp"
+#include "upstream/forward.hpp"
 
 namespace boost::asio {
 class io_context;
 }
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 
 // RFC 7252 §4.8 transmission parameters (the same as the device side's) and the client's own bounds
 // (config `coap:` section).
@@ -71,4 +71,4 @@ std::vector<std::string> split_query(std::string_view query);
 std::unique_ptr<Upstream> make_coap_upstream(boost::asio::io_context& io, const RouteSpec& spec,
                                              const CoapClientSettings& settings = {});
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

@@ -1,4 +1,4 @@
-// coapgw::gateway::Router — the route table of one worker.
+// coapgw::upstream::Router — the route table of one worker.
 //
 // Built once from the config's routes (a reload builds a new Router and swaps
 // it whole), it owns one Upstream per route, picks the route for a Uri-Path
@@ -15,14 +15,14 @@
 #include <string_view>
 #include <vector>
 
-#include "gateway/coap_upstream.hpp"
-#include "gateway/forward.hpp"
+#include "upstream/coap_upstream.hpp"
+#include "upstream/forward.hpp"
 
 namespace boost::asio {
 class io_context;
 }
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 
 // Max-Age sent with 5.03 when a route's concurrency bound is reached.
 inline constexpr std::uint32_t overloaded_max_age_s = 5;
@@ -60,4 +60,4 @@ class Router {
   std::vector<std::unique_ptr<Route>> routes_;
 };
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

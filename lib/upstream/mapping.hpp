@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 
 // Media type for a registered Content-Format, e.g. 50 -> "application/json".
 std::optional<std::string_view> content_format_to_media_type(std::uint16_t cf);
@@ -58,4 +58,4 @@ struct LocationOptions {
 inline constexpr std::size_t max_location_options = 8;
 std::optional<LocationOptions> location_to_options(std::string_view location, std::string_view base_path);
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

@@ -1,4 +1,4 @@
-#include "server/gateway.hpp"
+#include "server/process.hpp"
 
 #include <openssl/opensslv.h>
 
@@ -20,8 +20,8 @@
 #include "dtls/psk_store.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/session_state.hpp"
-#include "gateway/forward.hpp"
-#include "gateway/router.hpp"
+#include "upstream/forward.hpp"
+#include "upstream/router.hpp"
 #include "metrics/metrics.hpp"
 #include "server/persist.hpp"
 #include "server/snapshot.hpp"
@@ -46,7 +46,7 @@ bool persisted_session_stands(std::span<const std::byte> bytes, const Snapshot& 
 
 }  // namespace
 
-struct Gateway::Impl {
+struct Process::Impl {
   std::shared_ptr<const Snapshot> snapshot;  // the configuration the workers run on
   std::unique_ptr<metrics::Metrics> metrics;
   std::unique_ptr<session::Budget> budget;
@@ -57,16 +57,16 @@ struct Gateway::Impl {
   bool started = false;
 };
 
-Gateway::Gateway(std::shared_ptr<const Snapshot> snapshot) : impl_(std::make_unique<Impl>()) {
+Process::Process(std::shared_ptr<const Snapshot> snapshot) : impl_(std::make_unique<Impl>()) {
   impl_->snapshot = std::move(snapshot);
   impl_->metrics = std::make_unique<metrics::Metrics>(COAPGW_VERSION);
 }
 
-Gateway::~Gateway() { stop(); }
+Process::~Process() { stop(); }
 
-metrics::Metrics& Gateway::metrics() { return *impl_->metrics; }
+metrics::Metrics& Process::metrics() { return *impl_->metrics; }
 
-bool Gateway::start(std::string* error) {
+bool Process::start(std::string* error) {
   const auto& snap = *impl_->snapshot;
   auto& c = *snap.config;
   unsigned n = c.threads != 0 ? c.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -217,7 +217,7 @@ bool Gateway::start(std::string* error) {
   return true;
 }
 
-bool Gateway::reload(std::shared_ptr<const config::Config> config, std::string* error) {
+bool Process::reload(std::shared_ptr<const config::Config> config, std::string* error) {
   // Everything is prepared here, on the reloading thread: the PSK store, the client CA, the DTLS
   // context check, every route (resolution, TLS contexts, files). Any part failing refuses the
   // whole reload before a worker changed anything.
@@ -236,7 +236,7 @@ bool Gateway::reload(std::shared_ptr<const config::Config> config, std::string* 
     count_failed_reload();
     return false;
   }
-  std::vector<std::shared_ptr<gateway::Router>> routers;
+  std::vector<std::shared_ptr<upstream::Router>> routers;
   try {
     for (auto& w : impl_->workers) routers.push_back(w->make_router(next->routes, next->coap_client));
   } catch (const std::exception& e) {
@@ -278,9 +278,9 @@ bool Gateway::reload(std::shared_ptr<const config::Config> config, std::string* 
   return true;
 }
 
-void Gateway::count_failed_reload() { impl_->metrics->config_reloads(false).Increment(); }
+void Process::count_failed_reload() { impl_->metrics->config_reloads(false).Increment(); }
 
-void Gateway::drain() {
+void Process::drain() {
   if (!impl_->started) return;
   if (impl_->admin) impl_->admin->set_ready(false);
   for (auto& w : impl_->workers) w->begin_drain();
@@ -293,7 +293,7 @@ void Gateway::drain() {
   }
 }
 
-void Gateway::stop() {
+void Process::stop() {
   if (impl_->admin) impl_->admin->stop();
   impl_->metrics->clear_session_sources();  // they read the workers' tables, freed below
   for (auto& w : impl_->workers) w->stop();
@@ -314,14 +314,14 @@ void Gateway::stop() {
   impl_->started = false;
 }
 
-std::vector<Address> Gateway::coap_addresses() const { return impl_->coap_bound; }
-std::vector<Address> Gateway::coaps_addresses() const { return impl_->coaps_bound; }
-std::optional<Address> Gateway::admin_address() const {
+std::vector<Address> Process::coap_addresses() const { return impl_->coap_bound; }
+std::vector<Address> Process::coaps_addresses() const { return impl_->coaps_bound; }
+std::optional<Address> Process::admin_address() const {
   if (!impl_->admin) return std::nullopt;
   return impl_->admin->local_address();
 }
 
-bool Gateway::workers_alive() const {
+bool Process::workers_alive() const {
   auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                  std::chrono::steady_clock::now().time_since_epoch())
                  .count();

@@ -1,4 +1,4 @@
-#include "gateway/mapping.hpp"
+#include "upstream/mapping.hpp"
 
 #include <openssl/evp.h>
 
@@ -12,9 +12,9 @@
 
 #include "common/bytes.hpp"
 #include "common/url.hpp"
-#include "gateway/forward.hpp"
+#include "upstream/forward.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 struct CfEntry {
@@ -277,4 +277,4 @@ std::optional<LocationOptions> location_to_options(std::string_view location, st
   return out;
 }
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

@@ -1,4 +1,4 @@
-#include "gateway/http_upstream.hpp"
+#include "upstream/http_upstream.hpp"
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -20,10 +20,10 @@
 #include "coap/option.hpp"
 #include "common/address.hpp"
 #include "common/url.hpp"
-#include "gateway/mapping.hpp"
-#include "gateway/router.hpp"
+#include "upstream/mapping.hpp"
+#include "upstream/router.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 namespace asio = boost::asio;
@@ -474,4 +474,4 @@ std::unique_ptr<Upstream> make_http_upstream(boost::asio::io_context& io, const 
   }
 }
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

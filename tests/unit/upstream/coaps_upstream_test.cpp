@@ -18,13 +18,13 @@
 #include <vector>
 
 #include "coap/message.hpp"
-#include "gateway/coap_upstream.hpp"
-#include "gateway/router.hpp"
+#include "upstream/coap_upstream.hpp"
+#include "upstream/router.hpp"
 #include "test_util.hpp"
 
 extern char** environ;
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 namespace asio = boost::asio;
@@ -265,4 +265,4 @@ TEST_F(CoapsUpstreamTest, ReconnectsAfterTheUpstreamRestarts) {
 }
 
 }  // namespace
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

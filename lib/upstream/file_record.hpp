@@ -14,9 +14,9 @@
 #include <string>
 #include <string_view>
 
-#include "gateway/forward.hpp"
+#include "upstream/forward.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 
 std::string base64_encode(std::span<const std::byte> bytes);
 // "2024-05-06T07:08:09.123Z"
@@ -25,4 +25,4 @@ std::string rfc3339_utc_ms(std::chrono::system_clock::time_point t);
 std::string format_file_record(const ForwardRequest& request,
                                std::chrono::system_clock::time_point now);
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

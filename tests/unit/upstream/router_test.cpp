@@ -1,4 +1,4 @@
-#include "gateway/router.hpp"
+#include "upstream/router.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 
 #include "test_util.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 RouteSpec route(std::string prefix, std::string upstream, bool strip = false) {
@@ -135,4 +135,4 @@ TEST_F(RouterTest, FileRouteWritesTheUpstreamPath) {
 }
 
 }  // namespace
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

@@ -1,4 +1,4 @@
-#include "gateway/router.hpp"
+#include "upstream/router.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -7,12 +7,12 @@
 
 #include "coap/option.hpp"
 #include "common/url.hpp"
-#include "gateway/coap_upstream.hpp"
-#include "gateway/file_sink.hpp"
-#include "gateway/mapping.hpp"
-#include "gateway/http_upstream.hpp"
+#include "upstream/coap_upstream.hpp"
+#include "upstream/file_sink.hpp"
+#include "upstream/mapping.hpp"
+#include "upstream/http_upstream.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 namespace asio = boost::asio;
@@ -196,4 +196,4 @@ void Router::shutdown() {
   for (auto& r : routes_) r->upstream->shutdown();
 }
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

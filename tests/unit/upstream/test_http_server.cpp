@@ -9,7 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 
-namespace coapgw::gateway::test {
+namespace coapgw::upstream::test {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -162,4 +162,4 @@ void TestHttpServer::serve_stream(Stream& stream) {
   }
 }
 
-}  // namespace coapgw::gateway::test
+}  // namespace coapgw::upstream::test

@@ -7,12 +7,12 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "gateway/http_upstream.hpp"
-#include "gateway/router.hpp"
+#include "upstream/http_upstream.hpp"
+#include "upstream/router.hpp"
 #include "test_http_server.hpp"
 #include "test_util.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 using test::bytes;
@@ -462,4 +462,4 @@ TEST_F(HttpsForwardTest, RefusesACertificateForAnotherHost) {
 }
 
 }  // namespace
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

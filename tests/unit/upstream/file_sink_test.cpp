@@ -6,11 +6,11 @@
 #include <thread>
 
 #include "common/json.hpp"
-#include "gateway/file_record.hpp"
-#include "gateway/file_sink.hpp"
+#include "upstream/file_record.hpp"
+#include "upstream/file_sink.hpp"
 #include "test_util.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 using test::bytes;
@@ -211,4 +211,4 @@ TEST_F(FileSinkTest, LinesFromSeveralWorkersNeverInterleave) {
 }
 
 }  // namespace
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

@@ -15,9 +15,9 @@
 #include <string_view>
 #include <vector>
 
-#include "gateway/forward.hpp"
+#include "upstream/forward.hpp"
 
-namespace coapgw::gateway::test {
+namespace coapgw::upstream::test {
 
 // Runs `io` in this thread until `ready()` or the bound; returns ready().
 inline bool run_until(boost::asio::io_context& io, const std::function<bool()>& ready,
@@ -173,4 +173,4 @@ struct TempDir {
   }
 };
 
-}  // namespace coapgw::gateway::test
+}  // namespace coapgw::upstream::test

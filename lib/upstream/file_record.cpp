@@ -1,4 +1,4 @@
-#include "gateway/file_record.hpp"
+#include "upstream/file_record.hpp"
 
 #include "common/json.hpp"
 
@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <ctime>
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 
 // OpenSSL's EVP_EncodeBlock writes exactly this format (RFC 4648 base64, padded, no line breaks),
 // so it replaces a hand-written encoder. It takes an int length: long input goes in chunks of a
@@ -54,4 +54,4 @@ std::string format_file_record(const ForwardRequest& r, std::chrono::system_cloc
   return line;
 }
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

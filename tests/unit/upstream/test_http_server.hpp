@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-namespace coapgw::gateway::test {
+namespace coapgw::upstream::test {
 
 struct RecordedRequest {
   std::string method;
@@ -75,4 +75,4 @@ class TestHttpServer {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace coapgw::gateway::test
+}  // namespace coapgw::upstream::test

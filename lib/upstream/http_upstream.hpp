@@ -11,13 +11,13 @@
 #include <string>
 #include <string_view>
 
-#include "gateway/forward.hpp"
+#include "upstream/forward.hpp"
 
 namespace boost::asio {
 class io_context;
 }
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 
 struct HttpTarget {
   bool tls = false;
@@ -33,4 +33,4 @@ std::optional<HttpTarget> parse_http_target(std::string_view url);
 // Throws std::runtime_error on a malformed URL or an unreadable ca_file.
 std::unique_ptr<Upstream> make_http_upstream(boost::asio::io_context& io, const RouteSpec& spec);
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

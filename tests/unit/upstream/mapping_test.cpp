@@ -1,11 +1,11 @@
-#include "gateway/mapping.hpp"
+#include "upstream/mapping.hpp"
 
 #include <gtest/gtest.h>
 
-#include "gateway/forward.hpp"
-#include "gateway/http_upstream.hpp"
+#include "upstream/forward.hpp"
+#include "upstream/http_upstream.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 TEST(ContentFormat, KnownFormatsMapToMediaTypes) {
@@ -183,4 +183,4 @@ TEST(Location, PathAndQueryBecomeOptions) {
 }
 
 }  // namespace
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

@@ -1,4 +1,4 @@
-#include "gateway/coap_connection.hpp"
+#include "upstream/coap_connection.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -7,7 +7,7 @@
 #include "coap/message.hpp"
 #include "session/session.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 namespace asio = boost::asio;
@@ -215,4 +215,4 @@ void CoapConnection::lost(const std::string& why, bool unreachable) {
   events_->on_connection_lost(why, unreachable);
 }
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

@@ -1,4 +1,4 @@
-// coapgw::gateway::CoapConnection — the transport of one coap:// or coaps:// upstream (internal to
+// coapgw::upstream::CoapConnection — the transport of one coap:// or coaps:// upstream (internal to
 // gateway/, included by .cpp files only): one UDP socket connected to the upstream (so ICMP port
 // unreachable surfaces), and for coaps:// the DTLS engine in the client role (dtls::ClientContext
 // with the route's PSK, one dtls::Engine per connection) with its flight/handshake timer. It hands
@@ -23,7 +23,7 @@ namespace coapgw::session {
 class TlsState;
 }
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 
 class CoapConnection : public std::enable_shared_from_this<CoapConnection> {
  public:
@@ -87,4 +87,4 @@ class CoapConnection : public std::enable_shared_from_this<CoapConnection> {
   bool closed_ = false;
 };
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

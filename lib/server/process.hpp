@@ -1,4 +1,4 @@
-// coapgw::server::Gateway — the whole process: metrics, the session budget, N workers with their
+// coapgw::server::Process — the whole process: metrics, the session budget, N workers with their
 // sockets, DTLS contexts and routes, the admin listener, reload and graceful shutdown. The daemon's
 // main() only parses options, handles signals and calls into this.
 #pragma once
@@ -22,13 +22,13 @@ namespace coapgw::server {
 class Worker;
 struct Snapshot;
 
-class Gateway {
+class Process {
  public:
   // `snapshot` comes from prepare() (snapshot.hpp): the configuration already validated and built.
-  explicit Gateway(std::shared_ptr<const Snapshot> snapshot);
-  ~Gateway();
-  Gateway(const Gateway&) = delete;
-  Gateway& operator=(const Gateway&) = delete;
+  explicit Process(std::shared_ptr<const Snapshot> snapshot);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
 
   // Binds every listener and starts the workers and the admin thread. false + a one-line reason
   // (port in use, bad certificate, ...) on failure.

@@ -1,4 +1,4 @@
-#include "gateway/file_sink.hpp"
+#include "upstream/file_sink.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,9 +10,9 @@
 #include <stdexcept>
 
 #include "common/log.hpp"
-#include "gateway/file_record.hpp"
+#include "upstream/file_record.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 int open_append(const std::string& path) {
@@ -80,4 +80,4 @@ void FileSink::shutdown() {
   fd_ = -1;
 }
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

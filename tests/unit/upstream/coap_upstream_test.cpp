@@ -1,6 +1,6 @@
 // CoapUpstream against a real UDP peer: a tiny CoAP responder on 127.0.0.1:0 built with lib/coap,
 // on the same io_context, whose behaviour each test scripts.
-#include "gateway/coap_upstream.hpp"
+#include "upstream/coap_upstream.hpp"
 
 #include <gtest/gtest.h>
 
@@ -12,10 +12,10 @@
 #include "coap/block.hpp"
 #include "coap/message.hpp"
 #include "coap/option.hpp"
-#include "gateway/router.hpp"
+#include "upstream/router.hpp"
 #include "test_util.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 namespace asio = boost::asio;
@@ -510,4 +510,4 @@ TEST(CoapUpstreamSetup, BadUrlsThrow) {
 }
 
 }  // namespace
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

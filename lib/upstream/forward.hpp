@@ -1,4 +1,4 @@
-// coapgw::gateway forwarding vocabulary — what a worker hands to an upstream
+// coapgw::upstream forwarding vocabulary — what a worker hands to an upstream
 // and what comes back.
 //
 // These types are the seam between the CoAP side (codec, sessions, workers)
@@ -18,7 +18,7 @@
 #include "common/secret.hpp"
 #include "metrics/labels.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 
 // How a forward ended: the outcome label of coapgw_upstream_requests_total.
 using Outcome = metrics::UpstreamOutcome;
@@ -82,4 +82,4 @@ class Upstream {
   virtual void shutdown() {}  // close connections; pending requests are answered
 };
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

@@ -8,13 +8,13 @@
 
 #include <string>
 
-#include "gateway/forward.hpp"
+#include "upstream/forward.hpp"
 
 namespace boost::asio {
 class io_context;
 }
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 
 class FileSink final : public Upstream {
  public:
@@ -36,4 +36,4 @@ class FileSink final : public Upstream {
   int fd_ = -1;
 };
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream

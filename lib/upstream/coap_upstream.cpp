@@ -1,4 +1,4 @@
-#include "gateway/coap_upstream.hpp"
+#include "upstream/coap_upstream.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -14,10 +14,10 @@
 #include "common/log.hpp"
 #include "common/url.hpp"
 #include "exchange/layer.hpp"
-#include "gateway/coap_connection.hpp"
+#include "upstream/coap_connection.hpp"
 #include "session/table.hpp"
 
-namespace coapgw::gateway {
+namespace coapgw::upstream {
 namespace {
 
 namespace asio = boost::asio;
@@ -314,4 +314,4 @@ std::unique_ptr<Upstream> make_coap_upstream(asio::io_context& io, const RouteSp
   return std::make_unique<CoapUpstream>(std::move(client));
 }
 
-}  // namespace coapgw::gateway
+}  // namespace coapgw::upstream
