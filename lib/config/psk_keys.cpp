@@ -88,24 +88,7 @@ std::vector<PskKey> parse_psk_list(Reader& r, const YAML::Node& node, const std:
 }
 
 std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<ConfigIssue>& issues) {
-  YAML::Node root;
-  try {
-    // Secrets: others may not read or change the file (0600, or root:coapgw 0640 as installed),
-    // checked on the descriptor that is read. A symlink is followed (mounted secrets are links).
-    root = load_yaml(read_private_file(path, private_file::ReadPolicy{true, 007}));
-  } catch (const ConfigError& e) {
-    issues.insert(issues.end(), e.issues.begin(), e.issues.end());
-    return {};
-  }
-  Reader r;
-  std::vector<PskKey> keys;
-  if (root.IsDefined() && !root.IsNull() && !root.IsSequence()) {
-    r.add("", "expected a list of { identity, key | key_hex } at the top level");
-  } else {
-    keys = parse_psk_list(r, root, "");
-  }
-  issues.insert(issues.end(), r.issues().begin(), r.issues().end());
-  return keys;
+  return read_private_list_file<PskKey>(path, issues, "{ identity, key | key_hex }", parse_psk_list);
 }
 
 }  // namespace detail

@@ -25,4 +25,38 @@ std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<Conf
 // routes: [...] -> config.routes; also rejects repeated prefixes.
 void parse_routes(Reader& r, const YAML::Node& node, Config& config);
 
+// api: {...} -> config.api, tokens_file included (read and merged here).
+void parse_api(Reader& r, const YAML::Node& node, Config& config);
+
+// Reads a secrets file (mode checked like the PSK keys file) whose top level
+// is a list, and hands the list to `parse_list` with key path "". Issues are
+// collected as read_psk_keys_file does.
+template <typename T, typename ParseList>
+std::vector<T> read_private_list_file(const std::string& path, std::vector<ConfigIssue>& issues,
+                                      std::string_view what, ParseList parse_list) {
+  YAML::Node root;
+  try {
+    // Secrets: others may not read or change the file (0600, or root:coapgw 0640 as installed),
+    // checked on the descriptor that is read. A symlink is followed (mounted secrets are links).
+    root = load_yaml(read_private_file(path, private_file::ReadPolicy{true, 007}));
+  } catch (const ConfigError& e) {
+    issues.insert(issues.end(), e.issues.begin(), e.issues.end());
+    return {};
+  }
+  Reader r;
+  std::vector<T> out;
+  if (root.IsDefined() && !root.IsNull() && !root.IsSequence()) {
+    r.add("", "expected a list of " + std::string(what) + " at the top level");
+  } else {
+    out = parse_list(r, root, std::string());
+  }
+  issues.insert(issues.end(), r.issues().begin(), r.issues().end());
+  return out;
+}
+
+// Reports the issues of an included file (keys_file, tokens_file) under the
+// config key that names it, so the operator knows which file to open.
+void report_file_issues(Reader& r, const std::string& key_path, const std::string& resolved,
+                        const std::vector<ConfigIssue>& file_issues);
+
 }  // namespace coapgw::config::detail

@@ -133,6 +133,7 @@ Metrics::Metrics(std::string version)
   for (std::size_t r = 0; r < count<AdminReject>; ++r)
     admin_rejected_[r] = &admin_rejected.Add({{"reason", s(name(static_cast<AdminReject>(r)))}});
   build_info.Add({{"version", std::move(version)}}).Set(1);
+  add_downlink_families(reg);
 
   // prometheus-cpp leaves childless families out of Collect(); these have
   // children only once a request was answered or a route was built, so
@@ -175,6 +176,42 @@ prometheus::Counter& Metrics::admin_rejected(AdminReject r) {
 }
 
 prometheus::Counter& Metrics::bad_messages(BadReason r) { return *bad_messages_[index(r)]; }
+
+void Metrics::add_downlink_families(prometheus::Registry& reg) {
+  auto& requests = prometheus::BuildCounter()
+                       .Name("coapgw_downlink_requests_total")
+                       .Help("Backend requests to devices, by outcome")
+                       .Register(reg);
+  for (std::size_t o = 0; o < count<DownlinkOutcome>; ++o)
+    downlink_requests_[o] = &requests.Add({{"outcome", s(name(static_cast<DownlinkOutcome>(o)))}});
+  downlink_queued_ = &prometheus::BuildGauge()
+                          .Name("coapgw_downlink_queued")
+                          .Help("Backend requests queued for devices that are not reachable now")
+                          .Register(reg)
+                          .Add({});
+  observations_ = &prometheus::BuildGauge()
+                       .Name("coapgw_observations")
+                       .Help("Observations of device resources held for backends")
+                       .Register(reg)
+                       .Add({});
+  notifications_ = &prometheus::BuildCounter()
+                        .Name("coapgw_notifications_total")
+                        .Help("Notifications from observed devices relayed to backends")
+                        .Register(reg)
+                        .Add({});
+  auto& rejected = prometheus::BuildCounter()
+                       .Name("coapgw_api_rejected_total")
+                       .Help("Backend API clients turned away, by reason")
+                       .Register(reg);
+  for (std::size_t r = 0; r < count<ApiReject>; ++r)
+    api_rejected_[r] = &rejected.Add({{"reason", s(name(static_cast<ApiReject>(r)))}});
+}
+
+prometheus::Counter& Metrics::downlink_requests(DownlinkOutcome o) { return *downlink_requests_[index(o)]; }
+prometheus::Gauge& Metrics::downlink_queued() { return *downlink_queued_; }
+prometheus::Gauge& Metrics::observations() { return *observations_; }
+prometheus::Counter& Metrics::notifications() { return *notifications_; }
+prometheus::Counter& Metrics::api_rejected(ApiReject r) { return *api_rejected_[index(r)]; }
 
 prometheus::Counter& Metrics::requests(std::string_view method, std::string_view code) {
   return requests_family_->Add({{"method", s(method)}, {"code", s(code)}});

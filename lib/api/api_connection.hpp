@@ -1,0 +1,95 @@
+// One backend API connection (private to lib/api; pulls in Beast). It reads
+// one request at a time, hands it to the ApiService and writes the answer;
+// at most one answer is outstanding, and waiting for it is bounded too
+// (reply_guard), so a Downlink that never calls back cannot pin a socket.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "api/api_server.hpp"
+#include "api/request_body.hpp"
+#include "api/service.hpp"
+#include "metrics/labels.hpp"
+
+namespace coapgw::api {
+
+// The longest an answer may take: the longest request timeout plus slack.
+inline constexpr std::chrono::milliseconds reply_guard = max_timeout + std::chrono::seconds(30);
+
+// Hands work from any thread to the API io_context until closed; after
+// close() (the server stopped) hand-offs are dropped.
+class PostGate {
+ public:
+  explicit PostGate(boost::asio::io_context& ioc) : ioc_(&ioc) {}
+  void post(std::function<void()> fn);
+  void close();
+
+ private:
+  std::mutex mutex_;
+  boost::asio::io_context* ioc_;
+};
+
+class ApiConnection;
+
+// What the server and its connections share; API thread only.
+struct ApiShared {
+  ApiShared(const ApiSettings& s, metrics::Metrics& m) : settings(s), metrics(m) {}
+  const ApiSettings settings;
+  metrics::Metrics& metrics;
+  std::unique_ptr<ApiService> service;
+  std::unordered_map<std::uint64_t, std::weak_ptr<ApiConnection>> connections;
+  std::uint64_t next_connection_id = 1;
+  bool stopping = false;
+};
+
+class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
+ public:
+  ApiConnection(ApiShared& shared, std::uint64_t id, boost::asio::ip::tcp::socket socket);
+  ~ApiConnection();
+  void start() { do_read(); }
+  void abort();
+
+ private:
+  void do_read();
+  void on_read(boost::beast::error_code ec, std::size_t bytes);
+  void refuse(metrics::ApiReject reason, int status, std::string_view message);
+  void on_reply(std::uint64_t generation, ApiResponse response);
+  void do_write(ApiResponse response);
+  void on_write(boost::beast::error_code ec, std::size_t bytes);
+  void do_drain();
+  void on_drain(boost::beast::error_code ec, std::size_t bytes);
+  void close();
+
+  ApiShared& shared_;
+  const std::uint64_t id_;
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  boost::beast::http::response<boost::beast::http::string_body> response_;
+  boost::asio::steady_timer reply_timer_;
+  unsigned version_ = 11;
+  bool keep_alive_ = false;
+  bool waiting_ = false;
+  std::uint64_t generation_ = 0;  // answers for an older generation are stale
+  bool closing_ = false;
+  bool closed_ = false;
+  std::size_t drained_ = 0;
+  std::array<char, 4096> drain_buf_{};
+};
+
+}  // namespace coapgw::api
