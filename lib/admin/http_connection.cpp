@@ -40,15 +40,13 @@ Route route_of(std::string_view path) {
 
 }  // namespace
 
-HttpConnection::HttpConnection(ServerShared& shared, std::uint64_t id,
+HttpConnection::HttpConnection(ServerShared& shared, std::unique_ptr<api::HttpListener::Slot> slot,
                                boost::asio::ip::tcp::socket socket)
     : shared_(shared),
-      id_(id),
+      slot_(std::move(slot)),
       stream_(std::move(socket)),
       buffer_(shared.settings.max_request_bytes),
       lister_timer_(stream_.get_executor()) {}
-
-HttpConnection::~HttpConnection() { shared_.connections.erase(id_); }
 
 void HttpConnection::start() { do_read(); }
 

@@ -1,7 +1,6 @@
 // Reading, answering and closing one backend API connection; see api_connection.hpp.
 #include "api/api_connection.hpp"
 
-#include <boost/asio/post.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
@@ -26,24 +25,13 @@ constexpr std::size_t drain_limit = 256 * 1024;
 constexpr std::chrono::milliseconds drain_time{1000};
 }  // namespace
 
-void PostGate::post(std::function<void()> fn) {
-  std::lock_guard lock(mutex_);
-  if (ioc_ != nullptr) boost::asio::post(*ioc_, std::move(fn));
-}
-
-void PostGate::close() {
-  std::lock_guard lock(mutex_);
-  ioc_ = nullptr;
-}
-
-ApiConnection::ApiConnection(ApiShared& shared, std::uint64_t id, boost::asio::ip::tcp::socket socket)
+ApiConnection::ApiConnection(ApiShared& shared, std::unique_ptr<HttpListener::Slot> slot,
+                             boost::asio::ip::tcp::socket socket)
     : shared_(shared),
-      id_(id),
+      slot_(std::move(slot)),
       stream_(std::move(socket)),
       buffer_(shared.settings.max_request_bytes),
       reply_timer_(stream_.get_executor()) {}
-
-ApiConnection::~ApiConnection() { shared_.connections.erase(id_); }
 
 void ApiConnection::abort() {
   closing_ = true;

@@ -15,13 +15,11 @@
 
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <unordered_map>
 
 #include "api/api_server.hpp"
+#include "api/http_listener.hpp"
 #include "api/request_body.hpp"
 #include "api/service.hpp"
 #include "metrics/labels.hpp"
@@ -31,19 +29,6 @@ namespace coapgw::api {
 // The longest an answer may take: the longest request timeout plus slack.
 inline constexpr std::chrono::milliseconds reply_guard = max_timeout + std::chrono::seconds(30);
 
-// Hands work from any thread to the API io_context until closed; after
-// close() (the server stopped) hand-offs are dropped.
-class PostGate {
- public:
-  explicit PostGate(boost::asio::io_context& ioc) : ioc_(&ioc) {}
-  void post(std::function<void()> fn);
-  void close();
-
- private:
-  std::mutex mutex_;
-  boost::asio::io_context* ioc_;
-};
-
 class ApiConnection;
 
 // What the server and its connections share; API thread only.
@@ -52,17 +37,13 @@ struct ApiShared {
   const ApiSettings settings;
   metrics::Metrics& metrics;
   std::unique_ptr<ApiService> service;
-  std::unordered_map<std::uint64_t, std::weak_ptr<ApiConnection>> connections;
-  std::uint64_t next_connection_id = 1;
-  bool stopping = false;
 };
 
-class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
+class ApiConnection : public Abortable, public std::enable_shared_from_this<ApiConnection> {
  public:
-  ApiConnection(ApiShared& shared, std::uint64_t id, boost::asio::ip::tcp::socket socket);
-  ~ApiConnection();
+  ApiConnection(ApiShared& shared, std::unique_ptr<HttpListener::Slot> slot, boost::asio::ip::tcp::socket socket);
   void start() { do_read(); }
-  void abort();
+  void abort() override;
 
  private:
   void do_read();
@@ -76,7 +57,7 @@ class ApiConnection : public std::enable_shared_from_this<ApiConnection> {
   void close();
 
   ApiShared& shared_;
-  const std::uint64_t id_;
+  std::unique_ptr<HttpListener::Slot> slot_;
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
