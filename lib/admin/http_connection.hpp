@@ -23,6 +23,7 @@
 #include "admin/admin_server.hpp"
 #include "admin/sessions_page.hpp"
 #include "api/http_listener.hpp"
+#include "api/http_stream.hpp"
 
 namespace coapgw::admin {
 
@@ -68,14 +69,13 @@ class HttpConnection : public api::Abortable, public std::enable_shared_from_thi
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   void do_lingering_close();
-  void on_drain(boost::beast::error_code ec, std::size_t bytes);
   void close();
 
   ServerShared& shared_;
   std::unique_ptr<api::HttpListener::Slot> slot_;  // our place under max_connections
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
-  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  std::optional<api::http_stream::Parser> parser_;
   Response response_;
   boost::asio::steady_timer lister_timer_;
 
@@ -89,8 +89,6 @@ class HttpConnection : public api::Abortable, public std::enable_shared_from_thi
   std::uint64_t lister_generation_ = 0;  // answers for older generations are stale
   bool closing_ = false;
   bool closed_ = false;
-  std::size_t drained_ = 0;
-  std::array<char, 2048> drain_buf_{};
 };
 
 }  // namespace coapgw::admin

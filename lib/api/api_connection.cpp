@@ -18,10 +18,7 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
 namespace {
-// After a refusal the unread rest of the request is read and dropped for a
-// while, so that the close does not reset the connection before the client
-// has read the answer.
-constexpr std::size_t drain_limit = 256 * 1024;
+// How long a closing connection reads and drops what the client still sends.
 constexpr std::chrono::milliseconds drain_time{1000};
 }  // namespace
 
@@ -43,17 +40,12 @@ void ApiConnection::close() {
   closed_ = true;
   waiting_ = false;
   reply_timer_.cancel();
-  beast::error_code ignored;
-  stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
-  stream_.close();
+  http_stream::close(stream_);
 }
 
 void ApiConnection::do_read() {
   if (closing_) return close();
-  const std::size_t limit = shared_.settings.max_request_bytes;
-  parser_.emplace();
-  parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limit, UINT32_MAX)));
-  parser_->body_limit(limit);
+  http_stream::reset_parser(parser_, shared_.settings.max_request_bytes);
   // One deadline per request, from its first byte to its last, and for the
   // idle time before it: a trickling client is cut off here.
   stream_.expires_after(shared_.settings.request_timeout);
@@ -130,23 +122,8 @@ void ApiConnection::on_write(beast::error_code ec, std::size_t) {
   if (ec) return close();
   if (keep_alive_ && !closing_) return do_read();
   closing_ = true;
-  beast::error_code shutdown_ec;
-  stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, shutdown_ec);
-  if (shutdown_ec) return close();
-  stream_.expires_after(std::min<std::chrono::milliseconds>(drain_time, shared_.settings.request_timeout));
-  do_drain();
-}
-
-void ApiConnection::do_drain() {
-  stream_.async_read_some(boost::asio::buffer(drain_buf_),
-                          beast::bind_front_handler(&ApiConnection::on_drain, shared_from_this()));
-}
-
-void ApiConnection::on_drain(beast::error_code ec, std::size_t bytes) {
-  if (closed_) return;
-  drained_ += bytes;
-  if (ec || drained_ >= drain_limit) return close();
-  do_drain();
+  http_stream::linger(stream_, std::min<std::chrono::milliseconds>(drain_time, shared_.settings.request_timeout),
+                      [self = shared_from_this()] { self->close(); });
 }
 
 }  // namespace coapgw::api

@@ -13,13 +13,13 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
 
 #include "api/api_server.hpp"
 #include "api/http_listener.hpp"
+#include "api/http_stream.hpp"
 #include "api/request_body.hpp"
 #include "api/service.hpp"
 #include "metrics/labels.hpp"
@@ -52,15 +52,13 @@ class ApiConnection : public Abortable, public std::enable_shared_from_this<ApiC
   void on_reply(std::uint64_t generation, ApiResponse response);
   void do_write(ApiResponse response);
   void on_write(boost::beast::error_code ec, std::size_t bytes);
-  void do_drain();
-  void on_drain(boost::beast::error_code ec, std::size_t bytes);
   void close();
 
   ApiShared& shared_;
   std::unique_ptr<HttpListener::Slot> slot_;
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
-  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  std::optional<http_stream::Parser> parser_;
   boost::beast::http::response<boost::beast::http::string_body> response_;
   boost::asio::steady_timer reply_timer_;
   unsigned version_ = 11;
@@ -69,8 +67,6 @@ class ApiConnection : public Abortable, public std::enable_shared_from_this<ApiC
   std::uint64_t generation_ = 0;  // answers for an older generation are stale
   bool closing_ = false;
   bool closed_ = false;
-  std::size_t drained_ = 0;
-  std::array<char, 4096> drain_buf_{};
 };
 
 }  // namespace coapgw::api

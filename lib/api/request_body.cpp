@@ -154,65 +154,70 @@ bool read_request(Members& m, DownlinkRequest& out) {
   return true;
 }
 
-template <typename T>
-Parsed<T> failed(std::string error) {
-  return {std::nullopt, std::move(error)};
+// Parses `body` as one object with only `allowed` members and fills a T with
+// `read(members, out)`; the first problem, from either, is the error.
+template <typename T, typename Read>
+Parsed<T> parse_with(std::string_view body, std::initializer_list<std::string_view> allowed, Read read) {
+  std::string error;
+  const auto j = parse_object(body, error);
+  if (!j) return {std::nullopt, std::move(error)};
+  Members m(*j, allowed);
+  T out;
+  read(m, out);
+  if (!m.ok()) return {std::nullopt, m.error()};
+  return {std::move(out), {}};
 }
 
 }  // namespace
 
 Parsed<DeviceRequestSpec> parse_device_request(std::string_view body) {
-  std::string error;
-  const auto j = parse_object(body, error);
-  if (!j) return failed<DeviceRequestSpec>(error);
-  Members m(*j, {"method", "path", "query", "content_format", "payload", "payload_b64", "confirmable", "timeout",
-                 "queue_for"});
-  DeviceRequestSpec spec;
-  read_request(m, spec.request);
-  if (auto con = m.boolean("confirmable")) spec.request.confirmable = *con;
-  if (auto timeout = m.duration("timeout", max_timeout)) spec.timeout = *timeout;
-  spec.queue_for = m.duration("queue_for", max_queue_for);
-  if (!m.ok()) return failed<DeviceRequestSpec>(m.error());
-  return {std::move(spec), {}};
+  return parse_with<DeviceRequestSpec>(
+      body,
+      {"method", "path", "query", "content_format", "payload", "payload_b64", "confirmable", "timeout", "queue_for"},
+      [](Members& m, DeviceRequestSpec& spec) {
+        read_request(m, spec.request);
+        if (auto con = m.boolean("confirmable")) spec.request.confirmable = *con;
+        if (auto timeout = m.duration("timeout", max_timeout)) spec.timeout = *timeout;
+        spec.queue_for = m.duration("queue_for", max_queue_for);
+      });
 }
 
 Parsed<ObserveSpec> parse_observe_request(std::string_view body) {
-  std::string error;
-  const auto j = parse_object(body, error);
-  if (!j) return failed<ObserveSpec>(error);
-  Members m(*j, {"path", "query", "notify", "timeout"});
-  ObserveSpec spec;
-  read_target(m, spec.request.path, spec.request.uri_path, spec.request.uri_query);
-  if (auto timeout = m.duration("timeout", max_timeout)) spec.timeout = *timeout;
-  const auto notify = m.string("notify");
-  if (!m.ok()) return failed<ObserveSpec>(m.error());
-  const auto parsed = notify ? url::parse_server_url(*notify) : std::nullopt;
-  if (!parsed || (parsed->scheme != "http" && parsed->scheme != "https"))
-    return failed<ObserveSpec>("\"notify\" must be an http:// or https:// URL without query");
-  spec.request.notify = *notify;
-  return {std::move(spec), {}};
+  return parse_with<ObserveSpec>(body, {"path", "query", "notify", "timeout"}, [](Members& m, ObserveSpec& spec) {
+    read_target(m, spec.request.path, spec.request.uri_path, spec.request.uri_query);
+    if (auto timeout = m.duration("timeout", max_timeout)) spec.timeout = *timeout;
+    const auto notify = m.string("notify");
+    if (!m.ok()) return;
+    const auto parsed = notify ? url::parse_server_url(*notify) : std::nullopt;
+    if (!parsed || (parsed->scheme != "http" && parsed->scheme != "https"))
+      m.fail("\"notify\" must be an http:// or https:// URL without query");
+    else
+      spec.request.notify = *notify;
+  });
 }
 
 Parsed<GroupRequest> parse_group_request(std::string_view body) {
-  std::string error;
-  const auto j = parse_object(body, error);
-  if (!j) return failed<GroupRequest>(error);
-  Members m(*j, {"group", "method", "path", "query", "content_format", "payload", "payload_b64", "confirmable",
-                 "wait"});
-  GroupRequest out;
-  const auto group = m.string("group");
-  read_request(m, out.request);
-  if (auto wait = m.duration("wait", max_wait)) out.wait = *wait;
-  const auto con = m.boolean("confirmable");
-  if (!m.ok()) return failed<GroupRequest>(m.error());
-  if (con && *con) return failed<GroupRequest>("group requests are non-confirmable (RFC 7252 §8.1)");
-  out.request.confirmable = false;
-  const auto address = group ? Address::parse(*group) : std::nullopt;
-  if (!address || !address->is_multicast() || address->port() == 0)
-    return failed<GroupRequest>(
-        "\"group\" must be a multicast address with a port, like \"224.0.1.187:5683\" or \"[ff02::fd]:5683\"");
-  out.group = *address;
-  return {std::move(out), {}};
+  return parse_with<GroupRequest>(
+      body,
+      {"group", "method", "path", "query", "content_format", "payload", "payload_b64", "confirmable", "wait"},
+      [](Members& m, GroupRequest& out) {
+        const auto group = m.string("group");
+        read_request(m, out.request);
+        if (auto wait = m.duration("wait", max_wait)) out.wait = *wait;
+        const auto con = m.boolean("confirmable");
+        if (!m.ok()) return;
+        if (con && *con) {
+          m.fail("group requests are non-confirmable (RFC 7252 §8.1)");
+          return;
+        }
+        out.request.confirmable = false;
+        const auto address = group ? Address::parse(*group) : std::nullopt;
+        if (!address || !address->is_multicast() || address->port() == 0)
+          m.fail("\"group\" must be a multicast address with a port, like \"224.0.1.187:5683\" or "
+                 "\"[ff02::fd]:5683\"");
+        else
+          out.group = *address;
+      });
 }
 
 std::string_view method_name(std::uint8_t code) {

@@ -1,6 +1,5 @@
 // The api: section (backend API, DESIGN "Downlink") and its tokens file.
 #include <algorithm>
-#include <unordered_map>
 
 #include "config/sections.hpp"
 
@@ -60,21 +59,7 @@ std::optional<ApiToken> parse_token_entry(Reader& r, const YAML::Node& node, con
 }
 
 std::vector<ApiToken> parse_token_list(Reader& r, const YAML::Node& node, const std::string& path) {
-  std::vector<ApiToken> tokens;
-  if (!r.list(node, path)) return tokens;
-  std::unordered_map<std::string, std::size_t> names;
-  for (std::size_t i = 0; i < node.size(); ++i) {
-    auto item_path = index(path, i);
-    auto token = parse_token_entry(r, node[i], item_path);
-    if (!token) continue;
-    if (auto [it, inserted] = names.emplace(token->name, i); !inserted) {
-      r.add(join(item_path, "name"), "duplicate name " + in_quotes(token->name) + " (first at " +
-                                         index(path, it->second) + ")");
-      continue;
-    }
-    tokens.push_back(std::move(*token));
-  }
-  return tokens;
+  return parse_unique_list(r, node, path, "name", parse_token_entry, [](const ApiToken& t) { return t.name; });
 }
 
 std::vector<ApiToken> read_tokens_file(const std::string& path, std::vector<ConfigIssue>& issues) {

@@ -69,22 +69,7 @@ std::optional<PskKey> parse_psk_entry(Reader& r, const YAML::Node& node, const s
 }
 
 std::vector<PskKey> parse_psk_list(Reader& r, const YAML::Node& node, const std::string& path) {
-  std::vector<PskKey> keys;
-  if (!r.list(node, path)) return keys;
-  std::unordered_map<std::string, std::size_t> first_at;
-  for (std::size_t i = 0; i < node.size(); ++i) {
-    auto item_path = index(path, i);
-    auto key = parse_psk_entry(r, node[i], item_path);
-    if (!key) continue;
-    auto [it, inserted] = first_at.emplace(key->identity, i);
-    if (!inserted) {
-      r.add(join(item_path, "identity"), "duplicate identity " + in_quotes(key->identity) +
-                                             " (first at " + index(path, it->second) + ")");
-      continue;
-    }
-    keys.push_back(std::move(*key));
-  }
-  return keys;
+  return parse_unique_list(r, node, path, "identity", parse_psk_entry, [](const PskKey& k) { return k.identity; });
 }
 
 std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<ConfigIssue>& issues) {

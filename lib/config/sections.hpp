@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,31 @@ void parse_routes(Reader& r, const YAML::Node& node, Config& config);
 
 // api: {...} -> config.api, tokens_file included (read and merged here).
 void parse_api(Reader& r, const YAML::Node& node, Config& config);
+
+// A list of entries each parsed by `parse_entry(r, node, item_path)` (an
+// optional), refusing a repeated key (`key_of(entry)`, named `key_name` in
+// the issue, reported at the later entry). Shared by PSK keys and API tokens.
+template <typename ParseEntry, typename KeyOf>
+auto parse_unique_list(Reader& r, const YAML::Node& node, const std::string& path, std::string_view key_name,
+                       ParseEntry parse_entry, KeyOf key_of) {
+  using Entry = typename decltype(parse_entry(r, node, path))::value_type;
+  std::vector<Entry> out;
+  if (!r.list(node, path)) return out;
+  std::unordered_map<std::string, std::size_t> first_at;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    auto item_path = index(path, i);
+    auto entry = parse_entry(r, node[i], item_path);
+    if (!entry) continue;
+    const std::string key = key_of(*entry);
+    if (auto [it, inserted] = first_at.emplace(key, i); !inserted) {
+      r.add(join(item_path, key_name), "duplicate " + std::string(key_name) + " " + in_quotes(key) +
+                                           " (first at " + index(path, it->second) + ")");
+      continue;
+    }
+    out.push_back(std::move(*entry));
+  }
+  return out;
+}
 
 // Reads a secrets file (mode checked like the PSK keys file) whose top level
 // is a list, and hands the list to `parse_list` with key path "". Issues are

@@ -178,12 +178,16 @@ prometheus::Counter& Metrics::admin_rejected(AdminReject r) {
 prometheus::Counter& Metrics::bad_messages(BadReason r) { return *bad_messages_[index(r)]; }
 
 void Metrics::add_downlink_families(prometheus::Registry& reg) {
-  auto& requests = prometheus::BuildCounter()
-                       .Name("coapgw_downlink_requests_total")
-                       .Help("Backend requests to devices, by outcome")
-                       .Register(reg);
-  for (std::size_t o = 0; o < count<DownlinkOutcome>; ++o)
-    downlink_requests_[o] = &requests.Add({{"outcome", s(name(static_cast<DownlinkOutcome>(o)))}});
+  // One child per enumerator of E, labelled `label`.
+  const auto by_enum = [&reg]<typename E>(const char* family, const char* help, const char* label,
+                                          std::array<prometheus::Counter*, count<E>>& out, E) {
+    auto& f = prometheus::BuildCounter().Name(family).Help(help).Register(reg);
+    for (std::size_t i = 0; i < count<E>; ++i) out[i] = &f.Add({{label, s(name(static_cast<E>(i)))}});
+  };
+  by_enum("coapgw_downlink_requests_total", "Backend requests to devices, by outcome", "outcome",
+          downlink_requests_, DownlinkOutcome{});
+  by_enum("coapgw_api_rejected_total", "Backend API clients turned away, by reason", "reason", api_rejected_,
+          ApiReject{});
   downlink_queued_ = &prometheus::BuildGauge()
                           .Name("coapgw_downlink_queued")
                           .Help("Backend requests queued for devices that are not reachable now")
@@ -199,12 +203,6 @@ void Metrics::add_downlink_families(prometheus::Registry& reg) {
                         .Help("Notifications from observed devices relayed to backends")
                         .Register(reg)
                         .Add({});
-  auto& rejected = prometheus::BuildCounter()
-                       .Name("coapgw_api_rejected_total")
-                       .Help("Backend API clients turned away, by reason")
-                       .Register(reg);
-  for (std::size_t r = 0; r < count<ApiReject>; ++r)
-    api_rejected_[r] = &rejected.Add({{"reason", s(name(static_cast<ApiReject>(r)))}});
 }
 
 prometheus::Counter& Metrics::downlink_requests(DownlinkOutcome o) { return *downlink_requests_[index(o)]; }
