@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <mutex>
 
 #include <prometheus/counter.h>
 
@@ -45,7 +46,12 @@ class ApiServer::Impl {
     hooks.post = [gate = gate_](std::function<void()> fn) { gate->post(std::move(fn)); };
     hooks.now = [] { return Clock::now(); };
     hooks.wake_at = [this](TimePoint at) { arm_expiry(at); };
-    hooks.queued_devices = [this](DeviceKeys keys) { queued_devices_.store(std::move(keys)); };
+    hooks.queued_devices = [this](DeviceKeys keys) {
+      const bool any = keys && !keys->empty();
+      std::lock_guard lock(queued_mutex_);
+      queued_devices_ = std::move(keys);
+      any_queued_.store(any, std::memory_order_release);
+    };
     shared_.service = std::make_unique<ApiService>(TokenSet(settings.tokens), settings.queue, metrics, downlink,
                                                    std::move(hooks));
   }
@@ -65,8 +71,15 @@ class ApiServer::Impl {
     });
   }
 
+  // Nothing queued anywhere (the usual case) costs one atomic load; else the
+  // lock is held only to copy the pointer to the immutable key set.
   bool has_queued(const std::string& key) const {
-    const DeviceKeys keys = queued_devices_.load();
+    if (!any_queued_.load(std::memory_order_acquire)) return false;
+    DeviceKeys keys;
+    {
+      std::lock_guard lock(queued_mutex_);
+      keys = queued_devices_;
+    }
     return keys && keys->count(key) != 0;
   }
 
@@ -92,7 +105,9 @@ class ApiServer::Impl {
   HttpListener listener_;
   std::shared_ptr<PostGate> gate_;
   boost::asio::steady_timer expiry_timer_{listener_.context()};
-  std::atomic<DeviceKeys> queued_devices_;
+  std::atomic<bool> any_queued_{false};
+  mutable std::mutex queued_mutex_;
+  DeviceKeys queued_devices_;  // guarded by queued_mutex_
 };
 
 ApiServer::ApiServer(ApiSettings settings, metrics::Metrics& metrics, Downlink& downlink)

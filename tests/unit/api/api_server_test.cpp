@@ -233,6 +233,30 @@ TEST_F(ApiServerTest, SlowClientIsCutOffAndCounted) {
   EXPECT_TRUE(poll_until([&] { return metrics.api_rejected(metrics::ApiReject::timeout).Value() == 1; }));
 }
 
+TEST_F(ApiServerTest, KeepAliveServesRequestsInTurn) {
+  start();
+  downlink.set("dev", Mode::answer);
+  const int fd = raw_connect();
+  const std::string body = get_x;
+  const std::string one = "POST /v1/devices/dev/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer change-me\r\n"
+                          "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  const std::string two = "GET /v1/devices/dev/requests/9 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer change-me\r\n\r\n";
+  const std::string both = one + two;  // pipelined: the second waits for the first answer
+  ASSERT_EQ(::send(fd, both.data(), both.size(), MSG_NOSIGNAL), static_cast<ssize_t>(both.size()));
+  std::string received;
+  ASSERT_TRUE(poll_until([&] {
+    char buf[4096];
+    const auto n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) received.append(buf, static_cast<std::size_t>(n));
+    return received.find("HTTP/1.1 404") != std::string::npos;
+  })) << received;
+  const auto first = received.find("HTTP/1.1 200");
+  ASSERT_NE(first, std::string::npos) << received;
+  EXPECT_LT(first, received.find("HTTP/1.1 404"));
+  EXPECT_NE(received.find("echo /x"), std::string::npos);
+  ::close(fd);
+}
+
 TEST_F(ApiServerTest, ReloadReplacesTokens) {
   start();
   config::ApiConfig api;
