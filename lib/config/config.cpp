@@ -105,7 +105,8 @@ void parse_listen(Reader& r, const YAML::Node& node, ListenConfig& out) {
 void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
   DtlsConfig& out = config.dtls;
   if (!r.map(node, "dtls",
-             {"psk", "pki", "ciphers", "handshake_timeout", "max_handshakes", "max_handshakes_per_ip", "handshake_backoff"}))
+             {"psk", "pki", "ciphers", "handshake_timeout", "max_handshakes", "max_handshakes_per_ip", "handshake_backoff",
+              "connection_id"}))
     return;
   const YAML::Node psk = child(node, "psk");
   if (psk.IsDefined() && r.map(psk, "dtls.psk", {"hint", "keys", "keys_file"}) && psk.IsMap()) {
@@ -165,6 +166,15 @@ void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
     r.duration(backoff, "max", "dtls.handshake_backoff", true, b.max);
     r.integer(backoff, "max_addresses", "dtls.handshake_backoff", 1, 10'000'000, b.max_addresses);
     if (b.max < b.initial) r.add("dtls.handshake_backoff.max", "must not be shorter than initial");
+  }
+  const YAML::Node cid = child(node, "connection_id");
+  if (cid.IsDefined() && r.map(cid, "dtls.connection_id", {"length", "node_id"}) && cid.IsMap()) {
+    auto& c = out.connection_id;
+    if (r.integer(cid, "length", "dtls.connection_id", 0, 32, c.length) && c.length != 0 && c.length < 3) {
+      r.add("dtls.connection_id.length",
+            "must be 0 (never negotiate) or 3..32: node_id, the worker and at least one random byte");
+    }
+    r.integer(cid, "node_id", "dtls.connection_id", 0, 255, c.node_id);
   }
 }
 

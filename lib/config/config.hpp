@@ -69,6 +69,11 @@ struct DtlsConfig {
     Duration max{60000};
     std::size_t max_addresses = 10000;  // per worker
   } handshake_backoff;
+  // RFC 9146 Connection IDs we issue to clients that offer the extension (issue 13).
+  struct ConnectionId {
+    std::size_t length = 6;   // 0 = never negotiate; else 3..32 bytes
+    std::uint8_t node_id = 0;  // first byte of every CID we issue
+  } connection_id;
 };
 
 struct PersistConfig {

@@ -4,7 +4,9 @@
 #include <openssl/ssl.h>
 
 #include "dtls/ciphers.hpp"
+#include "dtls/handshake_state.hpp"
 #include "dtls/ssl_glue.hpp"
+#include "dtls/wire.hpp"
 
 namespace coapgw::dtls {
 
@@ -28,6 +30,10 @@ std::unique_ptr<ClientContext> ClientContext::create(ClientSettings settings, st
     return fail(std::move(why));
   }
   SSL_CTX_set_psk_client_callback(context->ctx_, detail::Callbacks::psk_client);
+  if (settings.connection_id) {
+    if (settings.connection_id->size() > wire::max_cid_size) return fail("dtls: connection id longer than 255");
+    if (!detail::Callbacks::add_cid_extension(context->ctx_)) return fail("dtls: cannot add the connection_id extension");
+  }
   context->settings_ = std::move(settings);
   return context;
 }
@@ -45,6 +51,11 @@ std::unique_ptr<Engine> ClientContext::connect(const Address& peer, Output& out,
   SSL_set_bio(ssl, bio, bio);
   SSL_set_connect_state(ssl);
   std::unique_ptr<Engine> engine(new Engine(*this, ssl, peer, now));
+  if (settings_.connection_id) {
+    auto& cid = engine->handshake_->cid;
+    cid.offered = true;
+    cid.read = *settings_.connection_id;
+  }
   engine->start(out, now);
   return engine;
 }

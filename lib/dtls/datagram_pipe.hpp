@@ -13,6 +13,7 @@
 namespace coapgw::dtls {
 struct Output;
 namespace detail {
+struct CidHandshake;
 
 struct DatagramPipe {
   std::span<const std::byte> in;
@@ -27,6 +28,9 @@ struct DatagramPipe {
   // lean record layer continues after it, so no record number (nonce) repeats.
   std::uint64_t last_epoch1_sequence = 0;
   bool wrote_epoch1 = false;
+  // Set when a Connection ID was negotiated for our records: OpenSSL's protected records are
+  // rewritten in the tls12_cid format on their way out.
+  CidHandshake* cid = nullptr;
 
   void feed(std::span<const std::byte> datagram, Output* output) {
     in = datagram;

@@ -36,8 +36,6 @@ constexpr std::size_t ssl_object_estimate = 32 * 1024;
 
 constexpr std::uint8_t alert_bad_record_mac = 20;
 
-unsigned char* u8(std::byte* p) { return reinterpret_cast<unsigned char*>(p); }
-
 std::string subject_common_name(SSL* ssl) {
   X509* cert = SSL_get0_peer_certificate(ssl);
   if (cert == nullptr) return {};
@@ -90,6 +88,10 @@ Engine::Engine(Context& context, ssl_st* ssl, const Address& peer, time_point no
   hs.last_now = now;
   hs.pipe.mtu_overhead = peer.is_v6() ? 48 : 28;
   SSL_set_app_data(ssl, this);
+  hs.cid.ssl = ssl;
+  hs.cid.crypto = context.crypto_.get();
+  hs.cid.server = context.role() == Context::Role::server;
+  hs.pipe.cid = &hs.cid;
   BIO_set_data(SSL_get_rbio(ssl), &hs.pipe);
   DTLS_set_timer_cb(ssl, detail::Callbacks::dtls_timer);
   DTLS_set_link_mtu(ssl, static_cast<long>(context.mtu()));
@@ -213,55 +215,44 @@ void Engine::switch_to_lean(std::span<const std::byte> proof) {
   hs.switch_failed = true;  // one attempt per session; success frees hs anyway
   SSL* ssl = hs.ssl;
   const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
-  SSL_SESSION* session = SSL_get_session(ssl);
-  const auto* suite = cipher != nullptr ? detail::find_suite(SSL_CIPHER_get_protocol_id(cipher)) : nullptr;
-  if (suite == nullptr || session == nullptr) {
+  detail::LeanStart start;
+  if (!detail::export_traffic_keys(ssl, context_->role() == Context::Role::server, &start.suite, &start.read,
+                                   &start.write)) {
     log::warn("dtls: " + peer_.to_string() + ": cipher suite not supported by the lean record layer, "
               "session stays on the SSL object");
     return;
   }
-  std::array<std::byte, 48> master{};
-  std::array<std::byte, 32> client_random{}, server_random{};
-  detail::LeanStart start;
-  start.suite = suite;
-  // The server reads with the client_write keys and writes with the server_write keys; the client
-  // the other way round.
-  const bool server = context_->role() == Context::Role::server;
-  const bool derived =
-      SSL_SESSION_get_master_key(session, u8(master.data()), master.size()) == master.size() &&
-      SSL_get_client_random(ssl, u8(client_random.data()), client_random.size()) == client_random.size() &&
-      SSL_get_server_random(ssl, u8(server_random.data()), server_random.size()) == server_random.size() &&
-      detail::derive_traffic_keys(*suite, master, client_random, server_random, server ? &start.read : &start.write,
-                                  server ? &start.write : &start.read);
-  OPENSSL_cleanse(master.data(), master.size());
   // The peer's record that OpenSSL just authenticated must authenticate with
   // our derived keys too: a derivation mismatch (some extension we do not
   // know) leaves the session on the SSL object instead of breaking it.
+  // (`proof` is in the plain format: tls12_cid records were translated for OpenSSL.)
   bool proven = false;
-  if (derived) {
-    auto& crypto = *context_->crypto_;
-    std::span<const std::byte> rest = proof;
-    while (!rest.empty() && !proven) {
-      const auto record = wire::next_record(rest, &rest);
-      if (!record) break;
-      if (record->epoch != 1 || record->type != static_cast<std::uint8_t>(wire::ContentType::application_data)) {
-        continue;
-      }
-      proven = crypto.open_record(*suite, start.read, *record, crypto.scratch()).has_value();
+  auto& crypto = *context_->crypto_;
+  std::span<const std::byte> rest = proof;
+  while (!rest.empty() && !proven) {
+    const auto record = wire::next_record(rest, &rest);
+    if (!record) break;
+    if (record->epoch != 1 || record->type != static_cast<std::uint8_t>(wire::ContentType::application_data)) {
+      continue;
     }
+    proven = crypto.open_record(*start.suite, start.read, *record, crypto.scratch()).has_value();
   }
   if (!proven) {
     log::warn("dtls: " + peer_.to_string() + ": derived record keys do not match the SSL object's, "
               "session stays on the SSL object");
-    OPENSSL_cleanse(&start, sizeof start);
+    start.wipe_keys();
     return;
   }
   start.window = record_layer_->replay_window();
   // Continue after every epoch-1 record number the SSL object used for us
   // (its Finished at least), so that no nonce is ever used twice.
   start.write_sequence = hs.pipe.wrote_epoch1 ? hs.pipe.last_epoch1_sequence + 1 : 0;
+  if (hs.cid.negotiated) {
+    start.read_cid = hs.cid.read;
+    start.write_cid = hs.cid.write;
+  }
   auto lean = detail::make_lean_record_layer(*context_->crypto_, start);
-  OPENSSL_cleanse(&start, sizeof start);
+  start.wipe_keys();
   if (!lean) return;
   const char* suite_name = SSL_CIPHER_get_name(cipher);  // static table, outlives the SSL object
   record_layer_ = std::move(lean);
@@ -296,6 +287,50 @@ void Engine::send_plaintext_alert(std::uint8_t description, Output& out) {
   out.datagrams.push_back(std::move(d));
 }
 
+std::span<const std::byte> Engine::feed_handshake(std::span<const std::byte> datagram, Output& out) {
+  auto& hs = *handshake_;
+  // RFC 9146: with our CID negotiated the peer's Finished comes as a tls12_cid record, which
+  // OpenSSL cannot read. The records before it (ClientKeyExchange, ChangeCipherSpec) go first, so
+  // that the master secret exists; then the rest is translated (see cid_handshake.hpp).
+  std::span<const std::byte> prefix = datagram, rest = datagram;
+  if (hs.cid.translates_inbound()) {
+    std::span<const std::byte> scan = datagram;
+    while (!scan.empty()) {
+      const auto record = wire::next_record(scan, &scan, hs.cid.read.size());
+      if (!record) break;
+      if (record->type == static_cast<std::uint8_t>(wire::ContentType::tls12_cid)) {
+        const auto at = static_cast<std::size_t>(record->whole.data() - datagram.data());
+        prefix = datagram.first(at);
+        rest = datagram.subspan(at);
+        break;
+      }
+    }
+  }
+  if (rest.data() == datagram.data() && prefix.size() == datagram.size()) {
+    hs.pipe.feed(datagram, &out);
+    drive_handshake(out);
+    return datagram;
+  }
+  if (!prefix.empty()) {
+    // The Finished is not in this part: the wrong-key check must wait for the translated rest.
+    const bool finished_coming = hs.peer_epoch1_handshake_seen;
+    hs.peer_epoch1_handshake_seen = false;
+    hs.pipe.feed(prefix, &out);
+    drive_handshake(out);
+    hs.peer_epoch1_handshake_seen = finished_coming;
+    if (state_ == State::closed) return {};
+  }
+  std::size_t dropped = 0;
+  const auto translated = hs.cid.inbound(rest, &dropped);
+  bad_records_ += dropped;
+  // Nothing left (the Finished did not authenticate): driving without input still runs the
+  // wrong-key check.
+  hs.pipe.feed(translated, &out);
+  if (translated.empty()) hs.pipe.detach();
+  drive_handshake(out);
+  return translated;
+}
+
 void Engine::on_datagram(std::span<const std::byte> datagram, Output& out, time_point now) {
   if (handshake_) handshake_->last_now = now;
   if (state_ == State::closed) return;
@@ -308,15 +343,15 @@ void Engine::on_datagram(std::span<const std::byte> datagram, Output& out, time_
     // them: unauthenticated junk from the device's address must not end the handshake.
     // (Server role only: the flight filter knows the client's flights.)
     FilteredFlight flight;
-    if (context_->role() == Context::Role::server) flight = filter_client_flight(datagram);
+    const std::size_t cid_length = handshake_->cid.translates_inbound() ? handshake_->cid.read.size() : 0;
+    if (context_->role() == Context::Role::server) flight = filter_client_flight(datagram, cid_length);
     if (flight.finished_after_ccs) handshake_->peer_epoch1_handshake_seen = true;
     if (flight.changed) {
       bad_records_ += flight.dropped;
       if (flight.kept.empty()) return;
       datagram = flight.kept;
     }
-    handshake_->pipe.feed(datagram, &out);
-    drive_handshake(out);
+    datagram = feed_handshake(datagram, out);
     handshake_->pipe.detach();
     if (state_ == State::established && handshake_->switch_pending) {
       // Application records came with the peer's Finished and OpenSSL opened
@@ -336,7 +371,7 @@ void Engine::on_datagram(std::span<const std::byte> datagram, Output& out, time_
   }
   std::span<const std::byte> rest = datagram;
   while (!rest.empty() && state_ == State::established) {
-    const auto record = wire::next_record(rest, &rest);
+    const auto record = wire::next_record(rest, &rest, record_layer_->read_cid().size());
     if (!record) {
       ++bad_records_;  // truncated tail: dropped, but it proves nothing about the keys
       break;
@@ -359,7 +394,27 @@ void Engine::on_record(const wire::Record& record, Output& out) {
     return;
   }
   using Opened = detail::RecordLayer::Opened;
-  switch (record_layer_->open(record, out)) {
+  if (handshake_ && record.type == static_cast<std::uint8_t>(wire::ContentType::tls12_cid)) {
+    // Still on the SSL object: OpenSSL reads the record in the plain format.
+    std::size_t dropped = 0;
+    const auto translated = handshake_->cid.translates_inbound() ? handshake_->cid.inbound(record.whole, &dropped)
+                                                                 : std::span<const std::byte>();
+    const auto plain = wire::next_record(translated, nullptr);
+    if (!plain) {
+      ++bad_records_;
+      return;
+    }
+    on_record(*plain, out);
+    return;
+  }
+  const auto& window = record_layer_->replay_window();
+  const bool had_any = window.any();
+  const std::uint64_t max_before = window.max();
+  const auto opened = record_layer_->open(record, out);
+  if ((opened == Opened::data || opened == Opened::no_data) && window.any() && (!had_any || window.max() > max_before)) {
+    out.newest = true;
+  }
+  switch (opened) {
     case Opened::data:
       if (handshake_) switch_to_lean(record.whole);  // the peer proved it has the keys
       break;
@@ -423,55 +478,6 @@ void Engine::on_timer(Output& out, time_point now) {
     ERR_clear_error();
     fail(Failure::handshake_timeout, out);
   }
-}
-
-std::optional<SessionState> Engine::export_state() const {
-  // Saved sessions are device sessions: the state names the keys by the server's view.
-  if (state_ != State::established || !lean() || context_->role() != Context::Role::server) return std::nullopt;
-  SessionState state;
-  if (!record_layer_->export_state(&state)) return std::nullopt;
-  state.peer = peer_;
-  state.identity = identity_;
-  const auto key = psk_key();
-  state.psk_key.assign(key.begin(), key.end());
-  state.psk_hint = psk_hint_;
-  if (peer_certs_) state.peer_certs = *peer_certs_;
-  return state;
-}
-
-std::unique_ptr<Engine> Engine::import_state(ServerContext& context, const SessionState& state,
-                                             std::uint64_t write_seq_gap) {
-  const auto* suite = detail::find_suite(state.cipher_suite);
-  if (suite == nullptr || context.crypto_ == nullptr || state.client_write_key.size() != suite->key_size ||
-      state.server_write_key.size() != suite->key_size || state.client_write_iv.size() != suite->fixed_iv_size ||
-      state.server_write_iv.size() != suite->fixed_iv_size || state.read_epoch == 0 || state.write_epoch == 0 ||
-      state.write_sequence >= detail::write_sequence_limit ||
-      write_seq_gap >= detail::write_sequence_limit - state.write_sequence ||
-      state.replay_max > detail::max_write_sequence) {
-    return nullptr;
-  }
-  detail::LeanStart start;
-  start.suite = suite;
-  std::copy(state.client_write_key.begin(), state.client_write_key.end(), start.read.key.begin());
-  std::copy(state.server_write_key.begin(), state.server_write_key.end(), start.write.key.begin());
-  std::copy(state.client_write_iv.begin(), state.client_write_iv.end(), start.read.iv.begin());
-  std::copy(state.server_write_iv.begin(), state.server_write_iv.end(), start.write.iv.begin());
-  start.read_epoch = state.read_epoch;
-  start.write_epoch = state.write_epoch;
-  start.write_sequence = state.write_sequence + write_seq_gap;
-  start.window.restore(state.replay_any, state.replay_max, state.replay_bits);
-  std::unique_ptr<Engine> engine(new Engine(context, state.peer));
-  engine->generation_ = context.credentials_generation();
-  engine->record_layer_ = detail::make_lean_record_layer(*context.crypto_, start);
-  OPENSSL_cleanse(&start, sizeof start);
-  if (!engine->record_layer_) return nullptr;
-  engine->identity_ = state.identity;
-  engine->psk_key_.assign(reinterpret_cast<const char*>(state.psk_key.data()), state.psk_key.size());
-  engine->psk_hint_ = state.psk_hint;
-  if (!state.peer_certs.empty())
-    engine->peer_certs_ = std::make_unique<std::vector<std::vector<std::byte>>>(state.peer_certs);
-  engine->state_ = State::established;
-  return engine;
 }
 
 }  // namespace coapgw::dtls

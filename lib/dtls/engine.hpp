@@ -83,6 +83,10 @@ class Engine {
   ssl_st* native_handle() const;
   // True once record protection runs without the SSL object.
   bool lean() const;
+  // RFC 9146: the Connection ID in the peer's records to us (the one we issued; empty when none
+  // was negotiated), and the one we put in our records to the peer (empty: plain records).
+  std::span<const std::byte> connection_id() const;
+  std::span<const std::byte> peer_connection_id() const;
   std::size_t memory_estimate() const;
   // Records dropped because they failed to authenticate, were replayed, were
   // malformed or came at another epoch (a plaintext alert aimed at an
@@ -114,6 +118,9 @@ class Engine {
   Engine(Context& context, const Address& peer);  // import: no handshake
   void start(Output& out, time_point now);
   void drive_handshake(Output& out);
+  // Feeds a handshake-time datagram to OpenSSL (translating tls12_cid records) and drives the
+  // handshake; returns the datagram as OpenSSL saw it (plain format).
+  std::span<const std::byte> feed_handshake(std::span<const std::byte> datagram, Output& out);
   void on_established(Output& out);
   void on_record(const wire::Record& record, Output& out);
   void fail(Failure failure, Output& out);

@@ -41,7 +41,7 @@ bool plausible_handshake(std::span<const std::byte> fragment) {
 
 }  // namespace
 
-FilteredFlight filter_client_flight(std::span<const std::byte> datagram) {
+FilteredFlight filter_client_flight(std::span<const std::byte> datagram, std::size_t cid_length) {
   FilteredFlight f;
   bool ccs_seen = false;
   std::span<const std::byte> rest = datagram;
@@ -61,7 +61,7 @@ FilteredFlight filter_client_flight(std::span<const std::byte> datagram) {
     ++f.dropped;
   };
   while (!rest.empty()) {
-    const auto record = wire::next_record(rest, &rest);
+    const auto record = wire::next_record(rest, &rest, cid_length);
     if (!record) {
       drop();  // a truncated tail
       break;
@@ -70,8 +70,11 @@ FilteredFlight filter_client_flight(std::span<const std::byte> datagram) {
     const auto type = static_cast<CT>(record->type);
     bool pass = false;
     if (record->epoch == 1) {
-      pass = type == CT::handshake || type == CT::alert || type == CT::application_data;
-      if (type == CT::handshake && ccs_seen) f.finished_after_ccs = true;
+      // With our CID negotiated the epoch-1 records are tls12_cid records, type hidden: the first
+      // after the ChangeCipherSpec is the Finished.
+      const bool cid = cid_length != 0 && type == CT::tls12_cid;
+      pass = type == CT::handshake || type == CT::alert || type == CT::application_data || cid;
+      if ((type == CT::handshake || cid) && ccs_seen) f.finished_after_ccs = true;
     } else if (record->epoch == 0) {
       if (type == CT::change_cipher_spec) {
         pass = record->fragment.size() == 1 && record->fragment[0] == std::byte{1};

@@ -8,7 +8,8 @@
 // records of unknown types or later epochs, ChangeCipherSpec records with another body, and
 // handshake records that do not hold well-formed handshake message fragments of the kinds a
 // client sends (ClientHello again, Certificate, ClientKeyExchange, CertificateVerify).
-// Epoch-1 records (the encrypted Finished) pass: only the keys can tell. A forged but well-formed
+// Epoch-1 records (the encrypted Finished) pass: only the keys can tell; so do epoch-1 tls12_cid
+// records when the server issued a CID of `cid_length` bytes (RFC 9146), and only then. A forged but well-formed
 // message can still end a handshake; DTLS 1.2 offers nothing against that before Finished.
 // Pure: no OpenSSL, no state.
 #pragma once
@@ -26,6 +27,6 @@ struct FilteredFlight {
   bool finished_after_ccs = false;  // an epoch-1 handshake record followed a ChangeCipherSpec here
 };
 
-FilteredFlight filter_client_flight(std::span<const std::byte> datagram);
+FilteredFlight filter_client_flight(std::span<const std::byte> datagram, std::size_t cid_length = 0);
 
 }  // namespace coapgw::dtls

@@ -7,6 +7,7 @@
 
 #include <chrono>
 
+#include "dtls/cid_handshake.hpp"
 #include "dtls/datagram_pipe.hpp"
 
 struct ssl_st;
@@ -23,6 +24,7 @@ struct HandshakeState {
 
   ssl_st* ssl;
   DatagramPipe pipe;
+  CidHandshake cid;  // RFC 9146: what was negotiated, and the epoch-1 record translation
   time_point deadline;
   time_point last_now;
   bool psk_identity_unknown = false;

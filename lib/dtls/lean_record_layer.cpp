@@ -8,8 +8,13 @@
 //   the number only ever grows; nothing is sealed at or past write_sequence_limit
 //   except the final close_notify;
 // - nothing reaches Output::plaintexts unless it authenticated, and a record
-//   number is marked in the replay window only after it authenticated.
+//   number is marked in the replay window only after it authenticated;
+// - with a Connection ID negotiated for a direction (RFC 9146), records in that
+//   direction are tls12_cid records carrying exactly that CID; plain records
+//   are refused then, and tls12_cid records are refused without one.
 #include <openssl/crypto.h>
+
+#include <algorithm>
 
 #include "dtls/record_layer.hpp"
 #include "dtls/session_state.hpp"
@@ -40,7 +45,9 @@ class LeanRecordLayer final : public RecordLayer {
         window_(start.window),
         write_sequence_(start.write_sequence),
         read_epoch_(start.read_epoch),
-        write_epoch_(start.write_epoch) {}
+        write_epoch_(start.write_epoch),
+        read_cid_(start.read_cid),
+        write_cid_(start.write_cid) {}
 
   ~LeanRecordLayer() override {
     OPENSSL_cleanse(&read_, sizeof read_);
@@ -50,14 +57,21 @@ class LeanRecordLayer final : public RecordLayer {
   std::uint16_t read_epoch() const override { return read_epoch_; }
 
   Opened open(const wire::Record& record, Output& out) override {
-    const bool application = record.type == static_cast<std::uint8_t>(wire::ContentType::application_data);
+    const bool cid = record.type == static_cast<std::uint8_t>(wire::ContentType::tls12_cid);
+    if (cid != !read_cid_.empty()) return Opened::rejected;
+    if (cid && !std::equal(record.cid.begin(), record.cid.end(), read_cid_.begin(), read_cid_.end())) {
+      return Opened::rejected;
+    }
+    // A tls12_cid record hides its type: a replayed one counts as replayed application data.
+    const bool application =
+        cid || record.type == static_cast<std::uint8_t>(wire::ContentType::application_data);
     if (window_.seen(record.sequence)) return application ? Opened::replayed : Opened::no_data;
     const auto scratch = crypto_->scratch();
-    const auto length = crypto_->open_record(*suite_, read_, record, scratch);
-    if (!length) return Opened::rejected;
+    const auto opened = crypto_->open_record(*suite_, read_, record, scratch);
+    if (!opened) return Opened::rejected;
     window_.mark(record.sequence);
-    const auto plaintext = scratch.first(*length);
-    switch (static_cast<wire::ContentType>(record.type)) {
+    const auto plaintext = scratch.first(opened->length);
+    switch (static_cast<wire::ContentType>(opened->type)) {
       case wire::ContentType::application_data:
         out.plaintexts.emplace_back(plaintext.begin(), plaintext.end());
         return Opened::data;
@@ -91,8 +105,12 @@ class LeanRecordLayer final : public RecordLayer {
     send_alert(alert_level_warning, alert_close_notify, out, max_write_sequence + 1);
   }
 
-  std::size_t memory_estimate() const override { return sizeof(*this); }
+  std::size_t memory_estimate() const override {
+    return sizeof(*this) + read_cid_.capacity() + write_cid_.capacity();
+  }
   ReplayWindow& replay_window() override { return window_; }
+  std::span<const std::byte> read_cid() const override { return read_cid_; }
+  std::span<const std::byte> write_cid() const override { return write_cid_; }
   bool write_exhausted() const override { return write_sequence_ >= write_sequence_limit; }
 
   bool export_state(SessionState* state) const override {
@@ -107,6 +125,8 @@ class LeanRecordLayer final : public RecordLayer {
     state->replay_any = window_.any();
     state->replay_max = window_.max();
     state->replay_bits = window_.bits();
+    state->local_cid = read_cid_;
+    state->peer_cid = write_cid_;
     return true;
   }
 
@@ -117,8 +137,11 @@ class LeanRecordLayer final : public RecordLayer {
     if (write_sequence_ >= limit || write_sequence_ > max_write_sequence) return false;
     const std::uint64_t sequence = write_sequence_++;
     std::vector<std::byte> record;
-    record.reserve(wire::record_header_size + suite_->explicit_nonce_size + plaintext.size() + suite_->tag_size);
-    if (!crypto_->seal_record(*suite_, write_, type, write_epoch_, sequence, plaintext, &record)) return false;
+    record.reserve(wire::record_header_size + write_cid_.size() + suite_->explicit_nonce_size + plaintext.size() + 1 +
+                   suite_->tag_size);
+    if (!crypto_->seal_record(*suite_, write_, type, write_epoch_, sequence, plaintext, &record, write_cid_)) {
+      return false;
+    }
     out.datagrams.push_back(std::move(record));
     return true;
   }
@@ -136,9 +159,16 @@ class LeanRecordLayer final : public RecordLayer {
   std::uint64_t write_sequence_;
   std::uint16_t read_epoch_;
   std::uint16_t write_epoch_;
+  std::vector<std::byte> read_cid_;
+  std::vector<std::byte> write_cid_;
 };
 
 }  // namespace
+
+void LeanStart::wipe_keys() {
+  OPENSSL_cleanse(&read, sizeof read);
+  OPENSSL_cleanse(&write, sizeof write);
+}
 
 std::unique_ptr<RecordLayer> make_lean_record_layer(RecordCrypto& crypto, const LeanStart& start) {
   if (start.suite == nullptr) return nullptr;

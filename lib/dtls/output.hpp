@@ -16,6 +16,9 @@ struct Output {
   bool established = false;  // set once, on the call where the handshake completed
   bool closed = false;       // peer sent close_notify or a fatal alert, or we failed
   Failure failure = Failure::none;
+  // An established session's record authenticated and was the newest seen (it moved the replay
+  // window on): RFC 9146 6 lets the peer's address follow such a record, and only such a record.
+  bool newest = false;
 
   void clear() {
     datagrams.clear();
@@ -23,6 +26,7 @@ struct Output {
     established = false;
     closed = false;
     failure = Failure::none;
+    newest = false;
   }
 };
 

@@ -141,6 +141,23 @@ std::array<std::byte, 13> record_aad(std::uint16_t epoch, std::uint64_t sequence
   return aad;
 }
 
+std::size_t record_aad_cid(std::uint16_t epoch, std::uint64_t sequence, std::uint16_t version,
+                           std::span<const std::byte> cid, std::size_t inner_length,
+                           std::array<std::byte, max_cid_aad_size>* out) {
+  constexpr auto cid_type = static_cast<std::uint8_t>(wire::ContentType::tls12_cid);
+  std::byte* a = out->data();
+  put_be(a, 0xffffffffffffffffULL, 8);
+  a[8] = static_cast<std::byte>(cid_type);
+  a[9] = static_cast<std::byte>(cid.size());
+  a[10] = static_cast<std::byte>(cid_type);
+  put_be(a + 11, version, 2);
+  put_be(a + 13, epoch, 2);
+  put_be(a + 15, sequence, 6);
+  std::copy(cid.begin(), cid.end(), a + 21);
+  put_be(a + 21 + cid.size(), inner_length, 2);
+  return 23 + cid.size();
+}
+
 std::unique_ptr<RecordCrypto> RecordCrypto::create() {
   std::unique_ptr<RecordCrypto> crypto(new RecordCrypto);
   for (auto* slots : {&crypto->sealers_, &crypto->openers_}) {
@@ -149,7 +166,7 @@ std::unique_ptr<RecordCrypto> RecordCrypto::create() {
       if (slot.ctx == nullptr) return nullptr;
     }
   }
-  crypto->scratch_ = std::make_unique<std::byte[]>(max_plaintext_size);
+  crypto->scratch_ = std::make_unique<std::byte[]>(scratch_size);
   for (std::size_t i = 0; i < aead_count; ++i) {
     crypto->ciphers_[i] = EVP_CIPHER_fetch(nullptr, cipher_name(static_cast<Aead>(i)), nullptr);
     if (crypto->ciphers_[i] == nullptr) {
@@ -244,48 +261,85 @@ bool RecordCrypto::open(Aead aead, std::span<const std::byte> key, std::span<con
 
 bool RecordCrypto::seal_record(const SuiteParams& suite, const TrafficKeys& keys, std::uint8_t type,
                                std::uint16_t epoch, std::uint64_t sequence, std::span<const std::byte> plaintext,
-                               std::vector<std::byte>* record) {
-  if (plaintext.size() > max_plaintext_size || sequence > 0xffffffffffffULL) return false;
-  const std::size_t fragment = suite.explicit_nonce_size + plaintext.size() + suite.tag_size;
+                               std::vector<std::byte>* record, std::span<const std::byte> cid) {
+  if (plaintext.size() > max_plaintext_size || sequence > 0xffffffffffffULL || cid.size() > wire::max_cid_size) {
+    return false;
+  }
+  // With a CID the protected part is DTLSInnerPlaintext: content, real type, no padding.
+  const std::size_t inner = plaintext.size() + (cid.empty() ? 0 : 1);
+  const std::size_t fragment = suite.explicit_nonce_size + inner + suite.tag_size;
+  const std::size_t header = wire::record_header_size + cid.size();
   const std::size_t start = record->size();
-  record->resize(start + wire::record_header_size + fragment);
+  record->resize(start + header + fragment);
   std::byte* r = record->data() + start;
-  r[0] = static_cast<std::byte>(type);
+  r[0] = static_cast<std::byte>(cid.empty() ? type : static_cast<std::uint8_t>(wire::ContentType::tls12_cid));
   put_be(r + 1, 0xfefd, 2);
   put_be(r + 3, epoch, 2);
   put_be(r + 5, sequence, 6);
-  put_be(r + 11, fragment, 2);
-  std::byte* explicit_nonce = r + wire::record_header_size;
+  std::copy(cid.begin(), cid.end(), r + 11);
+  put_be(r + 11 + cid.size(), fragment, 2);
+  std::byte* explicit_nonce = r + header;
   // The explicit nonce is the record number itself: unique per key as long as
   // the sequence never repeats, which the record layer guarantees.
   if (suite.explicit_nonce_size != 0) {
     put_be(explicit_nonce, epoch, 2);
     put_be(explicit_nonce + 2, sequence, 6);
   }
+  std::byte* body = explicit_nonce + suite.explicit_nonce_size;
   const auto nonce = record_nonce(suite, keys, std::span(explicit_nonce, suite.explicit_nonce_size), epoch, sequence);
-  const auto aad = record_aad(epoch, sequence, type, 0xfefd, plaintext.size());
-  if (!seal(suite.aead, std::span(keys.key).first(suite.key_size), nonce, aad, plaintext, suite.tag_size,
-            explicit_nonce + suite.explicit_nonce_size)) {
+  bool sealed = false;
+  const auto key = std::span(keys.key).first(suite.key_size);
+  if (cid.empty()) {
+    const auto aad = record_aad(epoch, sequence, type, 0xfefd, plaintext.size());
+    sealed = seal(suite.aead, key, nonce, aad, plaintext, suite.tag_size, body);
+  } else {
+    // The inner plaintext is laid out in place and encrypted in place (EVP allows in == out).
+    if (!plaintext.empty()) std::memmove(body, plaintext.data(), plaintext.size());
+    body[plaintext.size()] = static_cast<std::byte>(type);
+    std::array<std::byte, max_cid_aad_size> aad;
+    const std::size_t aad_size = record_aad_cid(epoch, sequence, 0xfefd, cid, inner, &aad);
+    sealed = seal(suite.aead, key, nonce, std::span(aad).first(aad_size), std::span(body, inner), suite.tag_size, body);
+  }
+  if (!sealed) {
     record->resize(start);
     return false;
   }
   return true;
 }
 
-std::optional<std::size_t> RecordCrypto::open_record(const SuiteParams& suite, const TrafficKeys& keys,
-                                                     const wire::Record& record, std::span<std::byte> plaintext) {
+std::optional<RecordCrypto::Opened> RecordCrypto::open_record(const SuiteParams& suite, const TrafficKeys& keys,
+                                                              const wire::Record& record,
+                                                              std::span<std::byte> plaintext) {
+  const bool cid = record.type == static_cast<std::uint8_t>(wire::ContentType::tls12_cid);
   const std::size_t overhead = std::size_t{suite.explicit_nonce_size} + suite.tag_size;
   if (record.fragment.size() < overhead) return std::nullopt;
   const std::size_t length = record.fragment.size() - overhead;
-  if (length > max_plaintext_size || length > plaintext.size()) return std::nullopt;
+  if (length > (cid ? scratch_size : max_plaintext_size) || length > plaintext.size()) return std::nullopt;
   const auto explicit_nonce = record.fragment.first(suite.explicit_nonce_size);
   const auto nonce = record_nonce(suite, keys, explicit_nonce, record.epoch, record.sequence);
-  const auto aad = record_aad(record.epoch, record.sequence, record.type, record.version, length);
+  std::array<std::byte, max_cid_aad_size> aad_buffer;
+  std::span<const std::byte> aad;
+  std::array<std::byte, 13> plain_aad;
+  if (cid) {
+    aad = std::span(aad_buffer).first(record_aad_cid(record.epoch, record.sequence, record.version, record.cid,
+                                                     length, &aad_buffer));
+  } else {
+    plain_aad = record_aad(record.epoch, record.sequence, record.type, record.version, length);
+    aad = plain_aad;
+  }
   if (!open(suite.aead, std::span(keys.key).first(suite.key_size), nonce, aad,
             record.fragment.subspan(suite.explicit_nonce_size), suite.tag_size, plaintext.data())) {
     return std::nullopt;
   }
-  return length;
+  if (!cid) return Opened{length, record.type};
+  // DTLSInnerPlaintext: the real type is the last non-zero byte; zeros after it are padding.
+  std::size_t end = length;
+  while (end > 0 && plaintext[end - 1] == std::byte{0}) --end;
+  if (end == 0 || end - 1 > max_plaintext_size) {
+    OPENSSL_cleanse(plaintext.data(), length);
+    return std::nullopt;
+  }
+  return Opened{end - 1, std::to_integer<std::uint8_t>(plaintext[end - 1])};
 }
 
 }  // namespace coapgw::dtls::detail

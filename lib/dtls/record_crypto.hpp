@@ -2,7 +2,9 @@
 // the AEAD cipher suites it supports (by IANA id), the TLS 1.2 PRF and key
 // block (RFC 5246 5, 6.3), and DTLS 1.2 AEAD record sealing/opening
 // (RFC 5246 6.2.3.3 with RFC 6347 4.1's epoch||sequence, RFC 5288/6655 nonces,
-// RFC 7905 for ChaCha20-Poly1305). RecordCrypto holds the per-worker OpenSSL
+// RFC 7905 for ChaCha20-Poly1305), in the plain format and in RFC 9146's
+// tls12_cid format (Connection ID in the header, DTLSInnerPlaintext, its own
+// additional data). RecordCrypto holds the per-worker OpenSSL
 // cipher contexts; sessions hold only keys and IVs. Internal header, no
 // OpenSSL types.
 #pragma once
@@ -42,6 +44,11 @@ const SuiteParams* find_suite(std::uint16_t iana_id);
 inline constexpr std::size_t max_key_size = 32;
 inline constexpr std::size_t max_iv_size = 12;
 inline constexpr std::size_t max_plaintext_size = 16384;  // RFC 6347 4.1: 2^14
+// A tls12_cid record's DTLSInnerPlaintext: the content, its real type and zero
+// padding. We send no padding; a peer's inner plaintext may be up to this much
+// longer than the largest content.
+inline constexpr std::size_t max_inner_padding = 255;
+inline constexpr std::size_t scratch_size = max_plaintext_size + 1 + max_inner_padding;
 
 struct TrafficKeys {
   std::array<std::byte, max_key_size> key{};
@@ -79,17 +86,25 @@ class RecordCrypto {
             std::span<const std::byte> aad, std::span<const std::byte> sealed, std::size_t tag_size,
             std::byte* out);
 
-  // One DTLS 1.2 record (header + protected fragment) appended to `record`.
+  // One DTLS 1.2 record (header + protected fragment) appended to `record`. With a non-empty `cid`
+  // (at most wire::max_cid_size) the record is a tls12_cid record (RFC 9146 4, 5): `type` goes
+  // inside, after the plaintext, with no padding.
   bool seal_record(const SuiteParams& suite, const TrafficKeys& keys, std::uint8_t type, std::uint16_t epoch,
-                   std::uint64_t sequence, std::span<const std::byte> plaintext, std::vector<std::byte>* record);
+                   std::uint64_t sequence, std::span<const std::byte> plaintext, std::vector<std::byte>* record,
+                   std::span<const std::byte> cid = {});
+  struct Opened {
+    std::size_t length = 0;  // plaintext bytes at the start of the scratch passed in
+    std::uint8_t type = 0;   // the record's type; for tls12_cid records the real type from inside
+  };
   // Authenticates and decrypts record.fragment into `plaintext` (capacity at
-  // least max_plaintext_size); returns the plaintext length, nullopt when the
-  // record is malformed or fails authentication.
-  std::optional<std::size_t> open_record(const SuiteParams& suite, const TrafficKeys& keys,
-                                         const wire::Record& record, std::span<std::byte> plaintext);
+  // least scratch_size); nullopt when the record is malformed or fails
+  // authentication. A tls12_cid record is opened with record.cid in the
+  // additional data; its inner plaintext must hold a non-zero type.
+  std::optional<Opened> open_record(const SuiteParams& suite, const TrafficKeys& keys, const wire::Record& record,
+                                    std::span<std::byte> plaintext);
 
-  // max_plaintext_size bytes of scratch for opened plaintexts, shared by the worker's sessions.
-  std::span<std::byte> scratch() { return {scratch_.get(), max_plaintext_size}; }
+  // scratch_size bytes of scratch for opened plaintexts, shared by the worker's sessions.
+  std::span<std::byte> scratch() { return {scratch_.get(), scratch_size}; }
 
  private:
   RecordCrypto() = default;
@@ -114,5 +129,11 @@ std::array<std::byte, 12> record_nonce(const SuiteParams& suite, const TrafficKe
                                        std::uint64_t sequence);
 std::array<std::byte, 13> record_aad(std::uint16_t epoch, std::uint64_t sequence, std::uint8_t type,
                                      std::uint16_t version, std::size_t plaintext_length);
+// RFC 9146 5: seq_num_placeholder (8 x 0xff), tls12_cid, cid_length, tls12_cid, version, epoch,
+// sequence_number, cid, length_of_DTLSInnerPlaintext; written to `out`, whose size is returned.
+inline constexpr std::size_t max_cid_aad_size = 23 + wire::max_cid_size;
+std::size_t record_aad_cid(std::uint16_t epoch, std::uint64_t sequence, std::uint16_t version,
+                           std::span<const std::byte> cid, std::size_t inner_length,
+                           std::array<std::byte, max_cid_aad_size>* out);
 
 }  // namespace coapgw::dtls::detail

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "dtls/output.hpp"
 #include "dtls/record_crypto.hpp"
@@ -85,6 +86,10 @@ class RecordLayer {
   virtual bool write_exhausted() const { return false; }
   // Fills the keys/epochs/sequence/window part; false for the SSL-backed layer.
   virtual bool export_state(SessionState*) const { return false; }
+  // RFC 9146 Connection IDs: the one the peer puts in records to us (empty: none) and the one we
+  // put in records to the peer (empty: plain records).
+  virtual std::span<const std::byte> read_cid() const = 0;
+  virtual std::span<const std::byte> write_cid() const = 0;
 };
 
 std::unique_ptr<RecordLayer> make_ssl_record_layer(Engine& engine);
@@ -98,6 +103,10 @@ struct LeanStart {
   std::uint16_t write_epoch = 1;
   std::uint64_t write_sequence = 0;
   ReplayWindow window;
+  std::vector<std::byte> read_cid;   // empty: the peer sends plain records
+  std::vector<std::byte> write_cid;  // empty: we send plain records
+
+  void wipe_keys();  // OPENSSL_cleanse of read and write (never of the whole struct: it owns vectors)
 };
 
 // Sequence numbers are 48 bits. Application data stops `write_sequence_margin`

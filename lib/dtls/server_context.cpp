@@ -41,6 +41,10 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
     return fail(std::move(why));
   }
   if (settings.cookie_rotation.count() <= 0) return fail("dtls: cookie_rotation must be > 0");
+  if (const auto n = settings.connection_id.length; n != 0 && (n < min_cid_length || n > max_cid_length)) {
+    return fail("dtls: connection_id.length must be 0 or " + std::to_string(min_cid_length) + ".." +
+                std::to_string(max_cid_length));
+  }
   const bool cert = !settings.cert_file.empty();
   if (cert && settings.key_file.empty()) return fail("dtls: pki.cert needs pki.private_key");
   if (!cert && !settings.key_file.empty()) return fail("dtls: pki.private_key needs pki.cert");
@@ -89,6 +93,9 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
     context->trust_ = std::move(trust);
   }
+  if (settings.connection_id.length != 0 && !detail::Callbacks::add_cid_extension(ctx)) {
+    return fail(openssl_error("dtls: cannot add the connection_id extension"));
+  }
   SSL_CTX_set_cookie_generate_cb(ctx, detail::Callbacks::cookie_generate);
   SSL_CTX_set_cookie_verify_cb(ctx, detail::Callbacks::cookie_verify);
   context->listen_peer_ = BIO_ADDR_new();
@@ -136,6 +143,21 @@ void ServerContext::set_credentials(std::shared_ptr<const PskStore> store, std::
     SSL_free(listener_);
     listener_ = nullptr;
   }
+}
+
+bool ServerContext::random_cid(std::span<std::byte> cid) const {
+  if (cid.empty()) return false;
+  cid[0] = static_cast<std::byte>(settings_.connection_id.node_id);
+  if (cid.size() > 1 &&
+      RAND_bytes(reinterpret_cast<unsigned char*>(cid.data() + 1), static_cast<int>(cid.size() - 1)) != 1) {
+    ERR_clear_error();
+    return false;
+  }
+  return true;
+}
+
+bool ServerContext::issue_cid(std::span<std::byte> cid) const {
+  return cid_issuer_ ? cid_issuer_(cid) : random_cid(cid);
 }
 
 void ServerContext::rotate_cookie_secret_if_due(time_point now) {

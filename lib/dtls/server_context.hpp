@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -63,6 +64,15 @@ class ServerContext final : public Context {
   void rotate_cookie_secret_if_due(time_point now);
 
   const ServerSettings& settings() const { return settings_; }
+
+  // RFC 9146: fills a CID of settings().connection_id.length bytes for a new session; false = none
+  // free (the session goes without a CID). The default writes node_id and random bytes; the worker
+  // installs one that also keeps CIDs unique among its live sessions.
+  using CidIssuer = std::function<bool(std::span<std::byte> cid)>;
+  void set_cid_issuer(CidIssuer issuer) { cid_issuer_ = std::move(issuer); }
+  bool issue_cid(std::span<std::byte> cid) const;
+  // node_id followed by random bytes (OpenSSL's RAND_bytes): the default issuer's CID.
+  bool random_cid(std::span<std::byte> cid) const;
   const std::shared_ptr<const PskStore>& psk_store() const { return psk_; }
 
   static constexpr std::size_t cookie_size = 32;
@@ -93,6 +103,7 @@ class ServerContext final : public Context {
   bool hello_cookie_ok_ = false;  // set only while on_hello drives an already-verified ClientHello
   evp_mac_st* hmac_mac_ = nullptr;
   evp_mac_ctx_st* hmac_ = nullptr;  // re-keyed per cookie, allocated once
+  CidIssuer cid_issuer_;
 };
 
 }  // namespace coapgw::dtls

@@ -1,4 +1,4 @@
-// Byte form of SessionState, version 2 (all integers big-endian):
+// Byte form of SessionState, version 3 (all integers big-endian):
 //   "CGDS" version(1)
 //   family(1: 4|6) ip(4|16) port(2) scope_id(4)
 //   identity(len 2 + bytes) psk_key(len 2 + bytes) psk_hint(len 2 + bytes)
@@ -6,7 +6,8 @@
 //   client_write_key server_write_key client_write_iv server_write_iv (len 1 + bytes each)
 //   read_epoch(2) write_epoch(2) write_sequence(8)
 //   replay_any(1) replay_max(8) replay_bits(8)
-//   peer_cert_count(1) then each certificate (len 2 + DER)     -- version 2 only
+//   peer_cert_count(1) then each certificate (len 2 + DER)     -- version 2 and later
+//   local_cid(len 1 + bytes) peer_cid(len 1 + bytes)           -- version 3
 #include "dtls/session_state.hpp"
 
 #include <array>
@@ -87,7 +88,8 @@ SecretBytes serialize(const SessionState& s) {
   if (s.identity.size() > max_state_identity_size || s.psk_key.size() > max_state_psk_size ||
       s.psk_hint.size() > max_state_hint_size || !sizes_match(s) || s.write_sequence > max_sequence ||
       (s.peer.family() != Address::Family::v4 && s.peer.family() != Address::Family::v6) ||
-      s.peer_certs.size() > max_peer_certs) {
+      s.peer_certs.size() > max_peer_certs || s.local_cid.size() > wire::max_cid_size ||
+      s.peer_cid.size() > wire::max_cid_size) {
     return {};
   }
   for (const auto& cert : s.peer_certs) {
@@ -115,6 +117,8 @@ SecretBytes serialize(const SessionState& s) {
   w.u(s.replay_bits, 8);
   w.u(s.peer_certs.size(), 1);
   for (const auto& cert : s.peer_certs) w.blob(cert.data(), cert.size(), 2);
+  w.blob(s.local_cid.data(), s.local_cid.size(), 1);
+  w.blob(s.peer_cid.data(), s.peer_cid.size(), 1);
   return w.take();
 }
 
@@ -158,6 +162,9 @@ std::optional<SessionState> deserialize(std::span<const std::byte> bytes) {
     for (auto& cert : s.peer_certs) {
       if (!r.blob(&cert, 2, max_peer_cert_size) || cert.empty()) return std::nullopt;
     }
+  }
+  if (version >= 3 && (!r.blob(&s.local_cid, 1, wire::max_cid_size) || !r.blob(&s.peer_cid, 1, wire::max_cid_size))) {
+    return std::nullopt;
   }
   if (!r.done()) return std::nullopt;
   if (!sizes_match(s) || read_epoch == 0 || write_epoch == 0 || sequence > max_sequence || max > max_sequence ||

@@ -39,10 +39,14 @@ struct SessionState {
   // Certificate sessions: the peer's chain as DER, its own certificate first
   // (at most max_peer_certs of max_peer_cert_size each); empty for PSK.
   std::vector<std::vector<std::byte>> peer_certs;
+  // RFC 9146 Connection IDs (version 3): the one we issued (in the peer's records to us) and the
+  // peer's (in ours); empty when none was negotiated for that direction.
+  std::vector<std::byte> local_cid;
+  std::vector<std::byte> peer_cid;
 };
 
-// Version 2 added peer_certs; version 1 (without) is still read.
-inline constexpr std::uint8_t session_state_format_version = 2;
+// Version 2 added peer_certs, version 3 the Connection IDs; older versions are still read.
+inline constexpr std::uint8_t session_state_format_version = 3;
 // Bounds deserialize() enforces (and serialize() assumes).
 inline constexpr std::size_t max_state_identity_size = 1024;
 inline constexpr std::size_t max_state_psk_size = 256;  // PSK_MAX_PSK_LEN in OpenSSL

@@ -6,14 +6,25 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/secret.hpp"
 #include "dtls/credentials.hpp"
 #include "dtls/psk_store.hpp"
 
 namespace coapgw::dtls {
+
+// RFC 9146 Connection IDs the server issues: `length` bytes (0 = never negotiate), the first
+// `node_id`, the rest unpredictable (ServerContext::set_cid_issuer lets the worker keep them unique).
+struct ConnectionIdSettings {
+  std::size_t length = 0;
+  std::uint8_t node_id = 0;
+};
+inline constexpr std::size_t min_cid_length = 2;  // node_id + at least one unpredictable byte
+inline constexpr std::size_t max_cid_length = 32;
 
 struct ServerSettings {
   std::string psk_hint = "coapgw";     // "" = send no hint (no ServerKeyExchange for plain PSK)
@@ -32,6 +43,7 @@ struct ServerSettings {
   std::chrono::milliseconds retransmit_initial{1000};
   // Cookie secret lifetime; the previous secret is still accepted.
   std::chrono::milliseconds cookie_rotation{60000};
+  ConnectionIdSettings connection_id;
 };
 
 // The client role (coaps:// upstreams): one PSK, no certificates, no cookies of its own.
@@ -42,6 +54,9 @@ struct ClientSettings {
   std::chrono::milliseconds handshake_timeout{30000};
   std::size_t mtu = 1280;    // link MTU; IP+UDP overhead is subtracted per peer family
   std::chrono::milliseconds retransmit_initial{1000};  // doubled per retransmission up to 60 s
+  // RFC 9146: nullopt = do not offer the connection_id extension; else offer it with this CID
+  // (the one the server puts in its records to us; empty = plain records to us).
+  std::optional<std::vector<std::byte>> connection_id;
 };
 
 enum class Failure : std::uint8_t {

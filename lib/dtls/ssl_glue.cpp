@@ -1,14 +1,17 @@
 #include "dtls/ssl_glue.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 
 #include "common/log.hpp"
+#include "dtls/cid_handshake.hpp"
 #include "dtls/client_context.hpp"
 #include "dtls/datagram_pipe.hpp"
 #include "dtls/engine.hpp"
 #include "dtls/handshake_state.hpp"
+#include "dtls/record_crypto.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/wire.hpp"
 
@@ -37,6 +40,12 @@ int bio_write(BIO* bio, const char* data, int length) {
     }
   }
   if (pipe->out == nullptr) return length;  // nobody to send to: drop
+  if (pipe->cid != nullptr && pipe->cid->translates_outbound()) {
+    std::vector<std::byte> translated;
+    // A record that cannot be rewritten is not sent: OpenSSL retransmits the flight.
+    if (pipe->cid->outbound(datagram, &translated)) pipe->out->datagrams.push_back(std::move(translated));
+    return length;
+  }
   pipe->out->datagrams.emplace_back(datagram.begin(), datagram.end());
   return length;
 }
@@ -97,7 +106,29 @@ ClientContext* client_of(const SSL* ssl) {
                                                                           : nullptr;
 }
 
+unsigned char* u8(std::byte* p) { return reinterpret_cast<unsigned char*>(p); }
+
 }  // namespace
+
+bool export_traffic_keys(SSL* ssl, bool server, const SuiteParams** suite, TrafficKeys* read, TrafficKeys* write) {
+  const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
+  SSL_SESSION* session = SSL_get_session(ssl);
+  const auto* params = cipher != nullptr ? find_suite(SSL_CIPHER_get_protocol_id(cipher)) : nullptr;
+  if (params == nullptr || session == nullptr) return false;
+  std::array<std::byte, 48> master{};
+  std::array<std::byte, 32> client_random{}, server_random{};
+  // The server reads with the client_write keys and writes with the server_write keys; the client
+  // the other way round.
+  const bool derived =
+      SSL_SESSION_get_master_key(session, u8(master.data()), master.size()) == master.size() &&
+      SSL_get_client_random(ssl, u8(client_random.data()), client_random.size()) == client_random.size() &&
+      SSL_get_server_random(ssl, u8(server_random.data()), server_random.size()) == server_random.size() &&
+      derive_traffic_keys(*params, master, client_random, server_random, server ? read : write,
+                          server ? write : read);
+  OPENSSL_cleanse(master.data(), master.size());
+  if (derived) *suite = params;
+  return derived;
+}
 
 const BIO_METHOD* datagram_bio_method() {
   static const BIO_METHOD* method = [] {
@@ -193,6 +224,68 @@ void Callbacks::info(const SSL* ssl, int where, int ret) {
     log::debug(std::string("dtls: fatal alert '") + SSL_alert_desc_string_long(ret) + "' from " +
                engine->peer_.to_string());
   }
+}
+
+int Callbacks::cid_add(SSL* ssl, unsigned int, unsigned int context, const unsigned char** out, size_t* out_len,
+                       X509*, size_t, int*, void*) {
+  Engine* engine = engine_of(ssl);
+  if (engine == nullptr || !engine->handshake_) return 0;
+  auto& cid = engine->handshake_->cid;
+  if ((context & SSL_EXT_CLIENT_HELLO) != 0) {
+    // Client: offer our CID (the server puts it in its records to us; empty = plain records).
+    if (!cid.offered) return 0;
+  } else {
+    // Server: OpenSSL asks only when the ClientHello had the extension.
+    auto* server = server_of(ssl);
+    if (!cid.offered || server == nullptr) return 0;
+    const std::size_t length = server->settings().connection_id.length;
+    if (length == 0) return 0;
+    if (cid.read.size() != length) {
+      cid.read.assign(length, std::byte{0});
+      if (!server->issue_cid(cid.read)) {
+        cid.read.clear();  // no CID free: this session goes without one
+        return 0;
+      }
+    }
+    cid.negotiated = true;
+  }
+  const auto& own = cid.read;
+  cid.extension.assign(1, static_cast<std::byte>(own.size()));
+  cid.extension.insert(cid.extension.end(), own.begin(), own.end());
+  *out = reinterpret_cast<const unsigned char*>(cid.extension.data());
+  *out_len = cid.extension.size();
+  return 1;
+}
+
+int Callbacks::cid_parse(SSL* ssl, unsigned int, unsigned int context, const unsigned char* in, size_t in_len,
+                         X509*, size_t, int* alert, void*) {
+  Engine* engine = engine_of(ssl);
+  if (engine == nullptr || !engine->handshake_) return 1;
+  auto& cid = engine->handshake_->cid;
+  // struct { opaque cid<0..2^8-1>; } ConnectionId;
+  if (in_len < 1 || static_cast<std::size_t>(in[0]) != in_len - 1) {
+    *alert = SSL_AD_DECODE_ERROR;
+    return 0;
+  }
+  const auto* first = reinterpret_cast<const std::byte*>(in + 1);
+  if ((context & SSL_EXT_CLIENT_HELLO) != 0) {
+    cid.offered = true;  // the client's CID: what we put in our records to it
+  } else {
+    if (!cid.offered) {
+      *alert = SSL_AD_UNSUPPORTED_EXTENSION;
+      return 0;
+    }
+    cid.negotiated = true;  // the server's CID: what we put in our records to it
+  }
+  cid.write.assign(first, first + (in_len - 1));
+  return 1;
+}
+
+bool Callbacks::add_cid_extension(SSL_CTX* ctx) {
+  const unsigned int context = SSL_EXT_CLIENT_HELLO | SSL_EXT_TLS1_2_SERVER_HELLO | SSL_EXT_TLS1_2_AND_BELOW_ONLY |
+                               SSL_EXT_IGNORE_ON_RESUMPTION;
+  return SSL_CTX_add_custom_ext(ctx, wire::connection_id_extension, context, cid_add, nullptr, nullptr, cid_parse,
+                                nullptr) == 1;
 }
 
 unsigned int Callbacks::dtls_timer(SSL* ssl, unsigned int previous_us) {

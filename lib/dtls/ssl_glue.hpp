@@ -8,6 +8,14 @@
 
 namespace coapgw::dtls::detail {
 
+struct SuiteParams;
+struct TrafficKeys;
+
+// The epoch-1 traffic keys of `ssl`'s session (master secret and randoms through the TLS 1.2 key
+// block), split by direction for the role; false when the suite is not one the lean layer knows
+// or the master secret is not there yet. The keys are secret: the caller wipes them.
+bool export_traffic_keys(SSL* ssl, bool server, const SuiteParams** suite, TrafficKeys* read, TrafficKeys* write);
+
 // BIO method shared by every SSL object of the process: reads hand OpenSSL the
 // DatagramPipe's current input as one packet, each write becomes one datagram.
 const BIO_METHOD* datagram_bio_method();
@@ -24,6 +32,13 @@ struct Callbacks {
                       SSL* ssl, void* arg);
   static void info(const SSL* ssl, int where, int ret);
   static unsigned int dtls_timer(SSL* ssl, unsigned int previous_us);
+  // The connection_id extension (RFC 9146 3), as an OpenSSL custom extension.
+  static int cid_add(SSL* ssl, unsigned int type, unsigned int context, const unsigned char** out, size_t* out_len,
+                     X509* x, size_t chain_index, int* alert, void* arg);
+  static int cid_parse(SSL* ssl, unsigned int type, unsigned int context, const unsigned char* in, size_t in_len,
+                       X509* x, size_t chain_index, int* alert, void* arg);
+  // Registers both on `ctx`; false when OpenSSL refuses.
+  static bool add_cid_extension(SSL_CTX* ctx);
 };
 
 }  // namespace coapgw::dtls::detail

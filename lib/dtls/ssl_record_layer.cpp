@@ -66,6 +66,16 @@ class SslRecordLayer final : public RecordLayer {
 
   std::size_t memory_estimate() const override { return sizeof(*this); }
   ReplayWindow& replay_window() override { return replay_; }
+  // Records in the tls12_cid format are translated by the engine (CidHandshake) on their way in
+  // and by the BIO on their way out; OpenSSL itself only sees plain records.
+  std::span<const std::byte> read_cid() const override {
+    const auto& cid = engine_.handshake_->cid;
+    return cid.negotiated ? std::span<const std::byte>(cid.read) : std::span<const std::byte>();
+  }
+  std::span<const std::byte> write_cid() const override {
+    const auto& cid = engine_.handshake_->cid;
+    return cid.negotiated ? std::span<const std::byte>(cid.write) : std::span<const std::byte>();
+  }
 
  private:
   // SSL_MODE_RELEASE_BUFFERS does not cover DTLS in OpenSSL 3.0: the two

@@ -20,18 +20,23 @@ bool known_content_type(std::uint8_t type) { return type >= 20 && type <= 25; }
 }  // namespace
 
 std::optional<Record> next_record(std::span<const std::byte> datagram,
-                                  std::span<const std::byte>* rest) {
+                                  std::span<const std::byte>* rest, std::size_t cid_length) {
   if (datagram.size() < record_header_size) return std::nullopt;
   Record r;
   r.type = static_cast<std::uint8_t>(read_be(datagram, 0, 1));
   r.version = static_cast<std::uint16_t>(read_be(datagram, 1, 2));
   r.epoch = static_cast<std::uint16_t>(read_be(datagram, 3, 2));
   r.sequence = read_be(datagram, 5, 6);
-  const std::size_t length = read_be(datagram, 11, 2);
-  if (datagram.size() - record_header_size < length) return std::nullopt;
-  r.fragment = datagram.subspan(record_header_size, length);
-  r.whole = datagram.first(record_header_size + length);
-  if (rest != nullptr) *rest = datagram.subspan(record_header_size + length);
+  // RFC 9146 4: type, version, epoch, sequence, cid, length, then the fragment.
+  const std::size_t cid = r.type == static_cast<std::uint8_t>(ContentType::tls12_cid) ? cid_length : 0;
+  const std::size_t header = record_header_size + cid;
+  if (datagram.size() < header) return std::nullopt;
+  r.cid = datagram.subspan(11, cid);
+  const std::size_t length = read_be(datagram, 11 + cid, 2);
+  if (datagram.size() - header < length) return std::nullopt;
+  r.fragment = datagram.subspan(header, length);
+  r.whole = datagram.first(header + length);
+  if (rest != nullptr) *rest = datagram.subspan(header + length);
   return r;
 }
 

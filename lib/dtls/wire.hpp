@@ -1,5 +1,6 @@
-// coapgw::dtls wire parsing — DTLS 1.2 record headers and the ClientHello
-// fields the cookie exchange needs (RFC 6347 4.1, 4.2.1). Pure functions over
+// coapgw::dtls wire parsing — DTLS 1.2 record headers (RFC 6347 4.1, and the
+// RFC 9146 tls12_cid header that carries a Connection ID) and the ClientHello
+// fields the cookie exchange needs (RFC 6347 4.2.1). Pure functions over
 // bytes, bounds-checked, no allocation; fuzzed by fuzz_dtls_record.
 #pragma once
 
@@ -24,21 +25,30 @@ enum class ContentType : std::uint8_t {
   alert = 21,
   handshake = 22,
   application_data = 23,
+  tls12_cid = 25,  // RFC 9146: a protected record with a Connection ID in its header
 };
+
+// RFC 9146 3: the connection_id extension, and the largest CID its one-byte length allows.
+inline constexpr std::uint16_t connection_id_extension = 54;
+inline constexpr std::size_t max_cid_size = 255;
 
 struct Record {
   std::uint8_t type = 0;
   std::uint16_t version = 0;
   std::uint16_t epoch = 0;
   std::uint64_t sequence = 0;  // 48 bits
+  std::span<const std::byte> cid;  // tls12_cid records only: the Connection ID between sequence and length
   std::span<const std::byte> fragment;
   std::span<const std::byte> whole;  // header + fragment
 };
 
 // Splits off the first record of `datagram`; nullopt when the header is
 // truncated or claims more bytes than remain. `rest` gets what follows it.
+// The CID length is not on the wire (RFC 9146 4): a tls12_cid record is read
+// with `cid_length` CID bytes, the length of the CID the receiver issued; with
+// 0 it is read as a plain header (and then fails to authenticate).
 std::optional<Record> next_record(std::span<const std::byte> datagram,
-                                  std::span<const std::byte>* rest);
+                                  std::span<const std::byte>* rest, std::size_t cid_length = 0);
 
 // The parts of an unfragmented ClientHello that the cookie binds to.
 struct ClientHello {

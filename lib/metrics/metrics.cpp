@@ -65,6 +65,10 @@ Metrics::Metrics(std::string version)
                            .Name("coapgw_dtls_hello_verify_requests_total")
                            .Help("DTLS HelloVerifyRequests sent (stateless cookie exchange)")
                            .Register(reg);
+  auto& address_changes = prometheus::BuildCounter()
+                              .Name("coapgw_dtls_address_changes_total")
+                              .Help("DTLS sessions whose peer address moved with their Connection ID (RFC 9146)")
+                              .Register(reg);
   auto& messages = prometheus::BuildCounter()
                        .Name("coapgw_messages_total")
                        .Help("CoAP messages received and sent, by direction and type")
@@ -126,6 +130,7 @@ Metrics::Metrics(std::string version)
   for (std::size_t r = 0; r < count<BadReason>; ++r)
     bad_messages_[r] = &bad_messages_family_->Add({{"reason", s(name(static_cast<BadReason>(r)))}});
   hello_verify_ = &hello_verify.Add({});
+  address_changes_ = &address_changes.Add({});
   retransmissions_ = &retransmissions.Add({});
   duplicates_ = &duplicates.Add({});
   reloads_[0] = &reloads.Add({{"result", "failed"}});
@@ -168,6 +173,7 @@ prometheus::Counter& Metrics::dtls_handshakes(HandshakeResult r) {
   return *handshakes_[static_cast<std::size_t>(r)];
 }
 prometheus::Counter& Metrics::hello_verify_requests() { return *hello_verify_; }
+prometheus::Counter& Metrics::dtls_address_changes() { return *address_changes_; }
 prometheus::Counter& Metrics::retransmissions() { return *retransmissions_; }
 prometheus::Counter& Metrics::duplicates() { return *duplicates_; }
 prometheus::Counter& Metrics::config_reloads(bool ok) { return *reloads_[ok ? 1 : 0]; }

@@ -72,6 +72,7 @@ class Metrics {
   prometheus::Counter& sessions_closed(Proto p, CloseReason r);
   prometheus::Counter& dtls_handshakes(HandshakeResult r);
   prometheus::Counter& hello_verify_requests();
+  prometheus::Counter& dtls_address_changes();  // RFC 9146: a session's address moved with its CID
   prometheus::Counter& retransmissions();
   prometheus::Counter& duplicates();
   prometheus::Counter& config_reloads(bool ok);  // result="ok"|"failed"
@@ -129,6 +130,7 @@ class Metrics {
   std::array<prometheus::Counter*, count<HandshakeResult>> handshakes_{};
   std::array<prometheus::Counter*, count<BadReason>> bad_messages_{};
   prometheus::Counter* hello_verify_ = nullptr;
+  prometheus::Counter* address_changes_ = nullptr;
   prometheus::Counter* retransmissions_ = nullptr;
   prometheus::Counter* duplicates_ = nullptr;
   std::array<prometheus::Counter*, 2> reloads_{};  // [0]=failed, [1]=ok

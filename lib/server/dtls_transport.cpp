@@ -18,6 +18,7 @@
 #include "dtls/wire.hpp"
 #include "metrics/metrics.hpp"
 #include "net/udp_socket.hpp"
+#include "server/cid_index.hpp"
 #include "server/dtls_tls.hpp"
 #include "server/live_hello.hpp"
 #include "server/persist.hpp"
@@ -44,14 +45,13 @@ DtlsTransport::DtlsTransport(Settings settings, Host& host, session::Table& tabl
 
 DtlsTransport::~DtlsTransport() = default;
 
-void DtlsTransport::set_context(std::unique_ptr<dtls::ServerContext> context) { context_ = std::move(context); }
-
 void DtlsTransport::clear() {
   handshaking_.clear();
   rehandshakes_.clear();
 }
 
 void DtlsTransport::forget(session::Session& s) {
+  forget_cid(s);
   if (handshaking_.erase(&s) != 0) s.release();
 }
 
@@ -126,6 +126,7 @@ bool DtlsTransport::hello_may_replace(session::Session& s, session::TimePoint no
 
 void DtlsTransport::on_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now) {
   if (!context_) return;
+  if (cids_ && on_cid_datagram(at, d, now)) return;  // RFC 9146: found by CID (cid_path.cpp)
   session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
   auto& out = *out_;
   out.clear();
@@ -231,9 +232,11 @@ void DtlsTransport::on_datagram(const Arrival& at, const net::ReceivedDatagram& 
 }
 
 session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedDatagram& d, dtls::Output& out,
-                                         session::TimePoint now, std::uint64_t* bad_records) {
+                                         session::TimePoint now, std::uint64_t* bad_records,
+                                         const Address* saved_peer) {
   std::int64_t last_seen_unix_ms = 0;
-  auto bytes = restored_->take(d.peer, settings_.idle_timeout, &last_seen_unix_ms);
+  const Address& saved = saved_peer != nullptr ? *saved_peer : d.peer;
+  auto bytes = restored_->take(saved, settings_.idle_timeout, &last_seen_unix_ms);
   if (!bytes) return nullptr;
   auto state = dtls::deserialize(*bytes);
   if (!state) return nullptr;
@@ -257,17 +260,18 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   engine->on_datagram(d.data, out, now);
   if (out.plaintexts.empty() && !out.closed) {
     *bad_records = engine->bad_records();
-    restored_->put_back(d.peer, std::move(*bytes), last_seen_unix_ms);
+    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
     return nullptr;
   }
   session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
   auto* s = table_.create_server(key, d.local, d.ifindex, now, session::State::established);
   if (s == nullptr) {
-    restored_->put_back(d.peer, std::move(*bytes), last_seen_unix_ms);
+    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
     out.clear();
     return nullptr;
   }
   s->set_tls(std::make_unique<DtlsTls>(std::move(engine)));
+  register_cid(*s);
   set_device_identity(*s);
   // A device that goes on without a handshake after our restart is an idle session resumed.
   metrics_.sessions_reused(metrics::Proto::dtls).Increment();
@@ -284,6 +288,12 @@ void DtlsTransport::handle_output(session::Session& s, dtls::Output& out, sessio
                    std::string(s.tls_state()->identity()),
                s.id());
     close(s, session::CloseReason::revoked);  // may free s
+    return;
+  }
+  if (out.established && !register_cid(s)) {
+    // Another live session holds the CID issued to this one (issued while both were handshaking).
+    metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
+    close(s, session::CloseReason::tls_failed);  // may free s
     return;
   }
   if (out.established) {
@@ -392,6 +402,11 @@ void DtlsTransport::finish_rehandshake(const session::Key& key, session::TimePoi
     return;
   }
   s->set_tls(std::make_unique<DtlsTls>(std::move(rh->engine)));
+  if (!register_cid(*s)) {
+    metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
+    close(*s, session::CloseReason::tls_failed);
+    return;
+  }
   backoff_.on_success(key.remote);
   set_device_identity(*s);
   metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -48,6 +49,8 @@ namespace persist {
 class RestoredPool;
 }
 
+class CidIndex;
+
 class DtlsTransport {
  public:
   // What the transport needs from the worker it runs on.
@@ -62,9 +65,13 @@ class DtlsTransport {
     virtual void ping(session::Session& s) = 0;
     virtual void count_bad(metrics::BadReason reason, std::uint64_t n) = 0;
     virtual bool draining() const = 0;
+    // A record whose RFC 9146 Connection ID names another worker: hand it to that worker's
+    // transport (on_handed_datagram). False when there is no such worker.
+    virtual bool hand_to_worker(int worker, std::uint8_t endpoint, const net::ReceivedDatagram& d) = 0;
   };
 
   struct Settings {
+    int worker_index = 0;                     // named in the CIDs this worker issues
     std::size_t max_handshakes = 1000;        // this worker's share of dtls.max_handshakes
     std::size_t max_handshakes_per_ip = 100;  // ... of dtls.max_handshakes_per_ip; 0 = none
     dtls::FailureBackoff::Settings backoff;
@@ -89,6 +96,10 @@ class DtlsTransport {
   void set_restored_pool(persist::RestoredPool* pool) { restored_ = pool; }
 
   void on_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now);
+  // A tls12_cid record another worker received for one of this worker's CIDs.
+  void on_handed_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now);
+  // The session's Connection ID in hex ("" without one), for /v1/sessions.
+  std::string cid_hex(session::Session& s) const;
   // Seals one CoAP message for an established session and sends it. True when the engine ended the
   // session (write sequence exhausted): the caller closes it, outside its own frame.
   bool send(session::Session& s, std::span<const std::byte> message);
@@ -96,7 +107,8 @@ class DtlsTransport {
   void on_tick(session::TimePoint now);
   // close_notify (when established), then the session is closed with `reason` (may free it).
   void close(session::Session& s, session::CloseReason reason);
-  // The session is closing: it is no longer a handshake in progress (releases that reference).
+  // The session is closing: it is no longer a handshake in progress (releases that reference) and
+  // its Connection ID is free again.
   void forget(session::Session& s);
   // Swaps the PSK store and client CA (null trust: keep) and closes, with reason `revoked`, every
   // established session whose key or certificate no longer stands.
@@ -112,8 +124,19 @@ class DtlsTransport {
   bool hello_may_replace(session::Session& s, session::TimePoint now);
   void handle_output(session::Session& s, dtls::Output& out, session::TimePoint now);
   void send_datagrams(std::uint8_t endpoint, const Address& peer, const Address& local, dtls::Output& out);
+  // `saved_peer`: the address the state was saved under when it is not d.peer (found by its
+  // RFC 9146 Connection ID after the device's address changed).
   session::Session* restore(const Arrival& at, const net::ReceivedDatagram& d, dtls::Output& out,
-                            session::TimePoint now, std::uint64_t* bad_records);
+                            session::TimePoint now, std::uint64_t* bad_records, const Address* saved_peer = nullptr);
+  // cid_path.cpp (RFC 9146): true when `d` was a tls12_cid record handled here (its session found
+  // by CID from another address, or handed to the worker that issued the CID).
+  bool on_cid_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now);
+  bool restore_by_cid(const Arrival& at, const net::ReceivedDatagram& d, std::span<const std::byte> cid,
+                      session::TimePoint now);
+  void move_session(session::Session& s, const Arrival& at, const net::ReceivedDatagram& d);
+  // Index an established session under its CID; false when another live session holds it.
+  bool register_cid(session::Session& s);
+  void forget_cid(session::Session& s);
   void on_rehandshake_datagram(const Arrival& at, session::Session* old, const net::ReceivedDatagram& d,
                                session::TimePoint now);
   void finish_rehandshake(const session::Key& key, session::TimePoint now);
@@ -127,6 +150,7 @@ class DtlsTransport {
   session::Table& table_;
   metrics::Metrics& metrics_;
   std::unique_ptr<dtls::ServerContext> context_;
+  std::unique_ptr<CidIndex> cids_;  // null when dtls.connection_id.length is 0
   std::unique_ptr<dtls::Output> out_;       // for received datagrams and timers
   std::unique_ptr<dtls::Output> send_out_;  // for send() and close(), which run inside handle_output
   persist::RestoredPool* restored_ = nullptr;

@@ -137,6 +137,9 @@ bool Gateway::start(std::string* error) {
     });
     impl_->workers.push_back(std::move(w));
   }
+  std::vector<Worker*> peers;
+  for (auto& w : impl_->workers) peers.push_back(w.get());
+  for (auto& w : impl_->workers) w->set_peers(peers);
 
   if (c.listen.admin) {
     admin::AdminSettings as;
@@ -193,7 +196,7 @@ bool Gateway::start(std::string* error) {
           log::debug("persisted dtls session not restored (revoked) identity=" + state->identity);
           continue;
         }
-        impl_->restored.add(state->peer, std::move(e.state), e.last_seen_unix_ms);
+        impl_->restored.add(state->peer, std::move(e.state), e.last_seen_unix_ms, state->local_cid);
         ++restored;
       }
       if (revoked != 0)

@@ -154,10 +154,19 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
   return r;
 }
 
-void RestoredPool::add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms) {
+void RestoredPool::add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms,
+                       std::span<const std::byte> cid) {
   std::lock_guard lock(mutex_);
   by_peer_[peer] = Waiting{std::move(state), last_seen_unix_ms};
+  if (!cid.empty()) by_cid_[std::string(reinterpret_cast<const char*>(cid.data()), cid.size())] = peer;
   size_.store(by_peer_.size(), std::memory_order_relaxed);
+}
+
+std::optional<Address> RestoredPool::peer_of_cid(std::span<const std::byte> cid) {
+  std::lock_guard lock(mutex_);
+  auto it = by_cid_.find(std::string(reinterpret_cast<const char*>(cid.data()), cid.size()));
+  if (it == by_cid_.end() || by_peer_.count(it->second) == 0) return std::nullopt;
+  return it->second;
 }
 
 std::optional<SecretBytes> RestoredPool::take(const Address& peer, std::chrono::milliseconds idle_timeout,

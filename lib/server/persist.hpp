@@ -49,7 +49,13 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
 // record arrives from a peer that has no session (after a restart), never on the hot path.
 class RestoredPool {
  public:
-  void add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms);
+  // `cid`: the RFC 9146 Connection ID the session issued (empty: none), so that a device whose
+  // address changed while we were down still finds it.
+  void add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms,
+           std::span<const std::byte> cid = {});
+  // The address the waiting session with Connection ID `cid` was saved under; nullopt when none
+  // waits (any more).
+  std::optional<Address> peer_of_cid(std::span<const std::byte> cid);
   // The state for `peer`, unless its device was last seen longer than `idle_timeout` ago (the
   // session would have expired had we not restarted).
   // `last_seen_unix_ms`, when given, receives the entry's time for put_back.
@@ -70,6 +76,9 @@ class RestoredPool {
     std::int64_t last_seen_unix_ms;
   };
   std::unordered_map<Address, Waiting, AddressHash> by_peer_;
+  // Kept when a state is taken, so that a put_back is found by CID again (at most one entry per
+  // session read from the file).
+  std::unordered_map<std::string, Address> by_cid_;
   std::atomic<std::size_t> size_{0};
 };
 

@@ -91,6 +91,7 @@ std::shared_ptr<const Snapshot> prepare(std::shared_ptr<const config::Config> co
   if (!c.dtls.pki.ca.empty()) d.ca_file = config::resolve_path(c, c.dtls.pki.ca);
   d.ciphers = c.dtls.ciphers;
   d.handshake_timeout = c.dtls.handshake_timeout;
+  d.connection_id = {c.dtls.connection_id.length, c.dtls.connection_id.node_id};
   bool dtls_ok = true;
   if (!d.ca_file.empty()) {
     std::string why;

@@ -18,6 +18,7 @@
 #include "gateway/router.hpp"
 #include "metrics/metrics.hpp"
 #include "net/udp_socket.hpp"
+#include "server/cid_index.hpp"
 #include "server/persist.hpp"
 #include "server/worker_internal.hpp"
 
@@ -58,8 +59,8 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       this, budget_, session::Table::Settings{settings_.idle_timeout, settings_.index},
       [this](session::Session& s, const session::EventInfo& e) { on_session_event(s, e); });
   dtls_ = std::make_unique<DtlsTransport>(
-      DtlsTransport::Settings{settings_.max_handshakes, settings_.max_handshakes_per_ip, settings_.handshake_backoff,
-                              settings_.idle_timeout},
+      DtlsTransport::Settings{settings_.index, settings_.max_handshakes, settings_.max_handshakes_per_ip,
+                              settings_.handshake_backoff, settings_.idle_timeout},
       static_cast<DtlsTransport::Host&>(*this), *table_, metrics_);
   heartbeat_ms_.store(steady_ms());
   const BlockwiseLimits limits{settings_.max_reassemblies, settings_.max_reassemblies_per_session,
@@ -319,6 +320,27 @@ void Worker::send_datagram(std::uint8_t endpoint, const Address& peer, const Add
 
 void Worker::ping(session::Session& s) { send_empty(s, coap::Type::con, s.next_message_id()); }
 
+void Worker::set_peers(std::vector<Worker*> peers) { peers_ = std::move(peers); }
+
+bool Worker::hand_to_worker(int worker, std::uint8_t endpoint, const net::ReceivedDatagram& d) {
+  if (worker < 0 || static_cast<std::size_t>(worker) >= peers_.size() || peers_[worker] == nullptr) return false;
+  Worker* target = peers_[worker];
+  target->post([target, endpoint, peer = d.peer, local = d.local, ifindex = d.ifindex,
+                data = std::vector<std::byte>(d.data.begin(), d.data.end())] {
+    if (endpoint >= target->endpoints_.size()) return;
+    auto& ep = *target->endpoints_[endpoint];
+    net::ReceivedDatagram again;
+    again.peer = peer;
+    again.local = local;
+    again.ifindex = ifindex;
+    again.data = data;
+    target->dtls_->on_handed_datagram({endpoint, ep.socket->bound_address().port(), ep.socket->wildcard()}, again,
+                                      session::Clock::now());
+    target->send_batch_->flush();
+  });
+  return true;
+}
+
 void Worker::send_stateless_reset(Endpoint& ep, const net::ReceivedDatagram& d, std::uint16_t mid) {
   std::array<std::byte, 4> rst{};
   coap::MessageWriter w(rst);
@@ -453,6 +475,7 @@ void Worker::list_sessions(std::uint64_t after_id, std::size_t limit,
     i.local = s->addr_local().to_string();
     i.ifindex = s->ifindex();
     i.identity = std::string(device_identity(*s));
+    i.cid = dtls_->cid_hex(const_cast<session::Session&>(*s));
     i.created_unix_ms = to_unix_ms(s->created());
     i.last_seen_unix_ms = to_unix_ms(s->last_seen());
     i.refcount = s->refcount();

@@ -62,6 +62,7 @@ namespace persist {
 struct Entry;
 class RestoredPool;
 }  // namespace persist
+class CidIndex;
 
 struct WorkerSettings {
   int index = 0;
@@ -99,6 +100,9 @@ class Worker : public session::Context, private DtlsTransport::Host {
   std::vector<Address> bound_addresses(session::Proto proto) const;
 
   void set_dtls(std::unique_ptr<dtls::ServerContext> context);
+  // Every worker of the gateway, by index (this one included), before start(): a DTLS record whose
+  // Connection ID names another worker is posted to it (cid_path.cpp).
+  void set_peers(std::vector<Worker*> peers);
   // Sessions restored from sessions.persist.file, claimed by their device's next record.
   void set_restored_pool(persist::RestoredPool* pool) { dtls_->set_restored_pool(pool); }
   // After stop(): the DTLS sessions exported for the persist file.
@@ -202,6 +206,8 @@ class Worker : public session::Context, private DtlsTransport::Host {
   void ping(session::Session& s) override;
   bool draining() const override { return draining_.load(std::memory_order_relaxed); }
   void close_if_drained(session::Session& s);
+  // A record whose RFC 9146 Connection ID names another worker: posted to it.
+  bool hand_to_worker(int worker, std::uint8_t endpoint, const net::ReceivedDatagram& d) override;
 
   void on_session_event(session::Session& s, const session::EventInfo& e);
 
@@ -224,6 +230,7 @@ class Worker : public session::Context, private DtlsTransport::Host {
     return s.proto() == session::Proto::udp ? cache_plain_ : cache_secure_;
   }
   std::unique_ptr<DtlsTransport> dtls_;
+  std::vector<Worker*> peers_;  // every worker of the process, by index (hand_to_worker)
   std::shared_ptr<gateway::Router> router_;
   // The metric children of router_'s routes, by Router::Match::index; replaced with router_.
   std::vector<metrics::RouteMetrics> route_metrics_;

@@ -111,6 +111,19 @@ void Table::touch(Session& s, TimePoint now) {
   }
 }
 
+bool Table::move_remote(Session& s, const Address& remote) {
+  if (s.closed_ || s.extras_) return false;
+  const Key to{remote, s.key_port_, s.proto_, s.endpoint_};
+  if (by_key_.count(to) != 0) return false;
+  auto it = by_key_.find(s.key());
+  assert(it != by_key_.end() && it->second.get() == &s);
+  auto owned = std::move(it->second);
+  by_key_.erase(it);
+  s.remote_ = remote;
+  by_key_.emplace(to, std::move(owned));
+  return true;
+}
+
 void Table::close(Session& s, CloseReason reason) {
   if (s.closed_) return;
   auto it = by_key_.find(s.key());

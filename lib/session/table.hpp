@@ -98,6 +98,10 @@ class Table {
   Session* create_client(const Key& key, const Address& local, TimePoint now);
 
   void touch(Session& session, TimePoint now);
+  // Moves an open server session to a new remote address (its key changes with it): a DTLS session
+  // whose peer's address changed (RFC 9146 Connection ID). False when another session holds the
+  // new key, or the session is closed or a multicast client session.
+  bool move_remote(Session& session, const Address& remote);
   // Ends a session for `reason`: leaves the key index, emits session_closed, frees it now if
   // unreferenced or when the last reference goes.
   void close(Session& session, CloseReason reason);

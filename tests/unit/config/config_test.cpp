@@ -31,6 +31,8 @@ TEST(ConfigDefaults, EmptyDocumentGivesEveryDefault) {
     EXPECT_EQ(c.dtls.ciphers, "");
     EXPECT_EQ(c.dtls.handshake_timeout, 30s);
     EXPECT_EQ(c.dtls.max_handshakes, 1000u);
+    EXPECT_EQ(c.dtls.connection_id.length, 6u);
+    EXPECT_EQ(c.dtls.connection_id.node_id, 0);
     EXPECT_EQ(c.sessions.max, 100000u);
     EXPECT_EQ(c.sessions.idle_timeout, 300s);
     EXPECT_EQ(c.sessions.persist.file, "");
@@ -92,6 +94,7 @@ dtls:
   ciphers: "PSK-AES128-CCM8"
   handshake_timeout: 15s
   max_handshakes: 7
+  connection_id: { length: 8, node_id: 200 }
 sessions:
   max: 12
   idle_timeout: 5m
@@ -147,6 +150,8 @@ admin: { max_connections: 5, request_timeout: 2s, max_request_bytes: 1024 }
   EXPECT_EQ(c.dtls.ciphers, "PSK-AES128-CCM8");
   EXPECT_EQ(c.dtls.handshake_timeout, 15s);
   EXPECT_EQ(c.dtls.max_handshakes, 7u);
+  EXPECT_EQ(c.dtls.connection_id.length, 8u);
+  EXPECT_EQ(c.dtls.connection_id.node_id, 200);
   EXPECT_EQ(c.sessions.max, 12u);
   EXPECT_EQ(c.sessions.idle_timeout, 5min);
   EXPECT_EQ(c.sessions.persist.file, "sessions.bin");

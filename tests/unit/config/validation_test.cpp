@@ -117,6 +117,11 @@ TEST(Validation, DurationsNeedUnitsAndMostMustBePositive) {
 
 TEST(Validation, Bounds) {
   EXPECT_ISSUE("dtls: { max_handshakes: 0 }\n", "dtls.max_handshakes", "between 1");
+  EXPECT_ISSUE("dtls: { connection_id: { length: 2 } }\n", "dtls.connection_id.length", "0 (never negotiate) or 3..32");
+  EXPECT_ISSUE("dtls: { connection_id: { length: 33 } }\n", "dtls.connection_id.length", "between 0");
+  EXPECT_ISSUE("dtls: { connection_id: { node_id: 256 } }\n", "dtls.connection_id.node_id", "between 0");
+  EXPECT_ISSUE("dtls: { connection_id: { size: 4 } }\n", "dtls.connection_id.size", "unknown");
+  EXPECT_TRUE(issues_of("dtls: { connection_id: { length: 0 } }\n").empty());
   EXPECT_ISSUE("coap: { ack_random_factor: 0.99 }\n", "coap.ack_random_factor", "1.0");
   EXPECT_ISSUE("coap: { max_message_size: 65508 }\n", "coap.max_message_size", "65507");
   EXPECT_ISSUE("coap: { max_body_size: 0 }\n", "coap.max_body_size", "between 1");

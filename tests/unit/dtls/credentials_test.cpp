@@ -159,10 +159,18 @@ TEST(SessionStateFormat, VersionOneIsStillRead) {
   s.server_write_key.assign(16, std::byte{2});
   s.client_write_iv.assign(4, std::byte{3});
   s.server_write_iv.assign(4, std::byte{4});
-  auto v2 = serialize(s);
-  ASSERT_FALSE(v2.empty());
-  EXPECT_EQ(v2[4], std::byte{2});
-  EXPECT_EQ(v2.back(), std::byte{0});  // no certificates
+  auto v3 = serialize(s);
+  ASSERT_FALSE(v3.empty());
+  EXPECT_EQ(v3[4], std::byte{3});
+  // Version 3 ends with the two CID lengths (0, 0), version 2 with the certificate count (0).
+  ASSERT_GE(v3.size(), 3u);
+  EXPECT_EQ(v3[v3.size() - 3], std::byte{0});
+  auto v2 = v3;
+  v2[4] = std::byte{2};
+  v2.resize(v2.size() - 2);
+  auto back2 = deserialize(v2);
+  ASSERT_TRUE(back2);
+  EXPECT_TRUE(back2->local_cid.empty());
   auto v1 = v2;
   v1[4] = std::byte{1};
   v1.pop_back();
@@ -170,6 +178,13 @@ TEST(SessionStateFormat, VersionOneIsStillRead) {
   ASSERT_TRUE(back);
   EXPECT_EQ(back->identity, "demo-device");
   EXPECT_TRUE(back->peer_certs.empty());
+  // Connection IDs go through version 3.
+  s.local_cid = {std::byte{7}, std::byte{1}, std::byte{2}};
+  s.peer_cid = {std::byte{9}};
+  const auto with_cid = deserialize(serialize(s));
+  ASSERT_TRUE(with_cid);
+  EXPECT_EQ(with_cid->local_cid, s.local_cid);
+  EXPECT_EQ(with_cid->peer_cid, s.peer_cid);
   // Too many or empty certificates are refused both ways.
   s.peer_certs.assign(max_peer_certs + 1, Bytes{std::byte{0x30}});
   EXPECT_TRUE(serialize(s).empty());

@@ -34,4 +34,23 @@ TEST(RestoredPoolRevocation, DropIfRemovesOnlyTheRevokedAndCountsThem) {
   EXPECT_EQ(pool.drop_if(revoked), 0u);
 }
 
+// RFC 9146: a device whose address changed while the gateway was down finds its saved session by CID.
+TEST(RestoredPoolCid, PeerOfCidNamesTheSavedAddressUntilTheStateIsGone) {
+  RestoredPool pool;
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  auto saved = *Address::parse("127.0.0.1:2000");
+  const std::byte cid[] = {std::byte{9}, std::byte{1}, std::byte{0x77}};
+  const std::byte other[] = {std::byte{9}, std::byte{1}, std::byte{0x78}};
+  pool.add(saved, {std::byte{1}}, now, cid);
+  EXPECT_EQ(pool.peer_of_cid(cid), saved);
+  EXPECT_EQ(pool.peer_of_cid(other), std::nullopt);
+  std::int64_t last_seen = 0;
+  auto taken = pool.take(saved, 300s, &last_seen);
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(pool.peer_of_cid(cid), std::nullopt);  // nothing waits under it now
+  pool.put_back(saved, std::move(*taken), last_seen);  // a record that did not authenticate
+  EXPECT_EQ(pool.peer_of_cid(cid), saved);
+}
+
 }  // namespace

@@ -404,3 +404,25 @@ TEST_F(Fixture, ManySessionsExpireInOrder) {
 }
 
 }  // namespace
+
+namespace {
+
+// RFC 9146: a DTLS session's address moves with its Connection ID; its key moves with it.
+TEST_F(Fixture, MoveRemoteRekeysTheSessionUnlessTheNewAddressIsTaken) {
+  Session* s = table->create_server(key(1000), local, 1, t0);
+  Session* other = table->create_server(key(2000), local, 1, t0);
+  const Key to = key(3000);
+  ASSERT_TRUE(table->move_remote(*s, to.remote));
+  EXPECT_EQ(s->addr_remote(), to.remote);
+  EXPECT_EQ(table->find(to), s);
+  EXPECT_EQ(table->find(key(1000)), nullptr);
+  EXPECT_EQ(table->size(), 2u);
+  EXPECT_FALSE(table->move_remote(*s, key(2000).remote));  // held by `other`
+  EXPECT_EQ(table->find(key(2000)), other);
+  EXPECT_EQ(s->addr_remote(), to.remote);
+  table->close(*s, CloseReason::peer_closed);  // closes under its new key
+  EXPECT_EQ(table->find(to), nullptr);
+  EXPECT_FALSE(table->move_remote(*s, key(4000).remote));
+}
+
+}  // namespace

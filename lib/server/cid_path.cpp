@@ -1,0 +1,146 @@
+// RFC 9146 Connection IDs in the DTLS transport: the CIDs this worker issues (CidIndex, installed
+// as the DTLS context's issuer), the lookup of a tls12_cid record's session whatever address it
+// came from, the move of that session's address when (and only when) the record authenticated and
+// was the newest seen, and the hand-off (through the Host) of records whose CID names another
+// worker.
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <prometheus/counter.h>
+
+#include "common/bytes.hpp"
+#include "common/log.hpp"
+#include "dtls/engine.hpp"
+#include "dtls/output.hpp"
+#include "dtls/server_context.hpp"
+#include "dtls/wire.hpp"
+#include "metrics/metrics.hpp"
+#include "server/cid_index.hpp"
+#include "server/persist.hpp"
+#include "server/dtls_tls.hpp"
+#include "server/dtls_transport.hpp"
+#include "net/udp_socket.hpp"
+
+namespace coapgw::server {
+
+using metrics::BadReason;
+
+namespace {
+
+bool random_bytes(std::span<std::byte> out) {
+  if (out.empty()) return true;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(out.size())) == 1) return true;
+  ERR_clear_error();
+  return false;
+}
+
+}  // namespace
+
+void DtlsTransport::set_context(std::unique_ptr<dtls::ServerContext> context) {
+  context_ = std::move(context);
+  cids_.reset();
+  if (!context_ || context_->settings().connection_id.length == 0) return;
+  cids_ = std::make_unique<CidIndex>(context_->settings().connection_id.node_id, settings_.worker_index, random_bytes);
+  context_->set_cid_issuer([this](std::span<std::byte> cid) { return cids_->issue(cid); });
+}
+
+bool DtlsTransport::register_cid(session::Session& s) {
+  auto* engine = engine_of(s);
+  if (!cids_ || engine == nullptr || engine->connection_id().empty()) return true;
+  return cids_->insert(engine->connection_id(), &s);
+}
+
+void DtlsTransport::forget_cid(session::Session& s) {
+  auto* engine = cids_ ? engine_of(s) : nullptr;
+  if (engine != nullptr && !engine->connection_id().empty()) cids_->erase(engine->connection_id(), &s);
+}
+
+std::string DtlsTransport::cid_hex(session::Session& s) const {
+  auto* engine = s.proto() == session::Proto::dtls ? engine_of(s) : nullptr;
+  if (engine == nullptr) return {};
+  return bytes::hex_encode(engine->connection_id());
+}
+
+bool DtlsTransport::on_cid_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now) {
+  const std::size_t length = cids_ ? context_->settings().connection_id.length : 0;
+  if (length == 0 || d.data.size() < dtls::wire::record_header_size + length ||
+      d.data[0] != static_cast<std::byte>(dtls::wire::ContentType::tls12_cid)) {
+    return false;
+  }
+  const auto cid = d.data.subspan(11, length);
+  if (const auto owner = CidIndex::worker_of(cid); owner && *owner != settings_.worker_index) {
+    // The kernel hashed the device's new 4-tuple to this worker; its session lives on the owner.
+    log::trace("dtls record with a connection id of worker " + std::to_string(*owner) + " from " +
+               d.peer.to_string() + ": handed to its owner");
+    return host_.hand_to_worker(*owner, at.endpoint, d);
+  }
+  session::Session* s = cids_->find(cid);
+  if (s == nullptr) return restore_by_cid(at, d, cid, now);
+  // Records from the session's own address take the ordinary path.
+  if (s == nullptr || s->closed() || s->state() != session::State::established || s->endpoint() != at.endpoint ||
+      s->addr_remote() == d.peer) {
+    return false;
+  }
+  auto* engine = engine_of(*s);
+  auto& out = *out_;
+  out.clear();
+  const auto bad_before = engine->bad_records();
+  engine->on_datagram(d.data, out, now);
+  if (auto bad = engine->bad_records() - bad_before; bad != 0) host_.count_bad(BadReason::dtls_bad_record, bad);
+  // RFC 9146 6: the address moves only with a record that authenticated and is the newest seen;
+  // a replayed, reordered or forged record from elsewhere leaves the session where it is.
+  if (out.newest && !s->closed()) move_session(*s, at, d);
+  if (!out.plaintexts.empty()) table_.mark_used(*s, now);
+  handle_output(*s, out, now);
+  return true;
+}
+
+bool DtlsTransport::restore_by_cid(const Arrival& at, const net::ReceivedDatagram& d, std::span<const std::byte> cid,
+                                   session::TimePoint now) {
+  // A session saved at our last stop (sessions.persist) whose device's address changed meanwhile:
+  // found by its CID, claimed like any restored session by a record that authenticates.
+  if (restored_ == nullptr || restored_->empty() || host_.draining()) return false;
+  const auto saved = restored_->peer_of_cid(cid);
+  const session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
+  if (!saved || table_.find(key) != nullptr) return false;
+  auto& out = *out_;
+  out.clear();
+  std::uint64_t bad = 0;
+  auto* s = restore(at, d, out, now, &bad, &*saved);
+  if (s == nullptr) {
+    if (bad != 0) host_.count_bad(BadReason::dtls_bad_record, bad);
+    return bad != 0;
+  }
+  if (*saved != d.peer) {
+    metrics_.dtls_address_changes().Increment();
+    log::debug("restored dtls session found by its connection id, moved from " + saved->to_string() + " to " +
+                   d.peer.to_string(),
+               s->id());
+  }
+  handle_output(*s, out, now);
+  return true;
+}
+
+void DtlsTransport::move_session(session::Session& s, const Arrival& at, const net::ReceivedDatagram& d) {
+  const Address from = s.addr_remote();
+  if (!table_.move_remote(s, d.peer)) {
+    // Another session holds the new address: its peer is no longer there (this authenticated
+    // record just came from it), so that session goes.
+    session::Key taken{d.peer, s.local_port(), session::Proto::dtls, s.endpoint()};
+    if (auto* other = table_.find(taken); other != nullptr && other != &s) {
+      close(*other, session::CloseReason::disconnected);
+    }
+    if (!table_.move_remote(s, d.peer)) return;
+  }
+  s.set_ifindex(d.ifindex);
+  if (at.wildcard) s.set_addr_local(d.local);
+  metrics_.dtls_address_changes().Increment();
+  log::debug("dtls session moved with its connection id from " + from.to_string() + " to " + d.peer.to_string(),
+             s.id());
+}
+
+void DtlsTransport::on_handed_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now) {
+  if (!context_) return;
+  if (!on_cid_datagram(at, d, now)) host_.count_bad(BadReason::dtls_no_session, 1);
+}
+
+}  // namespace coapgw::server
