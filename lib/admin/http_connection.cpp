@@ -22,10 +22,8 @@ namespace {
 constexpr std::string_view text_plain = "text/plain; charset=utf-8";
 constexpr std::string_view metrics_type = "text/plain; version=0.0.4; charset=utf-8";
 constexpr std::string_view json_type = "application/json";
-// Bytes read and discarded after a final response, so that closing with
-// unread request bytes does not reset the connection before the client has
-// read the response (an RST may discard it on the client side).
-constexpr std::size_t max_drain_bytes = 64 * 1024;
+// How long a closing connection reads and drops what the client still sends
+// (api/http_stream.hpp linger: an RST could discard our answer client-side).
 constexpr std::chrono::milliseconds max_drain_time{1000};
 
 enum class Route { metrics, healthz, readyz, sessions, unknown };
@@ -40,15 +38,13 @@ Route route_of(std::string_view path) {
 
 }  // namespace
 
-HttpConnection::HttpConnection(ServerShared& shared, std::uint64_t id,
+HttpConnection::HttpConnection(ServerShared& shared, std::unique_ptr<api::HttpListener::Slot> slot,
                                boost::asio::ip::tcp::socket socket)
     : shared_(shared),
-      id_(id),
+      slot_(std::move(slot)),
       stream_(std::move(socket)),
       buffer_(shared.settings.max_request_bytes),
       lister_timer_(stream_.get_executor()) {}
-
-HttpConnection::~HttpConnection() { shared_.connections.erase(id_); }
 
 void HttpConnection::start() { do_read(); }
 
@@ -63,17 +59,12 @@ void HttpConnection::close() {
   closed_ = true;
   waiting_for_lister_ = false;
   lister_timer_.cancel();
-  beast::error_code ec;
-  stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
-  stream_.close();
+  api::http_stream::close(stream_);
 }
 
 void HttpConnection::do_read() {
   if (closing_) return close();
-  parser_.emplace();
-  const auto limit = shared_.settings.max_request_bytes;
-  parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limit, UINT32_MAX)));
-  parser_->body_limit(limit);
+  api::http_stream::reset_parser(parser_, shared_.settings.max_request_bytes);
   // One deadline for the whole request: a client trickling bytes (slowloris)
   // or idling on keep-alive is cut off when it expires.
   stream_.expires_after(shared_.settings.request_timeout);
@@ -238,21 +229,9 @@ void HttpConnection::on_write(beast::error_code ec, std::size_t) {
 
 void HttpConnection::do_lingering_close() {
   closing_ = true;
-  beast::error_code ec;
-  stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
-  if (ec) return close();
-  stream_.expires_after(std::min<std::chrono::milliseconds>(shared_.settings.request_timeout,
-                                                            max_drain_time));
-  stream_.async_read_some(boost::asio::buffer(drain_buf_),
-                          beast::bind_front_handler(&HttpConnection::on_drain, shared_from_this()));
-}
-
-void HttpConnection::on_drain(beast::error_code ec, std::size_t bytes) {
-  if (closed_) return;
-  drained_ += bytes;
-  if (ec || drained_ >= max_drain_bytes) return close();
-  stream_.async_read_some(boost::asio::buffer(drain_buf_),
-                          beast::bind_front_handler(&HttpConnection::on_drain, shared_from_this()));
+  api::http_stream::linger(stream_,
+                           std::min<std::chrono::milliseconds>(shared_.settings.request_timeout, max_drain_time),
+                           [self = shared_from_this()] { self->close(); });
 }
 
 }  // namespace coapgw::admin

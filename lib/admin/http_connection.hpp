@@ -6,7 +6,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -18,35 +17,19 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <unordered_map>
 
 #include "admin/admin_server.hpp"
 #include "admin/sessions_page.hpp"
+#include "api/http_listener.hpp"
+#include "api/http_stream.hpp"
 
 namespace coapgw::admin {
 
-// Lets other threads hand results to the admin io_context, and makes every
-// such hand-off a no-op once the server stopped (the io_context may be gone
-// by the time a worker answers).
-class CallbackGate {
- public:
-  explicit CallbackGate(boost::asio::io_context& ioc) : ioc_(&ioc) {}
-  template <typename F>
-  void post(F&& f) {
-    std::lock_guard lock(mutex_);
-    if (ioc_) boost::asio::post(*ioc_, std::forward<F>(f));
-  }
-  void close() {
-    std::lock_guard lock(mutex_);
-    ioc_ = nullptr;
-  }
-
- private:
-  std::mutex mutex_;
-  boost::asio::io_context* ioc_;
-};
+// Hands lister answers from worker threads to the admin io_context; a no-op
+// once the server stopped (the io_context may be gone by then).
+using CallbackGate = api::PostGate;
 
 class HttpConnection;
 
@@ -61,22 +44,19 @@ struct ServerShared {
   std::atomic<bool> ready{false};                    // any thread
   std::atomic<std::uint64_t> rejected_connections{0};  // any thread reads
   std::shared_ptr<CallbackGate> gate;
-  std::unordered_map<std::uint64_t, std::weak_ptr<HttpConnection>> connections;
-  std::uint64_t next_connection_id = 1;
-  bool stopping = false;
 };
 
-class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
+class HttpConnection : public api::Abortable, public std::enable_shared_from_this<HttpConnection> {
  public:
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
-  HttpConnection(ServerShared& shared, std::uint64_t id, boost::asio::ip::tcp::socket socket);
-  ~HttpConnection();
+  HttpConnection(ServerShared& shared, std::unique_ptr<api::HttpListener::Slot> slot,
+                 boost::asio::ip::tcp::socket socket);
 
   void start();
   // Server shutdown: cancel everything now; pending handlers then finish.
-  void abort();
+  void abort() override;
 
  private:
   void do_read();
@@ -89,14 +69,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   void do_lingering_close();
-  void on_drain(boost::beast::error_code ec, std::size_t bytes);
   void close();
 
   ServerShared& shared_;
-  const std::uint64_t id_;
+  std::unique_ptr<api::HttpListener::Slot> slot_;  // our place under max_connections
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
-  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  std::optional<api::http_stream::Parser> parser_;
   Response response_;
   boost::asio::steady_timer lister_timer_;
 
@@ -110,8 +89,6 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   std::uint64_t lister_generation_ = 0;  // answers for older generations are stale
   bool closing_ = false;
   bool closed_ = false;
-  std::size_t drained_ = 0;
-  std::array<char, 2048> drain_buf_{};
 };
 
 }  // namespace coapgw::admin

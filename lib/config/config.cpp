@@ -78,21 +78,28 @@ void parse_address_list(Reader& r, const YAML::Node& map, std::string_view key,
   }
 }
 
+// One address where "" disables the listener (listen.admin, listen.api).
+void parse_optional_address(Reader& r, const YAML::Node& map, std::string_view key,
+                            std::string_view example_port, std::optional<Address>& out) {
+  std::string text;
+  if (!r.string(map, key, "listen", text)) return;
+  if (text.empty()) {
+    out.reset();
+  } else if (auto address = Address::parse(text)) {
+    out = *address;
+  } else {
+    const std::string port(example_port);
+    r.add(join("listen", key), "not an address: " + in_quotes(text) + " (expected \"1.2.3.4:" + port +
+                                   "\", \"[::1]:" + port + "\" or \"\" to disable)");
+  }
+}
+
 void parse_listen(Reader& r, const YAML::Node& node, ListenConfig& out) {
-  if (!r.map(node, "listen", {"coap", "coaps", "admin"})) return;
+  if (!r.map(node, "listen", {"coap", "coaps", "admin", "api"})) return;
   parse_address_list(r, node, "coap", out.coap);
   parse_address_list(r, node, "coaps", out.coaps);
-  std::string admin;
-  if (r.string(node, "admin", "listen", admin)) {
-    if (admin.empty()) {
-      out.admin.reset();
-    } else if (auto address = Address::parse(admin)) {
-      out.admin = *address;
-    } else {
-      r.add("listen.admin", "not an address: " + in_quotes(admin) +
-                                " (expected \"1.2.3.4:9683\", \"[::1]:9683\" or \"\" to disable)");
-    }
-  }
+  parse_optional_address(r, node, "admin", "9683", out.admin);
+  parse_optional_address(r, node, "api", "9684", out.api);
 }
 
 void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
@@ -115,13 +122,7 @@ void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
     auto resolved = resolve_path(config, out.psk.keys_file);
     std::vector<ConfigIssue> file_issues;
     auto file_keys = read_psk_keys_file(resolved, file_issues);
-    for (const auto& issue : file_issues) {
-      // Read errors already name the file; entry errors need it added.
-      bool names_file = issue.message.find(in_quotes(resolved)) != std::string::npos;
-      std::string where = names_file ? "" : in_quotes(resolved) + ": ";
-      if (!issue.key_path.empty()) where += issue.key_path + ": ";
-      r.add("dtls.psk.keys_file", where + issue.message);
-    }
+    detail::report_file_issues(r, "dtls.psk.keys_file", resolved, file_issues);
     std::unordered_set<std::string> inline_ids;
     for (const auto& k : out.psk.keys) inline_ids.insert(k.identity);
     for (auto& k : file_keys) {
@@ -253,6 +254,18 @@ void check_listen_duplicates(Reader& r, const ListenConfig& listen,
   for (std::size_t i = 0; i < listen.coaps.size(); ++i)
     visit(listen.coaps[i], indexed ? index(coaps_path, i) : coaps_path);
   if (listen.admin) visit(*listen.admin, admin_path);
+  if (listen.api) visit(*listen.api, "listen.api");
+}
+
+void report_file_issues(Reader& r, const std::string& key_path, const std::string& resolved,
+                        const std::vector<ConfigIssue>& file_issues) {
+  for (const auto& issue : file_issues) {
+    // Read errors already name the file; entry errors need it added.
+    bool names_file = issue.message.find(in_quotes(resolved)) != std::string::npos;
+    std::string where = names_file ? "" : in_quotes(resolved) + ": ";
+    if (!issue.key_path.empty()) where += issue.key_path + ": ";
+    r.add(key_path, where + issue.message);
+  }
 }
 
 }  // namespace detail
@@ -309,7 +322,7 @@ Config parse_config(std::string_view yaml_text, const std::string& source_path) 
   if (!root.IsMap()) return config;
   Reader r;
   r.map(root, "",
-        {"threads", "log", "listen", "dtls", "sessions", "shutdown", "coap", "routes", "admin"});
+        {"threads", "log", "listen", "dtls", "sessions", "shutdown", "coap", "routes", "admin", "api"});
   r.integer(root, "threads", "", 0, 1024, config.threads);
   parse_log(r, child(root, "log"), config.log);
   parse_listen(r, child(root, "listen"), config.listen);
@@ -321,6 +334,7 @@ Config parse_config(std::string_view yaml_text, const std::string& source_path) 
   parse_coap(r, child(root, "coap"), config.coap);
   parse_routes(r, child(root, "routes"), config);
   parse_admin(r, child(root, "admin"), config.admin);
+  detail::parse_api(r, child(root, "api"), config);
   if (!r.issues().empty()) throw ConfigError(std::move(r.issues()));
   return config;
 }

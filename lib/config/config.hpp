@@ -35,6 +35,7 @@ struct ListenConfig {
   std::vector<Address> coap{*Address::parse("127.0.0.1:5683")};
   std::vector<Address> coaps{*Address::parse("127.0.0.1:5684")};
   std::optional<Address> admin{Address::parse("127.0.0.1:9683")};  // "" disables admin
+  std::optional<Address> api{Address::parse("127.0.0.1:9684")};    // "" disables the backend API
 };
 
 struct PskKey {
@@ -124,6 +125,24 @@ struct AdminConfig {
   std::size_t max_request_bytes = 8192;
 };
 
+// One bearer token of the backend API (api.tokens, api.tokens_file).
+struct ApiToken {
+  std::string name;    // who it belongs to, for logs; never the secret
+  SecretString token;  // compared in constant time by lib/api
+};
+
+struct ApiConfig {
+  // The effective token set: the inline `tokens` followed by those loaded
+  // from tokens_file, so the API builds its token set from this list alone.
+  std::vector<ApiToken> tokens;
+  std::string tokens_file;  // as written; resolve with resolve_path() to re-read on SIGHUP
+  std::size_t max_queued_per_device = 16;  // queue_for requests waiting per device
+  std::size_t max_queued = 10000;          // ... for all devices together
+  std::size_t max_connections = 64;
+  Duration request_timeout{10000};         // reading one request, also the keep-alive idle time
+  std::size_t max_request_bytes = 65536;   // request line + headers + body; above it 413
+};
+
 struct Config {
   unsigned threads = 0;  // 0 = one worker per core
   LogConfig log;
@@ -134,6 +153,7 @@ struct Config {
   CoapConfig coap;
   std::vector<Route> routes;
   AdminConfig admin;
+  ApiConfig api;
   std::string source_path;  // file it came from, for resolving relative paths
 };
 
@@ -167,6 +187,10 @@ Config parse_config(std::string_view yaml_text, const std::string& source_path =
 // write (mode & 007 == 0: 0600 or root:coapgw 0640), checked on the open
 // descriptor; otherwise ConfigError names the mode.
 std::vector<PskKey> load_psk_keys_file(const std::string& path);
+
+// Loads an API tokens file: its top level is the same list as api.tokens,
+// with the same file checks and errors as load_psk_keys_file.
+std::vector<ApiToken> load_api_tokens_file(const std::string& path);
 
 // Resolves `path` against the directory of config.source_path; absolute paths
 // and "" come back unchanged.

@@ -69,43 +69,11 @@ std::optional<PskKey> parse_psk_entry(Reader& r, const YAML::Node& node, const s
 }
 
 std::vector<PskKey> parse_psk_list(Reader& r, const YAML::Node& node, const std::string& path) {
-  std::vector<PskKey> keys;
-  if (!r.list(node, path)) return keys;
-  std::unordered_map<std::string, std::size_t> first_at;
-  for (std::size_t i = 0; i < node.size(); ++i) {
-    auto item_path = index(path, i);
-    auto key = parse_psk_entry(r, node[i], item_path);
-    if (!key) continue;
-    auto [it, inserted] = first_at.emplace(key->identity, i);
-    if (!inserted) {
-      r.add(join(item_path, "identity"), "duplicate identity " + in_quotes(key->identity) +
-                                             " (first at " + index(path, it->second) + ")");
-      continue;
-    }
-    keys.push_back(std::move(*key));
-  }
-  return keys;
+  return parse_unique_list(r, node, path, "identity", parse_psk_entry, [](const PskKey& k) { return k.identity; });
 }
 
 std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<ConfigIssue>& issues) {
-  YAML::Node root;
-  try {
-    // Secrets: others may not read or change the file (0600, or root:coapgw 0640 as installed),
-    // checked on the descriptor that is read. A symlink is followed (mounted secrets are links).
-    root = load_yaml(read_private_file(path, private_file::ReadPolicy{true, 007}));
-  } catch (const ConfigError& e) {
-    issues.insert(issues.end(), e.issues.begin(), e.issues.end());
-    return {};
-  }
-  Reader r;
-  std::vector<PskKey> keys;
-  if (root.IsDefined() && !root.IsNull() && !root.IsSequence()) {
-    r.add("", "expected a list of { identity, key | key_hex } at the top level");
-  } else {
-    keys = parse_psk_list(r, root, "");
-  }
-  issues.insert(issues.end(), r.issues().begin(), r.issues().end());
-  return keys;
+  return read_private_list_file<PskKey>(path, issues, "{ identity, key | key_hex }", parse_psk_list);
 }
 
 }  // namespace detail

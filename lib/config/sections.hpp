@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -24,5 +25,64 @@ std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<Conf
 
 // routes: [...] -> config.routes; also rejects repeated prefixes.
 void parse_routes(Reader& r, const YAML::Node& node, Config& config);
+
+// api: {...} -> config.api, tokens_file included (read and merged here).
+void parse_api(Reader& r, const YAML::Node& node, Config& config);
+
+// A list of entries each parsed by `parse_entry(r, node, item_path)` (an
+// optional), refusing a repeated key (`key_of(entry)`, named `key_name` in
+// the issue, reported at the later entry). Shared by PSK keys and API tokens.
+template <typename ParseEntry, typename KeyOf>
+auto parse_unique_list(Reader& r, const YAML::Node& node, const std::string& path, std::string_view key_name,
+                       ParseEntry parse_entry, KeyOf key_of) {
+  using Entry = typename decltype(parse_entry(r, node, path))::value_type;
+  std::vector<Entry> out;
+  if (!r.list(node, path)) return out;
+  std::unordered_map<std::string, std::size_t> first_at;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    auto item_path = index(path, i);
+    auto entry = parse_entry(r, node[i], item_path);
+    if (!entry) continue;
+    const std::string key = key_of(*entry);
+    if (auto [it, inserted] = first_at.emplace(key, i); !inserted) {
+      r.add(join(item_path, key_name), "duplicate " + std::string(key_name) + " " + in_quotes(key) +
+                                           " (first at " + index(path, it->second) + ")");
+      continue;
+    }
+    out.push_back(std::move(*entry));
+  }
+  return out;
+}
+
+// Reads a secrets file (mode checked like the PSK keys file) whose top level
+// is a list, and hands the list to `parse_list` with key path "". Issues are
+// collected as read_psk_keys_file does.
+template <typename T, typename ParseList>
+std::vector<T> read_private_list_file(const std::string& path, std::vector<ConfigIssue>& issues,
+                                      std::string_view what, ParseList parse_list) {
+  YAML::Node root;
+  try {
+    // Secrets: others may not read or change the file (0600, or root:coapgw 0640 as installed),
+    // checked on the descriptor that is read. A symlink is followed (mounted secrets are links).
+    root = load_yaml(read_private_file(path, private_file::ReadPolicy{true, 007}));
+  } catch (const ConfigError& e) {
+    issues.insert(issues.end(), e.issues.begin(), e.issues.end());
+    return {};
+  }
+  Reader r;
+  std::vector<T> out;
+  if (root.IsDefined() && !root.IsNull() && !root.IsSequence()) {
+    r.add("", "expected a list of " + std::string(what) + " at the top level");
+  } else {
+    out = parse_list(r, root, std::string());
+  }
+  issues.insert(issues.end(), r.issues().begin(), r.issues().end());
+  return out;
+}
+
+// Reports the issues of an included file (keys_file, tokens_file) under the
+// config key that names it, so the operator knows which file to open.
+void report_file_issues(Reader& r, const std::string& key_path, const std::string& resolved,
+                        const std::vector<ConfigIssue>& file_issues);
 
 }  // namespace coapgw::config::detail

@@ -31,10 +31,16 @@ constexpr std::array<std::string_view, count<BadReason>> bad_reason_names{
     "block_cache_session_full",
     "session_table_full", "dtls_bad_record", "dtls_no_session", "dtls_malformed_hello", "handshakes_per_ip",
     "hello_rate_limited", "hello_for_live_session"};
+constexpr std::array<std::string_view, count<DownlinkOutcome>> downlink_outcome_names{
+    "answered", "timeout", "queued", "expired", "cancelled", "rejected", "no_session"};
+constexpr std::array<std::string_view, count<ApiReject>> api_reject_names{
+    "connection_limit", "too_large", "timeout", "unauthorized", "bad_request"};
 // The last enumerator must be the last name: a reason added to the enum without a name fails here.
 static_assert(index(BadReason::hello_for_live_session) + 1 == count<BadReason>);
 static_assert(index(UpstreamOutcome::not_implemented) + 1 == count<UpstreamOutcome>);
 static_assert(index(HandshakeResult::backoff) + 1 == count<HandshakeResult>);
+static_assert(index(DownlinkOutcome::no_session) + 1 == count<DownlinkOutcome>);
+static_assert(index(ApiReject::bad_request) + 1 == count<ApiReject>);
 
 template <typename E, std::size_t N>
 std::string_view lookup(const std::array<std::string_view, N>& names, E e) {
@@ -66,6 +72,8 @@ std::string_view name(HandshakeResult v) { return lookup(handshake_names, v); }
 std::string_view name(AdminReject v) { return lookup(admin_reject_names, v); }
 std::string_view name(UpstreamOutcome v) { return lookup(outcome_names, v); }
 std::string_view name(BadReason v) { return lookup(bad_reason_names, v); }
+std::string_view name(DownlinkOutcome v) { return lookup(downlink_outcome_names, v); }
+std::string_view name(ApiReject v) { return lookup(api_reject_names, v); }
 
 std::ostream& operator<<(std::ostream& out, UpstreamOutcome v) { return out << name(v); }
 std::ostream& operator<<(std::ostream& out, BadReason v) { return out << name(v); }

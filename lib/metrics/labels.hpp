@@ -59,6 +59,14 @@ enum class BadReason : std::uint8_t {
   hello_rate_limited, hello_for_live_session,
 };
 
+// coapgw_downlink_requests_total{outcome}: how a backend's request to a device ended (lib/api).
+// no_session: no reachable session and no queue_for (404); not in DESIGN's list, added beside it.
+enum class DownlinkOutcome : std::uint8_t {
+  answered, timeout, queued, expired, cancelled, rejected, no_session
+};
+// Why the backend API listener turned a client away (coapgw_api_rejected_total).
+enum class ApiReject : std::uint8_t { connection_limit, too_large, timeout, unauthorized, bad_request };
+
 std::string_view name(Proto);
 std::string_view name(SessionType);
 std::string_view name(SessionState);
@@ -68,6 +76,8 @@ std::string_view name(HandshakeResult);
 std::string_view name(AdminReject);
 std::string_view name(UpstreamOutcome);
 std::string_view name(BadReason);
+std::string_view name(DownlinkOutcome);
+std::string_view name(ApiReject);
 
 // The name, for test failure messages and logs.
 std::ostream& operator<<(std::ostream& out, UpstreamOutcome v);
@@ -85,6 +95,8 @@ template <> inline constexpr std::size_t count<HandshakeResult> = 5;
 template <> inline constexpr std::size_t count<AdminReject> = 3;
 template <> inline constexpr std::size_t count<UpstreamOutcome> = 7;
 template <> inline constexpr std::size_t count<BadReason> = 32;
+template <> inline constexpr std::size_t count<DownlinkOutcome> = 7;
+template <> inline constexpr std::size_t count<ApiReject> = 5;
 
 template <typename E>
 constexpr std::size_t index(E e) {

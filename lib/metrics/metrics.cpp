@@ -138,6 +138,7 @@ Metrics::Metrics(std::string version)
   for (std::size_t r = 0; r < count<AdminReject>; ++r)
     admin_rejected_[r] = &admin_rejected.Add({{"reason", s(name(static_cast<AdminReject>(r)))}});
   build_info.Add({{"version", std::move(version)}}).Set(1);
+  add_downlink_families(reg);
 
   // prometheus-cpp leaves childless families out of Collect(); these have
   // children only once a request was answered or a route was built, so
@@ -181,6 +182,40 @@ prometheus::Counter& Metrics::admin_rejected(AdminReject r) {
 }
 
 prometheus::Counter& Metrics::bad_messages(BadReason r) { return *bad_messages_[index(r)]; }
+
+void Metrics::add_downlink_families(prometheus::Registry& reg) {
+  // One child per enumerator of E, labelled `label`.
+  const auto by_enum = [&reg]<typename E>(const char* family, const char* help, const char* label,
+                                          std::array<prometheus::Counter*, count<E>>& out, E) {
+    auto& f = prometheus::BuildCounter().Name(family).Help(help).Register(reg);
+    for (std::size_t i = 0; i < count<E>; ++i) out[i] = &f.Add({{label, s(name(static_cast<E>(i)))}});
+  };
+  by_enum("coapgw_downlink_requests_total", "Backend requests to devices, by outcome", "outcome",
+          downlink_requests_, DownlinkOutcome{});
+  by_enum("coapgw_api_rejected_total", "Backend API clients turned away, by reason", "reason", api_rejected_,
+          ApiReject{});
+  downlink_queued_ = &prometheus::BuildGauge()
+                          .Name("coapgw_downlink_queued")
+                          .Help("Backend requests queued for devices that are not reachable now")
+                          .Register(reg)
+                          .Add({});
+  observations_ = &prometheus::BuildGauge()
+                       .Name("coapgw_observations")
+                       .Help("Observations of device resources held for backends")
+                       .Register(reg)
+                       .Add({});
+  notifications_ = &prometheus::BuildCounter()
+                        .Name("coapgw_notifications_total")
+                        .Help("Notifications from observed devices relayed to backends")
+                        .Register(reg)
+                        .Add({});
+}
+
+prometheus::Counter& Metrics::downlink_requests(DownlinkOutcome o) { return *downlink_requests_[index(o)]; }
+prometheus::Gauge& Metrics::downlink_queued() { return *downlink_queued_; }
+prometheus::Gauge& Metrics::observations() { return *observations_; }
+prometheus::Counter& Metrics::notifications() { return *notifications_; }
+prometheus::Counter& Metrics::api_rejected(ApiReject r) { return *api_rejected_[index(r)]; }
 
 prometheus::Counter& Metrics::requests(std::string_view method, std::string_view code) {
   return requests_family_->Add({{"method", s(method)}, {"code", s(code)}});

@@ -80,6 +80,15 @@ class Metrics {
 
   prometheus::Counter& bad_messages(BadReason r);
 
+  // Backend API and downlink (lib/api). The API counts requests and keeps the
+  // queue gauge; the downlink implementation keeps observations and counts
+  // notifications, because it sees observations end with their sessions.
+  prometheus::Counter& downlink_requests(DownlinkOutcome o);
+  prometheus::Gauge& downlink_queued();
+  prometheus::Gauge& observations();
+  prometheus::Counter& notifications();
+  prometheus::Counter& api_rejected(ApiReject r);
+
   // Open label sets: each call takes the family lock and builds a label map.
   // Call when the label value first appears, then keep the reference.
   prometheus::Counter& requests(std::string_view method, std::string_view code);  // code "2.05"
@@ -103,6 +112,7 @@ class Metrics {
 
  private:
   void update_session_gauges();
+  void add_downlink_families(prometheus::Registry& reg);
 
   std::shared_ptr<prometheus::Registry> registry_;
 
@@ -125,6 +135,11 @@ class Metrics {
   prometheus::Counter* duplicates_ = nullptr;
   std::array<prometheus::Counter*, 2> reloads_{};  // [0]=failed, [1]=ok
   std::array<prometheus::Counter*, count<AdminReject>> admin_rejected_{};
+  std::array<prometheus::Counter*, count<DownlinkOutcome>> downlink_requests_{};
+  prometheus::Gauge* downlink_queued_ = nullptr;
+  prometheus::Gauge* observations_ = nullptr;
+  prometheus::Counter* notifications_ = nullptr;
+  std::array<prometheus::Counter*, count<ApiReject>> api_rejected_{};
 
   std::vector<prometheus::Gauge*> session_gauges_;  // one per session_series() entry
   std::array<prometheus::Gauge*, SessionCounts::protos> idle_gauges_{};

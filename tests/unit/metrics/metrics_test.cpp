@@ -235,6 +235,27 @@ TEST(Labels, NamesRoundTrip) {
   expect_names_round_trip<AdminReject>();
   expect_names_round_trip<UpstreamOutcome>();
   expect_names_round_trip<BadReason>();
+  expect_names_round_trip<DownlinkOutcome>();
+  expect_names_round_trip<ApiReject>();
+}
+
+// DESIGN "Downlink": the families exist from start-up, every outcome at 0.
+TEST(Metrics, DownlinkFamiliesExistAtZero) {
+  Metrics m("1.2.3");
+  m.downlink_requests(DownlinkOutcome::queued).Increment();
+  m.api_rejected(ApiReject::unauthorized).Increment(2);
+  const std::string text = m.serialize();
+  EXPECT_TRUE(has_line(text, "# TYPE coapgw_downlink_requests_total counter"));
+  EXPECT_TRUE(has_line(text, "# TYPE coapgw_downlink_queued gauge"));
+  EXPECT_TRUE(has_line(text, "# TYPE coapgw_observations gauge"));
+  EXPECT_TRUE(has_line(text, "# TYPE coapgw_notifications_total counter"));
+  for (const char* outcome : {"answered", "timeout", "expired", "cancelled", "rejected", "no_session"})
+    EXPECT_EQ(sample(text, std::string("coapgw_downlink_requests_total{outcome=\"") + outcome + "\"}"), 0.0)
+        << outcome;
+  EXPECT_EQ(sample(text, "coapgw_downlink_requests_total{outcome=\"queued\"}"), 1.0);
+  EXPECT_EQ(sample(text, "coapgw_api_rejected_total{reason=\"unauthorized\"}"), 2.0);
+  EXPECT_EQ(sample(text, "coapgw_downlink_queued"), 0.0);
+  EXPECT_EQ(sample(text, "coapgw_notifications_total"), 0.0);
 }
 
 TEST(Labels, BadReasonsKeepTheirNames) {
