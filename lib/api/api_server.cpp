@@ -83,6 +83,8 @@ class ApiServer::Impl {
     return keys && keys->count(key) != 0;
   }
 
+  bool anything_queued() const { return any_queued_.load(std::memory_order_acquire); }
+
   void device_heard(const DeviceRef& device) {
     if (!has_queued(device.key())) return;
     gate_->post([this, device] { shared_.service->device_heard(device); });
@@ -118,6 +120,7 @@ Address ApiServer::local_address() const { return impl_->local_address(); }
 void ApiServer::stop() { impl_->stop(); }
 void ApiServer::reload(const config::ApiConfig& api) { impl_->reload(api); }
 void ApiServer::device_heard(const DeviceRef& device) { impl_->device_heard(device); }
+bool ApiServer::anything_queued() const { return impl_->anything_queued(); }
 bool ApiServer::has_queued(const std::string& device_key) const { return impl_->has_queued(device_key); }
 
 }  // namespace coapgw::api

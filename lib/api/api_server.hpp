@@ -63,6 +63,8 @@ class ApiServer {
   // for this device, they are sent now (posted to the API thread).
   void device_heard(const DeviceRef& device);
   bool has_queued(const std::string& device_key) const;
+  // One atomic load: is anything queued for any device? Callers check it before naming the device.
+  bool anything_queued() const;
 
   class Impl;
 

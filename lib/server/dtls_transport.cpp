@@ -273,6 +273,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   s->set_tls(std::make_unique<DtlsTls>(std::move(engine)));
   register_cid(*s);
   set_device_identity(*s);
+  host_.identified(*s);
   // A device that goes on without a handshake after our restart is an idle session resumed.
   metrics_.sessions_reused(metrics::Proto::dtls).Increment();
   log::debug("dtls session restored from the persist file identity=" + state->identity, s->id());
@@ -300,6 +301,7 @@ void DtlsTransport::handle_output(session::Session& s, dtls::Output& out, sessio
     ++handshakes_completed_;
     backoff_.on_success(s.addr_remote());
     set_device_identity(s);
+    host_.identified(s);
     s.set_state(session::State::established);
     metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
     log::debug("dtls established identity=" + std::string(s.tls_state()->identity()), s.id());
@@ -409,6 +411,7 @@ void DtlsTransport::finish_rehandshake(const session::Key& key, session::TimePoi
   }
   backoff_.on_success(key.remote);
   set_device_identity(*s);
+  host_.identified(*s);
   metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
   log::debug("dtls session replaced after a new handshake identity=" + std::string(s->tls_state()->identity()), s->id());
 }

@@ -65,6 +65,8 @@ class DtlsTransport {
     virtual void ping(session::Session& s) = 0;
     virtual void count_bad(metrics::BadReason reason, std::uint64_t n) = 0;
     virtual bool draining() const = 0;
+    // The session's authenticated identity is now known (its app data is set).
+    virtual void identified(session::Session& /*s*/) {}
     // A record whose RFC 9146 Connection ID names another worker: hand it to that worker's
     // transport (on_handed_datagram). False when there is no such worker.
     virtual bool hand_to_worker(int worker, std::uint8_t endpoint, const net::ReceivedDatagram& d) = 0;

@@ -13,6 +13,7 @@
 #include "upstream/forward.hpp"
 #include "upstream/router.hpp"
 #include "server/bad_input.hpp"
+#include "server/device_links.hpp"
 #include "server/request_target.hpp"
 #include "server/worker_internal.hpp"
 
@@ -41,6 +42,7 @@ void Worker::on_malformed_in_session(session::Session& s, std::span<const std::b
 
 void Worker::on_coap(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
   ++local_.messages_in[static_cast<int>(m.type)];
+  if (heard_) heard_(s);  // queued downlinks go out now (cheap when nothing is queued)
   layer_->on_message(s, m, now);  // new requests come back through on_request()
 }
 
@@ -325,6 +327,7 @@ void Worker::separate_due(session::TimePoint now) {
 void Worker::drop_session_traffic(session::Session& s) {
   // disconnected(): outstanding CONs are dropped. Forwards in flight finish and see closed().
   layer_->drop_session(s);
+  links_->closed(s);
   dtls_->forget(s);
   blockwise_for(s).drop_session(s.id());  // its uploads and kept answers can never be asked for again
 }

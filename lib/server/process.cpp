@@ -14,6 +14,7 @@
 #include <prometheus/counter.h>
 
 #include "admin/admin_server.hpp"
+#include "api/api_server.hpp"
 #include "common/log.hpp"
 #include "config/config.hpp"
 #include "dtls/credentials.hpp"
@@ -23,6 +24,7 @@
 #include "upstream/forward.hpp"
 #include "upstream/router.hpp"
 #include "metrics/metrics.hpp"
+#include "server/downlink.hpp"
 #include "server/persist.hpp"
 #include "server/snapshot.hpp"
 #include "server/worker.hpp"
@@ -52,6 +54,8 @@ struct Process::Impl {
   std::unique_ptr<session::Budget> budget;
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<admin::AdminServer> admin;
+  std::unique_ptr<RuntimeDownlink> downlink;  // the backend API's way to the devices
+  std::unique_ptr<api::ApiServer> api;        // listen.api; stopped before the workers
   std::vector<Address> coap_bound, coaps_bound;
   persist::RestoredPool restored;
   bool started = false;
@@ -135,6 +139,7 @@ bool Process::start(std::string* error) {
   std::vector<Worker*> peers;
   for (auto& w : impl_->workers) peers.push_back(w.get());
   for (auto& w : impl_->workers) w->set_peers(peers);
+  if (c.listen.api && !start_api(peers, error)) return false;
 
   if (c.listen.admin) {
     admin::AdminSettings as;
@@ -214,6 +219,25 @@ bool Process::start(std::string* error) {
   for (auto& a : impl_->coap_bound) log::info("listening coap://" + a.to_string());
   for (auto& a : impl_->coaps_bound) log::info("listening coaps://" + a.to_string());
   if (impl_->admin) log::info("admin http://" + impl_->admin->local_address().to_string());
+  if (impl_->api) log::info("api http://" + impl_->api->local_address().to_string());
+  return true;
+}
+
+bool Process::start_api(const std::vector<Worker*>& workers, std::string* error) {
+  const auto& c = *impl_->snapshot->config;
+  impl_->downlink = std::make_unique<RuntimeDownlink>(workers);
+  impl_->api = std::make_unique<api::ApiServer>(api::ApiSettings::from_config(c), *impl_->metrics, *impl_->downlink);
+  std::string why;
+  if (!impl_->api->start(&why)) {
+    if (error) *error = "listen.api: " + why;
+    return false;
+  }
+  // A device's message sends what is queued for it; nothing queued costs one atomic load.
+  for (auto* w : workers) {
+    w->set_device_heard([api = impl_->api.get()](const session::Session& s) {
+      if (api->anything_queued()) api->device_heard(device_ref_of(s));
+    });
+  }
   return true;
 }
 
@@ -271,6 +295,7 @@ bool Process::reload(std::shared_ptr<const config::Config> config, std::string* 
       wp->install_router(std::move(router));  // its file sinks were just opened: log rotation done
     });
   }
+  if (impl_->api) impl_->api->reload(fresh.api);  // tokens (and tokens_file) re-read
   impl_->snapshot = next;
   impl_->metrics->config_reloads(true).Increment();
   log::info("configuration reloaded: " + std::to_string(next->psk->size()) + " PSK identities, " +
@@ -295,6 +320,7 @@ void Process::drain() {
 
 void Process::stop() {
   if (impl_->admin) impl_->admin->stop();
+  if (impl_->api) impl_->api->stop();  // before the workers its downlinks run on
   impl_->metrics->clear_session_sources();  // they read the workers' tables, freed below
   for (auto& w : impl_->workers) w->stop();
   auto& c = *impl_->snapshot->config;
@@ -311,6 +337,8 @@ void Process::stop() {
   }
   impl_->workers.clear();
   impl_->admin.reset();
+  impl_->api.reset();
+  impl_->downlink.reset();
   impl_->started = false;
 }
 
@@ -319,6 +347,11 @@ std::vector<Address> Process::coaps_addresses() const { return impl_->coaps_boun
 std::optional<Address> Process::admin_address() const {
   if (!impl_->admin) return std::nullopt;
   return impl_->admin->local_address();
+}
+
+std::optional<Address> Process::api_address() const {
+  if (!impl_->api) return std::nullopt;
+  return impl_->api->local_address();
 }
 
 bool Process::workers_alive() const {

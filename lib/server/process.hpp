@@ -49,11 +49,14 @@ class Process {
   std::vector<Address> coap_addresses() const;
   std::vector<Address> coaps_addresses() const;
   std::optional<Address> admin_address() const;
+  std::optional<Address> api_address() const;
   // The workers' heartbeats are fresh (the systemd watchdog pings only while this holds).
   bool workers_alive() const;
   metrics::Metrics& metrics();
 
  private:
+  bool start_api(const std::vector<Worker*>& workers, std::string* error);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -66,6 +66,7 @@ struct Entry;
 class RestoredPool;
 }  // namespace persist
 class CidIndex;
+class DeviceLinks;
 
 struct WorkerSettings {
   int index = 0;
@@ -134,6 +135,12 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   // Admin: runs on the worker thread, answers through `done`.
   void list_sessions(std::uint64_t after_id, std::size_t limit,
                      std::function<void(std::vector<admin::SessionInfo>)> done);
+
+  // Downlink (device_links.hpp): use only on this worker's thread (post()).
+  DeviceLinks& device_links() { return *links_; }
+  // Called on this worker's thread for every CoAP message a device sends (the backend API's
+  // device_heard); set before start().
+  void set_device_heard(std::function<void(const session::Session&)> heard) { heard_ = std::move(heard); }
 
   int worker_index() const override { return settings_.index; }
   const session::Counts& counts() const { return table_->counts(); }
@@ -208,6 +215,7 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
                      std::span<const std::byte> datagram) override;
   void ping(session::Session& s) override;
   bool draining() const override { return draining_.load(std::memory_order_relaxed); }
+  void identified(session::Session& s) override;
   void close_if_drained(session::Session& s);
   // A record whose RFC 9146 Connection ID names another worker: posted to it.
   bool hand_to_worker(int worker, std::uint8_t endpoint, const net::ReceivedDatagram& d) override;
@@ -252,6 +260,9 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   std::unique_ptr<exchange::Layer> layer_;
   // Requests waiting for an upstream answer; each holds a session reference.
   std::unordered_map<std::uint64_t, std::unique_ptr<PendingForward>> pending_;
+  // Requests the backend sends to devices (Call-Home), through layer_'s client role.
+  std::unique_ptr<DeviceLinks> links_;
+  std::function<void(const session::Session&)> heard_;
   std::uint64_t next_pending_id_ = 1;
   log::RateLimited bad_log_;
   // Block-wise state, bounded per worker and per session: Block1 uploads being reassembled, and

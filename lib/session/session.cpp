@@ -115,6 +115,14 @@ bool Session::set_type_client() {
   return true;
 }
 
+bool Session::set_type_server() {
+  if (type_ != Type::client || closed_) return false;
+  table_->on_type_change(*this, type_, Type::server);
+  type_ = Type::server;
+  release();
+  return true;
+}
+
 void Session::set_app_data(void* data, AppDataRelease release) {
   if (app_release_ != nullptr && app_data_ != nullptr && app_data_ != data) app_release_(app_data_);
   app_data_ = data;

@@ -119,6 +119,9 @@ class Session {
   // coap_session_set_type_client(): server -> client (Call-Home); adds one reference.
   // Returns false if the session is not a server session.
   bool set_type_client();
+  // The end of Call-Home: client -> server again, dropping set_type_client()'s reference (the session
+  // goes to the idle pool when nothing else holds it). Returns false if it is not an open client session.
+  bool set_type_server();
 
   // coap_session_set/get_app_data(). The release hook (may be null) runs when the data is replaced
   // or the session is freed.

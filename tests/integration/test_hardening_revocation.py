@@ -338,7 +338,7 @@ class CheckConfigMatchesStartup(OpsTestCase):
                 # Start-up on fresh ports, so that only the config can make it fail.
                 started = json.loads(json.dumps(cfg))
                 started["listen"] = {"coap": [f"127.0.0.1:{h.free_udp_port()}"],
-                                     "coaps": [f"127.0.0.1:{h.free_udp_port()}"], "admin": ""}
+                                     "coaps": [f"127.0.0.1:{h.free_udp_port()}"], "admin": "", "api": ""}
                 with open(path, "w") as f:
                     f.write(h.to_yaml(started) + "\n")
                 rc, out, err = h.run_coapgwd(["--config", path], timeout=20.0)

@@ -257,6 +257,22 @@ TEST_F(Fixture, SetTypeClientConvertsServerAndAddsReference) {
   EXPECT_EQ(table->find(key(1000)), nullptr);
 }
 
+TEST_F(Fixture, SetTypeServerEndsCallHomeAndKeepsTheSession) {
+  Session* s = table->create_server(key(1000), local, 1, t0);
+  EXPECT_FALSE(s->set_type_server());  // not a client
+  ASSERT_TRUE(s->set_type_client());
+  s->reference();  // an exchange in flight
+  EXPECT_TRUE(s->set_type_server());
+  EXPECT_EQ(s->type(), Type::server);
+  EXPECT_EQ(s->refcount(), 1);
+  EXPECT_FALSE(s->idle());
+  s->release();  // server rule: to the idle pool, not freed
+  EXPECT_EQ(table->find(key(1000)), s);
+  EXPECT_TRUE(s->idle());
+  EXPECT_EQ(table->counts().sessions(Proto::udp, Type::client, State::none), 0);
+  EXPECT_EQ(table->counts().sessions(Proto::udp, Type::server, State::none), 1);
+}
+
 int g_released = 0;
 void release_hook(void* p) {
   ++g_released;

@@ -1,0 +1,66 @@
+// coapgw::server::DeviceLinks — one worker's half of the downlink (DESIGN "Downlink", Call-Home):
+// it finds a device's live session on this worker (DTLS sessions by their authenticated identity,
+// indexed when the handshake names it; plain sessions `coap:<ip>:<port>` by address), turns the
+// session into a client session while requests to the device are pending (set_type_client holds
+// it: never reclaimed meanwhile; set_type_server when the last one ended), and sends each request
+// through the worker's exchange::Layer client role (tokens, CON retransmission, Block1/Block2,
+// the deadline). Runs on the worker's thread only; the process-wide RuntimeDownlink posts here.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "api/downlink.hpp"
+#include "exchange/layer.hpp"
+#include "session/table.hpp"
+
+namespace coapgw::server {
+
+class DeviceLinks {
+ public:
+  // `post` runs a function later on the worker's thread; `flush` sends what the layer queued.
+  DeviceLinks(session::Table& table, exchange::Layer& layer, std::function<void(std::function<void()>)> post,
+              std::function<void()> flush);
+
+  // The plain CoAP listeners of the worker (endpoint index, bound port): where `coap:` devices live.
+  void set_plain_endpoints(std::vector<std::pair<std::uint8_t, std::uint16_t>> endpoints);
+  // A DTLS session whose identity is now known (set_device_identity).
+  void identified(session::Session& s);
+  // A session closed: out of the index.
+  void closed(const session::Session& s);
+
+  // The device's most recently heard live session here, or nullptr.
+  session::Session* find(const api::DeviceRef& device);
+  // Sends `request` over the device's session; `done` runs once, on this thread, later.
+  void send(const api::DeviceRef& device, api::DownlinkRequest request, std::chrono::milliseconds timeout,
+            std::function<void(api::DownlinkResult)> done);
+
+  std::size_t pending() const { return pending_; }
+
+ private:
+  void begin_call(session::Session& s);
+  void end_call(session::Session& s);
+
+  session::Table& table_;
+  exchange::Layer& layer_;
+  std::function<void(std::function<void()>)> post_;
+  std::function<void()> flush_;
+  std::vector<std::pair<std::uint8_t, std::uint16_t>> plain_endpoints_;
+  struct Indexed {
+    session::Key key;
+    std::uint64_t id;
+  };
+  std::unordered_map<std::string, std::vector<Indexed>> by_identity_;
+  std::unordered_map<std::uint64_t, unsigned> calls_;  // session id -> downlinks pending on it
+  std::size_t pending_ = 0;
+};
+
+// The answer a device gave, as the API reports it.
+api::DownlinkResult to_downlink_result(exchange::Result result, const session::Session& s);
+
+}  // namespace coapgw::server

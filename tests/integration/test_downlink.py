@@ -1,0 +1,236 @@
+"""Downlink (DESIGN "Downlink", issue 14): a backend with a bearer token sends
+CoAP requests to devices over the sessions the devices set up (Call-Home),
+through the backend API listener listen.api.
+
+The devices are real peers: a small plain-CoAP device in Python that calls in
+and serves resources on the same socket, and openssl s_client holding a DTLS
+session that answers the gateway's request written to its stdout.
+"""
+import json
+import re
+import socket
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import harness as h
+from test_ops import DtlsDevice
+
+TOKEN = "backend-secret-token"
+
+
+class PlainDevice:
+    """A plain CoAP device on one UDP socket: it calls in (a request to the
+    gateway creates its session) and answers the gateway's requests on that
+    same socket with piggybacked ACKs, from `resources` (path -> payload; a PUT
+    stores its payload). With answering=False it stays silent."""
+
+    def __init__(self, gateway_addr, answering=True):
+        self.gateway = gateway_addr
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.answering = answering
+        self.resources = {"/temp": b"21.5"}
+        self.requests = []   # (method code, path, payload) the gateway sent us
+        self.responses = []  # answers to our own requests
+        self._lock = threading.Lock()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def ref(self):
+        return f"coap:127.0.0.1:{self.port}"
+
+    def call_in(self, path="/hello"):
+        """One CON request to the gateway (answered 4.04: no route); waits for the answer."""
+        before = len(self.responses)
+        self.sock.sendto(h.encode(h.get(path)), self.gateway)
+        h.poll_until(lambda: len(self.responses) > before, 5.0, 0.02, "the gateway's answer to our call-in")
+
+    def _run(self):
+        self.sock.settimeout(0.1)
+        while not self._stop:
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                m = h.decode(data)
+            except h.DecodeError:
+                continue
+            if m.code >> 5 != 0 or m.code == 0:  # a response (or empty ACK) to our call-in
+                with self._lock:
+                    self.responses.append(m)
+                continue
+            with self._lock:
+                self.requests.append((m.code, m.uri_path(), m.payload))
+            if not self.answering:
+                continue
+            if m.code == h.code(0, h.PUT):
+                self.resources[m.uri_path()] = m.payload
+                answer = h.Message(h.ACK, h.code(2, 4), m.mid, m.token)
+            elif m.uri_path() in self.resources:
+                answer = h.Message(h.ACK, h.code(2, 5), m.mid, m.token, [(h.OPT_CONTENT_FORMAT, b"")],
+                                   self.resources[m.uri_path()])
+            else:
+                answer = h.Message(h.ACK, h.code(4, 4), m.mid, m.token)
+            self.sock.sendto(h.encode(answer), peer)
+
+    def close(self):
+        self._stop = True
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+class ApiTestCase(h.GatewayTestCase):
+    def start_api_gateway(self, **kw):
+        cfg = self.config(**kw)
+        cfg["listen"]["api"] = f"127.0.0.1:{h.free_tcp_port()}"
+        cfg["listen"]["admin"] = f"127.0.0.1:{h.free_tcp_port()}"
+        cfg["api"] = {"tokens": [{"name": "backend", "token": TOKEN}]}
+        self.api_base = "http://" + cfg["listen"]["api"]
+        self.gw = self.start_gateway(cfg)
+        return self.gw
+
+    def api(self, method, path, body=None, token=TOKEN, timeout=15.0):
+        """(status, decoded JSON body or None)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api_base + path, data=data, method=method)
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, raw = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, None
+
+    def device_path(self, ref, rest="/requests"):
+        return "/v1/devices/" + urllib.parse.quote(ref, safe="") + rest
+
+
+class PlainDownlink(ApiTestCase):
+    def setUp(self):
+        super().setUp()
+        self.start_api_gateway()
+        self.device = PlainDevice(self.gw.coap_addr())
+        self.addCleanup(self.device.close)
+
+    def test_get_and_put_answered_by_the_device(self):
+        self.device.call_in()
+        status, body = self.api("POST", self.device_path(self.device.ref), {"method": "GET", "path": "/temp"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["code"], "2.05")
+        self.assertEqual(body["payload"], "21.5")
+        self.assertEqual(body["remote"], f"127.0.0.1:{self.device.port}")
+
+        status, body = self.api("POST", self.device_path(self.device.ref),
+                                {"method": "PUT", "path": "/led", "payload": "on"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["code"], "2.04")
+        self.assertEqual(self.device.resources.get("/led"), b"on")
+        self.assertIn((h.code(0, h.PUT), "/led", b"on"), self.device.requests)
+        h.poll_until(lambda: self.counter("coapgw_downlink_requests_total", outcome="answered") >= 2, 5.0,
+                     what="answered downlinks counted")
+
+    def test_session_is_a_server_session_again_after_the_downlink(self):
+        self.device.call_in()
+        status, _ = self.api("POST", self.device_path(self.device.ref), {"method": "GET", "path": "/temp"})
+        self.assertEqual(status, 200)
+
+        def server_again():
+            status, body = h.http_get(self.gw.admin_url("/v1/sessions"))
+            sessions = json.loads(body)["sessions"]
+            mine = [s for s in sessions if s["remote"] == f"127.0.0.1:{self.device.port}"]
+            return len(mine) == 1 and mine[0]["type"] == "server" and mine[0]["refcount"] == 0
+        h.poll_until(server_again, 5.0, what="the device's session back to a server session, unreferenced")
+        # and it still serves the device
+        self.device.call_in()
+
+    def test_no_token_is_401_and_unknown_device_is_404(self):
+        self.device.call_in()
+        status, _ = self.api("POST", self.device_path(self.device.ref), {"method": "GET", "path": "/temp"},
+                             token=None)
+        self.assertEqual(status, 401)
+        status, _ = self.api("POST", self.device_path(self.device.ref), {"method": "GET", "path": "/temp"},
+                             token="wrong-token")
+        self.assertEqual(status, 401)
+        self.assertEqual(self.device.requests, [], "an unauthorized request reached the device")
+        nobody = f"coap:127.0.0.1:{h.free_udp_port()}"
+        status, body = self.api("POST", self.device_path(nobody), {"method": "GET", "path": "/temp"})
+        self.assertEqual(status, 404, body)
+        status, body = self.api("POST", self.device_path("no-such-identity"), {"method": "GET", "path": "/temp"})
+        self.assertEqual(status, 404, body)
+
+    def test_silent_device_is_504(self):
+        self.device.answering = False
+        self.device.call_in()
+        status, body = self.api("POST", self.device_path(self.device.ref),
+                                {"method": "GET", "path": "/temp", "timeout": "1s"})
+        self.assertEqual(status, 504, body)
+        self.assertTrue(any(p == "/temp" for _, p, _ in self.device.requests), "the request never reached the device")
+        h.poll_until(lambda: self.counter("coapgw_downlink_requests_total", outcome="timeout") >= 1, 5.0,
+                     what="timeout counted")
+
+    def test_queued_for_a_quiet_device_is_sent_when_it_calls_in(self):
+        # The device has no session yet: it is asleep.
+        status, body = self.api("POST", self.device_path(self.device.ref),
+                                {"method": "GET", "path": "/temp", "queue_for": "1m"})
+        self.assertEqual(status, 202, body)
+        self.assertEqual(body["state"], "queued")
+        rid = body["id"]
+        status, body = self.api("GET", self.device_path(self.device.ref, f"/requests/{rid}"))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["state"], "queued")
+        self.assertEqual(self.device.requests, [])
+
+        self.device.call_in()  # wakes up
+
+        def answered():
+            status, body = self.api("GET", self.device_path(self.device.ref, f"/requests/{rid}"))
+            return status == 200 and body["state"] == "answered" and body
+        body = h.poll_until(answered, 10.0, what="the queued request answered")
+        self.assertEqual(body["answer"]["payload"], "21.5")
+        self.assertIn((h.code(0, h.GET), "/temp", b""), self.device.requests)
+
+
+class DtlsDownlink(ApiTestCase):
+    def test_get_to_a_dtls_device_by_its_psk_identity(self):
+        self.start_api_gateway(coaps=[f"127.0.0.1:{h.free_udp_port()}"])
+        host, port = self.gw.coaps_addr()
+        device = DtlsDevice(host, port, h.DEMO_IDENTITY, h.DEMO_KEY)
+        self.addCleanup(device.kill)
+        self.assertTrue(device.wait_handshake(), device.text())
+        self.assertEqual(device.request(h.GET, "/hello"), h.code(4, 4))  # the session carries traffic
+
+        result = {}
+        backend = threading.Thread(target=lambda: result.update(
+            answer=self.api("POST", self.device_path(h.DEMO_IDENTITY), {"method": "GET", "path": "/temp"})))
+        backend.start()
+        # The gateway's CON GET /temp (8-byte token) as s_client prints it.
+        pattern = re.compile(rb"\x48\x01(..)(.{8})\xb4temp", re.S)
+        found = h.poll_until(lambda: pattern.search(device.output()), 10.0,
+                             what="the gateway's GET /temp on the DTLS session")
+        mid = int.from_bytes(found.group(1), "big")
+        device.send(h.Message(h.ACK, h.code(2, 5), mid, found.group(2), [(h.OPT_CONTENT_FORMAT, b"")], b"21.5"))
+        backend.join(timeout=20)
+        status, body = result["answer"]
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["code"], "2.05")
+        self.assertEqual(body["payload"], "21.5")
+
+
+if __name__ == "__main__":
+    unittest.main()
