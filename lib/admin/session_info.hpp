@@ -21,6 +21,7 @@ struct SessionInfo {
   std::string cid;                 // RFC 9146 Connection ID we issued, hex; empty when none
   std::int64_t created_unix_ms = 0, last_seen_unix_ms = 0;
   int refcount = 0;
+  unsigned downlinks = 0;          // backend requests pending on it (it is a `client` session meanwhile)
   bool idle = false;
 };
 

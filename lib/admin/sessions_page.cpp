@@ -96,6 +96,7 @@ std::string render_sessions_page(std::vector<SessionInfo> sessions, const PageQu
         .number("created_unix_ms", s.created_unix_ms)
         .number("last_seen_unix_ms", s.last_seen_unix_ms)
         .number("refcount", s.refcount)
+        .number("downlinks", s.downlinks)
         .boolean("idle", s.idle)
         .close();
   }

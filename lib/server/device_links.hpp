@@ -41,6 +41,10 @@ class DeviceLinks {
             std::function<void(api::DownlinkResult)> done);
 
   std::size_t pending() const { return pending_; }
+  unsigned pending_on(const session::Session& s) const {
+    auto it = calls_.find(s.id());
+    return it == calls_.end() ? 0 : it->second;
+  }
 
  private:
   void begin_call(session::Session& s);

@@ -494,6 +494,7 @@ void Worker::list_sessions(std::uint64_t after_id, std::size_t limit,
     i.created_unix_ms = to_unix_ms(s->created());
     i.last_seen_unix_ms = to_unix_ms(s->last_seen());
     i.refcount = s->refcount();
+    i.downlinks = links_->pending_on(*s);
     i.idle = s->idle();
     out.push_back(std::move(i));
   }

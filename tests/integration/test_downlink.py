@@ -8,6 +8,7 @@ session that answers the gateway's request written to its stdout.
 """
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -168,18 +169,42 @@ class PlainDownlink(ApiTestCase):
                              token="wrong-token")
         self.assertEqual(status, 401)
         self.assertEqual(self.device.requests, [], "an unauthorized request reached the device")
+        # A token in the config after SIGHUP.
+        before = self.counter("coapgw_config_reloads_total", result="ok")
+        self.gw.config["api"]["tokens"].append({"name": "second", "token": "another-token-value"})
+        self.gw.write_config()
+        self.gw.send_signal(signal.SIGHUP)
+        h.poll_until(lambda: self.counter("coapgw_config_reloads_total", result="ok") == before + 1, 10.0,
+                     what="the reload")
+        status, body = self.api("POST", self.device_path(self.device.ref), {"method": "GET", "path": "/temp"},
+                                token="another-token-value")
+        self.assertEqual(status, 200, body)
         nobody = f"coap:127.0.0.1:{h.free_udp_port()}"
         status, body = self.api("POST", self.device_path(nobody), {"method": "GET", "path": "/temp"})
         self.assertEqual(status, 404, body)
         status, body = self.api("POST", self.device_path("no-such-identity"), {"method": "GET", "path": "/temp"})
         self.assertEqual(status, 404, body)
 
-    def test_silent_device_is_504(self):
+    def my_sessions(self):
+        status, body = h.http_get(self.gw.admin_url("/v1/sessions"))
+        self.assertEqual(status, 200, body)
+        return [s for s in json.loads(body)["sessions"] if s["remote"] == f"127.0.0.1:{self.device.port}"]
+
+    def test_silent_device_is_504_and_its_session_is_a_client_session_meanwhile(self):
         self.device.answering = False
         self.device.call_in()
-        status, body = self.api("POST", self.device_path(self.device.ref),
-                                {"method": "GET", "path": "/temp", "timeout": "1s"})
+        result = {}
+        backend = threading.Thread(target=lambda: result.update(answer=self.api(
+            "POST", self.device_path(self.device.ref), {"method": "GET", "path": "/temp", "timeout": "3s"})))
+        backend.start()
+        h.poll_until(lambda: any(s["type"] == "client" and s["downlinks"] == 1 and s["refcount"] >= 1
+                                 for s in self.my_sessions()), 3.0, 0.05,
+                     "the session shown as a client session with one downlink pending")
+        backend.join(timeout=20)
+        status, body = result["answer"]
         self.assertEqual(status, 504, body)
+        mine = self.my_sessions()
+        self.assertEqual([(s["type"], s["downlinks"]) for s in mine], [("server", 0)])
         self.assertTrue(any(p == "/temp" for _, p, _ in self.device.requests), "the request never reached the device")
         h.poll_until(lambda: self.counter("coapgw_downlink_requests_total", outcome="timeout") >= 1, 5.0,
                      what="timeout counted")
