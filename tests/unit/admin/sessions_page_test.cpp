@@ -107,7 +107,7 @@ TEST(SessionsPage, AllFieldsRendered) {
             "\"established\",\"remote\":\"127.0.0.1:40000\",\"local\":\"127.0.0.1:5684\","
             "\"ifindex\":1,\"identity\":\"dev\",\"created\":\"1970-01-01T00:00:01.000Z\","
             "\"last_seen\":\"1970-01-01T00:00:02.000Z\",\"created_unix_ms\":1000,"
-            "\"last_seen_unix_ms\":2000,\"refcount\":0,\"idle\":true}],\"next_cursor\":null}\n");
+            "\"last_seen_unix_ms\":2000,\"refcount\":0,\"downlinks\":0,\"idle\":true}],\"next_cursor\":null}\n");
   EXPECT_NE(render_sessions_page({session(1, "")}, {0, 1}).find("\"identity\":null"),
             std::string::npos);
 }
