@@ -21,6 +21,17 @@ import harness as h
 from test_ops import DtlsDevice
 
 TOKEN = "backend-secret-token"
+OPT_BLOCK2, OPT_BLOCK1 = 23, 27
+
+
+def decode_block(value):
+    v = int.from_bytes(value, "big")
+    return v >> 4, (v >> 3) & 1, v & 7
+
+
+def encode_block(num, more, szx):
+    v = (num << 4) | (int(more) << 3) | szx
+    return v.to_bytes((v.bit_length() + 7) // 8, "big")
 
 
 class PlainDevice:
@@ -38,6 +49,7 @@ class PlainDevice:
         self.resources = {"/temp": b"21.5"}
         self.requests = []   # (method code, path, payload) the gateway sent us
         self.responses = []  # answers to our own requests
+        self._uploads = {}   # path -> Block1 blocks so far
         self._lock = threading.Lock()
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -74,15 +86,34 @@ class PlainDevice:
                 self.requests.append((m.code, m.uri_path(), m.payload))
             if not self.answering:
                 continue
-            if m.code == h.code(0, h.PUT):
-                self.resources[m.uri_path()] = m.payload
-                answer = h.Message(h.ACK, h.code(2, 4), m.mid, m.token)
-            elif m.uri_path() in self.resources:
-                answer = h.Message(h.ACK, h.code(2, 5), m.mid, m.token, [(h.OPT_CONTENT_FORMAT, b"")],
-                                   self.resources[m.uri_path()])
-            else:
-                answer = h.Message(h.ACK, h.code(4, 4), m.mid, m.token)
-            self.sock.sendto(h.encode(answer), peer)
+            self.sock.sendto(h.encode(self._answer(m)), peer)
+
+    def _answer(self, m):
+        path = m.uri_path()
+        if m.code == h.code(0, h.PUT):
+            block1 = m.option(OPT_BLOCK1)
+            if not block1:
+                self.resources[path] = m.payload
+                return h.Message(h.ACK, h.code(2, 4), m.mid, m.token)
+            num, more, _ = decode_block(block1[0])  # RFC 7959 2.5: in order, one by one
+            self._uploads[path] = (self._uploads.get(path, b"") if num else b"") + m.payload
+            if more:
+                return h.Message(h.ACK, h.code(2, 31), m.mid, m.token, [(OPT_BLOCK1, block1[0])])
+            self.resources[path] = self._uploads.pop(path)
+            return h.Message(h.ACK, h.code(2, 4), m.mid, m.token, [(OPT_BLOCK1, block1[0])])
+        if path not in self.resources:
+            return h.Message(h.ACK, h.code(4, 4), m.mid, m.token)
+        body = self.resources[path]
+        options = [(h.OPT_CONTENT_FORMAT, b"")]
+        block2 = m.option(OPT_BLOCK2)
+        if len(body) > 1024 or block2:
+            num, _, szx = decode_block(block2[0]) if block2 else (0, 0, 6)
+            szx = min(szx, 6)
+            size = 16 << szx
+            chunk = body[num * size:(num + 1) * size]
+            options.append((OPT_BLOCK2, encode_block(num, (num + 1) * size < len(body), szx)))
+            return h.Message(h.ACK, h.code(2, 5), m.mid, m.token, options, chunk)
+        return h.Message(h.ACK, h.code(2, 5), m.mid, m.token, options, body)
 
     def close(self):
         self._stop = True
@@ -145,6 +176,21 @@ class PlainDownlink(ApiTestCase):
         self.assertIn((h.code(0, h.PUT), "/led", b"on"), self.device.requests)
         h.poll_until(lambda: self.counter("coapgw_downlink_requests_total", outcome="answered") >= 2, 5.0,
                      what="answered downlinks counted")
+
+    def test_large_bodies_go_block_wise(self):
+        self.device.call_in()
+        upload = bytes(ord("a") + i % 26 for i in range(3000))
+        status, body = self.api("POST", self.device_path(self.device.ref),
+                                {"method": "PUT", "path": "/big", "payload": upload.decode()})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["code"], "2.04")
+        self.assertEqual(self.device.resources.get("/big"), upload)
+        self.assertGreaterEqual(len([r for r in self.device.requests if r[1] == "/big"]), 3, "not sent block-wise")
+        before = len(self.device.requests)
+        status, body = self.api("POST", self.device_path(self.device.ref), {"method": "GET", "path": "/big"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["payload"], upload.decode())
+        self.assertGreaterEqual(len(self.device.requests) - before, 3, "not fetched block-wise")
 
     def test_session_is_a_server_session_again_after_the_downlink(self):
         self.device.call_in()
