@@ -10,8 +10,14 @@
 namespace coapgw::server {
 
 DeviceLinks::DeviceLinks(session::Table& table, exchange::Layer& layer,
-                         std::function<void(std::function<void()>)> post, std::function<void()> flush)
-    : table_(table), layer_(layer), post_(std::move(post)), flush_(std::move(flush)) {}
+                         std::function<void(std::function<void()>)> post, std::function<void()> flush,
+                         Notifier notifier, metrics::Metrics& metrics)
+    : table_(table),
+      layer_(layer),
+      post_(std::move(post)),
+      flush_(std::move(flush)),
+      notifier_(std::move(notifier)),
+      metrics_(metrics) {}
 
 void DeviceLinks::set_plain_endpoints(std::vector<std::pair<std::uint8_t, std::uint16_t>> endpoints) {
   plain_endpoints_ = std::move(endpoints);
@@ -69,6 +75,22 @@ api::DownlinkResult failed(api::DownlinkStatus status, std::string reason) {
 }
 }  // namespace
 
+exchange::Request to_exchange_request(const api::DownlinkRequest& request) {
+  exchange::Request req;
+  req.type = request.confirmable ? coap::Type::con : coap::Type::non;
+  req.code = request.method;
+  for (auto& seg : request.uri_path) add_option(req, coap::option::uri_path, seg);
+  for (auto& q : request.uri_query) add_option(req, coap::option::uri_query, q);
+  if (request.content_format) {
+    std::array<std::byte, 4> buf{};
+    auto n = coap::encode_uint(*request.content_format, buf);
+    req.options.push_back(coap::Option{coap::option::content_format, std::vector<std::byte>(buf.begin(), buf.begin() + n)});
+  }
+  auto payload = coap::as_bytes(request.payload);
+  req.payload.assign(payload.begin(), payload.end());
+  return req;
+}
+
 api::DownlinkResult to_downlink_result(exchange::Result result, const session::Session& s) {
   using api::DownlinkStatus;
   if (result.failure) {
@@ -98,19 +120,8 @@ void DeviceLinks::send(const api::DeviceRef& device, api::DownlinkRequest reques
   auto* s = find(device);
   if (s == nullptr) return done(failed(api::DownlinkStatus::no_session, ""));
   const auto now = session::Clock::now();
-  exchange::Request req;
-  req.type = request.confirmable ? coap::Type::con : coap::Type::non;
-  req.code = request.method;
+  exchange::Request req = to_exchange_request(request);
   req.deadline = now + timeout;
-  for (auto& seg : request.uri_path) add_option(req, coap::option::uri_path, seg);
-  if (request.content_format) {
-    std::array<std::byte, 4> buf{};
-    auto n = coap::encode_uint(*request.content_format, buf);
-    req.options.push_back(coap::Option{coap::option::content_format, std::vector<std::byte>(buf.begin(), buf.begin() + n)});
-  }
-  for (auto& q : request.uri_query) add_option(req, coap::option::uri_query, q);
-  auto payload = coap::as_bytes(request.payload);
-  req.payload.assign(payload.begin(), payload.end());
 
   begin_call(*s);
   // The answer is posted: the layer's tables are settled, and the session is held by the Call-Home

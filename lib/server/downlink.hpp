@@ -2,9 +2,10 @@
 // it asks every worker, on its own thread, for the device's most recently heard session, then
 // posts the request to the worker that holds it (DeviceLinks sends it there and answers). It also
 // turns a device's datagram into ApiServer::device_heard, so queued requests go out right after.
-// Observe and group requests are not implemented yet: they are refused (`rejected`).
+// Group requests are not implemented yet: they are refused (`rejected`).
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "api/downlink.hpp"
@@ -34,6 +35,10 @@ class RuntimeDownlink : public api::Downlink {
   void send_group(api::GroupRequest request, std::function<void(api::GroupResult)> done) override;
 
  private:
+  // Calls `then` (on some worker's thread) with the worker whose session of `device` was heard from
+  // last, or nullptr when none has one.
+  void find_owner(const api::DeviceRef& device, std::function<void(Worker*)> then);
+
   std::vector<Worker*> workers_;
 };
 

@@ -15,6 +15,7 @@
 #include "dtls/server_context.hpp"
 #include "dtls/session_state.hpp"
 #include "upstream/coap_upstream.hpp"
+#include "upstream/http_upstream.hpp"
 #include "upstream/router.hpp"
 #include "metrics/metrics.hpp"
 #include "net/udp_socket.hpp"
@@ -74,7 +75,8 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
   layer_ = std::make_unique<exchange::Layer>(std::move(layer), static_cast<exchange::Sink&>(*this),
                                              exchange::system_random());
   links_ = std::make_unique<DeviceLinks>(
-      *table_, *layer_, [this](std::function<void()> fn) { post(std::move(fn)); }, [this] { send_batch_->flush(); });
+      *table_, *layer_, [this](std::function<void()> fn) { post(std::move(fn)); }, [this] { send_batch_->flush(); },
+      [this](const upstream::RouteSpec& spec) { return upstream::make_http_upstream(*io_, spec); }, metrics_);
 }
 
 Worker::~Worker() {

@@ -45,6 +45,7 @@ struct ForwardRequest {
   std::string identity;          // "" on plain CoAP
   std::string remote;            // "ip:port" of the device
   std::uint64_t session_id = 0;
+  std::optional<std::uint32_t> observe;  // a device's notification (RFC 7641): its Observe number
 };
 
 struct ForwardResponse {

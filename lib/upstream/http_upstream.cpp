@@ -206,6 +206,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (!r.identity.empty()) req_.set("X-Device-Identity", url::percent_encode_controls(r.identity));
     if (auto addr = Address::parse(r.remote)) req_.set("X-Forwarded-For", addr->ip_string());
     req_.set("X-CoAP-Session", std::to_string(r.session_id));
+    if (r.observe) req_.set("X-CoAP-Observe", std::to_string(*r.observe));
     req_.body().assign(reinterpret_cast<const char*>(r.payload.data()), r.payload.size());
     req_.prepare_payload();
   }

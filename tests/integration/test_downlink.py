@@ -50,6 +50,9 @@ class PlainDevice:
         self.requests = []   # (method code, path, payload) the gateway sent us
         self.responses = []  # answers to our own requests
         self._uploads = {}   # path -> Block1 blocks so far
+        self.observe_requests = []  # (path, Observe value) of the gateway's GETs
+        self.observer = None        # (token, path) of the registered observation
+        self.seq = 1
         self._lock = threading.Lock()
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -103,6 +106,17 @@ class PlainDevice:
             return h.Message(h.ACK, h.code(2, 4), m.mid, m.token, [(OPT_BLOCK1, block1[0])])
         if path not in self.resources:
             return h.Message(h.ACK, h.code(4, 4), m.mid, m.token)
+        observe = m.option(h.OPT_OBSERVE)
+        if observe:
+            value = int.from_bytes(observe[0], "big")
+            with self._lock:
+                self.observe_requests.append((path, value))
+            if value == 0:  # register (RFC 7641 3.1): the answer carries the first sequence number
+                self.observer = (m.token, path)
+                return h.Message(h.ACK, h.code(2, 5), m.mid, m.token,
+                                 [(h.OPT_OBSERVE, bytes([self.seq])), (h.OPT_CONTENT_FORMAT, b"")],
+                                 self.resources[path])
+            self.observer = None  # deregister: answered without Observe
         body = self.resources[path]
         options = [(h.OPT_CONTENT_FORMAT, b"")]
         block2 = m.option(OPT_BLOCK2)
@@ -114,6 +128,13 @@ class PlainDevice:
             options.append((OPT_BLOCK2, encode_block(num, (num + 1) * size < len(body), szx)))
             return h.Message(h.ACK, h.code(2, 5), m.mid, m.token, options, chunk)
         return h.Message(h.ACK, h.code(2, 5), m.mid, m.token, options, body)
+
+    def notify(self, payload, seq):
+        """One NON notification with Observe `seq` to the registered observer."""
+        token, _ = self.observer
+        msg = h.Message(h.NON, h.code(2, 5), h.next_mid(), token,
+                        [(h.OPT_OBSERVE, seq.to_bytes(3, "big")), (h.OPT_CONTENT_FORMAT, b"")], payload)
+        self.sock.sendto(h.encode(msg), self.gateway)
 
     def close(self):
         self._stop = True
@@ -275,6 +296,50 @@ class PlainDownlink(ApiTestCase):
         body = h.poll_until(answered, 10.0, what="the queued request answered")
         self.assertEqual(body["answer"]["payload"], "21.5")
         self.assertIn((h.code(0, h.GET), "/temp", b""), self.device.requests)
+
+
+class Observe(ApiTestCase):
+    def test_notifications_are_posted_in_order_until_cancelled(self):
+        from http_recorder import RecordingServer, read_records
+        log = f"{self.tmp}/notify.jsonl"
+        recorder = RecordingServer(("127.0.0.1", 0), log)
+        threading.Thread(target=recorder.serve_forever, daemon=True).start()
+        self.addCleanup(recorder.server_close)
+        self.addCleanup(recorder.shutdown)
+        self.start_api_gateway()
+        device = PlainDevice(self.gw.coap_addr())
+        self.addCleanup(device.close)
+        device.call_in()
+
+        notify = f"http://127.0.0.1:{recorder.server_address[1]}/notify"
+        status, body = self.api("POST", self.device_path(device.ref, "/observations"),
+                                {"path": "/temp", "notify": notify})
+        self.assertEqual(status, 200, body)
+        oid = body["id"]
+        self.assertEqual(device.observe_requests, [("/temp", 0)])
+        self.assertEqual(h.poll_until(lambda: self.counter("coapgw_observations"), 5.0, what="gauge"), 1)
+        h.poll_until(lambda: any(s["type"] == "client" for s in json.loads(
+            h.http_get(self.gw.admin_url("/v1/sessions"))[1])["sessions"]), 5.0, what="a client session")
+
+        device.notify(b"22.0", 2)
+        h.poll_until(lambda: len(read_records(log)) >= 1, 5.0, what="the first notification posted")
+        device.notify(b"stale", 1)  # older than 2 (RFC 7641 3.4): dropped
+        device.notify(b"23.0", 3)
+        records = h.poll_until(lambda: len(read_records(log)) >= 2 and read_records(log), 5.0,
+                               what="the second notification posted")
+        self.assertEqual([(r["method"], r["path"], r["body"]) for r in records],
+                         [("POST", "/notify", "22.0"), ("POST", "/notify", "23.0")])
+        self.assertEqual([r["headers"].get("X-CoAP-Observe") for r in records], ["2", "3"])
+        self.assertEqual(records[0]["headers"].get("X-Device-Identity"), device.ref)
+        self.assertEqual(self.counter("coapgw_notifications_total"), 2)
+
+        status, body = self.api("DELETE", self.device_path(device.ref, f"/observations/{oid}"))
+        self.assertEqual(status, 200, body)
+        h.poll_until(lambda: ("/temp", 1) in device.observe_requests, 5.0, what="the GET with Observe=1")
+        self.assertEqual(h.poll_until(lambda: self.counter("coapgw_observations") == 0 and "zero", 5.0,
+                                      what="gauge back to 0"), "zero")
+        status, body = self.api("DELETE", self.device_path(device.ref, f"/observations/{oid}"))
+        self.assertEqual(status, 404, body)
 
 
 class DtlsDownlink(ApiTestCase):
