@@ -1,0 +1,103 @@
+// DeviceLinks over a real session table and exchange::Layer with a fake peer: the session becomes a
+// client session while a downlink is pending and a server session again after; the device's answer,
+// silence of the index and a session closed meanwhile each end the request once.
+#include <gtest/gtest.h>
+
+#include "../exchange/fake_peer.hpp"
+#include "metrics/metrics.hpp"
+#include "server/device_links.hpp"
+
+namespace coapgw::server {
+namespace {
+
+using namespace std::chrono_literals;
+using exchange::test::Fixture;
+
+struct Links {
+  Fixture f;
+  metrics::Metrics metrics{"test"};
+  std::vector<std::function<void()>> posted;
+  DeviceLinks links{f.table, f.layer, [this](std::function<void()> fn) { posted.push_back(std::move(fn)); }, [] {},
+                    [](const upstream::RouteSpec&) -> std::unique_ptr<upstream::Upstream> { return nullptr; },
+                    metrics};
+  Links() { links.set_plain_endpoints({{0, 5683}}); }
+
+  static api::DeviceRef device(const char* addr) {
+    api::DeviceRef d;
+    d.kind = api::DeviceRef::Kind::plain;
+    d.remote = *Address::parse(addr);
+    return d;
+  }
+  static api::DownlinkRequest get_temp() {
+    api::DownlinkRequest r;
+    r.method = coap::code::get;
+    r.uri_path = {"temp"};
+    return r;
+  }
+  void run_posted() {
+    auto now = std::move(posted);
+    posted.clear();
+    for (auto& fn : now) fn();
+  }
+};
+
+TEST(DeviceLinks, RequestGoesOverTheDeviceSessionAsAClientSession) {
+  Links t;
+  std::optional<api::DownlinkResult> got;
+  t.links.send(Links::device("192.0.2.1:5683"), Links::get_temp(), 5s, [&](api::DownlinkResult r) { got = r; });
+  ASSERT_EQ(t.f.peer.sent.size(), 1u);
+  const coap::Message req = t.f.peer.sent[0];
+  EXPECT_EQ(req.type, coap::Type::con);
+  EXPECT_EQ(req.code, coap::code::get);
+  ASSERT_NE(req.find(coap::option::uri_path), nullptr);
+  EXPECT_EQ(t.f.s->type(), session::Type::client);
+  EXPECT_EQ(t.links.pending_on(*t.f.s), 1u);
+  EXPECT_FALSE(got);
+
+  exchange::test::deliver(t.f.layer, *t.f.s,
+                          exchange::test::message(coap::Type::ack, coap::code::content, req.message_id, req.token, "21.5"),
+                          t.f.now);
+  t.run_posted();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, api::DownlinkStatus::answered);
+  EXPECT_EQ(got->answer.code, coap::code::content);
+  EXPECT_EQ(got->answer.payload, "21.5");
+  EXPECT_EQ(t.f.s->type(), session::Type::server);
+  EXPECT_EQ(t.f.s->refcount(), 0);
+  EXPECT_TRUE(t.f.s->idle());
+  EXPECT_EQ(t.links.pending(), 0u);
+}
+
+TEST(DeviceLinks, UnknownDeviceHasNoSession) {
+  Links t;
+  std::optional<api::DownlinkResult> got;
+  t.links.send(Links::device("192.0.2.9:5683"), Links::get_temp(), 5s, [&](api::DownlinkResult r) { got = r; });
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, api::DownlinkStatus::no_session);
+  EXPECT_TRUE(t.f.peer.sent.empty());
+  api::DeviceRef nobody;
+  nobody.identity = "nobody";
+  EXPECT_EQ(t.links.find(nobody), nullptr);
+}
+
+TEST(DeviceLinks, SessionClosedWhilePendingEndsTheRequestAndFreesTheSession) {
+  Links t;
+  std::optional<api::DownlinkResult> got;
+  int calls = 0;
+  t.links.send(Links::device("192.0.2.1:5683"), Links::get_temp(), 5s, [&](api::DownlinkResult r) {
+    got = r;
+    ++calls;
+  });
+  auto key = t.f.s->key();
+  t.f.table.close(*t.f.s, session::CloseReason::disconnected);  // the worker's close event:
+  t.f.layer.drop_session(*t.f.s);                                // its exchanges fail
+  t.run_posted();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(got->status, api::DownlinkStatus::no_session);
+  EXPECT_EQ(t.f.table.find(key), nullptr);
+  EXPECT_EQ(t.f.table.detached_count(), 0u);  // freed once the Call-Home reference went
+}
+
+}  // namespace
+}  // namespace coapgw::server
