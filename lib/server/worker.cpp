@@ -15,7 +15,6 @@
 #include "dtls/server_context.hpp"
 #include "dtls/session_state.hpp"
 #include "upstream/coap_upstream.hpp"
-#include "upstream/http_upstream.hpp"
 #include "upstream/router.hpp"
 #include "metrics/metrics.hpp"
 #include "net/udp_socket.hpp"
@@ -74,9 +73,7 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
   layer.max_outstanding = settings_.max_outstanding;
   layer_ = std::make_unique<exchange::Layer>(std::move(layer), static_cast<exchange::Sink&>(*this),
                                              exchange::system_random());
-  links_ = std::make_unique<DeviceLinks>(
-      *table_, *layer_, [this](std::function<void()> fn) { post(std::move(fn)); }, [this] { send_batch_->flush(); },
-      [this](const upstream::RouteSpec& spec) { return upstream::make_http_upstream(*io_, spec); }, metrics_);
+  links_ = make_links();
 }
 
 Worker::~Worker() {
@@ -174,14 +171,8 @@ void Worker::discard_router(std::shared_ptr<upstream::Router> router) {
   });
 }
 
-void Worker::identified(session::Session& s) { links_->identified(s); }
-
 void Worker::start() {
-  std::vector<std::pair<std::uint8_t, std::uint16_t>> plain;
-  for (std::size_t i = 0; i < endpoints_.size(); ++i)
-    if (endpoints_[i]->proto == session::Proto::udp)
-      plain.emplace_back(static_cast<std::uint8_t>(i), endpoints_[i]->socket->bound_address().port());
-  links_->set_plain_endpoints(std::move(plain));
+  links_->set_plain_endpoints(plain_endpoints());
   for (std::size_t i = 0; i < endpoints_.size(); ++i) do_wait(i);
   schedule_tick();
   thread_ = std::thread([this] {

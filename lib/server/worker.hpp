@@ -216,6 +216,9 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   void ping(session::Session& s) override;
   bool draining() const override { return draining_.load(std::memory_order_relaxed); }
   void identified(session::Session& s) override;
+  // worker_downlink.cpp: this worker's DeviceLinks and the plain listeners its devices are found on.
+  std::unique_ptr<DeviceLinks> make_links();
+  std::vector<std::pair<std::uint8_t, std::uint16_t>> plain_endpoints() const;
   void close_if_drained(session::Session& s);
   // A record whose RFC 9146 Connection ID names another worker: posted to it.
   bool hand_to_worker(int worker, std::uint8_t endpoint, const net::ReceivedDatagram& d) override;
