@@ -343,29 +343,55 @@ class Observe(ApiTestCase):
 
 
 class DtlsDownlink(ApiTestCase):
-    def test_get_to_a_dtls_device_by_its_psk_identity(self):
+    def setUp(self):
+        super().setUp()
         self.start_api_gateway(coaps=[f"127.0.0.1:{h.free_udp_port()}"])
+
+    def connect(self):
         host, port = self.gw.coaps_addr()
         device = DtlsDevice(host, port, h.DEMO_IDENTITY, h.DEMO_KEY)
         self.addCleanup(device.kill)
         self.assertTrue(device.wait_handshake(), device.text())
-        self.assertEqual(device.request(h.GET, "/hello"), h.code(4, 4))  # the session carries traffic
+        return device
 
-        result = {}
-        backend = threading.Thread(target=lambda: result.update(
-            answer=self.api("POST", self.device_path(h.DEMO_IDENTITY), {"method": "GET", "path": "/temp"})))
-        backend.start()
-        # The gateway's CON GET /temp (8-byte token) as s_client prints it.
+    @staticmethod
+    def answer_get_temp(device):
+        """Waits for the gateway's CON GET /temp (8-byte token) as s_client prints it and answers
+        it with a piggybacked 2.05 "21.5" written to s_client's stdin."""
         pattern = re.compile(rb"\x48\x01(..)(.{8})\xb4temp", re.S)
         found = h.poll_until(lambda: pattern.search(device.output()), 10.0,
                              what="the gateway's GET /temp on the DTLS session")
         mid = int.from_bytes(found.group(1), "big")
         device.send(h.Message(h.ACK, h.code(2, 5), mid, found.group(2), [(h.OPT_CONTENT_FORMAT, b"")], b"21.5"))
+
+    def test_get_to_a_dtls_device_by_its_psk_identity(self):
+        device = self.connect()
+        self.assertEqual(device.request(h.GET, "/hello"), h.code(4, 4))  # the session carries traffic
+        result = {}
+        backend = threading.Thread(target=lambda: result.update(
+            answer=self.api("POST", self.device_path(h.DEMO_IDENTITY), {"method": "GET", "path": "/temp"})))
+        backend.start()
+        self.answer_get_temp(device)
         backend.join(timeout=20)
         status, body = result["answer"]
         self.assertEqual(status, 200, body)
         self.assertEqual(body["code"], "2.05")
         self.assertEqual(body["payload"], "21.5")
+
+    def test_queued_for_a_dtls_device_goes_out_after_its_next_message(self):
+        status, body = self.api("POST", self.device_path(h.DEMO_IDENTITY),
+                                {"method": "GET", "path": "/temp", "queue_for": "1m"})
+        self.assertEqual(status, 202, body)
+        rid = body["id"]
+        device = self.connect()
+        self.assertEqual(device.request(h.GET, "/hello"), h.code(4, 4))  # its first message wakes the queue
+        self.answer_get_temp(device)
+
+        def answered():
+            status, body = self.api("GET", self.device_path(h.DEMO_IDENTITY, f"/requests/{rid}"))
+            return status == 200 and body["state"] == "answered" and body
+        body = h.poll_until(answered, 10.0, what="the queued request answered")
+        self.assertEqual(body["answer"]["payload"], "21.5")
 
 
 if __name__ == "__main__":
