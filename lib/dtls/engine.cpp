@@ -190,6 +190,8 @@ void Engine::drive_handshake(Output& out) {
 void Engine::on_established(Output& out) {
   state_ = State::established;
   out.established = true;
+  resumed_ = SSL_session_reused(handshake_->ssl) == 1;
+  if (context_->role() == Context::Role::client) keep_resumption();
   if (psk_key_.empty()) {
     identity_ = subject_common_name(handshake_->ssl);
     if (auto chain = peer_chain(handshake_->ssl); !chain.empty())
@@ -207,6 +209,16 @@ void Engine::on_established(Output& out) {
     case detail::RecordLayer::Opened::failed: fail(Failure::internal, out); break;
     default: break;
   }
+}
+
+void Engine::keep_resumption() {
+  SSL_SESSION* session = SSL_get0_session(handshake_->ssl);
+  if (session == nullptr || SSL_SESSION_has_ticket(session) != 1) return;
+  const int length = i2d_SSL_SESSION(session, nullptr);
+  if (length <= 0) return;
+  resumption_.resize(static_cast<std::size_t>(length));
+  auto* p = reinterpret_cast<unsigned char*>(resumption_.data());
+  if (i2d_SSL_SESSION(session, &p) != length) resumption_.clear();
 }
 
 void Engine::switch_to_lean(std::span<const std::byte> proof) {
