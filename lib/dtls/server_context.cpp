@@ -99,12 +99,7 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   }
   if (settings.tickets.enabled) {
     auto secrets = settings.tickets.secrets;
-    if (secrets.empty()) {
-      secrets.emplace_back(min_ticket_secret_size);
-      if (RAND_bytes(reinterpret_cast<unsigned char*>(secrets.back().data()), static_cast<int>(min_ticket_secret_size)) != 1) {
-        return fail(openssl_error("dtls: RAND_bytes"));
-      }
-    }
+    if (secrets.empty()) secrets.push_back(TicketKeys::random_secret());
     if (auto why = TicketKeys::check(secrets, settings.tickets.rotation); !why.empty()) return fail(std::move(why));
     if (!settings.tickets.wall_clock) return fail("dtls: tickets need a wall clock");
     const auto rotation = settings.tickets.rotation;

@@ -2,7 +2,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/err.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <cstring>
@@ -48,6 +50,15 @@ std::string TicketKeys::check(const std::vector<SecretBytes>& secrets, std::chro
     }
   }
   return {};
+}
+
+SecretBytes TicketKeys::random_secret() {
+  SecretBytes secret(min_ticket_secret_size);
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(secret.data()), static_cast<int>(secret.size())) != 1) {
+    ERR_clear_error();
+    return {};
+  }
+  return secret;
 }
 
 TicketKeys::TicketKeys(std::vector<SecretBytes> secrets, std::chrono::seconds rotation)

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/secret.hpp"
@@ -37,6 +38,8 @@ class TicketKeys {
   // secrets: each min..max_ticket_secret_size bytes, at most max_ticket_secrets; rotation > 0.
   // Empty error = valid.
   static std::string check(const std::vector<SecretBytes>& secrets, std::chrono::seconds rotation);
+  // A fresh secret of min_ticket_secret_size random bytes; empty when the RNG fails.
+  static SecretBytes random_secret();
   TicketKeys(std::vector<SecretBytes> secrets, std::chrono::seconds rotation);
   ~TicketKeys();
   TicketKeys(const TicketKeys&) = delete;
