@@ -147,6 +147,10 @@ SSL_TICKET_RETURN Callbacks::ticket_decrypted(SSL* ssl, SSL_SESSION* session, co
 
 bool Callbacks::enable_tickets(SSL_CTX* ctx, long lifetime_seconds) {
   SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+  // A session resumed on a context that verifies peers needs a session id context (else OpenSSL
+  // ends the handshake); every context of ours serves the same devices, so one constant.
+  static const unsigned char id_context[] = "coapgw-dtls";
+  if (SSL_CTX_set_session_id_context(ctx, id_context, sizeof id_context - 1) != 1) return false;
   SSL_CTX_set_timeout(ctx, lifetime_seconds);  // the lifetime hint, and how old a resumed session may be
   return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key) == 1 &&
          SSL_CTX_set_session_ticket_cb(ctx, ticket_generated, ticket_decrypted, nullptr) == 1;

@@ -13,6 +13,7 @@
 #include "dtls/client_context.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/ticket_keys.hpp"
+#include "test_certs.hpp"
 #include "test_peer.hpp"
 
 namespace coapgw::dtls {
@@ -62,8 +63,7 @@ struct Run {
   Failure failure = Failure::none;
 };
 
-Run openssl_handshake(ServerContext& server, SSL_SESSION* resume = nullptr) {
-  test::ClientOptions options;
+Run openssl_handshake(ServerContext& server, SSL_SESSION* resume = nullptr, test::ClientOptions options = {}) {
   options.resume = resume;
   test::Client client(options);
   auto r = test::handshake(server, client, peer, t0);
@@ -218,6 +218,43 @@ TEST(Tickets, ATicketForAChangedKeyDoesNotResume) {
   SessionGuard g2{second.session};
   EXPECT_FALSE(second.established);  // full handshake with the old key: the Finished does not verify
   EXPECT_FALSE(second.resumed);
+}
+
+TEST(Tickets, ACertificateSessionResumesWhileItsCertificateStillChainsToTheCa) {
+  test::TestPki pki;
+  Clock clock;
+  ServerSettings s;
+  s.cert_file = pki.cert("server");
+  s.key_file = pki.key("server");
+  s.ca_file = pki.cert("ca");
+  s.tickets.enabled = true;
+  s.tickets.wall_clock = [&clock] { return clock.now; };
+  std::string error;
+  auto server = ServerContext::create(s, &error);
+  ASSERT_TRUE(server) << error;
+  test::ClientOptions options;
+  options.psk = false;
+  options.ciphers = "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256";
+  options.cert_file = pki.cert("client");
+  options.key_file = pki.key("client");
+  auto first = openssl_handshake(*server, nullptr, options);
+  SessionGuard g1{first.session};
+  ASSERT_TRUE(first.established);
+  auto second = openssl_handshake(*server, first.session, options);
+  SessionGuard g2{second.session};
+  ASSERT_TRUE(second.established);
+  EXPECT_TRUE(second.resumed);
+  EXPECT_EQ(second.identity, "device-42");  // the subject CN of the certificate in the ticket
+
+  // A reload with another CA: the certificate in the ticket no longer chains, a full handshake
+  // (which then fails the same way).
+  auto rogue_ca = TrustStore::load(pki.cert("rogue"), &error);
+  ASSERT_TRUE(rogue_ca) << error;
+  server->set_credentials(nullptr, rogue_ca);
+  auto third = openssl_handshake(*server, first.session, options);
+  SessionGuard g3{third.session};
+  EXPECT_FALSE(third.resumed);
+  EXPECT_FALSE(third.client_reused);
 }
 
 // The engine's client role with a Connection ID, as coapgw-bench and coapgw-cid-client use it.
