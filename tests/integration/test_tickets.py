@@ -14,6 +14,7 @@ import os
 import unittest
 
 import harness as h
+from test_cid import CID_CLIENT, CidClient
 from test_ops import SENSOR_IDENTITY, SENSOR_KEY, OpsTestCase
 
 SECRET_A = "a1" * 32
@@ -128,6 +129,39 @@ class Tickets(OpsTestCase):
         rc, out, err = h.run_coapgwd(["--check-config", "--config", gw.config_path])
         self.assertNotEqual(rc, 0)
         self.assertIn("dtls.tickets.key_file", out + err)
+
+
+    @unittest.skipUnless(os.access(CID_CLIENT, os.X_OK), f"{CID_CLIENT} not built")
+    def test_resumed_handshake_gets_a_new_connection_id_that_follows_a_rebind(self):
+        cfg = self.tickets_config()
+        cfg["dtls"]["connection_id"] = {"length": 6, "node_id": 9}
+        gw = self.start_gateway(cfg)
+        host, port = gw.coaps_addr()
+        device = CidClient(host, port, SENSOR_IDENTITY, SENSOR_KEY)
+        try:
+            first = device.command("connect")
+            self.assertTrue(first["ok"], first)
+            self.assertFalse(first["resumed"])
+            self.assertTrue(device.command("get /telemetry/one")["ok"])
+            # From a new socket, as a device whose session is gone: the abbreviated handshake, in
+            # which the gateway's Finished comes first and already carries the new CID format.
+            again = device.command("resume")
+            self.assertTrue(again["ok"], again)
+            self.assertTrue(again["resumed"], again)
+            self.assertEqual(len(again["cid"]), 12)
+            self.assertTrue(again["cid"].startswith("09"))
+            self.assertNotEqual(again["cid"], first["cid"])
+            answer = device.command("get /telemetry/two")
+            self.assertTrue(answer["ok"], answer)
+            moved = device.command("rebind")
+            answer = device.command("get /telemetry/three")
+            self.assertTrue(answer["ok"], answer)
+            self.assertEqual(answer["port"], moved["port"])
+        finally:
+            device.close()
+        h.poll_until(lambda: self.handshakes(gw, "resumed") == 1, 10.0, what="result=resumed counted")
+        self.assertEqual(self.handshakes(gw, "ok"), 1)
+        self.assertGreaterEqual(self.sample(gw, "coapgw_dtls_address_changes_total"), 1)
 
 
 if __name__ == "__main__":
