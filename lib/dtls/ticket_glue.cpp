@@ -134,7 +134,9 @@ SSL_TICKET_RETURN Callbacks::ticket_decrypted(SSL* ssl, SSL_SESSION* session, co
     if (!context->trust_ || chain.front().empty() || !context->trust_->verifies(chain)) {
       standing = Standing::certificate_rejected;
     }
-  } else if (data[0] != anonymous_kind) {
+  } else if (data[0] != anonymous_kind || context->trust_) {
+    // Unknown kind, or a client that never showed a certificate to a server that now asks for one
+    // (a gateway sharing the key file with one that did not): no shortcut past authentication.
     return SSL_TICKET_RETURN_IGNORE_RENEW;
   }
   if (standing != Standing::valid) {

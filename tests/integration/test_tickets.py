@@ -6,7 +6,8 @@ ticket, a later `-sess_in` offers it ("Reused" in its output). Two gateways shar
 dtls.tickets.key_file resume each other's tickets; a gateway with its own in-memory secret does
 not (a full handshake, "New"); a ticket whose PSK identity a reload removed does not resume and the
 fallback full handshake fails. libcoap's coap-client cannot take part: it keeps no session between
-runs and has no option to save or offer one (coap-client(5) in libcoap 4.3), so each of its runs is a
+runs and has no option to save or offer one (coap-client(1) of libcoap 4.3.1; its -G repeats requests
+within one session), so each of its runs is a
 full handshake (covered by test_dtls).
 """
 

@@ -302,6 +302,41 @@ struct EnginePair {
   }
 };
 
+TEST(Tickets, ATicketWithoutAClientCertificateDoesNotSkipOneOnAServerThatAsksForIt) {
+  test::TestPki pki;
+  Clock clock;
+  auto make = [&](bool with_ca) {
+    ServerSettings s;
+    s.cert_file = pki.cert("server");
+    s.key_file = pki.key("server");
+    if (with_ca) s.ca_file = pki.cert("ca");
+    s.tickets.enabled = true;
+    s.tickets.secrets.push_back(secret('p'));  // shared by both gateways
+    s.tickets.wall_clock = [&clock] { return clock.now; };
+    std::string error;
+    auto c = ServerContext::create(s, &error);
+    EXPECT_TRUE(c) << error;
+    return c;
+  };
+  auto open_gateway = make(false), strict_gateway = make(true);
+  test::ClientOptions options;
+  options.psk = false;
+  options.ciphers = "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256";
+  options.cert_file = pki.cert("client");
+  options.key_file = pki.key("client");
+  auto first = openssl_handshake(*open_gateway, nullptr, options);  // no certificate asked for
+  SessionGuard g1{first.session};
+  ASSERT_TRUE(first.established);
+  auto same = openssl_handshake(*open_gateway, first.session, options);
+  SessionGuard g2{same.session};
+  EXPECT_TRUE(same.resumed);  // where no certificate is asked for, the ticket resumes
+  auto strict = openssl_handshake(*strict_gateway, first.session, options);
+  SessionGuard g3{strict.session};
+  ASSERT_TRUE(strict.established);
+  EXPECT_FALSE(strict.resumed);  // a full handshake, with the certificate
+  EXPECT_EQ(strict.identity, "device-42");
+}
+
 // offer: the CID the client asks for in the server's records (empty: plain records to it). With
 // one, the server's Finished, which comes first in the abbreviated handshake, goes out as a
 // tls12_cid record (translated from OpenSSL's plain record); either way the client's Finished does.
