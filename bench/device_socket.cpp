@@ -34,13 +34,15 @@ std::optional<sockaddr_in> parse_ipv4_endpoint(const std::string& text) {
   return out;
 }
 
-int open_device_socket(std::uint32_t slot, const SourceSpace& space, const sockaddr_in& server) {
+int open_device_socket(std::uint32_t slot, const SourceSpace& space, const sockaddr_in& server,
+                       bool ephemeral_port) {
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   sockaddr_in local{};
   local.sin_family = AF_INET;
   local.sin_addr.s_addr = htonl(space.first_address + slot / devices_per_address);
-  local.sin_port = htons(static_cast<std::uint16_t>(space.port_base + slot % devices_per_address));
+  local.sin_port =
+      ephemeral_port ? 0 : htons(static_cast<std::uint16_t>(space.port_base + slot % devices_per_address));
   if (bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
     local.sin_port = 0;
     if (bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {

@@ -25,6 +25,8 @@ std::optional<std::uint32_t> parse_ipv4(const std::string& text);         // hos
 
 // Returns the fd, or -1 with errno set. A taken port falls back to an ephemeral one on the same
 // address, so a busy port costs nothing but determinism.
-int open_device_socket(std::uint32_t slot, const SourceSpace& space, const sockaddr_in& server);
+// ephemeral_port: the slot's address with a port the kernel picks (a device that rebinds, --rebind).
+int open_device_socket(std::uint32_t slot, const SourceSpace& space, const sockaddr_in& server,
+                       bool ephemeral_port = false);
 
 }  // namespace coapgw::bench

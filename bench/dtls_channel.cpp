@@ -8,6 +8,9 @@
 
 #include <cstring>
 
+#include "cid_channel.hpp"
+#include "dtls/client_context.hpp"
+
 namespace coapgw::bench {
 
 namespace {
@@ -30,7 +33,7 @@ unsigned int psk_client_callback(SSL* ssl, const char* /*hint*/, char* identity,
 
 std::unique_ptr<DtlsClientContext> DtlsClientContext::create(const std::string& cipher,
                                                              const std::string& identity,
-                                                             const std::string& key,
+                                                             const std::string& key, bool cid,
                                                              std::string& error) {
   std::unique_ptr<DtlsClientContext> context(new DtlsClientContext());
   context->identity_ = identity;
@@ -53,12 +56,22 @@ std::unique_ptr<DtlsClientContext> DtlsClientContext::create(const std::string& 
   SSL_CTX_set_options(context->ctx_, SSL_OP_NO_TICKET | SSL_OP_NO_QUERY_MTU);
   SSL_CTX_set_psk_client_callback(context->ctx_, psk_client_callback);
   SSL_CTX_set_app_data(context->ctx_, context.get());
+  if (cid) {
+    dtls::ClientSettings settings;
+    settings.psk_identity = identity;
+    settings.psk_key = key;
+    settings.ciphers = cipher;
+    settings.connection_id = std::vector<std::byte>{};  // the server's CID in our records; plain ones to us
+    context->engine_context_ = dtls::ClientContext::create(std::move(settings), &error);
+    if (!context->engine_context_) return nullptr;
+  }
   return context;
 }
 
 DtlsClientContext::~DtlsClientContext() { SSL_CTX_free(ctx_); }
 
-std::unique_ptr<DtlsChannel> DtlsChannel::start(DtlsClientContext& context, int fd) {
+std::unique_ptr<SecureChannel> DtlsChannel::start(DtlsClientContext& context, int fd, const std::string& server) {
+  if (context.engine_context() != nullptr) return CidChannel::start(*context.engine_context(), fd, server);
   SSL* ssl = SSL_new(context.native());
   if (ssl == nullptr) return nullptr;
   BIO* bio = BIO_new_dgram(fd, BIO_NOCLOSE);

@@ -3,7 +3,10 @@
 # counts do not depend on what else the machine is doing, so this compares two builds fairly on a
 # shared, noisy 2-core machine where timings do not (see bench/RESULTS.md for how it is used).
 #
-# Usage: bench/instructions.sh SERVER COAPGW_BENCH [plain|dtls] [SECONDS] [RATE]
+# Usage: bench/instructions.sh SERVER COAPGW_BENCH [plain|dtls|cid] [SECONDS] [RATE]
+# cid: DTLS whose devices negotiate an RFC 9146 Connection ID (coapgw-bench --cid, coapgw's engine
+# as the client); with REBIND=S in the environment each device also moves to a new source port
+# every S seconds (--rebind S), so the figure includes finding sessions by CID and moving them.
 # SERVER is coapgwd, or libcoap's coap-server-openssl for the same workload side by side (it
 # listens on the plain port and, with the bench's PSK, on plain port + 1 for DTLS).
 # The daemon runs with threads: 1 under callgrind; instrumentation is switched on only for the
@@ -56,6 +59,9 @@ done
 args=(--mode requests --devices 10 --outstanding 4 --duration "$seconds" --rate "$rate" --timeout 5
       --handshake-timeout 60 --source-base 127.0.0.1)
 if [[ $proto == dtls ]]; then args+=(--dtls --server "127.0.0.1:$coaps_port" --source-port-base 14000)
+elif [[ $proto == cid ]]; then
+  args+=(--cid --server "127.0.0.1:$coaps_port" --source-port-base 14000)
+  if [[ -n ${REBIND:-} ]]; then args+=(--rebind "$REBIND"); fi
 else args+=(--server "127.0.0.1:$coap_port" --source-port-base 13000); fi
 callgrind_control -i on "$pid" > /dev/null 2>&1
 line=$("$bench" "${args[@]}" 2>/dev/null | grep '^RESULT')
@@ -65,4 +71,4 @@ responses=$(sed -n 's/.* responses=\([0-9]*\).*/\1/p' <<<"$line")
 ir=$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$dir/cg.out" | head -1)
 [[ -z $ir ]] && ir=$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$dir/cg.out" | head -1)
 echo "$line"
-echo "INSTRUCTIONS proto=$proto responses=$responses instructions=$ir per_request=$(( ir / (responses > 0 ? responses : 1) ))"
+echo "INSTRUCTIONS proto=$proto${REBIND:+ rebind=$REBIND} responses=$responses instructions=$ir per_request=$(( ir / (responses > 0 ? responses : 1) ))"

@@ -45,7 +45,8 @@ enum class DeviceState : std::uint8_t { closed, handshaking, open, failed };
 
 struct Device {
   int fd = -1;
-  std::unique_ptr<DtlsChannel> dtls;
+  std::unique_ptr<SecureChannel> dtls;
+  bool rebind_wanted = false;  // --rebind: the next request goes out from a new source port
   std::uint32_t slot = 0;
   std::uint32_t generation = 0;  // bumped on every open, so a loop can tell it was reopened
   std::uint16_t next_message_id = 0;
@@ -154,10 +155,42 @@ class Worker {
       if (devices_[i].state != DeviceState::open) continue;
       for (std::uint32_t k = 0; k < options_.outstanding; ++k) ready_.push_back(i);
     }
+    std::uint64_t rebind_cursor = 0;
     while (now_ns() < window_end_) {
+      schedule_rebinds(window_start_, now_ns(), rebind_cursor);
       pump_requests(now_ns());
       poll_once(plan_.rate > 0 ? 1 : 5);
     }
+  }
+
+  // --rebind S: by time t, t / S * N rebinds are due, spread evenly over the devices; each happens
+  // before the device's next request that has no other request in flight (an answer on its way to
+  // the old port would be lost, as it is behind a real NAT, and counted as a timeout).
+  void schedule_rebinds(std::uint64_t start, std::uint64_t now, std::uint64_t& cursor) {
+    if (options_.rebind <= 0 || devices_.empty()) return;
+    const auto count = static_cast<std::uint64_t>(devices_.size());
+    const auto due = static_cast<std::uint64_t>(static_cast<double>(now - start) / 1e9 / options_.rebind *
+                                                static_cast<double>(count));
+    while (cursor < due) devices_[static_cast<std::size_t>(cursor++ % count)].rebind_wanted = true;
+  }
+
+  // A new socket from a new source port for the device's session (the old one is closed).
+  void rebind_device(std::uint32_t index) {
+    Device& device = devices_[index];
+    device.rebind_wanted = false;
+    const int fd = open_device_socket(device.slot, space_, server_, /*ephemeral_port=*/true);
+    if (fd < 0) return;
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u32 = index;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0 || !device.dtls || !device.dtls->rebind(fd)) {
+      close(fd);
+      ++stats_.errors;
+      return;
+    }
+    close(device.fd);  // also leaves the epoll set
+    device.fd = fd;
+    ++stats_.rebinds;
   }
 
   void pump_requests(std::uint64_t now) {
@@ -209,9 +242,11 @@ class Worker {
     const std::uint64_t start = now_ns();
     const std::uint64_t hold_end = start + seconds_to_ns(options_.duration);
     std::uint64_t keepalive_cursor = 0;
+    std::uint64_t rebind_cursor = 0;
     const auto count = static_cast<std::uint64_t>(devices_.size());
     while (now_ns() < hold_end) {
       const std::uint64_t now = now_ns();
+      schedule_rebinds(start, now, rebind_cursor);
       if (options_.keepalive > 0) {
         // Spread keep-alives evenly: by time t, t / S * N of them are due.
         const auto due = static_cast<std::uint64_t>(static_cast<double>(now - start) / 1e9 /
@@ -292,7 +327,7 @@ class Worker {
     if (!open_socket(index, slot)) return open_failed(index);
     Device& device = devices_[index];
     if (options_.dtls) {
-      device.dtls = DtlsChannel::start(*context_, device.fd);
+      device.dtls = DtlsChannel::start(*context_, device.fd, options_.server);
       if (!device.dtls) return open_failed(index);
       device.state = DeviceState::handshaking;
       return;
@@ -337,6 +372,7 @@ class Worker {
 
   bool send_request(std::uint32_t index, Purpose purpose) {
     Device& device = devices_[index];
+    if (device.rebind_wanted && device.pending.empty() && device.state == DeviceState::open) rebind_device(index);
     std::array<std::byte, max_datagram> buffer{};
     const std::uint16_t message_id = device.next_message_id++;
     const std::uint32_t token = device.next_token++;
@@ -572,7 +608,7 @@ int run_worker(const Options& options, const WorkerPlan& plan, int report_fd, in
   std::unique_ptr<DtlsClientContext> context;
   if (options.dtls) {
     std::string error;
-    context = DtlsClientContext::create(options.cipher, options.identity, options.key, error);
+    context = DtlsClientContext::create(options.cipher, options.identity, options.key, options.cid, error);
     if (!context) {
       std::fprintf(stderr, "coapgw-bench: %s\n", error.c_str());
       return 1;

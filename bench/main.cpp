@@ -253,7 +253,7 @@ int main(int argc, char** argv) {
   const double rps = static_cast<double>(total.responses) / window;
   const double cycles_per_s = static_cast<double>(total.cycles) / window;
   std::string result = std::string("RESULT mode=") + mode_name(options.mode) +
-                       " proto=" + (options.dtls ? "dtls" : "plain") +
+                       " proto=" + (options.cid ? "dtls_cid" : options.dtls ? "dtls" : "plain") +
                        " devices=" + std::to_string(options.devices) +
                        " procs=" + std::to_string(options.procs) +
                        " window_s=" + fixed(window, 2);
@@ -280,6 +280,7 @@ int main(int argc, char** argv) {
   add_count("keepalive_failures", total.keepalive_failures);
   add_count("verified", total.verified);
   add_count("verify_failures", total.verify_failures);
+  if (options.cid) add_count("rebinds", total.rebinds);
   std::fprintf(stderr, "%s: %s, %u devices in %u process(es), %.2f s\n", mode_name(options.mode),
                options.dtls ? "dtls" : "plain", options.devices, options.procs, window);
   std::fprintf(stderr, "  requests: %llu answered (%.0f/s; 2xx %llu 4xx %llu 5xx %llu), %llu timeouts, %llu errors\n",

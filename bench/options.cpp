@@ -53,6 +53,9 @@ std::string usage() {
                         handshake: new DTLS sessions continuously (cookie exchange, one GET, close)
                         hold: open --devices sessions, keep them idle --duration s, then verify each
   --dtls                DTLS 1.2 PSK instead of plain CoAP
+  --cid                 DTLS with an RFC 9146 Connection ID (coapgw's engine as the client; implies --dtls)
+  --rebind S            requests, hold: every S seconds each device moves to a new source port (a NAT
+                        rebinding) and goes on on its session; needs --cid. Default 0 (never)
   --server A:P          server address (IPv4), default 127.0.0.1:5683
   --path P              Uri-Path of the GET, default x (4.04 on a gateway without routes)
   --devices N           sessions, each its own UDP socket and source port (handshake: parallel slots)
@@ -97,6 +100,7 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
       {"--rate", [&](std::string_view v) { return parse_double(v, 0, 1e8, o.rate); }},
       {"--open-rate", [&](std::string_view v) { return parse_double(v, 1, 1e7, o.open_rate); }},
       {"--concurrency", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, 100000, o.concurrency); }},
+      {"--rebind", [&](std::string_view v) { return parse_double(v, 0, 86400, o.rebind); }},
       {"--keepalive", [&](std::string_view v) { return parse_double(v, 0, 86400, o.keepalive); }},
       {"--verify-from", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 0, max_devices, o.verify_from); }},
       {"--procs", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, max_procs, o.procs); }},
@@ -115,6 +119,10 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
     }
     if (arg == "--dtls") {
       o.dtls = true;
+      continue;
+    }
+    if (arg == "--cid") {
+      o.dtls = o.cid = true;
       continue;
     }
     std::string_view value;
@@ -140,6 +148,10 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
       error = "bad value for " + std::string(arg) + ": " + std::string(value);
       return std::nullopt;
     }
+  }
+  if (o.rebind > 0 && !o.cid) {
+    error = "--rebind needs --cid (without a Connection ID a rebound device has no session)";
+    return std::nullopt;
   }
   if (o.mode == Mode::handshake && !o.dtls) {
     error = "--mode handshake needs --dtls";

@@ -15,6 +15,10 @@ enum class Mode : std::uint8_t { requests, handshake, hold };
 struct Options {
   Mode mode = Mode::requests;
   bool dtls = false;
+  // RFC 9146: DTLS through coapgw's own engine in the client role, offering the connection_id
+  // extension (the server issues a CID; our records carry it). Implies dtls.
+  bool cid = false;
+  double rebind = 0.0;  // every S seconds each device sends from a new source port (needs cid); 0 = never
   std::string server = "127.0.0.1:5683";  // IPv4 address:port of the server
   std::string path = "x";                 // Uri-Path of each GET, segments split on '/'
   std::uint32_t devices = 100;            // sessions (requests, hold) or handshake slots (handshake)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench.smoke: starts coapgwd on free loopback ports, runs one second of plain and one second of
-# DTLS requests with coapgw-bench against it, and checks that requests were answered.
+# DTLS requests with coapgw-bench against it, then one second of DTLS with Connection IDs whose
+# devices rebind every 0.2 s (threads: 2, so a rebound device may land on the other worker), and
+# checks that requests were answered (and, with rebinding, that none was lost and devices moved).
 # Usage: smoke.sh COAPGWD COAPGW_BENCH   (bounded: < 10 s)
 set -euo pipefail
 gwd=$1
@@ -20,7 +22,7 @@ s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
 cat > "$dir/gw.yaml" <<YAML
-threads: 1
+threads: 2
 log: { level: warn }
 listen: { coap: ["127.0.0.1:$coap_port"], coaps: ["127.0.0.1:$coaps_port"], admin: "" }
 dtls: { psk: { hint: "coapgw", keys: [ { identity: "bench", key: "bench-secret" } ], keys_file: "" } }
@@ -51,4 +53,11 @@ check plain "$plain"
 dtls=$("$bench" --mode requests --dtls --server "127.0.0.1:$coaps_port" --devices 4 --outstanding 2 \
          --duration 1 --handshake-timeout 5 --server-pid "$pid" --source-base 127.0.0.1 --source-port-base 12000 2>/dev/null | grep '^RESULT')
 check dtls "$dtls"
+cid=$("$bench" --mode requests --cid --rebind 0.2 --server "127.0.0.1:$coaps_port" --devices 4 --outstanding 1 \
+        --rate 400 --duration 1 --timeout 2 --handshake-timeout 5 --source-base 127.0.0.1 --source-port-base 12100 \
+        2>/dev/null | grep '^RESULT')
+check cid "$cid"
+rebinds=$(sed -n 's/.* rebinds=\([0-9]*\).*/\1/p' <<<"$cid")
+timeouts=$(sed -n 's/.* timeouts=\([0-9]*\).*/\1/p' <<<"$cid")
+[[ ${rebinds:-0} -gt 0 && ${timeouts:-1} -eq 0 ]] || { echo "cid with rebinding failed"; exit 1; }
 echo "bench.smoke passed"

@@ -51,6 +51,7 @@ struct RunStats {
   std::uint64_t keepalive_failures = 0;
   std::uint64_t verified = 0;         // hold: sessions that answered at the end
   std::uint64_t verify_failures = 0;
+  std::uint64_t rebinds = 0;          // --rebind: devices moved to a new source port
   std::uint64_t cycles = 0;           // handshake mode: handshake + request + close completed
   LatencyHistogram latency;           // requests (handshake mode: whole cycle)
 

@@ -106,7 +106,7 @@ void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
   DtlsConfig& out = config.dtls;
   if (!r.map(node, "dtls",
              {"psk", "pki", "ciphers", "handshake_timeout", "max_handshakes", "max_handshakes_per_ip", "handshake_backoff",
-              "connection_id"}))
+              "connection_id", "tickets"}))
     return;
   const YAML::Node psk = child(node, "psk");
   if (psk.IsDefined() && r.map(psk, "dtls.psk", {"hint", "keys", "keys_file"}) && psk.IsMap()) {
@@ -176,6 +176,7 @@ void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
     }
     r.integer(cid, "node_id", "dtls.connection_id", 0, 255, c.node_id);
   }
+  if (const YAML::Node tickets = child(node, "tickets"); tickets.IsDefined()) detail::parse_tickets(r, tickets, config);
 }
 
 void parse_sessions(Reader& r, const YAML::Node& node, SessionsConfig& out) {

@@ -74,6 +74,15 @@ struct DtlsConfig {
     std::size_t length = 6;   // 0 = never negotiate; else 3..32 bytes
     std::uint8_t node_id = 0;  // first byte of every CID we issue
   } connection_id;
+  // RFC 5077 session tickets: devices whose session is gone resume without a full handshake.
+  struct Tickets {
+    bool enabled = true;
+    // "" = one secret drawn at start-up and kept in memory; else a file of hex secrets, one a line
+    // (the first seals new tickets, all are accepted), shared by gateways that resume each other's.
+    std::string key_file;
+    Duration rotation{std::chrono::hours(12)};  // ticket keys change every period; a ticket lives 1..2
+    std::vector<SecretString> secrets;          // from key_file, decoded
+  } tickets;
 };
 
 struct PersistConfig {

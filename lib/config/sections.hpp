@@ -23,6 +23,10 @@ std::vector<PskKey> parse_psk_list(Reader& r, const YAML::Node& node, const std:
 // Returns the valid entries.
 std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<ConfigIssue>& issues);
 
+// dtls.tickets: { enabled, key_file, rotation } -> config.dtls.tickets, with the key file read and
+// decoded (tickets.cpp).
+void parse_tickets(Reader& r, const YAML::Node& node, Config& config);
+
 // routes: [...] -> config.routes; also rejects repeated prefixes.
 void parse_routes(Reader& r, const YAML::Node& node, Config& config);
 

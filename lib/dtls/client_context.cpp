@@ -34,11 +34,13 @@ std::unique_ptr<ClientContext> ClientContext::create(ClientSettings settings, st
     if (settings.connection_id->size() > wire::max_cid_size) return fail("dtls: connection id longer than 255");
     if (!detail::Callbacks::add_cid_extension(context->ctx_)) return fail("dtls: cannot add the connection_id extension");
   }
+  if (settings.session_tickets) SSL_CTX_clear_options(context->ctx_, SSL_OP_NO_TICKET);
   context->settings_ = std::move(settings);
   return context;
 }
 
-std::unique_ptr<Engine> ClientContext::connect(const Address& peer, Output& out, time_point now) {
+std::unique_ptr<Engine> ClientContext::connect(const Address& peer, Output& out, time_point now,
+                                               std::span<const std::byte> resume) {
   SSL* ssl = SSL_new(ctx_);
   BIO* bio = ssl != nullptr ? detail::new_datagram_bio(nullptr) : nullptr;
   if (bio == nullptr) {
@@ -50,6 +52,14 @@ std::unique_ptr<Engine> ClientContext::connect(const Address& peer, Output& out,
   }
   SSL_set_bio(ssl, bio, bio);
   SSL_set_connect_state(ssl);
+  if (!resume.empty() && settings_.session_tickets) {
+    const auto* p = reinterpret_cast<const unsigned char*>(resume.data());
+    if (SSL_SESSION* session = d2i_SSL_SESSION(nullptr, &p, static_cast<long>(resume.size())); session != nullptr) {
+      SSL_set_session(ssl, session);  // takes its own reference
+      SSL_SESSION_free(session);
+    }
+    ERR_clear_error();
+  }
   std::unique_ptr<Engine> engine(new Engine(*this, ssl, peer, now));
   if (settings_.connection_id) {
     auto& cid = engine->handshake_->cid;

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "common/address.hpp"
@@ -27,7 +28,10 @@ class ClientContext final : public Context {
 
   // A new session with `peer`: the ClientHello goes to out.datagrams. nullptr (out.failure set)
   // when OpenSSL refuses to start one.
-  std::unique_ptr<Engine> connect(const Address& peer, Output& out, time_point now);
+  // `resume`: an earlier engine's resumption() (RFC 5077 ticket; with session_tickets), offered
+  // for an abbreviated handshake; a server that does not take it runs a full one.
+  std::unique_ptr<Engine> connect(const Address& peer, Output& out, time_point now,
+                                  std::span<const std::byte> resume = {});
 
   const ClientSettings& settings() const { return settings_; }
 

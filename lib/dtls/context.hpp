@@ -1,5 +1,5 @@
 // coapgw::dtls::Context — what the server and the client role share: the SSL_CTX set up the same
-// way (DTLS 1.2 only, no tickets, no renegotiation, no compression, one record per datagram), the
+// way (DTLS 1.2 only, no tickets unless a role turns them on, no renegotiation, no compression, one record per datagram), the
 // one AEAD-only cipher policy, the handshake timing (mtu, handshake timeout, first retransmission
 // timeout) and the per-thread scratch every Engine of this context uses (SSL_read buffer, AEAD
 // contexts of the lean record layer). ServerContext and ClientContext derive from it and add their

@@ -190,6 +190,8 @@ void Engine::drive_handshake(Output& out) {
 void Engine::on_established(Output& out) {
   state_ = State::established;
   out.established = true;
+  resumed_ = SSL_session_reused(handshake_->ssl) == 1;
+  if (context_->role() == Context::Role::client) keep_resumption();
   if (psk_key_.empty()) {
     identity_ = subject_common_name(handshake_->ssl);
     if (auto chain = peer_chain(handshake_->ssl); !chain.empty())
@@ -207,6 +209,16 @@ void Engine::on_established(Output& out) {
     case detail::RecordLayer::Opened::failed: fail(Failure::internal, out); break;
     default: break;
   }
+}
+
+void Engine::keep_resumption() {
+  SSL_SESSION* session = SSL_get0_session(handshake_->ssl);
+  if (session == nullptr || SSL_SESSION_has_ticket(session) != 1) return;
+  const int length = i2d_SSL_SESSION(session, nullptr);
+  if (length <= 0) return;
+  resumption_.resize(static_cast<std::size_t>(length));
+  auto* p = reinterpret_cast<unsigned char*>(resumption_.data());
+  if (i2d_SSL_SESSION(session, &p) != length) resumption_.clear();
 }
 
 void Engine::switch_to_lean(std::span<const std::byte> proof) {
@@ -292,8 +304,11 @@ std::span<const std::byte> Engine::feed_handshake(std::span<const std::byte> dat
   // RFC 9146: with our CID negotiated the peer's Finished comes as a tls12_cid record, which
   // OpenSSL cannot read. The records before it (ClientKeyExchange, ChangeCipherSpec) go first, so
   // that the master secret exists; then the rest is translated (see cid_handshake.hpp).
+  // In an abbreviated handshake (RFC 5077 resumption) the client gets the ServerHello, which
+  // negotiates the CID, and the server's tls12_cid Finished in one datagram: the split is made on
+  // the CID we asked for (read), before OpenSSL has seen the ServerHello.
   std::span<const std::byte> prefix = datagram, rest = datagram;
-  if (hs.cid.translates_inbound()) {
+  if (!hs.cid.read.empty()) {
     std::span<const std::byte> scan = datagram;
     while (!scan.empty()) {
       const auto record = wire::next_record(scan, &scan, hs.cid.read.size());
@@ -321,7 +336,8 @@ std::span<const std::byte> Engine::feed_handshake(std::span<const std::byte> dat
     if (state_ == State::closed) return {};
   }
   std::size_t dropped = 0;
-  const auto translated = hs.cid.inbound(rest, &dropped);
+  // Still not negotiated after the prefix: the server took no CID, OpenSSL drops the record.
+  const auto translated = hs.cid.translates_inbound() ? hs.cid.inbound(rest, &dropped) : rest;
   bad_records_ += dropped;
   // Nothing left (the Finished did not authenticate): driving without input still runs the
   // wrong-key check.

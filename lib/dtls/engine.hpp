@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/secret.hpp"
 #include "dtls/credentials.hpp"
 #include "dtls/datagram_pipe.hpp"
 #include "dtls/output.hpp"
@@ -88,6 +89,12 @@ class Engine {
   std::span<const std::byte> connection_id() const;
   std::span<const std::byte> peer_connection_id() const;
   std::size_t memory_estimate() const;
+  // Established by an abbreviated handshake: an RFC 5077 ticket resumed an earlier session.
+  bool resumed() const { return resumed_; }
+  // Client role with ClientSettings::session_tickets: the session as OpenSSL serialises it
+  // (i2d_SSL_SESSION, with the server's ticket), for ClientContext::connect to resume; empty when
+  // the server sent no ticket. Holds the master secret: treat it as a key.
+  const SecretBytes& resumption() const { return resumption_; }
   // Records dropped because they failed to authenticate, were replayed, were
   // malformed or came at another epoch (a plaintext alert aimed at an
   // established session; the peer's retransmitted last flight is not counted). They are dropped silently and never end the
@@ -122,6 +129,7 @@ class Engine {
   // handshake; returns the datagram as OpenSSL saw it (plain format).
   std::span<const std::byte> feed_handshake(std::span<const std::byte> datagram, Output& out);
   void on_established(Output& out);
+  void keep_resumption();  // client role: the session and its ticket, for a later connect()
   void on_record(const wire::Record& record, Output& out);
   void fail(Failure failure, Output& out);
   void send_plaintext_alert(std::uint8_t description, Output& out);
@@ -143,6 +151,8 @@ class Engine {
   Address peer_;
   State state_ = State::handshake;
   Failure failure_ = Failure::none;
+  bool resumed_ = false;
+  SecretBytes resumption_;
 };
 
 }  // namespace coapgw::dtls

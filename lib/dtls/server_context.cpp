@@ -15,6 +15,7 @@
 #include "dtls/ciphers.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
+#include "dtls/ticket_keys.hpp"
 
 namespace coapgw::dtls {
 
@@ -95,6 +96,18 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   }
   if (settings.connection_id.length != 0 && !detail::Callbacks::add_cid_extension(ctx)) {
     return fail(openssl_error("dtls: cannot add the connection_id extension"));
+  }
+  if (settings.tickets.enabled) {
+    auto secrets = settings.tickets.secrets;
+    if (secrets.empty()) secrets.push_back(TicketKeys::random_secret());
+    if (auto why = TicketKeys::check(secrets, settings.tickets.rotation); !why.empty()) return fail(std::move(why));
+    if (!settings.tickets.wall_clock) return fail("dtls: tickets need a wall clock");
+    const auto rotation = settings.tickets.rotation;
+    context->tickets_ = std::make_unique<TicketKeys>(std::move(secrets), rotation);
+    context->settings_.tickets.secrets.clear();  // one copy of the secrets, in tickets_
+    if (!detail::Callbacks::enable_tickets(ctx, static_cast<long>(2 * rotation.count()))) {
+      return fail(openssl_error("dtls: cannot enable session tickets"));
+    }
   }
   SSL_CTX_set_cookie_generate_cb(ctx, detail::Callbacks::cookie_generate);
   SSL_CTX_set_cookie_verify_cb(ctx, detail::Callbacks::cookie_verify);

@@ -34,6 +34,8 @@ struct evp_mac_ctx_st;
 
 namespace coapgw::dtls {
 
+class TicketKeys;
+
 class ServerContext final : public Context {
  public:
   using time_point = std::chrono::steady_clock::time_point;
@@ -104,6 +106,7 @@ class ServerContext final : public Context {
   evp_mac_st* hmac_mac_ = nullptr;
   evp_mac_ctx_st* hmac_ = nullptr;  // re-keyed per cookie, allocated once
   CidIssuer cid_issuer_;
+  std::unique_ptr<TicketKeys> tickets_;  // null: no session tickets
 };
 
 }  // namespace coapgw::dtls

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,18 @@ struct ConnectionIdSettings {
 inline constexpr std::size_t min_cid_length = 2;  // node_id + at least one unpredictable byte
 inline constexpr std::size_t max_cid_length = 32;
 
+// RFC 5077 session tickets (see ticket_keys.hpp): a device whose session is gone resumes with an
+// abbreviated handshake and the server keeps nothing per ticket.
+struct TicketSettings {
+  bool enabled = false;
+  // The first seals new tickets, all are accepted. Empty when enabled: create() draws one at random
+  // (the gateway draws one for all its workers, so that any worker resumes any ticket).
+  std::vector<SecretBytes> secrets;
+  std::chrono::seconds rotation{43200};  // key period; a ticket lives one to two periods
+  // Seconds since the epoch (the rotation periods must agree between gateways); required when enabled.
+  std::function<std::int64_t()> wall_clock;
+};
+
 struct ServerSettings {
   std::string psk_hint = "coapgw";     // "" = send no hint (no ServerKeyExchange for plain PSK)
   // null = PSK off when a certificate is configured. Without a certificate the
@@ -44,6 +57,7 @@ struct ServerSettings {
   // Cookie secret lifetime; the previous secret is still accepted.
   std::chrono::milliseconds cookie_rotation{60000};
   ConnectionIdSettings connection_id;
+  TicketSettings tickets;
 };
 
 // The client role (coaps:// upstreams): one PSK, no certificates, no cookies of its own.
@@ -57,6 +71,8 @@ struct ClientSettings {
   // RFC 9146: nullopt = do not offer the connection_id extension; else offer it with this CID
   // (the one the server puts in its records to us; empty = plain records to us).
   std::optional<std::vector<std::byte>> connection_id;
+  // RFC 5077: ask for a session ticket (Engine::resumption()) and accept one in connect().
+  bool session_tickets = false;
 };
 
 enum class Failure : std::uint8_t {

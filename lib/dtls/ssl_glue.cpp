@@ -282,8 +282,9 @@ int Callbacks::cid_parse(SSL* ssl, unsigned int, unsigned int context, const uns
 }
 
 bool Callbacks::add_cid_extension(SSL_CTX* ctx) {
-  const unsigned int context = SSL_EXT_CLIENT_HELLO | SSL_EXT_TLS1_2_SERVER_HELLO | SSL_EXT_TLS1_2_AND_BELOW_ONLY |
-                               SSL_EXT_IGNORE_ON_RESUMPTION;
+  // Negotiated on resumption too (no SSL_EXT_IGNORE_ON_RESUMPTION): a CID is not part of the
+  // resumed session state, and a device resuming with a ticket gets a new one.
+  const unsigned int context = SSL_EXT_CLIENT_HELLO | SSL_EXT_TLS1_2_SERVER_HELLO | SSL_EXT_TLS1_2_AND_BELOW_ONLY;
   return SSL_CTX_add_custom_ext(ctx, wire::connection_id_extension, context, cid_add, nullptr, nullptr, cid_parse,
                                 nullptr) == 1;
 }

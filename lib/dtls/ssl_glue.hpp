@@ -39,6 +39,16 @@ struct Callbacks {
                        X509* x, size_t chain_index, int* alert, void* arg);
   // Registers both on `ctx`; false when OpenSSL refuses.
   static bool add_cid_extension(SSL_CTX* ctx);
+  // RFC 5077 session tickets (ticket_glue.cpp): the key callback seals and opens tickets with the
+  // ServerContext's TicketKeys; the generate/decrypt pair puts the credentials in the ticket and
+  // checks them against the current configuration before a ticket may resume.
+  static int ticket_key(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_CIPHER_CTX* cipher,
+                        EVP_MAC_CTX* mac, int encrypt);
+  static int ticket_generated(SSL* ssl, void* arg);
+  static SSL_TICKET_RETURN ticket_decrypted(SSL* ssl, SSL_SESSION* session, const unsigned char* name,
+                                            size_t name_length, SSL_TICKET_STATUS status, void* arg);
+  // Turns tickets on for a server context; false when OpenSSL refuses.
+  static bool enable_tickets(SSL_CTX* ctx, long lifetime_seconds);
 };
 
 }  // namespace coapgw::dtls::detail

@@ -16,7 +16,7 @@ constexpr std::array<std::string_view, count<CloseReason>> close_names{
     "idle_timeout", "evicted", "peer_closed", "tls_failed", "handshake_timeout", "disconnected", "shutdown",
     "revoked"};
 constexpr std::array<std::string_view, count<HandshakeResult>> handshake_names{"ok", "failed", "timeout",
-                                                                               "rejected", "backoff"};
+                                                                               "rejected", "backoff", "resumed"};
 constexpr std::array<std::string_view, count<AdminReject>> admin_reject_names{"connection_limit", "too_large",
                                                                               "timeout"};
 constexpr std::array<std::string_view, count<UpstreamOutcome>> outcome_names{
@@ -38,7 +38,7 @@ constexpr std::array<std::string_view, count<ApiReject>> api_reject_names{
 // The last enumerator must be the last name: a reason added to the enum without a name fails here.
 static_assert(index(BadReason::hello_for_live_session) + 1 == count<BadReason>);
 static_assert(index(UpstreamOutcome::not_implemented) + 1 == count<UpstreamOutcome>);
-static_assert(index(HandshakeResult::backoff) + 1 == count<HandshakeResult>);
+static_assert(index(HandshakeResult::resumed) + 1 == count<HandshakeResult>);
 static_assert(index(DownlinkOutcome::no_session) + 1 == count<DownlinkOutcome>);
 static_assert(index(ApiReject::bad_request) + 1 == count<ApiReject>);
 

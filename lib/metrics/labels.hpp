@@ -26,7 +26,8 @@ enum class CloseReason : std::uint8_t {
   idle_timeout, evicted, peer_closed, tls_failed, handshake_timeout, disconnected, shutdown, revoked
 };
 // backoff: refused because the address's handshakes kept failing (dtls.handshake_backoff).
-enum class HandshakeResult : std::uint8_t { ok, failed, timeout, rejected, backoff };
+// resumed: completed as an abbreviated handshake with an RFC 5077 ticket (dtls.tickets).
+enum class HandshakeResult : std::uint8_t { ok, failed, timeout, rejected, backoff, resumed };
 // Why the admin listener turned a client away (coapgw_admin_rejected_total).
 enum class AdminReject : std::uint8_t { connection_limit, too_large, timeout };
 
@@ -91,7 +92,7 @@ template <> inline constexpr std::size_t count<SessionType> = 3;
 template <> inline constexpr std::size_t count<SessionState> = 5;
 template <> inline constexpr std::size_t count<MsgType> = 4;
 template <> inline constexpr std::size_t count<CloseReason> = 8;
-template <> inline constexpr std::size_t count<HandshakeResult> = 5;
+template <> inline constexpr std::size_t count<HandshakeResult> = 6;
 template <> inline constexpr std::size_t count<AdminReject> = 3;
 template <> inline constexpr std::size_t count<UpstreamOutcome> = 7;
 template <> inline constexpr std::size_t count<BadReason> = 32;

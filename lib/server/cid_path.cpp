@@ -140,7 +140,10 @@ void DtlsTransport::move_session(session::Session& s, const Arrival& at, const n
 
 void DtlsTransport::on_handed_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now) {
   if (!context_) return;
-  if (!on_cid_datagram(at, d, now)) host_.count_bad(BadReason::dtls_no_session, 1);
+  // Once the session moved to the device's new address, that address's records keep reaching
+  // another worker's socket and are handed here: they take the ordinary path (found by address),
+  // which counts dtls_no_session itself when there is no session.
+  on_datagram(at, d, now);
 }
 
 }  // namespace coapgw::server

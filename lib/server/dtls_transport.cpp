@@ -70,6 +70,11 @@ dtls::Standing DtlsTransport::standing_of(const dtls::Engine& engine) const {
   return dtls::check(engine.credentials(), context_->psk_store().get(), context_->trust());
 }
 
+// A completed handshake: full, or abbreviated with an RFC 5077 ticket (dtls.tickets).
+metrics::HandshakeResult DtlsTransport::handshake_result(const dtls::Engine& engine) {
+  return engine.resumed() ? metrics::HandshakeResult::resumed : metrics::HandshakeResult::ok;
+}
+
 bool DtlsTransport::stale_credentials(const dtls::Engine& engine) const {
   return engine.credentials_generation() != context_->credentials_generation() &&
          standing_of(engine) != dtls::Standing::valid;
@@ -303,7 +308,7 @@ void DtlsTransport::handle_output(session::Session& s, dtls::Output& out, sessio
     set_device_identity(s);
     host_.identified(s);
     s.set_state(session::State::established);
-    metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
+    metrics_.dtls_handshakes(handshake_result(*engine_of(s))).Increment();
     log::debug("dtls established identity=" + std::string(s.tls_state()->identity()), s.id());
     if (handshaking_.erase(&s) != 0) s.release();
   }
@@ -412,7 +417,7 @@ void DtlsTransport::finish_rehandshake(const session::Key& key, session::TimePoi
   backoff_.on_success(key.remote);
   set_device_identity(*s);
   host_.identified(*s);
-  metrics_.dtls_handshakes(metrics::HandshakeResult::ok).Increment();
+  metrics_.dtls_handshakes(handshake_result(*engine_of(*s))).Increment();
   log::debug("dtls session replaced after a new handshake identity=" + std::string(s->tls_state()->identity()), s->id());
 }
 

@@ -146,6 +146,7 @@ class DtlsTransport {
   dtls::Standing standing_of(const dtls::Engine& engine) const;
   // A handshake that began before the last reload and whose credentials no longer stand.
   bool stale_credentials(const dtls::Engine& engine) const;
+  static metrics::HandshakeResult handshake_result(const dtls::Engine& engine);
 
   Settings settings_;
   Host& host_;

@@ -13,6 +13,7 @@
 #include "dtls/credentials.hpp"
 #include "dtls/psk_store.hpp"
 #include "dtls/server_context.hpp"
+#include "dtls/ticket_keys.hpp"
 #include "upstream/router.hpp"
 
 namespace coapgw::server {
@@ -45,6 +46,23 @@ std::vector<upstream::RouteSpec> build_routes(const config::Config& c) {
   return out;
 }
 
+// dtls.tickets for every worker's context: the same secrets everywhere (drawn here when no key file
+// names them), so that a device whose new address hashes to another worker still resumes, and the
+// wall clock the key periods are counted on.
+void set_tickets(const config::DtlsConfig::Tickets& c, dtls::TicketSettings& out) {
+  out.enabled = c.enabled;
+  if (!c.enabled) return;
+  out.rotation = std::chrono::duration_cast<std::chrono::seconds>(c.rotation);
+  for (const auto& secret : c.secrets) {
+    const auto* first = reinterpret_cast<const std::byte*>(secret.data());
+    out.secrets.emplace_back(first, first + secret.size());
+  }
+  if (out.secrets.empty()) out.secrets.push_back(dtls::TicketKeys::random_secret());
+  out.wall_clock = [] {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  };
+}
+
 // The key a DTLS context error belongs to (ServerContext::create names the part that failed).
 std::string dtls_key_of(const std::string& message) {
   if (message.find("private key") != std::string::npos || message.find("private_key") != std::string::npos)
@@ -53,6 +71,7 @@ std::string dtls_key_of(const std::string& message) {
     return "dtls.pki.cert";
   if (message.find(" CA") != std::string::npos || message.find("pki.ca") != std::string::npos) return "dtls.pki.ca";
   if (message.find("cipher") != std::string::npos) return "dtls.ciphers";
+  if (message.find("tickets") != std::string::npos) return "dtls.tickets";
   return "dtls";
 }
 
@@ -92,6 +111,7 @@ std::shared_ptr<const Snapshot> prepare(std::shared_ptr<const config::Config> co
   d.ciphers = c.dtls.ciphers;
   d.handshake_timeout = c.dtls.handshake_timeout;
   d.connection_id = {c.dtls.connection_id.length, c.dtls.connection_id.node_id};
+  set_tickets(c.dtls.tickets, d.tickets);
   bool dtls_ok = true;
   if (!d.ca_file.empty()) {
     std::string why;

@@ -41,31 +41,19 @@ class io_context;
 namespace prometheus {
 class Counter;
 }
-namespace coapgw::metrics {
-class Metrics;
-}
+// metrics::Metrics, net::ReceivedDatagram, the dtls types and persist::RestoredPool are declared
+// by server/dtls_transport.hpp.
 namespace coapgw::net {
 class UdpSocket;
 class ReceiveBatch;
 class SendBatch;
-struct ReceivedDatagram;
 }  // namespace coapgw::net
-namespace coapgw::dtls {
-class ServerContext;
-class Engine;
-struct Output;
-class PskStore;
-class TrustStore;
-enum class Standing : std::uint8_t;
-}  // namespace coapgw::dtls
 
 namespace coapgw::server {
 
 namespace persist {
 struct Entry;
-class RestoredPool;
-}  // namespace persist
-class CidIndex;
+}
 class DeviceLinks;
 
 struct WorkerSettings {

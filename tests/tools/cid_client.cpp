@@ -1,7 +1,9 @@
 // coapgw-cid-client — a DTLS 1.2 PSK device for the integration tests that speaks RFC 9146
 // Connection IDs: our dtls::Engine in the client role (which offers the connection_id extension)
 // on a UDP socket, driven by commands on stdin, one JSON line per command on stdout:
-//   connect           handshake from a fresh socket      {"ok":true,"cid":"<server's CID, hex>","port":P}
+//   connect           handshake from a fresh socket      {"ok":true,"cid":"<server's CID, hex>","port":P,"resumed":false}
+//   resume            likewise, offering the session ticket of the last connect (RFC 5077): "resumed" says
+//                     whether the server took it (an abbreviated handshake)
 //   get <path>        CON GET, waits for the answer      {"ok":true,"code":"2.05","payload":"...","port":P}
 //   rebind            a new socket (new source port)     {"ok":true,"port":P}
 //   replay            the last request's datagram again  {"ok":true,"answered":false}
@@ -89,10 +91,11 @@ class Device {
     return ntohs(a.sin_port);
   }
 
-  std::string connect() {
+  std::string connect(bool resume = false) {
     if (!rebind()) return error("socket");
     dtls::Output out;
-    engine_ = context_->connect(peer(), out, Clock::now());
+    engine_ = context_->connect(peer(), out, Clock::now(), resume ? std::span<const std::byte>(resumption_)
+                                                                  : std::span<const std::byte>());
     if (!engine_) return error("connect refused");
     send_all(out);
     const auto deadline = Clock::now() + std::chrono::milliseconds(options_.timeout_ms);
@@ -100,8 +103,9 @@ class Device {
       pump(deadline, nullptr);
     }
     if (engine_->state() != dtls::Engine::State::established) return error("handshake failed");
+    if (!engine_->resumption().empty()) resumption_ = engine_->resumption();
     return "{\"ok\":true,\"cid\":" + json_string(hex(engine_->peer_connection_id())) +
-           ",\"port\":" + std::to_string(port()) + "}";
+           ",\"port\":" + std::to_string(port()) + ",\"resumed\":" + (engine_->resumed() ? "true" : "false") + "}";
   }
 
   std::string get(const std::string& path) {
@@ -210,6 +214,7 @@ class Device {
   int fd_ = -1;
   std::unique_ptr<dtls::Engine> engine_;
   Bytes last_request_;
+  SecretBytes resumption_;  // the last session and its ticket
   std::uint16_t next_mid_ = 0x4000;
 };
 
@@ -243,6 +248,7 @@ int main(int argc, char** argv) {
   settings.psk_identity = o.identity;
   settings.psk_key = o.key;
   if (o.cid) settings.connection_id = std::vector<std::byte>{};  // offer; ask for plain records to us
+  settings.session_tickets = true;  // keeps the server's ticket for `resume`
   std::string error;
   auto context = dtls::ClientContext::create(std::move(settings), &error);
   if (!context) {
@@ -256,6 +262,7 @@ int main(int argc, char** argv) {
     words >> command >> argument;
     std::string reply;
     if (command == "connect") reply = device.connect();
+    else if (command == "resume") reply = device.connect(true);
     else if (command == "get") reply = device.get(argument);
     else if (command == "rebind") reply = device.rebind() ? "{\"ok\":true,\"port\":" + std::to_string(device.port()) + "}"
                                                           : "{\"ok\":false,\"error\":\"socket\"}";

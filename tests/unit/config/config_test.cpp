@@ -410,3 +410,65 @@ TEST(RepoSamples, PskKeysYamlLoads) {
 
 }  // namespace
 }  // namespace coapgw::config
+
+namespace coapgw::config {
+namespace {
+
+// dtls.tickets (RFC 5077): defaults, the key file's secrets, its checks and mode rules.
+TEST(TicketsConfig, DefaultsAndKeys) {
+  Config d = parse_config("");
+  EXPECT_TRUE(d.dtls.tickets.enabled);
+  EXPECT_EQ(d.dtls.tickets.key_file, "");
+  EXPECT_EQ(d.dtls.tickets.rotation, std::chrono::hours(12));
+  EXPECT_TRUE(d.dtls.tickets.secrets.empty());
+  Config c = parse_config("dtls: { tickets: { enabled: false, rotation: 1h } }\n");
+  EXPECT_FALSE(c.dtls.tickets.enabled);
+  EXPECT_EQ(c.dtls.tickets.rotation, std::chrono::hours(1));
+  for (const char* bad : {"dtls: { tickets: { rotation: 10s } }\n", "dtls: { tickets: { rotation: 31d } }\n",
+                          "dtls: { tickets: { extra: 1 } }\n", "dtls: { tickets: { enabled: maybe } }\n"}) {
+    try {
+      parse_config(bad);
+      FAIL() << "expected ConfigError for " << bad;
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(e.issues[0].key_path.rfind("dtls.tickets", 0), 0u) << e.what();
+    }
+  }
+}
+
+TEST(TicketsConfig, KeyFileSecretsOneALine) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  const std::string a(64, 'a'), b(128, 'b');
+  dir.write("tickets.key", "# newest first\n" + a + "\n\n  " + b + "  \n");
+  auto gw = dir.write("gw.yaml", "dtls: { tickets: { key_file: tickets.key } }\n");
+  Config c = load_config_file(gw);
+  ASSERT_EQ(c.dtls.tickets.secrets.size(), 2u);
+  EXPECT_EQ(c.dtls.tickets.secrets[0], std::string(32, '\xaa'));
+  EXPECT_EQ(c.dtls.tickets.secrets[1], std::string(64, '\xbb'));
+
+  auto issues_of = [&](const std::string& file_text, fs::perms mode) {
+    dir.write("t2.key", file_text, mode);
+    auto path = dir.write("gw2.yaml", "dtls: { tickets: { key_file: t2.key } }\n");
+    try {
+      load_config_file(path);
+    } catch (const ConfigError& e) {
+      for (const auto& issue : e.issues) EXPECT_EQ(issue.key_path, "dtls.tickets.key_file");
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const auto owner = fs::perms::owner_read | fs::perms::owner_write;
+  EXPECT_NE(issues_of("abcd\n", owner).find("line 1: a secret must be 32..64 bytes"), std::string::npos);
+  EXPECT_NE(issues_of(a + "\nxyz\n", owner).find("line 2: not valid hex"), std::string::npos);
+  EXPECT_NE(issues_of("# nothing\n", owner).find("no secret"), std::string::npos);
+  std::string nine;
+  for (int i = 0; i < 9; ++i) nine += a + "\n";
+  EXPECT_NE(issues_of(nine, owner).find("at most 8 secrets"), std::string::npos);
+  // Secrets: others may not read it (the PSK keys file's rule; root:coapgw 0640 is fine).
+  EXPECT_EQ(issues_of(a + "\n", owner | fs::perms::group_read), "");
+  EXPECT_NE(issues_of(a + "\n", owner | fs::perms::others_read).find("mode 0604"), std::string::npos);
+  EXPECT_NE(issues_of("", owner).find("no secret"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace coapgw::config

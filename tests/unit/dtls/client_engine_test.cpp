@@ -23,7 +23,7 @@ const auto t0 = std::chrono::steady_clock::time_point{} + 1000s;
 
 Bytes bytes(std::string_view s) {
   Bytes b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
+  if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());
   return b;
 }
 std::string text(const Bytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }

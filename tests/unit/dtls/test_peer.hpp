@@ -36,6 +36,7 @@ struct ClientOptions {
   std::string cert_file, key_file;  // client certificate (PKI)
   bool verify_server = false;       // check the server certificate against trust_file
   std::string trust_file;
+  SSL_SESSION* resume = nullptr;  // offered for resumption (its ticket); the caller keeps its reference
 };
 
 class Client {
@@ -63,6 +64,7 @@ class Client {
     BIO_set_mem_eof_return(wbio_, -1);
     SSL_set_bio(ssl_, rbio_, wbio_);
     DTLS_set_link_mtu(ssl_, 1500);
+    if (options.resume != nullptr) SSL_set_session(ssl_, options.resume);
     SSL_set_connect_state(ssl_);
   }
   ~Client() {

@@ -97,7 +97,7 @@ TEST(Metrics, FixedLabelCountersExistAtZero) {
       EXPECT_EQ(sample(text, std::string("coapgw_messages_total{direction=\"") + dir +
                                  "\",type=\"" + type + "\"}"),
                 0.0);
-  for (const char* r : {"ok", "failed", "timeout", "rejected"})
+  for (const char* r : {"ok", "failed", "timeout", "rejected", "backoff", "resumed"})
     EXPECT_EQ(sample(text, std::string("coapgw_dtls_handshakes_total{result=\"") + r + "\"}"),
               0.0);
   EXPECT_EQ(sample(text, "coapgw_config_reloads_total{result=\"ok\"}"), 0.0);

@@ -31,7 +31,7 @@ const DtlsTransport::Arrival arrival{0, 5684, false};
 
 Bytes bytes(std::string_view s) {
   Bytes b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
+  if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());
   return b;
 }
 std::string text(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
@@ -223,6 +223,41 @@ TEST_F(DtlsTransportTest, RebootedDeviceThatCannotAnswerThePingHandshakesAgain) 
   auto* now = table_.find({device_addr, 5684, session::Proto::dtls, 0});
   ASSERT_NE(now, nullptr);
   EXPECT_NE(now->id(), old_id);
+}
+
+// RFC 9146: after a session moved to the device's new address, the kernel keeps hashing that
+// address's records to another worker's socket, which hands them to the owner (on_handed_datagram):
+// there they are the session's own address and must take the ordinary path, not be dropped.
+TEST_F(DtlsTransportTest, RecordsHandedFromAnotherWorkerAtTheSessionsAddressAreDelivered) {
+  auto store = std::make_shared<dtls::PskStore>();
+  store->add("device-1", "secret-1");
+  dtls::ServerSettings s;
+  s.psk = store;
+  s.connection_id = {6, 0};
+  std::string error;
+  auto server = dtls::ServerContext::create(s, &error);
+  ASSERT_TRUE(server) << error;
+  transport_.set_context(std::move(server));
+  dtls::ClientSettings c;
+  c.psk_identity = "device-1";
+  c.psk_key = "secret-1";
+  c.connection_id = Bytes{};
+  auto ctx = dtls::ClientContext::create(std::move(c), &error);
+  ASSERT_TRUE(ctx) << error;
+  dtls::Output first;
+  auto device = ctx->connect(gateway_addr, first, t0);
+  ASSERT_TRUE(device);
+  handshake(*device, first, t0);
+  ASSERT_FALSE(device->peer_connection_id().empty());
+  dtls::Output out;
+  ASSERT_TRUE(device->send(bytes("GET /handed"), out));
+  net::ReceivedDatagram d;
+  d.peer = device_addr;
+  d.local = gateway_addr;
+  d.data = out.datagrams.front();
+  transport_.on_handed_datagram(arrival, d, t0);
+  EXPECT_EQ(host_.delivered, std::vector<std::string>{"GET /handed"});
+  EXPECT_EQ(host_.bad[metrics::BadReason::dtls_no_session], 0u);
 }
 
 }  // namespace

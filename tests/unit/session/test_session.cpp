@@ -436,9 +436,11 @@ TEST_F(Fixture, MoveRemoteRekeysTheSessionUnlessTheNewAddressIsTaken) {
   EXPECT_FALSE(table->move_remote(*s, key(2000).remote));  // held by `other`
   EXPECT_EQ(table->find(key(2000)), other);
   EXPECT_EQ(s->addr_remote(), to.remote);
+  s->reference();                              // kept alive past close() for the last check
   table->close(*s, CloseReason::peer_closed);  // closes under its new key
   EXPECT_EQ(table->find(to), nullptr);
-  EXPECT_FALSE(table->move_remote(*s, key(4000).remote));
+  EXPECT_FALSE(table->move_remote(*s, key(4000).remote));  // a closed session does not move
+  s->release();
 }
 
 }  // namespace
