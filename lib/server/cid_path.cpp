@@ -67,6 +67,8 @@ bool DtlsTransport::on_cid_datagram(const Arrival& at, const net::ReceivedDatagr
     return false;
   }
   const auto cid = d.data.subspan(11, length);
+  // Not one of ours (another node's, or forged): the ordinary path counts it.
+  if (cid[0] != std::byte{context_->settings().connection_id.node_id}) return false;
   if (const auto owner = CidIndex::worker_of(cid); owner && *owner != settings_.worker_index) {
     // The kernel hashed the device's new 4-tuple to this worker; its session lives on the owner.
     log::trace("dtls record with a connection id of worker " + std::to_string(*owner) + " from " +
@@ -133,6 +135,7 @@ void DtlsTransport::move_session(session::Session& s, const Arrival& at, const n
   }
   s.set_ifindex(d.ifindex);
   if (at.wildcard) s.set_addr_local(d.local);
+  host_.identified(s);  // indexes that hold the session's key follow the move
   metrics_.dtls_address_changes().Increment();
   log::debug("dtls session moved with its connection id from " + from.to_string() + " to " + d.peer.to_string(),
              s.id());

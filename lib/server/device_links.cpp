@@ -27,8 +27,12 @@ void DeviceLinks::identified(session::Session& s) {
   auto identity = device_identity(s);
   if (identity.empty()) return;
   auto& list = by_identity_[std::string(identity)];
-  for (auto& e : list)
-    if (e.id == s.id()) return;
+  for (auto& e : list) {
+    if (e.id == s.id()) {
+      e.key = s.key();  // called again when the session's address moved (RFC 9146 CID)
+      return;
+    }
+  }
   list.push_back(Indexed{s.key(), s.id()});
 }
 

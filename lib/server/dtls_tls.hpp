@@ -23,8 +23,11 @@ class DtlsTls final : public session::TlsState {
   std::span<const std::byte> psk_key() const override { return engine_->psk_key(); }
   std::string_view psk_hint() const override { return engine_->psk_hint(); }
   std::string_view identity() const override { return engine_->identity(); }
-  // When a ClientHello from this session's address last made us ping the device (live_hello.hpp).
+  // When a ClientHello from this session's address last made us ping the device, and when a record
+  // of this session last authenticated (live_hello.hpp). Not the session's last_seen(), which the
+  // idle pool also moves when the session is released.
   session::TimePoint hello_probe_sent{};
+  session::TimePoint last_authenticated{};
 
  private:
   std::unique_ptr<dtls::Engine> engine_;

@@ -112,7 +112,7 @@ void DtlsTransport::send_datagrams(std::uint8_t endpoint, const Address& peer, c
 bool DtlsTransport::hello_may_replace(session::Session& s, session::TimePoint now) {
   auto* tls = static_cast<DtlsTls*>(s.tls_state());
   using V = live_hello::Verdict;
-  switch (live_hello::decide(now, s.last_seen(), tls->hello_probe_sent)) {
+  switch (live_hello::decide(now, tls->last_authenticated, tls->hello_probe_sent)) {
     case V::handshake:
       return true;
     case V::probe:
@@ -287,6 +287,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
 
 void DtlsTransport::handle_output(session::Session& s, dtls::Output& out, session::TimePoint now) {
   send_datagrams(s.endpoint(), s.addr_remote(), s.addr_local(), out);
+  if (out.established || !out.plaintexts.empty()) static_cast<DtlsTls*>(s.tls_state())->last_authenticated = now;
   if (out.established && stale_credentials(*engine_of(s))) {
     // Its key or certificate was looked up before a reload that revoked it.
     metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
@@ -372,7 +373,13 @@ void DtlsTransport::on_rehandshake_datagram(const Arrival& at, session::Session*
   rh.engine->on_datagram(d.data, out, now);
   send_datagrams(at.endpoint, d.peer, rh.local, out);
   if (out.established) {
-    finish_rehandshake(key, now);
+    // Application records in the datagram that completed the handshake belong to the new session.
+    if (auto* replaced = finish_rehandshake(key, now)) {
+      for (auto& plain : out.plaintexts) {
+        if (replaced->closed()) break;
+        host_.deliver(*replaced, plain, now);
+      }
+    }
   } else if (out.closed) {
     backoff_.on_failure(d.peer, now);
     metrics_.dtls_handshakes(out.failure == dtls::Failure::handshake_timeout ? metrics::HandshakeResult::timeout
@@ -391,7 +398,7 @@ std::size_t DtlsTransport::handshakes_of_ip(const Address& peer) const {
   return n;
 }
 
-void DtlsTransport::finish_rehandshake(const session::Key& key, session::TimePoint now) {
+session::Session* DtlsTransport::finish_rehandshake(const session::Key& key, session::TimePoint now) {
   auto it = rehandshakes_.find(key);
   auto rh = std::move(it->second);
   rehandshakes_.erase(it);
@@ -400,25 +407,28 @@ void DtlsTransport::finish_rehandshake(const session::Key& key, session::TimePoi
     // (the reload checked it on its own).
     metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
     log::debug("dtls rehandshake completed with revoked credentials, dropped identity=" + rh->engine->identity());
-    return;
+    return nullptr;
   }
   if (auto* old = table_.find(key)) table_.close(*old, session::CloseReason::peer_closed);  // no close_notify: the device has new keys
   auto* s = table_.create_server(key, rh->local, rh->ifindex, now, session::State::established);
   if (s == nullptr) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
-    return;
+    return nullptr;
   }
   s->set_tls(std::make_unique<DtlsTls>(std::move(rh->engine)));
+  static_cast<DtlsTls*>(s->tls_state())->last_authenticated = now;
   if (!register_cid(*s)) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::failed).Increment();
     close(*s, session::CloseReason::tls_failed);
-    return;
+    return nullptr;
   }
+  ++handshakes_completed_;
   backoff_.on_success(key.remote);
   set_device_identity(*s);
   host_.identified(*s);
   metrics_.dtls_handshakes(handshake_result(*engine_of(*s))).Increment();
   log::debug("dtls session replaced after a new handshake identity=" + std::string(s->tls_state()->identity()), s->id());
+  return s;
 }
 
 void DtlsTransport::on_tick(session::TimePoint now) {

@@ -65,7 +65,8 @@ class DtlsTransport {
     virtual void ping(session::Session& s) = 0;
     virtual void count_bad(metrics::BadReason reason, std::uint64_t n) = 0;
     virtual bool draining() const = 0;
-    // The session's authenticated identity is now known (its app data is set).
+    // The session's authenticated identity is now known (its app data is set), or its address
+    // moved (RFC 9146): indexes by identity refresh its key.
     virtual void identified(session::Session& /*s*/) {}
     // A record whose RFC 9146 Connection ID names another worker: hand it to that worker's
     // transport (on_handed_datagram). False when there is no such worker.
@@ -141,7 +142,8 @@ class DtlsTransport {
   void forget_cid(session::Session& s);
   void on_rehandshake_datagram(const Arrival& at, session::Session* old, const net::ReceivedDatagram& d,
                                session::TimePoint now);
-  void finish_rehandshake(const session::Key& key, session::TimePoint now);
+  // The replacing session, or nullptr when the new handshake was refused.
+  session::Session* finish_rehandshake(const session::Key& key, session::TimePoint now);
   std::size_t handshakes_of_ip(const Address& peer) const;
   dtls::Standing standing_of(const dtls::Engine& engine) const;
   // A handshake that began before the last reload and whose credentials no longer stand.

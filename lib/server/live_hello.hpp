@@ -8,13 +8,15 @@
 // alive. Whether it is alive is decided by authenticated records only (a forger cannot make them):
 //   - a record authenticated within `live_window`: the device is talking; drop the ClientHello;
 //   - otherwise, ask the device: send a CoAP ping (empty CON, RFC 7252 §4.3) through the session,
-//     at most once per `probe_interval`, and drop the ClientHello; a device with its keys answers
+//     at most once per `probe_interval` (10 s), and drop the ClientHello; a device with its keys answers
 //     (RST), which is an authenticated record;
 //   - a probe older than `probe_wait` that nothing authenticated has followed: the device no longer
 //     holds the session (it rebooted): the ClientHello takes the normal cookie exchange.
 // A rebooted device's ClientHello retransmissions (1 s, 2 s, 4 s ... apart) reach the third case
-// after about live_window + probe_wait. A forger costs the device at most one ping per
-// probe_interval. Pure: times are passed in.
+// after about live_window + probe_wait; if a forger's ClientHello had the device ping-answered
+// just before it rebooted, after at most probe_interval + probe_wait. A forger costs the device at
+// most one ping per probe_interval. "Authenticated" is the session's last authenticated record
+// (DtlsTls::last_authenticated), never the idle pool's bookkeeping. Pure: times are passed in.
 #pragma once
 
 #include <chrono>
@@ -26,7 +28,7 @@ using time_point = std::chrono::steady_clock::time_point;
 struct Timing {
   std::chrono::milliseconds live_window{3000};
   std::chrono::milliseconds probe_wait{2000};
-  std::chrono::milliseconds probe_interval{30000};
+  std::chrono::milliseconds probe_interval{10000};
 };
 
 enum class Verdict {

@@ -332,8 +332,16 @@ void Worker::set_peers(std::vector<Worker*> peers) { peers_ = std::move(peers); 
 bool Worker::hand_to_worker(int worker, std::uint8_t endpoint, const net::ReceivedDatagram& d) {
   if (worker < 0 || static_cast<std::size_t>(worker) >= peers_.size() || peers_[worker] == nullptr) return false;
   Worker* target = peers_[worker];
+  // Bounded: the records are not authenticated yet (anyone can forge the worker byte), so a flood
+  // must not grow the target's queue without limit. Over the bound they take the ordinary path
+  // here and are counted as dtls_no_session.
+  if (target->handed_in_.fetch_add(1, std::memory_order_relaxed) >= max_handed_in) {
+    target->handed_in_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
   target->post([target, endpoint, peer = d.peer, local = d.local, ifindex = d.ifindex,
                 data = std::vector<std::byte>(d.data.begin(), d.data.end())] {
+    target->handed_in_.fetch_sub(1, std::memory_order_relaxed);
     if (endpoint >= target->endpoints_.size()) return;
     auto& ep = *target->endpoints_[endpoint];
     net::ReceivedDatagram again;

@@ -233,6 +233,9 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   }
   std::unique_ptr<DtlsTransport> dtls_;
   std::vector<Worker*> peers_;  // every worker of the process, by index (hand_to_worker)
+  // Records other workers handed to this one and not yet processed (bounded by max_handed_in).
+  static constexpr std::size_t max_handed_in = 4096;
+  std::atomic<std::size_t> handed_in_{0};
   std::shared_ptr<upstream::Router> router_;
   // The metric children of router_'s routes, by Router::Match::index; replaced with router_.
   std::vector<metrics::RouteMetrics> route_metrics_;
