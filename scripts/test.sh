@@ -72,10 +72,11 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 # ThreadSanitizer: the daemon (workers, admin thread, reload and shutdown from the
 # main thread, the restored-session pool) and the unit tests that start threads.
 tsan_units=(test_admin test_metrics test_server test_upstream test_common test_transport)
-tsan_integration='^integration\.(admin\.Admin|ops\..*|persist\.Persist|secrets\.Secrets|dtls\.Psk|forwarding\..*|hardening_revocation\..*)$'
+tsan_integration='^integration\.(admin\.Admin|ops\..*|persist\.Persist|secrets\.Secrets|dtls\.Psk|forwarding\..*|hardening_revocation\..*|downlink\..*|cid\..*|tickets\..*)$'
 begin "tsan build"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_TSAN=ON
-cmake --build build-tsan -j"${jobs}" --target coapgwd "${tsan_units[@]}"
+# coapgw-cid-client: the CID tests hand records between workers (a posted message per record).
+cmake --build build-tsan -j"${jobs}" --target coapgwd coapgw-cid-client "${tsan_units[@]}"
 
 begin "tsan tests"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:exitcode=66}"
