@@ -595,9 +595,12 @@ def recv_message(sock, timeout):
     return decode(data)
 
 
-def coap_request(addr, msg, timeout=2.0, sock=None):
+def coap_request(addr, msg, timeout=2.0, sock=None, final=False):
     """Sends msg (Message or raw bytes) on a connected socket and returns the
-    first answer matching its message id or token (None if nothing in time)."""
+    first answer matching its message id or token (None if nothing in time).
+    final=True: an empty ACK (the gateway answering later, RFC 7252 5.2.2) is
+    not the answer; the separate response with the token is (a CON one is
+    ACKed), so the caller does not depend on how fast the upstream is."""
     own = sock is None
     s = udp_socket(addr) if own else sock
     try:
@@ -613,6 +616,10 @@ def coap_request(addr, msg, timeout=2.0, sock=None):
                 return None
             if isinstance(msg, Message) and reply.mid != msg.mid and reply.token != msg.token:
                 continue  # a leftover answer to something else
+            if final and reply.type == ACK and reply.code == 0:
+                continue  # empty ACK: the response comes separately
+            if final and reply.type == CON:
+                s.send(encode(Message(ACK, 0, reply.mid, b"", [], b"")))
             return reply
     finally:
         if own:
