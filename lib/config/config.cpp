@@ -170,9 +170,10 @@ void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
   const YAML::Node cid = child(node, "connection_id");
   if (cid.IsDefined() && r.map(cid, "dtls.connection_id", {"length", "node_id"}) && cid.IsMap()) {
     auto& c = out.connection_id;
-    if (r.integer(cid, "length", "dtls.connection_id", 0, 32, c.length) && c.length != 0 && c.length < 3) {
+    if (r.integer(cid, "length", "dtls.connection_id", 0, 32, c.length) && c.length != 0 && c.length < 5) {
       r.add("dtls.connection_id.length",
-            "must be 0 (never negotiate) or 3..32: node_id, the worker and at least one random byte");
+            "must be 0 (never negotiate) or 5..32: node_id, the worker and at least three random "
+            "bytes (fewer run out among a worker's sessions)");
     }
     r.integer(cid, "node_id", "dtls.connection_id", 0, 255, c.node_id);
   }

@@ -117,7 +117,8 @@ TEST(Validation, DurationsNeedUnitsAndMostMustBePositive) {
 
 TEST(Validation, Bounds) {
   EXPECT_ISSUE("dtls: { max_handshakes: 0 }\n", "dtls.max_handshakes", "between 1");
-  EXPECT_ISSUE("dtls: { connection_id: { length: 2 } }\n", "dtls.connection_id.length", "0 (never negotiate) or 3..32");
+  EXPECT_ISSUE("dtls: { connection_id: { length: 2 } }\n", "dtls.connection_id.length", "0 (never negotiate) or 5..32");
+  EXPECT_ISSUE("dtls: { connection_id: { length: 4 } }\n", "dtls.connection_id.length", "0 (never negotiate) or 5..32");
   EXPECT_ISSUE("dtls: { connection_id: { length: 33 } }\n", "dtls.connection_id.length", "between 0");
   EXPECT_ISSUE("dtls: { connection_id: { node_id: 256 } }\n", "dtls.connection_id.node_id", "between 0");
   EXPECT_ISSUE("dtls: { connection_id: { size: 4 } }\n", "dtls.connection_id.size", "unknown");
