@@ -185,6 +185,10 @@ TEST(DeviceRequests, SlowUpstreamGetsEmptyAckThenSeparateCon) {
   EXPECT_EQ(answer.token, token);
   EXPECT_NE(answer.message_id, 0x3000);
   EXPECT_EQ(t.role.layer().outstanding(), 1u);  // retransmitted until the device ACKs it
+  t.host.clock += 3100ms;                        // past ACK_TIMEOUT * ACK_RANDOM_FACTOR
+  t.role.on_tick(t.host.clock);
+  ASSERT_EQ(t.host.sent.size(), 4u);
+  EXPECT_EQ(t.host.raw[3], t.host.raw[2]);
 
   const int done_before = t.host.exchanges_done;
   t.deliver(message(coap::Type::ack, coap::code::empty, answer.message_id));
