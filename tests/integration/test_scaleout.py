@@ -1,0 +1,293 @@
+"""Several gateways behind a real nginx UDP balancer (issue 18), on loopback.
+
+Three coapgwd processes (dtls.connection_id.node_id 0, 1, 2) behind nginx running
+docker/nginx/nginx.conf itself (addresses, ports, js_path and log path replaced; its own prefix,
+pid file and logs in the test's temp dir; stopped by PID). nginx's njs (docker/nginx/coapgw.js)
+sends a tls12_cid record to the gateway its Connection ID names; anything else goes by the
+4-tuple hash. Shown here:
+- CID routing: devices (coapgw-cid-client) rebind, i.e. come from new source ports that the
+  4-tuple hash spreads over the three gateways, and are answered with no new handshake; with the
+  CID routing taken out of the same config (the control), rebound devices get lost;
+- the bench's CID clients (coapgw-bench --cid --rebind) under load: one handshake per device
+  in all, no gateway ever sees a record of a session it does not hold;
+- handover: the gateway holding some devices stops gracefully with sessions.persist; its
+  replacement (a new process with the same node id and the same persist file, as a StatefulSet
+  pod with its volume) serves those devices with no handshake, and the others never notice.
+Skipped with the reason where nginx or its stream/njs modules are missing.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import unittest
+
+import harness as h
+from test_cid import CID_CLIENT, CidClient
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX_DIR = os.path.join(h.REPO, "docker", "nginx")
+NGINX_CONF = os.path.join(NGINX_DIR, "nginx.conf")
+MODULES = ("/usr/lib/nginx/modules/ngx_stream_module.so", "/usr/lib/nginx/modules/ngx_stream_js_module.so")
+BENCH = os.environ.get("COAPGW_BENCH", os.path.join(h.REPO, "build", "bench", "coapgw-bench"))
+NODES = 3
+PROXY_TIMEOUT_S = 2
+BENCH_IDENTITY, BENCH_KEY = "bench", "bench-secret"
+
+
+def nginx_missing_reason():
+    if not os.access(NGINX, os.X_OK):
+        return "nginx is not installed (Debian: nginx-light libnginx-mod-stream libnginx-mod-stream-js)"
+    missing = [m for m in MODULES if not os.path.exists(m)]
+    if missing:
+        return f"nginx modules missing: {', '.join(missing)} (Debian: libnginx-mod-stream libnginx-mod-stream-js)"
+    if not os.access(CID_CLIENT, os.X_OK):
+        return f"{CID_CLIENT} not built"
+    return None
+
+
+def metric(gw, name, **labels):
+    """Sum of the samples of `name` on gw's /metrics whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+    status, body = h.http_get(gw.admin_url("/metrics"))
+    if status != 200:
+        raise AssertionError(f"{gw.config_path}: /metrics answered {status}")
+    return sum(s.value for family in text_string_to_metric_families(body) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+class Nginx:
+    """nginx running docker/nginx/nginx.conf rewritten for loopback, in the foreground (its
+    master's PID is ours to signal)."""
+
+    def __init__(self, workdir, gateways, cid_routing=True):
+        self.workdir = workdir
+        self.coaps_port = h.free_udp_port()
+        self.coap_port = h.free_udp_port()
+        self.access_log = os.path.join(workdir, "nginx-access.log")
+        self.error_log = os.path.join(workdir, "nginx-error.log")
+        self.conf = os.path.join(workdir, "nginx.conf")
+        with open(NGINX_CONF) as f:
+            text = f.read()
+        replacements = [
+            ('js_path "/etc/nginx/njs/";', f'js_path "{NGINX_DIR}/";', 1),
+            ("/var/log/nginx/coapgw.log", self.access_log, 2),
+            ("listen 5684 udp", f"listen 127.0.0.1:{self.coaps_port} udp", 1),
+            ("listen 5683 udp", f"listen 127.0.0.1:{self.coap_port} udp", 1),
+            ("worker_processes auto;", "worker_processes 2;", 1),
+            # nginx logs a 4-tuple's session when it ends: idle ones end (and are logged) sooner.
+            ("proxy_timeout 120s;", f"proxy_timeout {PROXY_TIMEOUT_S}s;", 2),
+        ]
+        for node, gw in enumerate(gateways):
+            replacements.append((f"server gw{node}:5684;", f"server 127.0.0.1:{gw.coaps_addr()[1]};", 2))
+            replacements.append((f"server gw{node}:5683;", f"server 127.0.0.1:{gw.coap_addr()[1]};", 1))
+        if not cid_routing:  # the control: the same balancer without the njs preread
+            replacements.append(("js_preread coapgw.preread;", "", 1))
+        for old, new, count in replacements:
+            if text.count(old) != count:
+                raise AssertionError(f"docker/nginx/nginx.conf: expected {count} x {old!r}, found {text.count(old)}")
+            text = text.replace(old, new)
+        with open(self.conf, "w") as f:
+            f.write(text)
+        self.args = [NGINX, "-p", workdir + "/", "-c", self.conf, "-e", self.error_log,
+                     "-g", f"daemon off; pid {os.path.join(workdir, 'nginx.pid')};"]
+        self.proc = None
+
+    def check(self):
+        """`nginx -t` on the rewritten config: (ok, output)."""
+        r = subprocess.run(self.args + ["-t"], capture_output=True, text=True, timeout=30)
+        return r.returncode == 0, r.stdout + r.stderr
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        # Ready when a plain CoAP GET through it is answered by one of the gateways.
+        def answered():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nginx exited with {self.proc.returncode}: {self.logs()}")
+            try:
+                return h.coap_request(("127.0.0.1", self.coap_port), h.get(".well-known/core"), timeout=0.3)
+            except OSError:
+                return None
+        h.poll_until(answered, 20.0, what="nginx relays a CoAP request")
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)  # fast shutdown, by our own child's PID
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+    def logs(self):
+        try:
+            return open(self.error_log).read()[-4000:]
+        except OSError:
+            return ""
+
+
+class ScaleOutCase(h.GatewayTestCase):
+    def setUp(self):
+        reason = nginx_missing_reason()
+        if reason:
+            self.skipTest(reason)
+        super().setUp()
+        self.gateways = [self.start_gateway(self.node_config(node), name=f"node{node}") for node in range(NODES)]
+
+    def node_config(self, node):
+        cfg = h.base_config(coaps=[f"127.0.0.1:{h.free_udp_port()}"], admin=f"127.0.0.1:{h.free_tcp_port()}",
+                            threads=1, keys=[{"identity": h.DEMO_IDENTITY, "key": h.DEMO_KEY},
+                                             {"identity": BENCH_IDENTITY, "key": BENCH_KEY}])
+        cfg["log"]["level"] = "info"
+        cfg["dtls"]["connection_id"] = {"length": 6, "node_id": node}
+        cfg["sessions"]["persist"] = {"file": os.path.join(self.tmp, f"node{node}.sessions"), "max_age": "1h"}
+        return cfg
+
+    def start_nginx(self, cid_routing=True):
+        nginx = Nginx(self.tmp, self.gateways, cid_routing)
+        ok, output = nginx.check()
+        if not ok:
+            self.skipTest(f"nginx cannot run docker/nginx/nginx.conf here: {output.strip()[-500:]}")
+        nginx.start()
+        self.addCleanup(nginx.stop)
+        self.nginx = nginx
+        return nginx
+
+    def device(self, timeout_ms=5000):
+        c = CidClient("127.0.0.1", self.nginx.coaps_port, timeout_ms=timeout_ms)
+        self.addCleanup(c.close)
+        return c
+
+    def connect(self, c):
+        hello = c.command("connect")
+        self.assertTrue(hello["ok"], hello)
+        self.assertEqual(len(hello["cid"]), 12, hello)
+        node = int(hello["cid"][:2], 16)
+        self.assertIn(node, range(NODES), hello)
+        return node
+
+    def total(self, name, gateways=None, **labels):
+        return sum(metric(gw, name, **labels) for gw in (gateways or self.gateways))
+
+
+@unittest.skipIf(nginx_missing_reason(), nginx_missing_reason() or "")
+class ScaleOut(ScaleOutCase):
+    REBINDS = 8
+
+    def test_rebinding_devices_stay_on_the_gateway_holding_their_session(self):
+        self.start_nginx()
+        devices = [self.device() for _ in range(4)]
+        owners = [self.connect(c) for c in devices]
+        for c in devices:
+            self.assertEqual(c.command("get /.well-known/core").get("code"), "2.05")
+        for node, gw in enumerate(self.gateways):
+            self.assertEqual(metric(gw, "coapgw_dtls_handshakes_total", result="ok"), owners.count(node), node)
+        for round_ in range(self.REBINDS):
+            for c in devices:
+                moved = c.command("rebind")
+                answer = c.command("get /.well-known/core")
+                self.assertEqual(answer.get("code"), "2.05", (round_, answer))
+                self.assertEqual(answer["port"], moved["port"])
+        # No new handshake anywhere; every rebind moved its session on its owner, and no gateway
+        # saw a record of a session it does not hold.
+        for node, gw in enumerate(self.gateways):
+            self.assertEqual(metric(gw, "coapgw_dtls_handshakes_total", result="ok"), owners.count(node), node)
+            self.assertEqual(metric(gw, "coapgw_dtls_address_changes_total"), owners.count(node) * self.REBINDS, node)
+            self.assertEqual(metric(gw, "coapgw_bad_messages_total", reason="dtls_no_session"), 0, node)
+        # nginx logs each 4-tuple's session when it ends (PROXY_TIMEOUT_S idle): every rebound one
+        # went by its CID, the handshakes by the hash.
+        def routes():
+            with open(self.nginx.access_log) as f:
+                lines = [line.split() for line in f]
+            return [fields[2] for fields in lines if fields and fields[0] == str(self.nginx.coaps_port)]
+        expected = len(devices) * (self.REBINDS + 1)
+        h.poll_until(lambda: len(routes()) >= expected, 10 * PROXY_TIMEOUT_S, what="nginx logged every session")
+        self.assertEqual(routes().count("cid"), len(devices) * self.REBINDS, routes())
+        self.assertEqual(routes().count("hash"), len(devices), routes())
+
+    def test_control_without_cid_routing_rebound_devices_get_lost(self):
+        # The same nginx.conf without js_preread: a rebound device's new 4-tuple hashes to any of
+        # the three gateways; (1/3)^12 is the chance that all 12 land on the owner.
+        self.start_nginx(cid_routing=False)
+        c = self.device(timeout_ms=1500)
+        owner = self.connect(c)
+        self.assertEqual(c.command("get /.well-known/core").get("code"), "2.05")
+        answered = lost = 0
+        for _ in range(12):
+            c.command("rebind")
+            if c.command("get /.well-known/core").get("code") == "2.05":
+                answered += 1
+            else:
+                lost += 1
+        self.assertGreater(lost, 0, "every rebound 4-tuple hashed to the owner: the control shows nothing")
+        others = [gw for node, gw in enumerate(self.gateways) if node != owner]
+        h.poll_until(lambda: self.total("coapgw_bad_messages_total", others, reason="dtls_no_session") >= lost, 5.0,
+                     what="the other gateways counted the records they could not place")
+        self.assertEqual(self.total("coapgw_dtls_handshakes_total", result="ok"), 1)
+
+    @unittest.skipUnless(os.access(BENCH, os.X_OK), f"{BENCH} not built")
+    def test_bench_cid_clients_rebind_under_load(self):
+        self.start_nginx()
+        devices = 30
+        args = [BENCH, "--mode", "requests", "--cid", "--server", f"127.0.0.1:{self.nginx.coaps_port}",
+                "--devices", str(devices), "--duration", "4", "--rebind", "1", "--path", ".well-known/core",
+                "--timeout", "5", "--rate", "3000", "--open-rate", "200", "--identity", BENCH_IDENTITY, "--key", BENCH_KEY]
+        run = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        result = dict(kv.split("=", 1) for kv in re.search(r"^RESULT (.*)$", run.stdout, re.M).group(1).split())
+        note = (f"scaleout bench: {' '.join(args[1:])}\n  {result}\n  handshakes per gateway "
+                    f"{[metric(gw, 'coapgw_dtls_handshakes_total', result='ok') for gw in self.gateways]}, "
+                    f"address changes {[metric(gw, 'coapgw_dtls_address_changes_total') for gw in self.gateways]}\n")
+        os.write(2, note.encode())  # the figures for bench/RESULTS.md
+        self.assertEqual(int(result["handshakes"]), devices, result)
+        self.assertEqual(int(result["handshake_failures"]), 0, result)
+        self.assertEqual(int(result["errors"]), 0, result)
+        self.assertGreaterEqual(int(result["rebinds"]), devices, result)
+        self.assertGreater(int(result["r2xx"]), int(result["rebinds"]), result)
+        self.assertEqual(self.total("coapgw_dtls_handshakes_total", result="ok"), devices)
+        self.assertEqual(self.total("coapgw_bad_messages_total", reason="dtls_no_session"), 0)
+        # Each rebind moved its session once, on the gateway holding it (the last requests may
+        # still be on their way when the bench exits).
+        h.poll_until(lambda: self.total("coapgw_dtls_address_changes_total") == int(result["rebinds"]), 5.0,
+                     what="one address change per rebind")
+
+
+@unittest.skipIf(nginx_missing_reason(), nginx_missing_reason() or "")
+class Handover(ScaleOutCase):
+    def test_replacement_gateway_serves_the_devices_without_handshakes(self):
+        self.start_nginx()
+        devices = [self.device() for _ in range(6)]
+        owners = [self.connect(c) for c in devices]
+        for c in devices:
+            self.assertEqual(c.command("get /.well-known/core").get("code"), "2.05")
+        victim = owners[0]
+        moving = [c for c, node in zip(devices, owners) if node == victim]
+        staying = [c for c, node in zip(devices, owners) if node != victim]
+
+        old = self.gateways[victim]
+        old.stop()  # SIGTERM: with sessions.persist the sessions are saved, not closed
+        persist = old.config["sessions"]["persist"]["file"]
+        self.assertTrue(os.path.exists(persist), "no persist file after a graceful stop")
+        # The replacement: a new process with the same node id and persist file (the shared volume),
+        # in the same place in the balancer (a StatefulSet pod coming back under its name).
+        new = self.start_gateway(old.config, name=f"node{victim}-replacement")
+        self.gateways[victim] = new
+        self.assertIn(f"restored {len(moving)} DTLS sessions", new.logs())
+
+        for c in moving + staying:  # NATs rebind meanwhile, too
+            moved = c.command("rebind")
+            answer = c.command("get /.well-known/core")
+            self.assertEqual(answer.get("code"), "2.05", answer)
+            self.assertEqual(answer["port"], moved["port"])
+        self.assertEqual(metric(new, "coapgw_dtls_handshakes_total", result="ok"), 0)
+        self.assertEqual(self.total("coapgw_dtls_handshakes_total", result="ok"), len(staying))
+        self.assertEqual(metric(new, "coapgw_dtls_address_changes_total"), len(moving))
+        self.assertEqual(self.total("coapgw_bad_messages_total", reason="dtls_no_session"), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
