@@ -16,6 +16,7 @@ sends a tls12_cid record to the gateway its Connection ID names; anything else g
 Skipped with the reason where nginx or its stream/njs modules are missing.
 """
 
+import json
 import os
 import re
 import shutil
@@ -287,6 +288,155 @@ class Handover(ScaleOutCase):
         self.assertEqual(self.total("coapgw_dtls_handshakes_total", result="ok"), len(staying))
         self.assertEqual(metric(new, "coapgw_dtls_address_changes_total"), len(moving))
         self.assertEqual(self.total("coapgw_bad_messages_total", reason="dtls_no_session"), 0)
+
+
+DOCKER = os.path.join(h.REPO, "docker")
+K8S = os.path.join(DOCKER, "kubernetes")
+ALERTS = os.path.join(DOCKER, "prometheus", "alerts.yml")
+DASHBOARD = os.path.join(DOCKER, "grafana", "coapgw.json")
+PROMTOOL = shutil.which("promtool")
+KUBECTL = shutil.which("kubectl")
+
+
+def load_yaml_documents(path):
+    import yaml
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def kubernetes_objects():
+    return [(name, doc) for name in sorted(os.listdir(K8S)) if name.endswith(".yaml")
+            for doc in load_yaml_documents(os.path.join(K8S, name))]
+
+
+class DeploymentFiles(h.GatewayTestCase):
+    """docker/kubernetes, docker/nginx, docker/prometheus and docker/grafana: checked statically,
+    and every metric name they use exported by a running gateway."""
+
+    def objects(self, kind):
+        return [doc for _, doc in kubernetes_objects() if doc.get("kind") == kind]
+
+    def check_gateway_config(self, text, node):
+        """coapgwd --check-config on a deployment's gateway.yaml, its absolute paths moved here."""
+        state, secrets = os.path.join(self.tmp, "state"), os.path.join(self.tmp, "secrets")
+        os.makedirs(state, exist_ok=True)
+        os.makedirs(secrets, exist_ok=True)
+        shutil.copy(os.path.join(h.REPO, "config", "psk-keys.yaml"), os.path.join(secrets, "psk-keys.yaml"))
+        with open(os.path.join(secrets, "ticket-keys"), "w") as f:
+            f.write("00" * 32 + "\n")
+        for name in ("psk-keys.yaml", "ticket-keys"):
+            os.chmod(os.path.join(secrets, name), 0o600)
+        text = (text.replace("@NODE_ID@", str(node)).replace("/var/lib/coapgw", state)
+                .replace("/etc/coapgw/secrets", secrets))
+        path = os.path.join(self.tmp, f"check-{node}.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        rc, out, err = h.run_coapgwd(["--config", path, "--check-config"])
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn(f"node_id: {node}", text)
+
+    def test_kubernetes_manifests(self):
+        objects = kubernetes_objects()
+        for name, doc in objects:
+            for key in ("apiVersion", "kind", "metadata", "spec" if doc.get("kind") != "ConfigMap" else "data"):
+                self.assertIn(key, doc, f"{name}: {doc.get('kind')} without {key}")
+            self.assertTrue(doc["metadata"].get("name"), name)
+        (sts,) = self.objects("StatefulSet")
+        spec, pod = sts["spec"], sts["spec"]["template"]
+        self.assertEqual(spec["selector"]["matchLabels"], {k: pod["metadata"]["labels"][k] for k in spec["selector"]["matchLabels"]})
+        services = {s["metadata"]["name"]: s for s in self.objects("Service")}
+        self.assertEqual(services[spec["serviceName"]]["spec"].get("clusterIP"), "None")
+        annotations = pod["metadata"]["annotations"]
+        self.assertEqual(annotations["prometheus.io/scrape"], "true")
+        (container,) = pod["spec"]["containers"]
+        ports = {p["name"]: p for p in container["ports"]}
+        self.assertEqual(annotations["prometheus.io/port"], str(ports["admin"]["containerPort"]))
+        self.assertEqual(ports["coaps"]["protocol"], "UDP")
+        self.assertEqual(container["readinessProbe"]["httpGet"]["path"], "/readyz")
+        self.assertEqual(container["livenessProbe"]["httpGet"]["path"], "/healthz")
+        self.assertIn("memory", container["resources"]["requests"])
+        claims = [c["metadata"]["name"] for c in spec["volumeClaimTemplates"]]
+        state_mount = [m for m in container["volumeMounts"] if m["name"] in claims]
+        self.assertEqual([m["mountPath"] for m in state_mount], ["/var/lib/coapgw"])
+        volumes = {v["name"] for v in pod["spec"]["volumes"]} | set(claims)
+        self.assertLessEqual({m["name"] for m in container["volumeMounts"]}, volumes)
+        grace = pod["spec"]["terminationGracePeriodSeconds"]
+        # Every PodDisruptionBudget selects pods of some workload.
+        for pdb in self.objects("PodDisruptionBudget"):
+            selector = pdb["spec"]["selector"]["matchLabels"]
+            self.assertTrue(any(all(w["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())
+                                for w in self.objects("StatefulSet") + self.objects("Deployment")), pdb)
+        # One per-pod Service gw<N> per replica, as nginx.conf names them; UDP everywhere but admin.
+        for node in range(spec["replicas"]):
+            selector = services[f"gw{node}"]["spec"]["selector"]
+            self.assertEqual(selector, {"statefulset.kubernetes.io/pod-name": f"{sts['metadata']['name']}-{node}"})
+        self.assertEqual({p["protocol"] for p in services["coapgw-udp"]["spec"]["ports"]}, {"UDP"})
+        # The gateway config of the ConfigMap passes --check-config for every ordinal, drains
+        # within the grace period and persists to the pod's volume.
+        (config_map,) = self.objects("ConfigMap")
+        text = config_map["data"]["gateway.yaml"]
+        self.assertIn('persist: { file: "/var/lib/coapgw/', text)
+        self.assertLess(int(re.search(r"drain_timeout: (\d+)s", text).group(1)), grace)
+        for node in range(spec["replicas"]):
+            self.check_gateway_config(text, node)
+        if KUBECTL:
+            r = subprocess.run([KUBECTL, "apply", "--dry-run=client", "-f", K8S], capture_output=True, text=True,
+                               timeout=120)
+            offline = re.search(r"connection refused|failed to download openapi|no such host|unable to recognize",
+                                r.stderr)
+            if r.returncode != 0 and offline:
+                os.write(2, b"kubectl apply --dry-run=client needs an API server here: the checks above stand in\n")
+            else:
+                self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_nginx_compose_and_nodes_agree(self):
+        with open(os.path.join(DOCKER, "nginx", "coapgw.js")) as f:
+            js_nodes = {int(n): u for n, u in re.findall(r"(\d+): '(coapgw_node\d+)'", f.read())}
+        with open(NGINX_CONF) as f:
+            conf = f.read()
+        conf_nodes = {int(n): f"coapgw_node{n}" for n in re.findall(r"upstream coapgw_node(\d+) \{ server gw\1:5684; \}", conf)}
+        self.assertEqual(js_nodes, conf_nodes)
+        (sts,) = self.objects("StatefulSet")
+        self.assertEqual(set(js_nodes), set(range(sts["spec"]["replicas"])))
+        (compose,) = load_yaml_documents(os.path.join(DOCKER, "nginx", "compose.yaml"))
+        gateways = {name: svc for name, svc in compose["services"].items() if re.fullmatch(r"gw\d+", name)}
+        self.assertEqual({int(svc["environment"]["NODE_ID"]) for svc in gateways.values()}, set(js_nodes))
+        self.assertEqual({name: int(svc["environment"]["NODE_ID"]) for name, svc in gateways.items()},
+                         {f"gw{n}": n for n in js_nodes})
+        with open(os.path.join(DOCKER, "nginx", "gateway.yaml")) as f:
+            template = f.read()
+        for node in js_nodes:
+            self.check_gateway_config(template, node)
+
+    @unittest.skipUnless(PROMTOOL, "promtool is not installed (Debian: prometheus)")
+    def test_alert_rules_and_prometheus_configs_pass_promtool(self):
+        for args in (["check", "rules", ALERTS],
+                     ["check", "config", os.path.join(DOCKER, "prometheus", "cluster.yml")],
+                     ["check", "config", os.path.join(DOCKER, "prometheus.yml")]):
+            r = subprocess.run([PROMTOOL] + args, capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("SUCCESS", r.stdout + r.stderr)
+
+    def test_every_metric_in_dashboard_and_alerts_is_exported(self):
+        with open(DASHBOARD) as f:
+            dashboard = json.load(f)
+        exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+        exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+        rules = load_yaml_documents(ALERTS)[0]["groups"][0]["rules"]
+        exprs += [r["expr"] for r in rules]
+        used = set(re.findall(r"\bcoapgw_[a-z_]+", " ".join(exprs)))
+        self.assertGreater(len(used), 10, used)
+        self.assertEqual({p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}, {"${datasource}"})
+        # A gateway with a route and a CID, after one request, exports every family.
+        cfg = self.config(coaps=[f"127.0.0.1:{h.free_udp_port()}"], admin=f"127.0.0.1:{h.free_tcp_port()}")
+        cfg["dtls"]["connection_id"] = {"length": 6, "node_id": 0}
+        self.gw = self.start_gateway(cfg)
+        reply = h.coap_request(self.gw.coap_addr(), h.get("telemetry/x"))
+        self.assertIsNotNone(reply)
+        status, body = h.http_get(self.gw.admin_url("/metrics"))
+        self.assertEqual(status, 200)
+        exported = {m.group(1) for m in re.finditer(r"^([a-z_:]+)[{ ]", body, re.M)}
+        self.assertEqual(sorted(n for n in used if n not in exported), [])
 
 
 if __name__ == "__main__":
