@@ -145,6 +145,9 @@ class ScaleOutCase(h.GatewayTestCase):
                                              {"identity": BENCH_IDENTITY, "key": BENCH_KEY}])
         cfg["log"]["level"] = "info"
         cfg["dtls"]["connection_id"] = {"length": 6, "node_id": node}
+        # As in docker/nginx/gateway.yaml: every device comes from nginx's address.
+        cfg["dtls"]["max_handshakes_per_ip"] = 0
+        cfg["dtls"]["handshake_backoff"] = {"after": 0}
         cfg["sessions"]["persist"] = {"file": os.path.join(self.tmp, f"node{node}.sessions"), "max_age": "1h"}
         return cfg
 
