@@ -238,7 +238,7 @@ class ScaleOut(ScaleOutCase):
         self.start_nginx()
         devices = 30
         args = [BENCH, "--mode", "requests", "--cid", "--server", f"127.0.0.1:{self.nginx.coaps_port}",
-                "--devices", str(devices), "--duration", "4", "--rebind", "1", "--path", ".well-known/core",
+                "--devices", str(devices), "--duration", "4", "--rebind", "1", "--rebind-hold", str(3 * PROXY_TIMEOUT_S), "--path", ".well-known/core",
                 "--timeout", "5", "--rate", "3000", "--open-rate", "200", "--identity", BENCH_IDENTITY, "--key", BENCH_KEY]
         run = subprocess.run(args, capture_output=True, text=True, timeout=120)
         self.assertEqual(run.returncode, 0, run.stderr)
