@@ -64,6 +64,7 @@ class Figures(s.ScaleOutCase):
             bad = {smp.labels["reason"]: smp.value for fam in text_string_to_metric_families(body)
                    for smp in fam.samples if smp.name == "coapgw_bad_messages_total" and smp.value}
             print(f"node {node}: bad messages {bad}")
+            print("\n".join(l for l in gw.logs(tail=100000).splitlines() if "DBG" in l)[-3000:])
 
 
 def main():

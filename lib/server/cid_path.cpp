@@ -105,7 +105,10 @@ bool DtlsTransport::restore_by_cid(const Arrival& at, const net::ReceivedDatagra
   if (restored_ == nullptr || restored_->empty() || host_.draining()) return false;
   const auto saved = restored_->peer_of_cid(cid);
   const session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
-  if (!saved || table_.find(key) != nullptr) return false;
+  if (!saved) return false;
+  // The record's source may be the address of another session: with a CID that one is parked once
+  // this record authenticates (restore()); without one it keeps its address.
+  if (auto* other = table_.find(key); other != nullptr && !has_cid(*other)) return false;
   auto& out = *out_;
   out.clear();
   std::uint64_t bad = 0;
@@ -143,14 +146,18 @@ void DtlsTransport::move_session(session::Session& s, const Arrival& at, const n
              s.id());
 }
 
+bool DtlsTransport::has_cid(session::Session& s) const {
+  auto* engine = engine_of(s);
+  return engine != nullptr && !engine->connection_id().empty();
+}
+
 bool DtlsTransport::park(session::Session& s) {
   // Behind a balancer or a NAT an address is handed to another device once the old mapping is
   // forgotten (nginx reuses the source ports of its upstream sockets), while the device that had it
   // may still hold its session and come back from elsewhere with its CID. Such a session moves to
   // an address no datagram comes from (the RFC 6666 discard prefix 100::/64 with the session id)
   // and stays until its device's next record (found by CID) or its idle timeout.
-  auto* engine = engine_of(s);
-  if (engine == nullptr || engine->connection_id().empty() || s.closed()) return false;
+  if (s.closed() || !has_cid(s)) return false;
   std::array<std::uint8_t, 16> discard{0x01};
   for (int i = 0; i < 8; ++i) discard[15 - i] = static_cast<std::uint8_t>(s.id() >> (8 * i));
   const Address from = s.addr_remote();

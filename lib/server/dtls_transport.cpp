@@ -269,6 +269,8 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
     return nullptr;
   }
   session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
+  // Found by CID behind a balancer: the record's source may still be another CID session's address.
+  if (auto* other = table_.find(key)) park(*other);
   auto* s = table_.create_server(key, d.local, d.ifindex, now, session::State::established);
   if (s == nullptr) {
     restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);

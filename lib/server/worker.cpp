@@ -229,6 +229,9 @@ void Worker::stop() {
       auto* engine = engine_of(*s);
       std::optional<dtls::SessionState> state;
       if (settings_.persist && engine != nullptr) state = engine->export_state();
+      // Where the device was last heard (a CID session may have moved since its handshake); the
+      // restored pool is keyed by it.
+      if (state) state->peer = s->addr_remote();
       if (state) {
         // Persisted: the device keeps its session across the restart, so no close_notify.
         persist::Entry e;
