@@ -174,6 +174,14 @@ class ScaleOutCase(h.GatewayTestCase):
         self.assertIn(node, range(NODES), hello)
         return node
 
+    def answered_devices(self, count):
+        """`count` CID devices through nginx, each answered once: (clients, node id of each)."""
+        devices = [self.device() for _ in range(count)]
+        owners = [self.connect(c) for c in devices]
+        for c in devices:
+            self.assertEqual(c.command("get /.well-known/core").get("code"), "2.05")
+        return devices, owners
+
     def total(self, name, gateways=None, **labels):
         return sum(metric(gw, name, **labels) for gw in (gateways or self.gateways))
 
@@ -184,10 +192,7 @@ class ScaleOut(ScaleOutCase):
 
     def test_rebinding_devices_stay_on_the_gateway_holding_their_session(self):
         self.start_nginx()
-        devices = [self.device() for _ in range(4)]
-        owners = [self.connect(c) for c in devices]
-        for c in devices:
-            self.assertEqual(c.command("get /.well-known/core").get("code"), "2.05")
+        devices, owners = self.answered_devices(4)
         for node, gw in enumerate(self.gateways):
             self.assertEqual(metric(gw, "coapgw_dtls_handshakes_total", result="ok"), owners.count(node), node)
         for round_ in range(self.REBINDS):
@@ -264,10 +269,7 @@ class ScaleOut(ScaleOutCase):
 class Handover(ScaleOutCase):
     def test_replacement_gateway_serves_the_devices_without_handshakes(self):
         self.start_nginx()
-        devices = [self.device() for _ in range(6)]
-        owners = [self.connect(c) for c in devices]
-        for c in devices:
-            self.assertEqual(c.command("get /.well-known/core").get("code"), "2.05")
+        devices, owners = self.answered_devices(6)
         victim = owners[0]
         moving = [c for c, node in zip(devices, owners) if node == victim]
         staying = [c for c, node in zip(devices, owners) if node != victim]
