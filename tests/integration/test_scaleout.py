@@ -384,6 +384,16 @@ class DeploymentFiles(h.GatewayTestCase):
         self.assertLess(int(re.search(r"drain_timeout: (\d+)s", text).group(1)), grace)
         for node in range(spec["replicas"]):
             self.check_gateway_config(text, node)
+        # The paths the command and the config name are the mounts the pod has.
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        by_name = {v["name"]: v for v in pod["spec"]["volumes"]}
+        script = " ".join(container["args"])
+        template_dir = re.search(r"(/\S+)/gateway\.yaml >", script).group(1)
+        self.assertEqual(by_name[mounts[template_dir]]["configMap"]["name"], config_map["metadata"]["name"])
+        run_dir = re.search(r"--config (/\S+)/gateway\.yaml", script).group(1)
+        self.assertIn("emptyDir", by_name[mounts[run_dir]])
+        for path in re.findall(r'"(/etc/coapgw/[^"]+)"', text):
+            self.assertIn("secret", by_name[mounts[os.path.dirname(path)]], path)
         if KUBECTL:
             r = subprocess.run([KUBECTL, "apply", "--dry-run=client", "-f", K8S], capture_output=True, text=True,
                                timeout=120)
@@ -412,6 +422,33 @@ class DeploymentFiles(h.GatewayTestCase):
             template = f.read()
         for node in js_nodes:
             self.check_gateway_config(template, node)
+        # Every file the compose file mounts or builds from exists.
+        here = os.path.join(DOCKER, "nginx")
+        for name, svc in compose["services"].items():
+            for volume in svc.get("volumes", []):
+                source = volume.split(":")[0]
+                if source.startswith("."):
+                    self.assertTrue(os.path.exists(os.path.join(here, source)), f"{name}: {volume}")
+            if "build" in svc:
+                context = os.path.join(here, svc["build"]["context"])
+                self.assertTrue(os.path.isfile(os.path.join(context, svc["build"]["dockerfile"])), name)
+        # Prometheus scrapes each gateway's admin listener; the drain ends before the kill.
+        import yaml
+        admin_port = int(re.search(r'admin: "0\.0\.0\.0:(\d+)"', template).group(1))
+        with open(os.path.join(DOCKER, "prometheus", "cluster.yml")) as f:
+            prom = yaml.safe_load(f)
+        targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+        self.assertEqual(sorted(targets), sorted(f"{name}:{admin_port}" for name in gateways))
+        self.assertEqual({job["job_name"] for job in prom["scrape_configs"]}, {"coapgw"})  # alerts.yml's up{job=}
+        drain = int(re.search(r"drain_timeout: (\d+)s", template).group(1))
+        for svc in gateways.values():
+            self.assertGreater(int(svc["stop_grace_period"].rstrip("s")), drain)
+        # Grafana's provisioned data source is the one the dashboard defaults to.
+        (datasource,) = load_yaml_documents(os.path.join(DOCKER, "grafana", "provisioning", "datasources",
+                                                         "prometheus.yml"))[0]["datasources"]
+        with open(DASHBOARD) as f:
+            variables = {v["name"]: v for v in json.load(f)["templating"]["list"]}
+        self.assertEqual(variables["datasource"]["current"]["value"], datasource["uid"])
 
     @unittest.skipUnless(PROMTOOL, "promtool is not installed (Debian: prometheus)")
     def test_alert_rules_and_prometheus_configs_pass_promtool(self):
