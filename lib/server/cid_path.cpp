@@ -131,7 +131,8 @@ void DtlsTransport::move_session(session::Session& s, const Arrival& at, const n
   const Address from = s.addr_remote();
   if (!table_.move_remote(s, d.peer)) {
     // Another session holds the new address: its peer is no longer there (this authenticated
-    // record just came from it), so that session goes.
+    // record just came from it), so that session goes; one with a CID is parked instead (behind
+    // a balancer the address may have passed to this device while the other's device lives on).
     session::Key taken{d.peer, s.local_port(), session::Proto::dtls, s.endpoint()};
     if (auto* other = table_.find(taken); other != nullptr && other != &s && !park(*other)) {
       close(*other, session::CloseReason::disconnected);

@@ -229,10 +229,10 @@ void Worker::stop() {
       auto* engine = engine_of(*s);
       std::optional<dtls::SessionState> state;
       if (settings_.persist && engine != nullptr) state = engine->export_state();
-      // Where the device was last heard (a CID session may have moved since its handshake); the
-      // restored pool is keyed by it.
-      if (state) state->peer = s->addr_remote();
       if (state) {
+        // Saved under where the device was last heard (a CID session may have moved since its
+        // handshake): the restored pool is keyed by it.
+        state->peer = s->addr_remote();
         // Persisted: the device keeps its session across the restart, so no close_notify.
         persist::Entry e;
         e.last_seen_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
