@@ -1,16 +1,32 @@
 #include "common/key_table.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
 #include <functional>
+#include <new>
 #include <stdexcept>
 
 namespace coapgw {
+
+void* map_pages(std::size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return p;
+}
+
+void unmap_pages(void* p, std::size_t bytes) noexcept {
+  if (p != nullptr) ::munmap(p, bytes == 0 ? 1 : bytes);
+}
+
 namespace {
 
 constexpr std::size_t header_bytes = 4;  // two 16-bit little-endian lengths
-constexpr std::size_t min_slots = 16;
+constexpr std::size_t min_slots = 1024;            // one page of slots
+constexpr std::size_t min_arena_bytes = 4096;     // one page
 
 std::size_t hash_of(std::string_view identity) { return std::hash<std::string_view>{}(identity); }
 
@@ -58,7 +74,7 @@ std::uint32_t KeyTable::append(std::string_view identity, std::string_view key) 
   const std::size_t need = header_bytes + identity.size() + key.size();
   // Offsets are stored + 1 in 32 bits.
   if (offset + need >= max_arena_bytes) throw std::length_error("key table: more than 4 GiB of keys");
-  if (arena_.capacity() < offset + need) arena_.reserve(std::max(offset + need, arena_.capacity() * 2));
+  if (arena_.capacity() < offset + need) arena_.reserve(std::max({offset + need, arena_.capacity() * 2, min_arena_bytes}));
   arena_.resize(offset + need);
   std::byte* p = arena_.data() + offset;
   write16(p, identity.size());
@@ -69,7 +85,7 @@ std::uint32_t KeyTable::append(std::string_view identity, std::string_view key) 
 }
 
 void KeyTable::rehash(std::size_t slot_count) {
-  std::vector<std::uint32_t> old = std::move(slots_);
+  auto old = std::move(slots_);
   slots_.assign(slot_count, 0);
   const std::size_t mask = slot_count - 1;
   for (std::uint32_t s : old) {
@@ -106,7 +122,7 @@ void KeyTable::reserve(std::size_t entries, std::size_t bytes_per_entry) {
 
 void KeyTable::shrink_to_fit() {
   // Through a copy so the one block is exactly the size; the old one is wiped by the allocator.
-  if (arena_.capacity() != arena_.size()) SecretBytes(arena_.begin(), arena_.end()).swap(arena_);
+  if (arena_.capacity() != arena_.size()) decltype(arena_)(arena_.begin(), arena_.end()).swap(arena_);
   if (slots_.size() > slots_for(size_)) rehash(slots_for(size_));
 }
 

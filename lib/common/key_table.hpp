@@ -5,6 +5,8 @@
 // bytes per entry instead of two heap strings and a hash node each. The arena is SecretBytes, so
 // every key byte is wiped when the table goes (or the arena grows). Built once on a loading thread,
 // then shared read-only (std::shared_ptr<const KeyTable>); lookups allocate nothing and take no lock.
+// Both live in whole pages of their own (PageAllocator: mmap/munmap), so a reload that frees a
+// million-key table gives every byte back to the system instead of leaving holes in malloc's heap.
 // Bounds: identity and key at most 65,535 bytes each, the arena at most 4 GiB (max_arena_bytes);
 // insert() beyond them throws std::length_error (config load only, never on the data path).
 #pragma once
@@ -18,6 +20,22 @@
 #include "common/secret.hpp"
 
 namespace coapgw {
+
+void* map_pages(std::size_t bytes);  // throws std::bad_alloc
+void unmap_pages(void* p, std::size_t bytes) noexcept;
+
+// Whole pages from the kernel per block; munmap on release. For a few large, long-lived blocks.
+template <class T>
+struct PageAllocator {
+  using value_type = T;
+  PageAllocator() noexcept = default;
+  template <class U>
+  PageAllocator(const PageAllocator<U>&) noexcept {}  // NOLINT: rebinding
+  T* allocate(std::size_t n) { return static_cast<T*>(map_pages(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { unmap_pages(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const PageAllocator<U>&) const noexcept { return true; }
+};
 
 class KeyTable {
  public:
@@ -51,8 +69,8 @@ class KeyTable {
   std::uint32_t append(std::string_view identity, std::string_view key);
   void rehash(std::size_t slot_count);
 
-  SecretBytes arena_;
-  std::vector<std::uint32_t> slots_;  // arena offset + 1; 0 = empty; size a power of two, at most half full
+  std::vector<std::byte, WipingAllocator<std::byte, PageAllocator<std::byte>>> arena_;
+  std::vector<std::uint32_t, PageAllocator<std::uint32_t>> slots_;  // arena offset + 1; 0 = empty; size a power of two, at most half full
   std::size_t size_ = 0;
 };
 
