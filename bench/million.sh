@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/million.sh — N DTLS devices arriving at once and held (issue 17, items 1-3), coapgw only.
 #
-# Usage: bench/million.sh [DEVICES [MAX_HANDSHAKES [THREADS]]]   (defaults 1000000 4000 2)
+# Usage: [CONCURRENCY=C] bench/million.sh [DEVICES [MAX_HANDSHAKES [THREADS]]]   (defaults 1000000 4000 2;
+#        C = handshakes each bench process runs at once, default 100)
 # Starts coapgwd (sessions.max DEVICES + 10%, idle_timeout 1h, dtls.max_handshakes as given, no
 # per-address bound: the devices share 21 loopback addresses) and `coapgw-bench --mode hold --cid`:
 # every device is coapgw's own DTLS engine in the client role, which drops its SSL object once the
@@ -37,11 +38,11 @@ YAML
 GW_PID=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$ADMIN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 metric() { curl -fs "http://127.0.0.1:$ADMIN/metrics" | awk -v n="$1" -v l="${2:-}" '$1 ~ "^"n && index($1, l) {s += $2} END {printf "%d", s}'; }
-kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+kb() { local v; v=$(awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
 echo "coapgwd $(kb $GW_PID VmRSS) kB at start; threads $THREADS, dtls.max_handshakes $MAX_HS, $DEVICES devices"
 START=$(date +%s)
 "$BENCH" --mode hold --cid --server "127.0.0.1:$PORT" --devices "$DEVICES" --open-rate 1000000 \
-  --concurrency 2000 --handshake-timeout 600 --duration 10 --timeout 10 --source-base 127.3.0.1 \
+  --concurrency "${CONCURRENCY:-100}" --handshake-timeout 600 --duration 10 --timeout 10 --source-base 127.3.0.1 \
   --server-pid "$GW_PID" > "$WORK/bench.out" 2>&1 &
 BENCH_PID=$!
 while kill -0 $BENCH_PID 2>/dev/null; do
