@@ -6,13 +6,16 @@
 # pinned to core 1, stops the server by PID, and writes bench/RESULTS.md (tables with both
 # servers, the ratio coapgw/libcoap, and the exact commands).
 #
-# Usage: bench/compare.sh [--quick] [--long-hold] [--render-only] [--no-build] [--coapgwd PATH]
+# Usage: bench/compare.sh [--quick] [--long-hold] [--keys] [--render-only] [--no-build] [--coapgwd PATH]
 #                         [--bench PATH] [--out FILE]
 #   --quick       smaller sizes and shorter windows (< 3 min); default run < 20 min
 #   --long-hold   only the 10-minute hold of 100,000 DTLS sessions with keep-alive (~13 min, coapgw
 #                 only); its figures go to bench/RESULTS-long-hold.state and into RESULTS.md
 #   --render-only rewrite RESULTS.md from the figures of the last run (bench/RESULTS.state)
 #   --no-build    use existing binaries (default paths: build/daemon/coapgwd, build/bench/coapgw-bench)
+#   --keys        only the PSK keys-file figures (issue 17): bench/keys_memory.py at 200,000 and
+#                 1,000,000 keys (RSS per key, load and reload time, CoAP pings during the reloads;
+#                 ~1 min); the figures are in bench/NOTES.md, "A million PSK keys"
 # Besides the side-by-side workloads, coapgw alone: threads 2 vs 1, sessions.max below the offered
 # count (eviction, checked on the admin /metrics), and forwarding to a local nginx (`return 200`,
 # Debian's nginx-light) compared with nginx measured directly by wrk. bench/NOTES.md (hand-written
@@ -24,6 +27,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 QUICK=0
 LONG=0
+KEYS=0
 RENDER_ONLY=0
 BUILD=1
 GWD=""
@@ -33,12 +37,13 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) QUICK=1 ;;
     --long-hold) LONG=1 ;;
+    --keys) KEYS=1 ;;
     --render-only) RENDER_ONLY=1; BUILD=0 ;;
     --no-build) BUILD=0 ;;
     --coapgwd) GWD=$2; shift ;;
     --bench) BENCH=$2; shift ;;
     --out) OUT=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--long-hold] [--render-only] [--no-build] [--coapgwd PATH] [--bench PATH] [--out FILE]" >&2; exit 1 ;;
+    *) echo "usage: $0 [--quick] [--long-hold] [--keys] [--render-only] [--no-build] [--coapgwd PATH] [--bench PATH] [--out FILE]" >&2; exit 1 ;;
   esac
   shift
 done
@@ -51,6 +56,9 @@ if [[ $BUILD -eq 1 ]]; then
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CXX_FLAGS="${COMPARE_CXXFLAGS:--Wno-error=restrict}" >/dev/null
   cmake --build "$BUILD_DIR" --target coapgwd coapgw-bench -j"$(nproc)"
+fi
+if [[ $KEYS -eq 1 ]]; then
+  exec python3 "$ROOT/bench/keys_memory.py" --coapgwd "$GWD" 200000 1000000
 fi
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   # Forwarding workload: a fast local HTTP upstream and a load tool to measure it directly.

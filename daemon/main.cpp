@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
   }
   log::configure(cfg->log.level, cfg->log.format);
 
-  auto gateway = std::make_unique<server::Process>(snapshot);
+  auto gateway = std::make_unique<server::Process>(std::move(snapshot));
+  cfg.reset();  // the gateway holds the configuration now; a reload must be able to free it (keys)
   std::string error;
   if (!gateway->start(&error)) {
     log::error("cannot start: " + error);

@@ -22,7 +22,7 @@ using detail::load_yaml;
 using detail::parse_psk_list;
 using detail::parse_routes;
 using detail::read_file;
-using detail::read_psk_keys_file;
+using detail::read_psk_keys_table;
 using detail::Reader;
 
 namespace {
@@ -121,18 +121,14 @@ void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
     // dtls.psk.keys_file so the operator knows which file to open.
     auto resolved = resolve_path(config, out.psk.keys_file);
     std::vector<ConfigIssue> file_issues;
-    auto file_keys = read_psk_keys_file(resolved, file_issues);
+    auto table = read_psk_keys_table(resolved, file_issues);
     detail::report_file_issues(r, "dtls.psk.keys_file", resolved, file_issues);
-    std::unordered_set<std::string> inline_ids;
-    for (const auto& k : out.psk.keys) inline_ids.insert(k.identity);
-    for (auto& k : file_keys) {
-      if (inline_ids.count(k.identity) != 0) {
-        r.add("dtls.psk.keys_file", "identity " + in_quotes(k.identity) + " in " +
-                                        in_quotes(resolved) + " is also in dtls.psk.keys");
-        continue;
-      }
-      out.psk.keys.push_back(std::move(k));
+    for (const auto& k : out.psk.keys) {
+      if (table->find(k.identity))
+        r.add("dtls.psk.keys_file", "identity " + in_quotes(k.identity) + " in " + in_quotes(resolved) +
+                                        " is also in dtls.psk.keys");
     }
+    out.psk.file_keys = std::move(table);
   }
 
   const YAML::Node pki = child(node, "pki");

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <cstddef>
 #include <optional>
 #include <stdexcept>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/key_table.hpp"
 #include "common/log.hpp"
 #include "common/secret.hpp"
 
@@ -45,10 +47,11 @@ struct PskKey {
 
 struct PskConfig {
   std::string hint = "coapgw";
-  // The effective key set: the inline `keys` followed by the keys loaded from
-  // keys_file, so a consumer builds its PskStore from this list alone.
-  std::vector<PskKey> keys;
+  std::vector<PskKey> keys;  // the inline `keys`
   std::string keys_file;  // as written; resolve with resolve_path() to re-read on SIGHUP
+  // The keys loaded from keys_file (empty without one), in one compact table that the PskStore
+  // built from this config shares: a million keys are held once. No identity is in both.
+  std::shared_ptr<const KeyTable> file_keys = std::make_shared<const KeyTable>();
 };
 
 struct PkiConfig {

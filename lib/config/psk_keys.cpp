@@ -7,15 +7,6 @@ namespace coapgw::config {
 
 namespace detail {
 
-namespace {
-
-// OpenSSL 3 refuses identities longer than 256 bytes and keys longer than 512;
-// we stay well inside both so a key that loads here also loads in the engine.
-constexpr std::size_t max_identity_bytes = 128;
-constexpr std::size_t max_key_bytes = 256;
-
-}  // namespace
-
 std::optional<PskKey> parse_psk_entry(Reader& r, const YAML::Node& node, const std::string& path) {
   if (!node.IsMap()) {
     r.add(path, "expected a map with identity and key or key_hex");
@@ -32,9 +23,9 @@ std::optional<PskKey> parse_psk_entry(Reader& r, const YAML::Node& node, const s
   } else if (out.identity.empty()) {
     r.add(join(path, "identity"), "must not be empty");
     ok = false;
-  } else if (out.identity.size() > max_identity_bytes) {
+  } else if (out.identity.size() > max_psk_identity_bytes) {
     r.add(join(path, "identity"),
-          "is longer than " + std::to_string(max_identity_bytes) + " bytes");
+          "is longer than " + std::to_string(max_psk_identity_bytes) + " bytes");
     ok = false;
   }
 
@@ -59,8 +50,8 @@ std::optional<PskKey> parse_psk_entry(Reader& r, const YAML::Node& node, const s
     r.add(join(path, key_name), "must not be empty");
     return std::nullopt;
   }
-  if (text.size() > max_key_bytes) {
-    r.add(join(path, key_name), "is longer than " + std::to_string(max_key_bytes) + " bytes");
+  if (text.size() > max_psk_key_bytes) {
+    r.add(join(path, key_name), "is longer than " + std::to_string(max_psk_key_bytes) + " bytes");
     return std::nullopt;
   }
   out.key = std::move(text);
@@ -72,8 +63,25 @@ std::vector<PskKey> parse_psk_list(Reader& r, const YAML::Node& node, const std:
   return parse_unique_list(r, node, path, "identity", parse_psk_entry, [](const PskKey& k) { return k.identity; });
 }
 
+namespace {
+constexpr std::string_view psk_entry_form = "{ identity, key | key_hex }";
+}  // namespace
+
 std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<ConfigIssue>& issues) {
-  return read_private_list_file<PskKey>(path, issues, "{ identity, key | key_hex }", parse_psk_list);
+  return read_private_list_file<PskKey>(path, issues, psk_entry_form, parse_psk_list);
+}
+
+std::shared_ptr<const KeyTable> read_psk_keys_table(const std::string& path, std::vector<ConfigIssue>& issues) {
+  auto text = read_secrets_file(path, issues);
+  if (!text) return std::make_shared<KeyTable>();
+  if (auto table = scan_psk_keys(*text)) return table;
+  // Not plain enough for the scan: the full reader words every problem (and reads what is fine).
+  auto keys = parse_private_list_text<PskKey>(*text, issues, psk_entry_form, parse_psk_list);
+  auto table = std::make_shared<KeyTable>();
+  table->reserve(keys.size());
+  for (const auto& k : keys) table->insert(k.identity, k.key);
+  table->shrink_to_fit();
+  return table;
 }
 
 }  // namespace detail

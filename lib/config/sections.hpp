@@ -2,14 +2,21 @@
 // (PSK entries, routes) and are called from parse_config().
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <string>
 #include <vector>
 
+#include "common/key_table.hpp"
 #include "config/yaml_reader.hpp"
 
 namespace coapgw::config::detail {
+
+// OpenSSL 3 refuses identities longer than 256 bytes and keys longer than 512;
+// we stay well inside both so a key that loads here also loads in the engine.
+constexpr std::size_t max_psk_identity_bytes = 128;
+constexpr std::size_t max_psk_key_bytes = 256;
 
 // One { identity, key | key_hex } entry, shared by dtls.psk.keys, the keys
 // file and routes[].psk. nullopt (with issues recorded) when invalid.
@@ -22,6 +29,14 @@ std::vector<PskKey> parse_psk_list(Reader& r, const YAML::Node& node, const std:
 // of throwing, so that the config parser reports them next to its own.
 // Returns the valid entries.
 std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<ConfigIssue>& issues);
+
+// The same file as one compact table (what dtls.psk.keys_file loads): streamed by scan_psk_keys
+// when the file is plain, else read by the full reader, whose issues are collected. Never null.
+std::shared_ptr<const KeyTable> read_psk_keys_table(const std::string& path, std::vector<ConfigIssue>& issues);
+
+// The fast read of a keys file's text (psk_keys_scan.cpp): the table, or nullptr when the file is
+// not one it can vouch for (any problem, or a form it does not read); then use the full reader.
+std::shared_ptr<KeyTable> scan_psk_keys(std::string_view text);
 
 // dtls.tickets: { enabled, key_file, rotation } -> config.dtls.tickets, with the key file read and
 // decoded (tickets.cpp).
@@ -58,17 +73,15 @@ auto parse_unique_list(Reader& r, const YAML::Node& node, const std::string& pat
   return out;
 }
 
-// Reads a secrets file (mode checked like the PSK keys file) whose top level
-// is a list, and hands the list to `parse_list` with key path "". Issues are
-// collected as read_psk_keys_file does.
+// Parses the text of a secrets file whose top level is a list, and hands the
+// list to `parse_list` with key path "". Issues are collected as
+// read_psk_keys_file does.
 template <typename T, typename ParseList>
-std::vector<T> read_private_list_file(const std::string& path, std::vector<ConfigIssue>& issues,
-                                      std::string_view what, ParseList parse_list) {
+std::vector<T> parse_private_list_text(std::string_view text, std::vector<ConfigIssue>& issues, std::string_view what,
+                                       ParseList parse_list) {
   YAML::Node root;
   try {
-    // Secrets: others may not read or change the file (0600, or root:coapgw 0640 as installed),
-    // checked on the descriptor that is read. A symlink is followed (mounted secrets are links).
-    root = load_yaml(read_private_file(path, private_file::ReadPolicy{true, 007}));
+    root = load_yaml(text);
   } catch (const ConfigError& e) {
     issues.insert(issues.end(), e.issues.begin(), e.issues.end());
     return {};
@@ -82,6 +95,16 @@ std::vector<T> read_private_list_file(const std::string& path, std::vector<Confi
   }
   issues.insert(issues.end(), r.issues().begin(), r.issues().end());
   return out;
+}
+
+// Reads a secrets file (mode checked like the PSK keys file) and parses it as
+// parse_private_list_text does.
+template <typename T, typename ParseList>
+std::vector<T> read_private_list_file(const std::string& path, std::vector<ConfigIssue>& issues,
+                                      std::string_view what, ParseList parse_list) {
+  auto text = read_secrets_file(path, issues);
+  if (!text) return {};
+  return parse_private_list_text<T>(*text, issues, what, parse_list);
 }
 
 // Reports the issues of an included file (keys_file, tokens_file) under the

@@ -202,6 +202,15 @@ SecretString read_private_file(const std::string& path, const private_file::Read
   return std::move(*text);  // private_file::read refuses anything but a regular file
 }
 
+std::optional<SecretString> read_secrets_file(const std::string& path, std::vector<ConfigIssue>& issues) {
+  try {
+    return read_private_file(path, private_file::ReadPolicy{true, 007});
+  } catch (const ConfigError& e) {
+    issues.insert(issues.end(), e.issues.begin(), e.issues.end());
+    return std::nullopt;
+  }
+}
+
 YAML::Node load_yaml(std::string_view text) {
   try {
     return YAML::Load(SecretString(text));  // the copy yaml-cpp reads is wiped; its node strings are not ours

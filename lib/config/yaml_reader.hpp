@@ -37,6 +37,11 @@ std::string in_quotes(std::string_view s);  // "\"" + s + "\"", for values in me
 SecretString read_file(const std::string& path);
 // Same, through private_file::read: type and mode checked on the open descriptor.
 SecretString read_private_file(const std::string& path, const private_file::ReadPolicy& policy);
+// Secrets: others may not read or change the file (0600, or root:coapgw 0640 as installed),
+// checked on the descriptor that is read. A symlink is followed (mounted secrets are links).
+// nullopt (with the issue recorded) when it cannot be read.
+std::optional<SecretString> read_secrets_file(const std::string& path, std::vector<ConfigIssue>& issues);
+
 // YAML text -> node, or ConfigError (key path "") with 1-based line and column.
 YAML::Node load_yaml(std::string_view text);
 

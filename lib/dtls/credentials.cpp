@@ -74,8 +74,8 @@ std::string_view to_string(Standing standing) {
 
 Standing check(const Credentials& c, const PskStore* psk, const TrustStore* trust) {
   if (!c.psk_key.empty()) {
-    const std::string* key = psk != nullptr ? psk->find(c.identity) : nullptr;
-    if (key == nullptr) return Standing::identity_unknown;
+    const std::optional<std::string_view> key = psk != nullptr ? psk->find(c.identity) : std::nullopt;
+    if (!key) return Standing::identity_unknown;
     if (key->size() != c.psk_key.size() || CRYPTO_memcmp(key->data(), c.psk_key.data(), key->size()) != 0)
       return Standing::key_changed;
     return Standing::valid;

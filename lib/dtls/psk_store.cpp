@@ -2,13 +2,9 @@
 
 namespace coapgw::dtls {
 
-void PskStore::add(std::string identity, SecretString key) {
-  keys_.insert_or_assign(std::move(identity), std::move(key));
-}
-
-const std::string* PskStore::find(std::string_view identity) const {
-  auto it = keys_.find(identity);
-  return it == keys_.end() ? nullptr : &it->second;
+std::optional<std::string_view> PskStore::find(std::string_view identity) const {
+  if (auto key = own_.find(identity)) return key;
+  return file_ ? file_->find(identity) : std::nullopt;
 }
 
 }  // namespace coapgw::dtls

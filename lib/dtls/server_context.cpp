@@ -270,7 +270,7 @@ bool ServerContext::ensure_listener() {
 
 ServerContext::HelloResult ServerContext::on_hello(const Address& peer,
                                                    std::span<const std::byte> datagram,
-                                                   Output& out, time_point now) {
+                                                   Output& out, time_point now, bool busy) {
   rotate_cookie_secret_if_due(now);
   wire::ClientHello hello;
   switch (wire::parse_client_hello(datagram, &hello)) {
@@ -281,6 +281,10 @@ ServerContext::HelloResult ServerContext::on_hello(const Address& peer,
   if (hello.cookie.empty() || !cookie_valid(peer, hello)) {
     write_hello_verify_request(hello, make_cookie(secret_, peer, hello), out);
     return {hello.cookie.empty() ? HelloVerdict::hello_verify_sent : HelloVerdict::bad_cookie, nullptr};
+  }
+  if (busy) {
+    write_hello_verify_request(hello, make_cookie(secret_, peer, hello), out);
+    return {HelloVerdict::busy, nullptr};
   }
   if (!ensure_listener()) {
     ERR_clear_error();

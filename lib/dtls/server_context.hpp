@@ -56,13 +56,17 @@ class ServerContext final : public Context {
   // The client CA sessions are checked against; null when no client certificate is asked for.
   const TrustStore* trust() const { return trust_.get(); }
 
-  enum class HelloVerdict : std::uint8_t { hello_verify_sent, accepted, not_client_hello, malformed, bad_cookie };
+  // busy: the ClientHello carried a valid cookie but the caller has no handshake slot (`busy` was
+  // set): a fresh HelloVerifyRequest is in `out` and no SSL object was made. The device answers it at
+  // once with its ClientHello and restarts its retransmission timer, so it keeps retrying every
+  // second or so instead of backing off for tens of seconds and giving up (issue 17).
+  enum class HelloVerdict : std::uint8_t { hello_verify_sent, accepted, not_client_hello, malformed, bad_cookie, busy };
   struct HelloResult {
     HelloVerdict verdict;
     std::unique_ptr<Engine> engine;  // only when accepted
   };
   HelloResult on_hello(const Address& peer, std::span<const std::byte> datagram, Output& out,
-                       time_point now);
+                       time_point now, bool busy = false);
   void rotate_cookie_secret_if_due(time_point now);
 
   const ServerSettings& settings() const { return settings_; }

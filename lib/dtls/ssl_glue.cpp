@@ -159,17 +159,18 @@ unsigned int Callbacks::psk_server(SSL* ssl, const char* identity, unsigned char
   ServerContext* context = server_of(ssl);
   if (engine == nullptr || context == nullptr) return 0;
   const std::string_view id = identity != nullptr ? std::string_view(identity) : std::string_view();
-  const std::string* key = context->psk_ ? context->psk_->find(id) : nullptr;
+  const std::optional<std::string_view> found = context->psk_ ? context->psk_->find(id) : std::nullopt;
+  const std::string_view key = found.value_or(std::string_view());
   engine->identity_.assign(id);
-  if (key == nullptr || key->empty() || key->size() > max_psk_len) {
+  if (!found || key.empty() || key.size() > max_psk_len) {
     engine->handshake_->psk_identity_unknown = true;
     log::debug("dtls: unknown PSK identity '" + std::string(id) + "' from " +
                engine->peer_.to_string());
     return 0;
   }
-  std::memcpy(psk, key->data(), key->size());
-  engine->psk_key_ = *key;
-  return static_cast<unsigned int>(key->size());
+  std::memcpy(psk, key.data(), key.size());
+  engine->psk_key_ = key;
+  return static_cast<unsigned int>(key.size());
 }
 
 int Callbacks::cookie_generate(SSL*, unsigned char*, unsigned int*) {

@@ -119,9 +119,9 @@ SSL_TICKET_RETURN Callbacks::ticket_decrypted(SSL* ssl, SSL_SESSION* session, co
   Standing standing = Standing::valid;
   if (data[0] == psk_kind && length >= 1 + digest_size) {
     const std::string_view identity(reinterpret_cast<const char*>(data + 1 + digest_size), length - 1 - digest_size);
-    const std::string* key = context->psk_ ? context->psk_->find(identity) : nullptr;
+    const std::optional<std::string_view> key = context->psk_ ? context->psk_->find(identity) : std::nullopt;
     unsigned char now_digest[digest_size];
-    if (key == nullptr || key->empty()) {
+    if (!key || key->empty()) {
       standing = Standing::identity_unknown;
     } else if (!key_digest(*key, now_digest) || CRYPTO_memcmp(now_digest, data + 1, digest_size) != 0) {
       standing = Standing::key_changed;

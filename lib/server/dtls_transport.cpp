@@ -177,9 +177,18 @@ void DtlsTransport::on_datagram(const Arrival& at, const net::ReceivedDatagram& 
   // A ClientHello: stateless until it carries a valid cookie. For the address of an established
   // session whose device is gone (hello_may_replace) this goes through the same cookie exchange, so
   // a spoofed ClientHello only earns a HelloVerifyRequest sent to the real owner of the address.
-  auto result = context_->on_hello(d.peer, d.data, out, now);
+  // At dtls.max_handshakes a device with a valid cookie gets a fresh HelloVerifyRequest (at most one
+  // a second per address and port), not silence: see HelloVerdict::busy.
+  const bool busy = handshaking_.size() + rehandshakes_.size() >= settings_.max_handshakes;
+  auto result = context_->on_hello(d.peer, d.data, out, now, busy);
   using V = dtls::ServerContext::HelloVerdict;
   switch (result.verdict) {
+    case V::busy:
+      metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
+      if (!busy_limiter_->allow(d.peer, now)) return;  // dropped: the device's timer retries
+      metrics_.hello_verify_requests().Increment();
+      send_datagrams(at.endpoint, d.peer, d.local, out);
+      return;
     case V::hello_verify_sent:
     case V::bad_cookie:
       if (!hello_limiter_->allow(d.peer, now)) {

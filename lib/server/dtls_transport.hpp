@@ -168,6 +168,7 @@ class DtlsTransport {
   // stays until the new handshake completes, so a ClientHello alone cannot end it.
   std::unordered_map<session::Key, std::unique_ptr<Rehandshake>, session::KeyHash> rehandshakes_;
   std::unique_ptr<HelloLimiter> hello_limiter_ = std::make_unique<HelloLimiter>();
+  std::unique_ptr<HelloLimiter> busy_limiter_ = std::make_unique<HelloLimiter>(1);  // HelloVerdict::busy answers
   dtls::FailureBackoff backoff_;  // addresses whose handshakes keep failing
   std::uint64_t handshakes_completed_ = 0;
 };

@@ -20,8 +20,8 @@ namespace coapgw::server {
 namespace {
 
 std::shared_ptr<const dtls::PskStore> build_psk_store(const config::Config& c) {
-  // dtls.psk.keys already holds the inline keys followed by the validated keys_file entries.
-  auto store = std::make_shared<dtls::PskStore>();
+  // The keys_file table is shared with the config, not copied; the inline keys go beside it.
+  auto store = std::make_shared<dtls::PskStore>(c.dtls.psk.file_keys);
   store->reserve(c.dtls.psk.keys.size());
   for (auto& k : c.dtls.psk.keys) store->add(k.identity, k.key);
   return store;

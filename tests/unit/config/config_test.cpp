@@ -225,12 +225,13 @@ TEST(PskKeysFile, RelativeToConfigFile) {
   Config c = load_config_file(path);
   EXPECT_EQ(c.dtls.psk.keys_file, "keys/devices.yaml");
   EXPECT_EQ(resolve_path(c, c.dtls.psk.keys_file), dir.path() + "/keys/devices.yaml");
-  ASSERT_EQ(c.dtls.psk.keys.size(), 3u);
+  // The inline keys stay a list; the file's keys are one compact table beside them.
+  ASSERT_EQ(c.dtls.psk.keys.size(), 1u);
   EXPECT_EQ(c.dtls.psk.keys[0].identity, "inline");
-  EXPECT_EQ(c.dtls.psk.keys[1].identity, "d1");
-  EXPECT_EQ(c.dtls.psk.keys[1].key, "k1");
-  EXPECT_EQ(c.dtls.psk.keys[2].identity, "d2");
-  EXPECT_EQ(c.dtls.psk.keys[2].key, "k2");
+  ASSERT_EQ(c.dtls.psk.file_keys->size(), 2u);
+  EXPECT_EQ(c.dtls.psk.file_keys->find("d1"), "k1");
+  EXPECT_EQ(c.dtls.psk.file_keys->find("d2"), "k2");
+  EXPECT_FALSE(c.dtls.psk.file_keys->find("inline").has_value());
 }
 
 TEST(PskKeysFile, ErrorsInsideAreReportedUnderKeysFile) {
@@ -391,11 +392,11 @@ TEST(RepoSamples, GatewayYamlParses) {
   EXPECT_EQ(c.listen.admin->to_string(), "127.0.0.1:9683");
   EXPECT_EQ(c.dtls.psk.hint, "coapgw");
   EXPECT_EQ(c.dtls.psk.keys_file, "psk-keys.yaml");
-  ASSERT_GE(c.dtls.psk.keys.size(), 3u);
+  ASSERT_GE(c.dtls.psk.keys.size(), 1u);
   EXPECT_EQ(c.dtls.psk.keys[0].identity, "demo-device");
   EXPECT_EQ(c.dtls.psk.keys[0].key, "demo-secret");
-  EXPECT_EQ(c.dtls.psk.keys[1].identity, "sensor-0001");
-  EXPECT_EQ(c.dtls.psk.keys[2].identity, "sensor-0002");
+  EXPECT_TRUE(c.dtls.psk.file_keys->find("sensor-0001").has_value());  // from psk-keys.yaml
+  EXPECT_TRUE(c.dtls.psk.file_keys->find("sensor-0002").has_value());
   ASSERT_FALSE(c.routes.empty());
   EXPECT_EQ(c.routes[0].prefix, "/telemetry");
   EXPECT_EQ(c.routes[0].upstream, "file:/var/tmp/coapgw-telemetry.jsonl");

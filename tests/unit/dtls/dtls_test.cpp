@@ -787,12 +787,12 @@ TEST(DtlsPskStore, MillionIdentities) {
   for (int i = 0; i < count; ++i) store.add("device-" + std::to_string(i), "key-" + std::to_string(i));
   ASSERT_EQ(store.size(), static_cast<std::size_t>(count));
   for (int i : {0, 1, 4242, 999'999}) {
-    const std::string* key = store.find("device-" + std::to_string(i));
-    ASSERT_NE(key, nullptr);
+    auto key = store.find("device-" + std::to_string(i));
+    ASSERT_TRUE(key.has_value());
     EXPECT_EQ(*key, "key-" + std::to_string(i));
   }
-  EXPECT_EQ(store.find("device-1000000"), nullptr);
-  EXPECT_EQ(store.find(""), nullptr);
+  EXPECT_FALSE(store.find("device-1000000").has_value());
+  EXPECT_FALSE(store.find("").has_value());
   store.add("device-7", "replaced");
   EXPECT_EQ(*store.find("device-7"), "replaced");
 }
