@@ -27,6 +27,10 @@ std::vector<PskKey> read_psk_keys_file(const std::string& path, std::vector<Conf
 // decoded (tickets.cpp).
 void parse_tickets(Reader& r, const YAML::Node& node, Config& config);
 
+// dtls.psk.lookup and devices (registry.cpp, issue 16).
+void parse_psk_lookup(Reader& r, const YAML::Node& node, Config& config);
+void parse_devices(Reader& r, const YAML::Node& node, Config& config);
+
 // routes: [...] -> config.routes; also rejects repeated prefixes.
 void parse_routes(Reader& r, const YAML::Node& node, Config& config);
 

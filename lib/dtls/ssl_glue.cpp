@@ -9,6 +9,7 @@
 #include "dtls/cid_handshake.hpp"
 #include "dtls/client_context.hpp"
 #include "dtls/datagram_pipe.hpp"
+#include "dtls/registry_cache.hpp"
 #include "dtls/engine.hpp"
 #include "dtls/handshake_state.hpp"
 #include "dtls/record_crypto.hpp"
@@ -160,6 +161,11 @@ unsigned int Callbacks::psk_server(SSL* ssl, const char* identity, unsigned char
   if (engine == nullptr || context == nullptr) return 0;
   const std::string_view id = identity != nullptr ? std::string_view(identity) : std::string_view();
   const std::string* key = context->psk_ ? context->psk_->find(id) : nullptr;
+  if (key == nullptr && context->registry_ != nullptr) {
+    // dtls.psk.lookup: the registry's answer, fetched before this datagram was handed to OpenSSL.
+    const RegistryEntry* entry = context->registry_->find(id);
+    if (entry != nullptr && entry->usable()) key = &entry->key;
+  }
   engine->identity_.assign(id);
   if (key == nullptr || key->empty() || key->size() > max_psk_len) {
     engine->handshake_->psk_identity_unknown = true;

@@ -99,6 +99,10 @@ void Worker::on_request(session::Session& s, const coap::MessageView& m, session
     reply(s, r, coap::code::method_not_allowed, std::nullopt, {}, now);
     return;
   }
+  if (auto retry_after = over_rate_limit(s, now)) {  // devices.rate_limit: 4.29 (RFC 8516)
+    reply(s, r, coap::make_code(4, 29), std::nullopt, {}, now, *retry_after);
+    return;
+  }
   if (auto refusal = check_request_target(m, s.addr_local())) {
     count_bad(refusal->reason);
     reply(s, r, refusal->code, 0, coap::as_bytes(refusal->diagnostic), now);
@@ -273,6 +277,7 @@ void Worker::start_forward(session::Session& s, const coap::MessageView& m, cons
   copy_conditionals(m, req);
   req.payload = std::move(body);
   req.identity = std::string(device_identity(s));
+  req.tenant = std::string(device_tenant(s));
   req.remote = s.addr_remote().to_string();
   req.session_id = s.id();
 

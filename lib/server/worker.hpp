@@ -31,6 +31,7 @@
 #include "common/address.hpp"
 #include "common/log.hpp"
 #include "server/dtls_transport.hpp"
+#include "server/rate_limiter.hpp"
 #include "metrics/route_metrics.hpp"
 #include "exchange/layer.hpp"
 #include "session/table.hpp"
@@ -75,6 +76,8 @@ struct WorkerSettings {
   std::size_t max_block_cache_bytes = 64u << 20;  // Block2 bodies kept per worker
   std::size_t max_block_answers_per_session = 4;  // ... per session
   std::chrono::milliseconds idle_timeout{300000};
+  double rate_limit_rps = 0;          // devices.rate_limit.requests_per_second; 0 = unlimited
+  std::size_t rate_limit_burst = 0;   // devices.rate_limit.burst
   bool persist = false;   // sessions.persist.file set: export DTLS sessions at stop instead of close_notify
 };
 
@@ -92,6 +95,9 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   std::vector<Address> bound_addresses(session::Proto proto) const;
 
   void set_dtls(std::unique_ptr<dtls::ServerContext> context);
+  // dtls.psk.lookup (worker_registry.cpp): the device registry, asked through an HTTP client on this
+  // worker's io_context. Before start().
+  void enable_psk_lookup(PskLookup::Settings settings);
   // Every worker of the gateway, by index (this one included), before start(): a DTLS record whose
   // Connection ID names another worker is posted to it (cid_path.cpp).
   void set_peers(std::vector<Worker*> peers);
@@ -195,6 +201,8 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   void expire_blockwise(session::TimePoint now);
   void drop_session_traffic(session::Session& s);
   void count_request(std::uint8_t method, std::uint8_t code);
+  // devices.rate_limit (worker_registry.cpp): the Max-Age of a 4.29 when `s`'s device is over it.
+  std::optional<std::uint32_t> over_rate_limit(session::Session& s, session::TimePoint now);
   void count_bad(metrics::BadReason reason, std::uint64_t n = 1) override;
 
   // DtlsTransport::Host
@@ -232,6 +240,7 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
     return s.proto() == session::Proto::udp ? cache_plain_ : cache_secure_;
   }
   std::unique_ptr<DtlsTransport> dtls_;
+  std::unique_ptr<RateLimiter> limiter_;  // devices.rate_limit; made on first use
   std::vector<Worker*> peers_;  // every worker of the process, by index (hand_to_worker)
   // Records other workers handed to this one and not yet processed (bounded by max_handed_in).
   static constexpr std::size_t max_handed_in = 4096;
