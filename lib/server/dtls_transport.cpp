@@ -67,8 +67,8 @@ bool DtlsTransport::send(session::Session& s, std::span<const std::byte> message
   return out.closed && !s.closed();
 }
 
-dtls::Standing DtlsTransport::standing_of(const dtls::Engine& engine) const {
-  return standing_of(engine.credentials());
+dtls::Standing DtlsTransport::standing_of(const dtls::Engine& engine, bool registry_keyed) const {
+  return standing_of(engine.credentials(), registry_keyed);
 }
 
 // A completed handshake: full, or abbreviated with an RFC 5077 ticket (dtls.tickets).
@@ -92,7 +92,8 @@ std::size_t DtlsTransport::apply_credentials(std::shared_ptr<const dtls::PskStor
     if (s.proto() != session::Proto::dtls) return;
     auto* engine = engine_of(s);
     if (engine == nullptr || engine->state() != dtls::Engine::State::established) return;
-    if (auto standing = standing_of(*engine); standing != dtls::Standing::valid) {
+    const auto* tls = static_cast<const DtlsTls*>(s.tls_state());
+    if (auto standing = standing_of(*engine, tls->registry_keyed); standing != dtls::Standing::valid) {
       log::debug("dtls session revoked on reload (" + std::string(dtls::to_string(standing)) + ") identity=" +
                      engine->identity(),
                  s.id());
@@ -258,7 +259,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   // Checked again here, against this worker's current keys and CA: a reload may have come after
   // the restored pool was last filtered.
   const dtls::Credentials credentials{state->identity, state->psk_key, state->peer_certs};
-  if (auto standing = standing_of(credentials); standing != dtls::Standing::valid) {
+  if (auto standing = standing_of(credentials, false); standing != dtls::Standing::valid) {
     metrics_.sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked).Increment();
     log::debug("persisted dtls session not restored (" + std::string(dtls::to_string(standing)) +
                ") identity=" + state->identity);

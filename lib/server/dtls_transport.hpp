@@ -151,8 +151,10 @@ class DtlsTransport {
   // The replacing session, or nullptr when the new handshake was refused.
   session::Session* finish_rehandshake(const session::Key& key, session::TimePoint now);
   std::size_t handshakes_of_ip(const Address& peer) const;
-  dtls::Standing standing_of(const dtls::Engine& engine) const;
-  dtls::Standing standing_of(const dtls::Credentials& credentials) const;  // local keys, then the registry
+  // `registry_keyed`: the session's key came from the device registry (DtlsTls::registry_keyed).
+  dtls::Standing standing_of(const dtls::Engine& engine, bool registry_keyed = false) const;
+  // The local keys, then the registry's cached answer (registry_path.cpp).
+  dtls::Standing standing_of(const dtls::Credentials& credentials, bool registry_keyed) const;
   // A known session's datagram through its engine: records opened, output handled.
   void feed(session::Session& s, std::span<const std::byte> data, int ifindex, const Address& local, bool wildcard,
             session::TimePoint now);

@@ -51,7 +51,7 @@ void DtlsTransport::on_key_answer(const std::string& identity, std::vector<PskLo
   if (const auto* live = lookup_->sessions_of(identity)) {
     std::vector<session::Session*> revoked;
     for (auto* s : *live) {
-      if (auto* engine = engine_of(*s); engine != nullptr && standing_of(*engine) != dtls::Standing::valid)
+      if (auto* engine = engine_of(*s); engine != nullptr && standing_of(*engine, true) != dtls::Standing::valid)
         revoked.push_back(s);
     }
     for (auto* s : revoked) {
@@ -79,13 +79,14 @@ void DtlsTransport::forget_registry_session(session::Session& s) {
   lookup_->session_down(s, tls->engine().identity());
 }
 
-dtls::Standing DtlsTransport::standing_of(const dtls::Credentials& credentials) const {
+dtls::Standing DtlsTransport::standing_of(const dtls::Credentials& credentials, bool registry_keyed) const {
   auto standing = dtls::check(credentials, context_->psk_store().get(), context_->trust());
   if (standing != dtls::Standing::identity_unknown || !lookup_) return standing;
-  // Not in the local keys: the registry's answer decides. With none cached (expired, or never
-  // asked by this worker) the session stands until an answer says otherwise.
+  // Not in the local keys: the registry's answer decides. A session made with a registry key whose
+  // answer is no longer cached (expired, asked again) stands until an answer says otherwise; one
+  // made with a local key that a reload removed is revoked unless the registry gave the same key.
   const auto* entry = lookup_->cache().find(credentials.identity);
-  if (entry == nullptr) return dtls::Standing::valid;
+  if (entry == nullptr) return registry_keyed ? dtls::Standing::valid : standing;
   if (!entry->usable()) return dtls::Standing::identity_unknown;
   const std::span<const std::byte> key(reinterpret_cast<const std::byte*>(entry->key.data()), entry->key.size());
   const bool same = key.size() == credentials.psk_key.size() &&
