@@ -124,7 +124,12 @@ bool Process::start(std::string* error) {
         ls.cache.cache_ttl = lookup.cache_ttl;
         ls.cache.negative_ttl = lookup.negative_ttl;
         ls.max_in_flight = std::max<std::size_t>(1, (lookup.max_in_flight + n - 1) / n);
-        w->enable_psk_lookup(std::move(ls));
+        try {
+          w->enable_psk_lookup(std::move(ls));
+        } catch (const std::exception& e) {
+          if (error) *error = std::string("dtls.psk.lookup: ") + e.what();
+          return false;
+        }
       }
     }
     try {
