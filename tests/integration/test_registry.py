@@ -8,6 +8,7 @@ cache; a device over devices.rate_limit beside one under it.
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -271,6 +272,43 @@ class Bans(RegistryTestCase):
         self.assertGreaterEqual(self.registry.count("flip"), 2)
         ok, text = self.get("flip", "flip-secret")
         self.assertFalse(ok, text)
+
+
+class BanOnReload(RegistryTestCase):
+    def test_local_key_removed_by_reload_closes_its_session_registry_sessions_stand(self):
+        keys_file = os.path.join(self.tmp, "keys.yaml")
+
+        def write_keys(entries):
+            with open(keys_file, "w") as f:
+                f.write(h.to_yaml(entries) + "\n")
+            os.chmod(keys_file, 0o600)
+
+        write_keys([{"identity": "local-dev", "key": "local-secret"}])
+        self.registry.devices["reg-dev"] = {"key": "reg-secret", "tenant": "acme"}
+        cfg = self.registry_config(keys=[])
+        cfg["dtls"]["psk"]["keys_file"] = keys_file
+        self.gw = self.start_gateway(cfg)
+        host, port = self.gw.coaps_addr()
+        clients = {}
+        for identity, key in (("local-dev", "local-secret"), ("reg-dev", "reg-secret")):
+            clients[identity] = h.SClient(host, port, identity, key)
+            self.addCleanup(clients[identity].kill)
+            self.assertTrue(clients[identity].wait_handshake(), clients[identity].out.text())
+
+        def identities():
+            status, body = h.http_get(self.gw.admin_url("/v1/sessions"))
+            if status != 200:
+                return None
+            return sorted(s["identity"] for s in json.loads(body)["sessions"] if s.get("identity"))
+
+        h.poll_until(lambda: identities() == ["local-dev", "reg-dev"], 5.0, what="both sessions listed")
+        write_keys([])  # the local device is banned by removing its key
+        self.gw.send_signal(signal.SIGHUP)
+        h.poll_until(lambda: identities() == ["reg-dev"], 10.0, what="the local device's session closed")
+        self.assertGreaterEqual(self.counter("coapgw_sessions_closed_total", proto="dtls", reason="revoked"), 1)
+        ok, text = self.get("local-dev", "local-secret")  # now asked of the registry, which does not know it
+        self.assertFalse(ok, text)
+        self.assertEqual(self.registry.count("local-dev"), 1)
 
 
 class ColdCache(RegistryTestCase):
