@@ -31,11 +31,13 @@ std::optional<std::uint32_t> Worker::over_rate_limit(session::Session& s, sessio
     limiter_ = std::make_unique<RateLimiter>(
         RateLimiter::Settings{settings_.rate_limit_rps, static_cast<double>(settings_.rate_limit_burst)});
   }
-  // A DTLS device by its identity (all its sessions on this worker share one bucket), a plain one by
-  // its address.
+  // A DTLS device by its identity (all its sessions on this worker share one bucket), a plain one
+  // (or a DTLS one without an identity) by its address.
   const bool dtls = s.proto() == session::Proto::dtls;
-  auto retry_after = dtls ? limiter_->take(device_identity(s), now)
-                          : limiter_->take(s.addr_remote().to_string(), now);
+  const auto identity = device_identity(s);
+  // Addresses begin with a NUL, which no PSK identity holds: the two never share a bucket.
+  auto retry_after = !identity.empty() ? limiter_->take(identity, now)
+                                       : limiter_->take(std::string(1, '\0') + s.addr_remote().to_string(), now);
   if (retry_after) metrics_.rate_limited(dtls ? metrics::Proto::dtls : metrics::Proto::udp).Increment();
   return retry_after;
 }
