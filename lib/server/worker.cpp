@@ -226,6 +226,9 @@ void Worker::stop() {
       std::optional<dtls::SessionState> state;
       if (settings_.persist && engine != nullptr) state = engine->export_state();
       if (state) {
+        // Saved under where the device was last heard (a CID session may have moved since its
+        // handshake): the restored pool is keyed by it.
+        state->peer = s->addr_remote();
         // Persisted: the device keeps its session across the restart, so no close_notify.
         persist::Entry e;
         e.last_seen_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
