@@ -2,6 +2,8 @@
 
 #include <prometheus/counter.h>
 
+#include <algorithm>
+
 #include "common/log.hpp"
 #include "common/url.hpp"
 #include "metrics/metrics.hpp"
@@ -40,6 +42,10 @@ PskLookup::PskLookup(Settings settings, std::unique_ptr<upstream::Upstream> clie
 
 PskLookup::~PskLookup() { shutdown(); }
 
+std::chrono::milliseconds PskLookup::retry_after() const {
+  return std::max<std::chrono::milliseconds>(settings_.cache.negative_ttl, std::chrono::seconds(1));
+}
+
 void PskLookup::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
@@ -47,6 +53,7 @@ void PskLookup::shutdown() {
   if (client_) client_->shutdown();
   in_flight_.clear();
   waiting_.clear();
+  retry_.clear();
 }
 
 PskLookup::Verdict PskLookup::need_key(std::string_view identity, const std::function<Held()>& make_held,
@@ -126,6 +133,7 @@ void PskLookup::on_answer(const std::string& identity, const upstream::ForwardRe
   }
   if (result == PskLookupResult::error || result == PskLookupResult::timeout) {
     log::debug("psk lookup for '" + identity + "' failed: " + std::string(metrics::name(result)));
+    if (live_.count(identity) != 0) retry_.emplace_back(now + retry_after(), identity);
   }
   answered_(identity, std::move(held));
 }
@@ -147,11 +155,18 @@ const std::vector<session::Session*>* PskLookup::sessions_of(std::string_view id
 void PskLookup::on_tick(session::TimePoint now) {
   std::vector<std::string> expired;
   cache_.expire(now, &expired);
+  while (!retry_.empty() && retry_.front().first <= now) {
+    expired.push_back(std::move(retry_.front().second));
+    retry_.pop_front();
+  }
   for (auto& identity : expired) {
     // A live session's entry is refreshed, so a ban or a new key in the registry reaches it within
-    // cache_ttl. Past max_in_flight the refresh waits for the session's next handshake.
+    // cache_ttl; a refresh that fails (or finds no free slot) is tried again after negative_ttl.
     if (shut_down_ || live_.count(identity) == 0 || in_flight_.count(identity) != 0) continue;
-    if (in_flight_.size() >= settings_.max_in_flight) break;
+    if (in_flight_.size() >= settings_.max_in_flight) {
+      retry_.emplace_back(now + retry_after(), std::move(identity));  // no slot now
+      continue;
+    }
     auto it = in_flight_.emplace(identity, Slot{}).first;
     start(it->first);
   }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -99,6 +100,7 @@ class PskLookup {
     std::vector<Held> held;
   };
   void start(const std::string& identity);
+  std::chrono::milliseconds retry_after() const;  // a failed refresh: negative_ttl, at least 1 s
   void on_answer(const std::string& identity, const upstream::ForwardResponse& response);
 
   Settings settings_;
@@ -109,6 +111,9 @@ class PskLookup {
   std::unordered_map<std::string, Slot> in_flight_;
   std::unordered_map<session::Key, std::string, session::KeyHash> waiting_;  // held handshake -> identity
   std::unordered_map<std::string, std::vector<session::Session*>> live_;
+  // Identities with live sessions whose refresh failed: asked again after negative_ttl, so that a
+  // ban still reaches them once the registry answers (in time order).
+  std::deque<std::pair<session::TimePoint, std::string>> retry_;
   std::uint64_t evictions_seen_ = 0;
   bool shut_down_ = false;
   std::shared_ptr<bool> alive_;  // answers queued after shutdown() or destruction are ignored

@@ -158,6 +158,27 @@ TEST_F(PskLookupTest, ExpiredEntriesOfLiveSessionsAreAskedAgain) {
   EXPECT_EQ(lookup->sessions_of("live"), nullptr);
 }
 
+TEST_F(PskLookupTest, AFailedRefreshIsTriedAgainAfterTheNegativeTtl) {
+  lookup->need_key("live", [] { return held(1, 1); }, t0);
+  calls[0].done(answer(upstream::coap_code(2, 5), R"({"key":"k"})"));
+  calls.clear();
+  session::Session* fake = reinterpret_cast<session::Session*>(0x1000);  // only its address is used
+  lookup->session_up(*fake, "live");
+  t0 += 11s;
+  lookup->on_tick(t0);
+  ASSERT_EQ(calls.size(), 1u);
+  calls[0].done(answer(upstream::coap_code(5, 2), "", upstream::Outcome::connect_failed));  // registry down
+  calls.clear();
+  lookup->on_tick(t0 + 1s);
+  EXPECT_TRUE(calls.empty());  // negative_ttl is 2 s
+  lookup->on_tick(t0 + 2s);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].request.path, "/psk/live");
+  calls[0].done(answer(upstream::coap_code(2, 5), R"({"key":"k","banned":true})"));
+  EXPECT_FALSE(lookup->cache().find("live")->usable());  // the ban arrived after all
+  lookup->session_down(*fake, "live");
+}
+
 TEST_F(PskLookupTest, AnswersAfterShutdownAreIgnored) {
   lookup->need_key("dev", [] { return held(1, 1); }, t0);
   auto done = std::move(calls[0].done);
