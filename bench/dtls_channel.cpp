@@ -18,15 +18,13 @@ namespace {
 unsigned int psk_client_callback(SSL* ssl, const char* /*hint*/, char* identity,
                                  unsigned int max_identity_len, unsigned char* psk,
                                  unsigned int max_psk_len) {
-  const auto* context =
-      static_cast<const DtlsClientContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
-  if (context == nullptr || context->identity().size() + 1 > max_identity_len ||
-      context->key().size() > max_psk_len) {
-    return 0;
-  }
-  std::memcpy(identity, context->identity().c_str(), context->identity().size() + 1);
-  std::memcpy(psk, context->key().data(), context->key().size());
-  return static_cast<unsigned int>(context->key().size());
+  auto* context = static_cast<DtlsClientContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  if (context == nullptr) return 0;
+  const auto [id, key] = context->next_credentials();
+  if (id.size() + 1 > max_identity_len || key.size() > max_psk_len) return 0;
+  std::memcpy(identity, id.c_str(), id.size() + 1);
+  std::memcpy(psk, key.data(), key.size());
+  return static_cast<unsigned int>(key.size());
 }
 
 }  // namespace
@@ -69,6 +67,13 @@ std::unique_ptr<DtlsClientContext> DtlsClientContext::create(const std::string& 
 }
 
 DtlsClientContext::~DtlsClientContext() { SSL_CTX_free(ctx_); }
+
+std::pair<std::string, std::string> DtlsClientContext::next_credentials() {
+  if (identities_ == 0) return {identity_, key_};
+  const std::string n = std::to_string(next_identity_);
+  next_identity_ = (next_identity_ + 1) % identities_;
+  return {identity_ + "-" + n, key_ + "-" + n};
+}
 
 std::unique_ptr<SecureChannel> DtlsChannel::start(DtlsClientContext& context, int fd, const std::string& server) {
   if (context.engine_context() != nullptr) return CidChannel::start(*context.engine_context(), fd, server);

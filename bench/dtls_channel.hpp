@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "channel_result.hpp"
 
@@ -54,6 +55,9 @@ class DtlsClientContext {
   ssl_ctx_st* native() const { return ctx_; }
   const std::string& identity() const { return identity_; }
   const std::string& key() const { return key_; }
+  // --identities: the next handshake's identity and key ("<identity>-<n>", "<key>-<n>").
+  void set_identities(std::uint32_t count) { identities_ = count; }
+  std::pair<std::string, std::string> next_credentials();
   dtls::ClientContext* engine_context() const { return engine_context_.get(); }
 
  private:
@@ -62,6 +66,8 @@ class DtlsClientContext {
   ssl_ctx_st* ctx_ = nullptr;
   std::string identity_;
   std::string key_;
+  std::uint32_t identities_ = 0;
+  std::uint32_t next_identity_ = 0;
 };
 
 class DtlsChannel final : public SecureChannel {

@@ -623,6 +623,7 @@ int run_worker(const Options& options, const WorkerPlan& plan, int report_fd, in
       std::fprintf(stderr, "coapgw-bench: %s\n", error.c_str());
       return 1;
     }
+    context->set_identities(options.identities);
   }
   Worker worker(options, plan, *server, SourceSpace{*first_address, options.source_port_base},
                 std::move(context));

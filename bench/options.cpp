@@ -76,6 +76,8 @@ std::string usage() {
   --server-pid PID      measure that process's CPU time (utime+stime) and VmRSS
   --cipher C            OpenSSL cipher list, default PSK-AES128-CCM8
   --identity I --key K  PSK identity and key, default bench / bench-secret
+  --identities N        handshakes take turns among N identities I-0..I-(N-1), keys K-0..K-(N-1)
+                        (devices in a registry; not with --cid), default 0 (only I)
   --source-base A       first source address, default 127.0.0.1 (next one every 50,000 devices)
   --source-port-base P  first source port per address, default 10000
 )";
@@ -112,6 +114,7 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
       {"--cipher", [&](std::string_view v) { o.cipher = v; return !v.empty(); }},
       {"--identity", [&](std::string_view v) { o.identity = v; return !v.empty() && v.size() <= 128; }},
       {"--key", [&](std::string_view v) { o.key = v; return !v.empty() && v.size() <= 64; }},
+      {"--identities", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 0, 10'000'000, o.identities); }},
       {"--source-base", [&](std::string_view v) { o.source_base = v; return !v.empty(); }},
       {"--source-port-base", [&](std::string_view v) { return parse_integer<std::uint16_t>(v, 1024, 15000, o.source_port_base); }},
   };

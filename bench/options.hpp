@@ -39,6 +39,9 @@ struct Options {
   std::string cipher = "PSK-AES128-CCM8";
   std::string identity = "bench";
   std::string key = "bench-secret";
+  // > 0: handshakes take turns among N identities "<identity>-<n>" with keys "<key>-<n>" (a device
+  // registry's devices, issue 16); 0: every session uses --identity and --key.
+  std::uint32_t identities = 0;
   std::string source_base = "127.0.0.1";  // first source address; more follow every 50,000 devices
   std::uint16_t source_port_base = 10000; // source ports [base, base + 50,000) per address
 };

@@ -18,6 +18,7 @@ struct SessionInfo {
   std::string remote, local;       // Address::to_string()
   int ifindex = -1;
   std::string identity;            // PSK identity or certificate CN; empty on plain CoAP
+  std::string tenant;              // from the device registry (dtls.psk.lookup); empty when none
   std::string cid;                 // RFC 9146 Connection ID we issued, hex; empty when none
   std::int64_t created_unix_ms = 0, last_seen_unix_ms = 0;
   int refcount = 0;

@@ -90,6 +90,7 @@ std::string render_sessions_page(std::vector<SessionInfo> sessions, const PageQu
         .string("local", s.local)
         .number("ifindex", s.ifindex)
         .string_or_null("identity", s.identity);
+    if (!s.tenant.empty()) o.string("tenant", s.tenant);  // the device registry's (dtls.psk.lookup)
     if (!s.cid.empty()) o.string("cid", s.cid);
     o.string("created", json::rfc3339_utc_ms(s.created_unix_ms))
         .string("last_seen", json::rfc3339_utc_ms(s.last_seen_unix_ms))

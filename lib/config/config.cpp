@@ -109,12 +109,13 @@ void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
               "connection_id", "tickets"}))
     return;
   const YAML::Node psk = child(node, "psk");
-  if (psk.IsDefined() && r.map(psk, "dtls.psk", {"hint", "keys", "keys_file"}) && psk.IsMap()) {
+  if (psk.IsDefined() && r.map(psk, "dtls.psk", {"hint", "keys", "keys_file", "lookup"}) && psk.IsMap()) {
     r.string(psk, "hint", "dtls.psk", out.psk.hint);
     if (auto keys = child(psk, "keys"); keys.IsDefined()) {
       out.psk.keys = parse_psk_list(r, keys, "dtls.psk.keys");
     }
     r.string(psk, "keys_file", "dtls.psk", out.psk.keys_file);
+    detail::parse_psk_lookup(r, child(psk, "lookup"), config);
   }
   if (!out.psk.keys_file.empty()) {
     // The keys file has its own key paths; they are reported under
@@ -320,7 +321,7 @@ Config parse_config(std::string_view yaml_text, const std::string& source_path) 
   if (!root.IsMap()) return config;
   Reader r;
   r.map(root, "",
-        {"threads", "log", "listen", "dtls", "sessions", "shutdown", "coap", "routes", "admin", "api"});
+        {"threads", "log", "listen", "dtls", "sessions", "shutdown", "coap", "routes", "admin", "api", "devices"});
   r.integer(root, "threads", "", 0, 1024, config.threads);
   parse_log(r, child(root, "log"), config.log);
   parse_listen(r, child(root, "listen"), config.listen);
@@ -333,6 +334,7 @@ Config parse_config(std::string_view yaml_text, const std::string& source_path) 
   parse_routes(r, child(root, "routes"), config);
   parse_admin(r, child(root, "admin"), config.admin);
   detail::parse_api(r, child(root, "api"), config);
+  detail::parse_devices(r, child(root, "devices"), config);
   if (!r.issues().empty()) throw ConfigError(std::move(r.issues()));
   return config;
 }

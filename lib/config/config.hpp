@@ -52,6 +52,15 @@ struct PskConfig {
   // The keys loaded from keys_file (empty without one), in one compact table that the PskStore
   // built from this config shares: a million keys are held once. No identity is in both.
   std::shared_ptr<const KeyTable> file_keys = std::make_shared<const KeyTable>();
+  // Device registry (issue 16): identities not in `keys` are fetched with GET from `url`
+  // ("{identity}" is replaced by the percent-encoded identity); "" = no registry.
+  struct Lookup {
+    std::string url;
+    Duration timeout{2000};
+    Duration cache_ttl{300000};
+    Duration negative_ttl{30000};
+    std::size_t max_in_flight = 256;  // lookups in flight, all workers together
+  } lookup;
 };
 
 struct PkiConfig {
@@ -155,6 +164,15 @@ struct ApiConfig {
   std::size_t max_request_bytes = 65536;   // request line + headers + body; above it 413
 };
 
+// devices: per-device policy (issue 16). rate_limit: a token bucket per DTLS identity (plain CoAP:
+// per address) on the worker that holds the session; 0 = unlimited.
+struct DevicesConfig {
+  struct RateLimit {
+    double requests_per_second = 0;
+    std::size_t burst = 0;  // 0 with a rate: one second's worth, at least 1
+  } rate_limit;
+};
+
 struct Config {
   unsigned threads = 0;  // 0 = one worker per core
   LogConfig log;
@@ -166,6 +184,7 @@ struct Config {
   std::vector<Route> routes;
   AdminConfig admin;
   ApiConfig api;
+  DevicesConfig devices;
   std::string source_path;  // file it came from, for resolving relative paths
 };
 

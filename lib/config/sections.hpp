@@ -42,6 +42,10 @@ std::shared_ptr<KeyTable> scan_psk_keys(std::string_view text);
 // decoded (tickets.cpp).
 void parse_tickets(Reader& r, const YAML::Node& node, Config& config);
 
+// dtls.psk.lookup and devices (registry.cpp, issue 16).
+void parse_psk_lookup(Reader& r, const YAML::Node& node, Config& config);
+void parse_devices(Reader& r, const YAML::Node& node, Config& config);
+
 // routes: [...] -> config.routes; also rejects repeated prefixes.
 void parse_routes(Reader& r, const YAML::Node& node, Config& config);
 

@@ -35,6 +35,7 @@ struct evp_mac_ctx_st;
 namespace coapgw::dtls {
 
 class TicketKeys;
+class RegistryCache;
 
 class ServerContext final : public Context {
  public:
@@ -80,6 +81,10 @@ class ServerContext final : public Context {
   // node_id followed by random bytes (OpenSSL's RAND_bytes): the default issuer's CID.
   bool random_cid(std::span<std::byte> cid) const;
   const std::shared_ptr<const PskStore>& psk_store() const { return psk_; }
+  // dtls.psk.lookup: identities not in the PSK store are looked up here too (null: none). The
+  // cache is the worker's and outlives this context's handshakes.
+  void set_registry(const RegistryCache* cache) { registry_ = cache; }
+  const RegistryCache* registry() const { return registry_; }
 
   static constexpr std::size_t cookie_size = 32;
 
@@ -98,6 +103,7 @@ class ServerContext final : public Context {
 
   ServerSettings settings_;
   std::shared_ptr<const PskStore> psk_;
+  const RegistryCache* registry_ = nullptr;
   std::shared_ptr<const TrustStore> trust_;
   std::uint64_t generation_ = 0;
   ssl_st* listener_ = nullptr;  // fresh SSL object waiting for the next cookie-bearing ClientHello

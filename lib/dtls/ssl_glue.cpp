@@ -9,6 +9,7 @@
 #include "dtls/cid_handshake.hpp"
 #include "dtls/client_context.hpp"
 #include "dtls/datagram_pipe.hpp"
+#include "dtls/registry_cache.hpp"
 #include "dtls/engine.hpp"
 #include "dtls/handshake_state.hpp"
 #include "dtls/record_crypto.hpp"
@@ -159,7 +160,12 @@ unsigned int Callbacks::psk_server(SSL* ssl, const char* identity, unsigned char
   ServerContext* context = server_of(ssl);
   if (engine == nullptr || context == nullptr) return 0;
   const std::string_view id = identity != nullptr ? std::string_view(identity) : std::string_view();
-  const std::optional<std::string_view> found = context->psk_ ? context->psk_->find(id) : std::nullopt;
+  std::optional<std::string_view> found = context->psk_ ? context->psk_->find(id) : std::nullopt;
+  if (!found && context->registry_ != nullptr) {
+    // dtls.psk.lookup: the registry's answer, fetched before this datagram was handed to OpenSSL.
+    const RegistryEntry* entry = context->registry_->find(id);
+    if (entry != nullptr && entry->usable()) found = std::string_view(entry->key.data(), entry->key.size());
+  }
   const std::string_view key = found.value_or(std::string_view());
   engine->identity_.assign(id);
   if (!found || key.empty() || key.size() > max_psk_len) {

@@ -139,6 +139,7 @@ Metrics::Metrics(std::string version)
     admin_rejected_[r] = &admin_rejected.Add({{"reason", s(name(static_cast<AdminReject>(r)))}});
   build_info.Add({{"version", std::move(version)}}).Set(1);
   add_downlink_families(reg);
+  add_registry_families(reg);
 
   // prometheus-cpp leaves childless families out of Collect(); these have
   // children only once a request was answered or a route was built, so

@@ -37,6 +37,7 @@ class Family;
 #include <prometheus/metric_family.h>
 
 #include "metrics/labels.hpp"
+#include "metrics/registry_metrics.hpp"
 #include "metrics/route_metrics.hpp"
 
 namespace coapgw::metrics {
@@ -89,6 +90,11 @@ class Metrics {
   prometheus::Counter& notifications();
   prometheus::Counter& api_rejected(ApiReject r);
 
+  // Device registry and rate limits (issue 16, registry_metrics.cpp).
+  prometheus::Counter& psk_lookups(PskLookupResult r);
+  prometheus::Counter& psk_cache_evictions();
+  prometheus::Counter& rate_limited(Proto p);
+
   // Open label sets: each call takes the family lock and builds a label map.
   // Call when the label value first appears, then keep the reference.
   prometheus::Counter& requests(std::string_view method, std::string_view code);  // code "2.05"
@@ -113,6 +119,10 @@ class Metrics {
  private:
   void update_session_gauges();
   void add_downlink_families(prometheus::Registry& reg);
+  void add_registry_families(prometheus::Registry& reg);
+  std::array<prometheus::Counter*, count<PskLookupResult>> psk_lookups_{};
+  prometheus::Counter* psk_cache_evictions_ = nullptr;
+  std::array<prometheus::Counter*, count<Proto>> rate_limited_{};
 
   std::shared_ptr<prometheus::Registry> registry_;
 

@@ -39,6 +39,7 @@ bool random_bytes(std::span<std::byte> out) {
 
 void DtlsTransport::set_context(std::unique_ptr<dtls::ServerContext> context) {
   context_ = std::move(context);
+  if (context_ && lookup_) context_->set_registry(&lookup_->cache());
   cids_.reset();
   if (!context_ || context_->settings().connection_id.length == 0) return;
   cids_ = std::make_unique<CidIndex>(context_->settings().connection_id.node_id, settings_.worker_index, random_bytes);

@@ -28,20 +28,30 @@ class DtlsTls final : public session::TlsState {
   // idle pool also moves when the session is released.
   session::TimePoint hello_probe_sent{};
   session::TimePoint last_authenticated{};
+  // dtls.psk.lookup: the key came from the device registry (the session is indexed by identity in
+  // PskLookup), and the device's tenant as the registry gave it.
+  bool registry_keyed = false;
+  std::string tenant;
 
  private:
   std::unique_ptr<dtls::Engine> engine_;
 };
 
-// The gateway's app data on a DTLS session (coap_session_set_app_data): the authenticated device
-// identity, a string owned by the session's DTLS engine, so it lives exactly as long as the session
-// and needs no release hook. Plain CoAP sessions carry none.
+// The gateway's app data on a DTLS session (coap_session_set_app_data): the session's DtlsTls, which
+// holds the authenticated device identity (owned by its DTLS engine) and the device's tenant (from
+// the device registry), so it lives exactly as long as the session and needs no release hook.
+// Plain CoAP sessions carry none.
 inline void set_device_identity(session::Session& s) {
-  if (auto* t = s.tls_state()) s.set_app_data(const_cast<std::string*>(&static_cast<DtlsTls*>(t)->engine().identity()));
+  if (auto* t = s.tls_state()) s.set_app_data(static_cast<DtlsTls*>(t));
 }
 inline std::string_view device_identity(const session::Session& s) {
-  auto* identity = static_cast<const std::string*>(s.app_data());
-  return identity != nullptr ? std::string_view(*identity) : std::string_view{};
+  auto* tls = static_cast<const DtlsTls*>(s.app_data());
+  return tls != nullptr ? tls->identity() : std::string_view{};
+}
+// "" when the device has no tenant (local keys, plain CoAP).
+inline std::string_view device_tenant(const session::Session& s) {
+  auto* tls = static_cast<const DtlsTls*>(s.app_data());
+  return tls != nullptr ? std::string_view(tls->tenant) : std::string_view{};
 }
 
 // The session's DTLS engine, or nullptr for a plain session.

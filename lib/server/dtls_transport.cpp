@@ -52,6 +52,7 @@ void DtlsTransport::clear() {
 
 void DtlsTransport::forget(session::Session& s) {
   forget_cid(s);
+  forget_registry_session(s);
   if (handshaking_.erase(&s) != 0) s.release();
 }
 
@@ -66,8 +67,8 @@ bool DtlsTransport::send(session::Session& s, std::span<const std::byte> message
   return out.closed && !s.closed();
 }
 
-dtls::Standing DtlsTransport::standing_of(const dtls::Engine& engine) const {
-  return dtls::check(engine.credentials(), context_->psk_store().get(), context_->trust());
+dtls::Standing DtlsTransport::standing_of(const dtls::Engine& engine, bool registry_keyed) const {
+  return standing_of(engine.credentials(), registry_keyed);
 }
 
 // A completed handshake: full, or abbreviated with an RFC 5077 ticket (dtls.tickets).
@@ -91,7 +92,8 @@ std::size_t DtlsTransport::apply_credentials(std::shared_ptr<const dtls::PskStor
     if (s.proto() != session::Proto::dtls) return;
     auto* engine = engine_of(s);
     if (engine == nullptr || engine->state() != dtls::Engine::State::established) return;
-    if (auto standing = standing_of(*engine); standing != dtls::Standing::valid) {
+    const auto* tls = static_cast<const DtlsTls*>(s.tls_state());
+    if (auto standing = standing_of(*engine, tls->registry_keyed); standing != dtls::Standing::valid) {
       log::debug("dtls session revoked on reload (" + std::string(dtls::to_string(standing)) + ") identity=" +
                      engine->identity(),
                  s.id());
@@ -144,17 +146,9 @@ void DtlsTransport::on_datagram(const Arrival& at, const net::ReceivedDatagram& 
     return;
   }
   if (s != nullptr && !(hello && s->state() == session::State::established)) {
-    auto* engine = engine_of(*s);
-    auto bad_before = engine->bad_records();
-    engine->on_datagram(d.data, out, now);
-    // Records that failed to authenticate, were replayed or malformed: dropped by the engine.
-    if (auto bad = engine->bad_records() - bad_before; bad != 0) host_.count_bad(BadReason::dtls_bad_record, bad);
-    if (!out.plaintexts.empty() || out.established) {
-      table_.mark_used(*s, now);
-      s->set_ifindex(d.ifindex);
-      if (at.wildcard) s->set_addr_local(d.local);
-    }
-    handle_output(*s, out, now);
+    // dtls.psk.lookup: a handshake whose key is still being asked of the registry waits (registry_path.cpp).
+    if (lookup_ && s->state() == session::State::handshake && hold_for_key(*s, at, d, now)) return;
+    feed(*s, d.data, d.ifindex, d.local, at.wildcard, now);
     return;
   }
   if (!hello) {
@@ -245,6 +239,23 @@ void DtlsTransport::on_datagram(const Arrival& at, const net::ReceivedDatagram& 
   handle_output(*s, out, now);
 }
 
+void DtlsTransport::feed(session::Session& s, std::span<const std::byte> data, int ifindex, const Address& local,
+                         bool wildcard, session::TimePoint now) {
+  auto& out = *out_;
+  out.clear();
+  auto* engine = engine_of(s);
+  auto bad_before = engine->bad_records();
+  engine->on_datagram(data, out, now);
+  // Records that failed to authenticate, were replayed or malformed: dropped by the engine.
+  if (auto bad = engine->bad_records() - bad_before; bad != 0) host_.count_bad(BadReason::dtls_bad_record, bad);
+  if (!out.plaintexts.empty() || out.established) {
+    table_.mark_used(s, now);
+    s.set_ifindex(ifindex);
+    if (wildcard) s.set_addr_local(local);
+  }
+  handle_output(s, out, now);
+}
+
 session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedDatagram& d, dtls::Output& out,
                                          session::TimePoint now, std::uint64_t* bad_records,
                                          const Address* saved_peer) {
@@ -257,8 +268,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   // Checked again here, against this worker's current keys and CA: a reload may have come after
   // the restored pool was last filtered.
   const dtls::Credentials credentials{state->identity, state->psk_key, state->peer_certs};
-  if (auto standing = dtls::check(credentials, context_->psk_store().get(), context_->trust());
-      standing != dtls::Standing::valid) {
+  if (auto standing = standing_of(credentials, false); standing != dtls::Standing::valid) {
     metrics_.sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked).Increment();
     log::debug("persisted dtls session not restored (" + std::string(dtls::to_string(standing)) +
                ") identity=" + state->identity);
@@ -290,6 +300,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   register_cid(*s);
   set_device_identity(*s);
   host_.identified(*s);
+  note_registry_session(*s);
   // A device that goes on without a handshake after our restart is an idle session resumed.
   metrics_.sessions_reused(metrics::Proto::dtls).Increment();
   log::debug("dtls session restored from the persist file identity=" + state->identity, s->id());
@@ -319,6 +330,7 @@ void DtlsTransport::handle_output(session::Session& s, dtls::Output& out, sessio
     backoff_.on_success(s.addr_remote());
     set_device_identity(s);
     host_.identified(s);
+    note_registry_session(s);
     s.set_state(session::State::established);
     metrics_.dtls_handshakes(handshake_result(*engine_of(s))).Increment();
     log::debug("dtls established identity=" + std::string(s.tls_state()->identity()), s.id());
@@ -439,6 +451,7 @@ session::Session* DtlsTransport::finish_rehandshake(const session::Key& key, ses
   backoff_.on_success(key.remote);
   set_device_identity(*s);
   host_.identified(*s);
+  note_registry_session(*s);
   metrics_.dtls_handshakes(handshake_result(*engine_of(*s))).Increment();
   log::debug("dtls session replaced after a new handshake identity=" + std::string(s->tls_state()->identity()), s->id());
   return s;
@@ -447,6 +460,7 @@ session::Session* DtlsTransport::finish_rehandshake(const session::Key& key, ses
 void DtlsTransport::on_tick(session::TimePoint now) {
   if (!context_) return;
   context_->rotate_cookie_secret_if_due(now);
+  if (lookup_) lookup_->on_tick(now);
   for (auto it = rehandshakes_.begin(); it != rehandshakes_.end();) {
     auto t = it->second->engine->next_timer();
     if (t && *t <= now) {

@@ -26,6 +26,7 @@
 #include "metrics/labels.hpp"
 #include "server/handshake_set.hpp"
 #include "server/hello_limiter.hpp"
+#include "server/psk_lookup.hpp"
 #include "session/table.hpp"
 
 namespace coapgw::metrics {
@@ -35,6 +36,7 @@ namespace coapgw::net {
 struct ReceivedDatagram;
 }
 namespace coapgw::dtls {
+struct Credentials;
 class ServerContext;
 class Engine;
 struct Output;
@@ -117,6 +119,10 @@ class DtlsTransport {
   // established session whose key or certificate no longer stands.
   std::size_t apply_credentials(std::shared_ptr<const dtls::PskStore> store,
                                 std::shared_ptr<const dtls::TrustStore> trust);
+  // dtls.psk.lookup (registry_path.cpp): identities not in the local keys are asked of the device
+  // registry; the held handshakes go on in on_key_answer (PskLookup's Answered, on this thread).
+  void set_psk_lookup(std::unique_ptr<PskLookup> lookup);
+  void on_key_answer(const std::string& identity, std::vector<PskLookup::Held> held, session::TimePoint now);
   // Handshakes completed since the last call (the worker trims malloc arenas after them).
   std::uint64_t take_handshakes_completed() { return std::exchange(handshakes_completed_, 0); }
   // Drops the handshakes in progress (shutdown, after the table closed its sessions).
@@ -148,7 +154,17 @@ class DtlsTransport {
   // The replacing session, or nullptr when the new handshake was refused.
   session::Session* finish_rehandshake(const session::Key& key, session::TimePoint now);
   std::size_t handshakes_of_ip(const Address& peer) const;
-  dtls::Standing standing_of(const dtls::Engine& engine) const;
+  // `registry_keyed`: the session's key came from the device registry (DtlsTls::registry_keyed).
+  dtls::Standing standing_of(const dtls::Engine& engine, bool registry_keyed = false) const;
+  // The local keys, then the registry's cached answer (registry_path.cpp).
+  dtls::Standing standing_of(const dtls::Credentials& credentials, bool registry_keyed) const;
+  // A known session's datagram through its engine: records opened, output handled.
+  void feed(session::Session& s, std::span<const std::byte> data, int ifindex, const Address& local, bool wildcard,
+            session::TimePoint now);
+  // registry_path.cpp: true when the datagram was held (or dropped) for a registry lookup.
+  bool hold_for_key(session::Session& s, const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now);
+  void note_registry_session(session::Session& s);    // established: indexed when its key is the registry's
+  void forget_registry_session(session::Session& s);  // closing
   // A handshake that began before the last reload and whose credentials no longer stand.
   bool stale_credentials(const dtls::Engine& engine) const;
   static metrics::HandshakeResult handshake_result(const dtls::Engine& engine);
@@ -171,6 +187,7 @@ class DtlsTransport {
   std::unique_ptr<HelloLimiter> busy_limiter_ = std::make_unique<HelloLimiter>(1);  // HelloVerdict::busy answers
   dtls::FailureBackoff backoff_;  // addresses whose handshakes keep failing
   std::uint64_t handshakes_completed_ = 0;
+  std::unique_ptr<PskLookup> lookup_;  // null without dtls.psk.lookup.url
 };
 
 }  // namespace coapgw::server

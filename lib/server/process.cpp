@@ -97,6 +97,8 @@ bool Process::start(std::string* error) {
     ws.max_reassemblies_per_session = c.coap.max_reassemblies_per_session;
     ws.max_block_cache_bytes = c.coap.max_block_cache_bytes;
     ws.max_block_answers_per_session = c.coap.max_block_answers_per_session;
+    ws.rate_limit_rps = c.devices.rate_limit.requests_per_second;  // per worker: a device's session lives on one
+    ws.rate_limit_burst = c.devices.rate_limit.burst;
     ws.persist = !c.sessions.persist.file.empty();
     auto w = std::make_unique<Worker>(ws, *impl_->budget, *impl_->metrics);
     if (!w->open(error)) return false;
@@ -114,6 +116,21 @@ bool Process::start(std::string* error) {
         return false;
       }
       w->set_dtls(std::move(ctx));
+      if (const auto& lookup = c.dtls.psk.lookup; !lookup.url.empty()) {
+        // dtls.psk.lookup: each worker asks the registry for its own handshakes (max_in_flight shared).
+        PskLookup::Settings ls;
+        ls.url = lookup.url;
+        ls.timeout = lookup.timeout;
+        ls.cache.cache_ttl = lookup.cache_ttl;
+        ls.cache.negative_ttl = lookup.negative_ttl;
+        ls.max_in_flight = std::max<std::size_t>(1, (lookup.max_in_flight + n - 1) / n);
+        try {
+          w->enable_psk_lookup(std::move(ls));
+        } catch (const std::exception& e) {
+          if (error) *error = std::string("dtls.psk.lookup: ") + e.what();
+          return false;
+        }
+      }
     }
     try {
       w->install_router(w->make_router(snap.routes, snap.coap_client));

@@ -28,6 +28,7 @@ void ServerRole::start_forward(session::Session& s, const coap::MessageView& m, 
   copy_conditionals(m, req);
   req.payload = std::move(body);
   req.identity = std::string(device_identity(s));
+  req.tenant = std::string(device_tenant(s));
   req.remote = s.addr_remote().to_string();
   req.session_id = s.id();
 

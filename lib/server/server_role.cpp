@@ -34,7 +34,8 @@ ServerRole::ServerRole(ServerRoleSettings settings, Host& host, metrics::Metrics
       cache_plain_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
       cache_secure_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
       layer_(std::make_unique<exchange::Layer>(layer_settings(settings_), static_cast<exchange::Sink&>(*this),
-                                               std::move(random))) {
+                                               std::move(random))),
+      limiter_(settings_.rate_limit) {
   blockwise_plain_.set_limits(settings_.blockwise);
   blockwise_secure_.set_limits(settings_.blockwise);
 }
@@ -165,6 +166,10 @@ void ServerRole::on_request(session::Session& s, const coap::MessageView& m, ses
   }
   if (coap::method_name(m.code).empty()) {
     reply(s, r, coap::code::method_not_allowed, std::nullopt, {}, now);
+    return;
+  }
+  if (auto retry_after = over_rate_limit(s, now)) {  // devices.rate_limit: 4.29 (RFC 8516)
+    reply(s, r, coap::make_code(4, 29), std::nullopt, {}, now, *retry_after);
     return;
   }
   if (auto refusal = check_request_target(m, s.addr_local())) {

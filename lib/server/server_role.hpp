@@ -30,6 +30,7 @@
 #include "exchange/layer.hpp"
 #include "metrics/labels.hpp"
 #include "metrics/route_metrics.hpp"
+#include "server/rate_limiter.hpp"
 #include "server/blockwise_cache.hpp"
 #include "session/session.hpp"
 #include "upstream/router.hpp"
@@ -52,6 +53,7 @@ struct ServerRoleSettings {
   std::size_t max_pending_forwards = 10000;
   std::size_t max_body_size = 65536;          // Block1 reassembly bound per request
   BlockwiseLimits blockwise;
+  RateLimiter::Settings rate_limit;           // devices.rate_limit (issue 16); 0 = unlimited
 };
 
 class ServerRole : private exchange::Sink {
@@ -146,6 +148,8 @@ class ServerRole : private exchange::Sink {
              std::span<const std::byte> body, session::TimePoint now, std::optional<std::uint32_t> max_age = std::nullopt,
              std::optional<std::uint32_t> size1 = std::nullopt, Relayed relayed = {});
   void count_request(std::uint8_t method, std::uint8_t code);
+  // devices.rate_limit (server_rate_limit.cpp): the Max-Age of a 4.29 when `s`'s device is over it.
+  std::optional<std::uint32_t> over_rate_limit(session::Session& s, session::TimePoint now);
   // Block size we can send: the largest 16 << szx that leaves room for header, token and options in
   // coap.max_message_size.
   static std::uint8_t max_szx_for(std::size_t max_message_size);
@@ -199,6 +203,7 @@ class ServerRole : private exchange::Sink {
   }
   // The message layer of every session; its CONs awaiting an ACK hold a session reference each.
   std::unique_ptr<exchange::Layer> layer_;
+  RateLimiter limiter_;  // devices.rate_limit: one bucket per device
 
   std::shared_ptr<upstream::Router> router_;
   // The metric children of router_'s routes, by Router::Match::index; replaced with router_.

@@ -14,6 +14,8 @@
 #include "dtls/psk_store.hpp"
 #include "dtls/server_context.hpp"
 #include "dtls/ticket_keys.hpp"
+#include "server/psk_lookup.hpp"
+#include "upstream/http_upstream.hpp"
 #include "upstream/router.hpp"
 
 namespace coapgw::server {
@@ -149,6 +151,9 @@ std::shared_ptr<const Snapshot> prepare(std::shared_ptr<const config::Config> co
     } catch (const std::exception& e) {
       issues.push_back({key, e.what()});
     }
+  }
+  if (const auto& url = c.dtls.psk.lookup.url; !url.empty() && !upstream::parse_http_target(PskLookup::origin_of(url))) {
+    issues.push_back({"dtls.psk.lookup.url", "not a valid http(s) URL: " + url});  // the client built per worker
   }
   if (!issues.empty()) throw config::ConfigError(std::move(issues));
   snap->config = std::move(config);

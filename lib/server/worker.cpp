@@ -80,6 +80,7 @@ ServerRoleSettings Worker::role_settings(const WorkerSettings& w) {
   r.max_body_size = w.max_body_size;
   r.blockwise = BlockwiseLimits{w.max_reassemblies, w.max_reassemblies_per_session, w.max_block_cache_bytes,
                                 w.max_block_answers_per_session};
+  r.rate_limit = {w.rate_limit_rps, static_cast<double>(w.rate_limit_burst)};
   return r;
 }
 

@@ -68,6 +68,8 @@ struct WorkerSettings {
   std::size_t max_block_cache_bytes = 64u << 20;  // Block2 bodies kept per worker
   std::size_t max_block_answers_per_session = 4;  // ... per session
   std::chrono::milliseconds idle_timeout{300000};
+  double rate_limit_rps = 0;          // devices.rate_limit.requests_per_second; 0 = unlimited
+  std::size_t rate_limit_burst = 0;   // devices.rate_limit.burst
   bool persist = false;   // sessions.persist.file set: export DTLS sessions at stop instead of close_notify
 };
 
@@ -85,6 +87,9 @@ class Worker : public session::Context, private ServerRole::Host, private DtlsTr
   std::vector<Address> bound_addresses(session::Proto proto) const;
 
   void set_dtls(std::unique_ptr<dtls::ServerContext> context);
+  // dtls.psk.lookup (worker_registry.cpp): the device registry, asked through an HTTP client on this
+  // worker's io_context. Before start().
+  void enable_psk_lookup(PskLookup::Settings settings);
   // Every worker of the gateway, by index (this one included), before start(): a DTLS record whose
   // Connection ID names another worker is posted to it (cid_path.cpp).
   void set_peers(std::vector<Worker*> peers);

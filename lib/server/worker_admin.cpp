@@ -34,6 +34,7 @@ void Worker::list_sessions(std::uint64_t after_id, std::size_t limit,
     i.local = s->addr_local().to_string();
     i.ifindex = s->ifindex();
     i.identity = std::string(device_identity(*s));
+    i.tenant = std::string(device_tenant(*s));
     i.cid = dtls_->cid_hex(const_cast<session::Session&>(*s));
     i.created_unix_ms = to_unix_ms(s->created());
     i.last_seen_unix_ms = to_unix_ms(s->last_seen());

@@ -36,9 +36,9 @@ std::string format_file_record(const ForwardRequest& r, std::chrono::system_cloc
   std::string line;
   line.reserve(160 + r.path.size() + r.query.size() + r.payload.size() * 4 / 3 + r.identity.size());
   json::ObjectWriter o(line);
-  o.string("ts", rfc3339_utc_ms(now))
-      .string("identity", r.identity)
-      .number("session", static_cast<std::int64_t>(r.session_id))
+  o.string("ts", rfc3339_utc_ms(now)).string("identity", r.identity);
+  if (!r.tenant.empty()) o.string("tenant", r.tenant);  // the device registry's (dtls.psk.lookup)
+  o.number("session", static_cast<std::int64_t>(r.session_id))
       .string("remote", r.remote)
       .string("method", r.method)
       .string("path", r.path)

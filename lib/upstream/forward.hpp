@@ -43,6 +43,7 @@ struct ForwardRequest {
   std::vector<std::vector<std::byte>> etags;
   std::vector<std::byte> payload;
   std::string identity;          // "" on plain CoAP
+  std::string tenant;            // the device registry's tenant (dtls.psk.lookup); "" when none
   std::string remote;            // "ip:port" of the device
   std::uint64_t session_id = 0;
   std::optional<std::uint32_t> observe;  // a device's notification (RFC 7641): its Observe number

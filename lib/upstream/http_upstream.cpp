@@ -204,6 +204,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     if (r.etags.size() == 1) request_etag_ = r.etags.front();
     if (!r.identity.empty()) req_.set("X-Device-Identity", url::percent_encode_controls(r.identity));
+    if (!r.tenant.empty()) req_.set("X-Device-Tenant", url::percent_encode_controls(r.tenant));
     if (auto addr = Address::parse(r.remote)) req_.set("X-Forwarded-For", addr->ip_string());
     req_.set("X-CoAP-Session", std::to_string(r.session_id));
     if (r.observe) req_.set("X-CoAP-Observe", std::to_string(*r.observe));

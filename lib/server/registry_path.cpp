@@ -1,0 +1,97 @@
+// The DTLS transport's side of the device registry (dtls.psk.lookup, issue 16; see psk_lookup.hpp):
+// a handshake whose ClientKeyExchange names an identity that is neither in the local keys nor in the
+// registry cache is held (its datagrams kept) while PskLookup asks the registry, and handed to the
+// handshake when the answer comes, on this worker's thread. OpenSSL's PSK callback then finds the
+// key in the cache, or refuses the handshake (unknown, banned, or no usable answer: the device
+// retries). Sessions made with a registry key are indexed by identity, so that a later answer (a
+// refresh when the entry expires, or another handshake's lookup) that bans the device, forgets it
+// or changes its key ends them with reason `revoked`.
+#include <openssl/crypto.h>
+
+#include "common/log.hpp"
+#include "dtls/credentials.hpp"
+#include "dtls/psk_identity.hpp"
+#include "dtls/server_context.hpp"
+#include "net/udp_socket.hpp"
+#include "server/dtls_tls.hpp"
+#include "server/dtls_transport.hpp"
+#include "server/psk_lookup.hpp"
+
+namespace coapgw::server {
+
+void DtlsTransport::set_psk_lookup(std::unique_ptr<PskLookup> lookup) {
+  lookup_ = std::move(lookup);
+  if (context_) context_->set_registry(lookup_ ? &lookup_->cache() : nullptr);
+}
+
+bool DtlsTransport::hold_for_key(session::Session& s, const Arrival& at, const net::ReceivedDatagram& d,
+                                 session::TimePoint now) {
+  const auto key = s.key();
+  auto make_held = [&] {
+    return PskLookup::Held{key, d.local, d.ifindex, at.wildcard, std::vector<std::byte>(d.data.begin(), d.data.end())};
+  };
+  if (lookup_->hold_if_waiting(key, make_held)) return true;
+  const auto identity = dtls::client_key_exchange_identity(d.data);
+  if (!identity) return false;
+  const auto& local = context_->psk_store();
+  if (local && local->find(*identity).has_value()) return false;
+  return lookup_->need_key(*identity, make_held, now) != PskLookup::Verdict::proceed;
+}
+
+void DtlsTransport::on_key_answer(const std::string& identity, std::vector<PskLookup::Held> held,
+                                  session::TimePoint now) {
+  if (!context_) return;
+  for (auto& h : held) {
+    session::Session* s = table_.find(h.key);
+    // The handshake may have timed out (or been replaced) while it waited.
+    if (s == nullptr || s->closed() || s->state() != session::State::handshake) continue;
+    feed(*s, h.data, h.ifindex, h.local, h.wildcard, now);
+  }
+  // The answer may end sessions made with an older one (banned, unknown now, another key).
+  if (const auto* live = lookup_->sessions_of(identity)) {
+    std::vector<session::Session*> revoked;
+    for (auto* s : *live) {
+      if (auto* engine = engine_of(*s); engine != nullptr && standing_of(*engine, true) != dtls::Standing::valid)
+        revoked.push_back(s);
+    }
+    for (auto* s : revoked) {
+      log::debug("dtls session revoked by the device registry identity=" + identity, s->id());
+      close(*s, session::CloseReason::revoked);
+    }
+  }
+}
+
+void DtlsTransport::note_registry_session(session::Session& s) {
+  auto* tls = static_cast<DtlsTls*>(s.tls_state());
+  if (!lookup_ || tls == nullptr || tls->psk_key().empty()) return;
+  const std::string& identity = tls->engine().identity();
+  const auto& local = context_->psk_store();
+  if (local && local->find(identity).has_value()) return;
+  tls->registry_keyed = true;
+  if (const auto* entry = lookup_->cache().find(identity)) tls->tenant = entry->tenant;
+  lookup_->session_up(s, identity);
+}
+
+void DtlsTransport::forget_registry_session(session::Session& s) {
+  auto* tls = static_cast<DtlsTls*>(s.tls_state());
+  if (!lookup_ || tls == nullptr || !tls->registry_keyed) return;
+  tls->registry_keyed = false;
+  lookup_->session_down(s, tls->engine().identity());
+}
+
+dtls::Standing DtlsTransport::standing_of(const dtls::Credentials& credentials, bool registry_keyed) const {
+  auto standing = dtls::check(credentials, context_->psk_store().get(), context_->trust());
+  if (standing != dtls::Standing::identity_unknown || !lookup_) return standing;
+  // Not in the local keys: the registry's answer decides. A session made with a registry key whose
+  // answer is no longer cached (expired, asked again) stands until an answer says otherwise; one
+  // made with a local key that a reload removed is revoked unless the registry gave the same key.
+  const auto* entry = lookup_->cache().find(credentials.identity);
+  if (entry == nullptr) return registry_keyed ? dtls::Standing::valid : standing;
+  if (!entry->usable()) return dtls::Standing::identity_unknown;
+  const std::span<const std::byte> key(reinterpret_cast<const std::byte*>(entry->key.data()), entry->key.size());
+  const bool same = key.size() == credentials.psk_key.size() &&
+                    CRYPTO_memcmp(key.data(), credentials.psk_key.data(), key.size()) == 0;
+  return same ? dtls::Standing::valid : dtls::Standing::key_changed;
+}
+
+}  // namespace coapgw::server
