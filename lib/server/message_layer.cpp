@@ -240,6 +240,7 @@ exchange::SendResult Worker::send(session::Session& s, std::span<const std::byte
 
 void Worker::send_to(session::Session& s, std::span<const std::byte> datagram) {
   ++local_.messages_out[type_index(datagram)];
+  if (StreamTransport::owns(s)) return stream_->send(s, datagram);
   Endpoint& ep = *endpoints_[s.endpoint()];
   if (s.proto() == session::Proto::udp) {
     send_batch_->add(*ep.socket, s.addr_remote(), s.addr_local(), datagram);
@@ -329,6 +330,7 @@ void Worker::drop_session_traffic(session::Session& s) {
   layer_->drop_session(s);
   links_->closed(s);
   dtls_->forget(s);
+  stream_->forget(s);
   blockwise_for(s).drop_session(s.id());  // its uploads and kept answers can never be asked for again
 }
 

@@ -56,7 +56,7 @@ struct Process::Impl {
   std::unique_ptr<admin::AdminServer> admin;
   std::unique_ptr<RuntimeDownlink> downlink;  // the backend API's way to the devices
   std::unique_ptr<api::ApiServer> api;        // listen.api; stopped before the workers
-  std::vector<Address> coap_bound, coaps_bound;
+  std::vector<Address> coap_bound, coaps_bound, coap_tcp_bound;
   persist::RestoredPool restored;
   bool started = false;
 };
@@ -77,6 +77,7 @@ bool Process::start(std::string* error) {
   impl_->budget = std::make_unique<session::Budget>(c.sessions.max);
 
   std::vector<Address> coap_listen = c.listen.coap, coaps_listen = c.listen.coaps;
+  std::vector<Address> coap_tcp_listen = c.listen.coap_tcp;
   for (unsigned i = 0; i < n; ++i) {
     WorkerSettings ws;
     ws.index = static_cast<int>(i);
@@ -98,6 +99,8 @@ bool Process::start(std::string* error) {
     ws.max_block_cache_bytes = c.coap.max_block_cache_bytes;
     ws.max_block_answers_per_session = c.coap.max_block_answers_per_session;
     ws.persist = !c.sessions.persist.file.empty();
+    ws.coap_tcp_listen = coap_tcp_listen;
+    ws.stream = stream_settings(c, n);
     auto w = std::make_unique<Worker>(ws, *impl_->budget, *impl_->metrics);
     if (!w->open(error)) return false;
     if (i == 0) {
@@ -105,6 +108,8 @@ bool Process::start(std::string* error) {
       coaps_listen = w->bound_addresses(session::Proto::dtls);
       impl_->coap_bound = coap_listen;
       impl_->coaps_bound = coaps_listen;
+      coap_tcp_listen = w->bound_addresses(session::Proto::tcp);
+      impl_->coap_tcp_bound = coap_tcp_listen;
     }
     if (!coaps_listen.empty()) {
       std::string dtls_error;
@@ -124,7 +129,7 @@ bool Process::start(std::string* error) {
     auto* wp = w.get();
     impl_->metrics->add_session_source([wp](metrics::SessionCounts& out) {
       const auto& counts = wp->counts();
-      for (int p = 0; p < 2; ++p) {
+      for (std::size_t p = 0; p < metrics::count<metrics::Proto>; ++p) {
         auto sp = static_cast<session::Proto>(p + 1);
         for (int t = 0; t < 3; ++t) {
           auto st = static_cast<session::Type>(t + 1);
@@ -218,6 +223,7 @@ bool Process::start(std::string* error) {
   log::info("coapgw " COAPGW_VERSION " started: " + std::to_string(n) + " worker(s), " + OPENSSL_VERSION_TEXT);
   for (auto& a : impl_->coap_bound) log::info("listening coap://" + a.to_string());
   for (auto& a : impl_->coaps_bound) log::info("listening coaps://" + a.to_string());
+  for (auto& a : impl_->coap_tcp_bound) log::info("listening coap+tcp://" + a.to_string());
   if (impl_->admin) log::info("admin http://" + impl_->admin->local_address().to_string());
   if (impl_->api) log::info("api http://" + impl_->api->local_address().to_string());
   return true;

@@ -63,6 +63,8 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       DtlsTransport::Settings{settings_.index, settings_.max_handshakes, settings_.max_handshakes_per_ip,
                               settings_.handshake_backoff, settings_.idle_timeout},
       static_cast<DtlsTransport::Host&>(*this), *table_, metrics_);
+  stream_ = std::make_unique<StreamTransport>(*io_, settings_.stream, static_cast<StreamTransport::Host&>(*this),
+                                              *table_, metrics_);
   heartbeat_ms_.store(steady_ms());
   const BlockwiseLimits limits{settings_.max_reassemblies, settings_.max_reassemblies_per_session,
                                settings_.max_block_cache_bytes, settings_.max_block_answers_per_session};
@@ -83,6 +85,7 @@ Worker::~Worker() {
   pending_.clear();
   dtls_->clear();
   table_.reset();
+  stream_.reset();  // after the sessions, whose closing may still Release their connections
   dtls_.reset();
   if (router_) router_->shutdown();
   router_.reset();
@@ -110,7 +113,7 @@ bool Worker::open(std::string* error) {
     if (!add(a, session::Proto::udp)) return false;
   for (auto& a : settings_.coaps_listen)
     if (!add(a, session::Proto::dtls)) return false;
-  return true;
+  return stream_->open(settings_.coap_tcp_listen, error);
 }
 
 Worker::Endpoint::~Endpoint() {
@@ -118,6 +121,7 @@ Worker::Endpoint::~Endpoint() {
 }
 
 std::vector<Address> Worker::bound_addresses(session::Proto proto) const {
+  if (session::is_reliable(proto)) return stream_->bound_addresses(proto);
   std::vector<Address> out;
   for (auto& ep : endpoints_)
     if (ep->proto == proto) out.push_back(ep->socket->bound_address());
@@ -197,6 +201,7 @@ void Worker::begin_drain() {
       });
     }
     for (auto* s : idle_dtls) dtls_->close(*s, session::CloseReason::shutdown);
+    stream_->begin_drain();
     send_batch_->flush();
   });
 }
@@ -242,6 +247,7 @@ void Worker::stop() {
         dtls_->close(*s, session::CloseReason::shutdown);
       }
     }
+    stream_->stop();
     tick_timer_->timer.cancel();
     for (auto& ep : endpoints_) ep->watcher->cancel();
     send_batch_->flush();
@@ -351,6 +357,7 @@ void Worker::on_tick() {
   // Routers replaced by a reload are dropped once nothing uses them.
   std::erase_if(old_routers_, [](const std::shared_ptr<upstream::Router>& r) { return r.use_count() == 1; });
   send_batch_->flush();
+  stream_->flush_metrics();
   flush_metrics();
 }
 
@@ -367,7 +374,7 @@ void Worker::flush_metrics() {
   if (auto d = local_.retransmissions - flushed_.retransmissions; d != 0)
     metrics_.retransmissions().Increment(static_cast<double>(d));
   const auto& st = table_->stats();
-  for (int p = 1; p < 3; ++p) {
+  for (std::size_t p = 1; p < session::proto_count; ++p) {
     if (auto d = st.reused[p] - local_.reused[p]; d != 0) {
       metrics_.sessions_reused(static_cast<metrics::Proto>(p - 1)).Increment(static_cast<double>(d));
       local_.reused[p] = st.reused[p];
@@ -377,7 +384,7 @@ void Worker::flush_metrics() {
 }
 
 void Worker::on_session_event(session::Session& s, const session::EventInfo& e) {
-  auto proto = s.proto() == session::Proto::dtls ? metrics::Proto::dtls : metrics::Proto::udp;
+  auto proto = static_cast<metrics::Proto>(static_cast<int>(s.proto()) - 1);  // labels.hpp: same order
   switch (e.event) {
     case session::Event::session_new:
       metrics_.sessions_created(proto).Increment();

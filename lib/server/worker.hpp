@@ -31,6 +31,7 @@
 #include "common/address.hpp"
 #include "common/log.hpp"
 #include "server/dtls_transport.hpp"
+#include "server/stream_transport.hpp"
 #include "metrics/route_metrics.hpp"
 #include "exchange/layer.hpp"
 #include "session/table.hpp"
@@ -60,6 +61,8 @@ struct WorkerSettings {
   int index = 0;
   std::vector<Address> coap_listen;
   std::vector<Address> coaps_listen;
+  std::vector<Address> coap_tcp_listen;  // listen.coap_tcp (RFC 8323), served by stream_transport
+  StreamTransportSettings stream;
   exchange::TransmissionParameters transmission;
   std::size_t max_message_size = 1152;
   std::size_t max_handshakes = 1000;       // this worker's share of dtls.max_handshakes
@@ -78,7 +81,8 @@ struct WorkerSettings {
   bool persist = false;   // sessions.persist.file set: export DTLS sessions at stop instead of close_notify
 };
 
-class Worker : public session::Context, private exchange::Sink, private DtlsTransport::Host {
+class Worker : public session::Context, private exchange::Sink, private DtlsTransport::Host,
+               private StreamTransport::Host {
  public:
   Worker(WorkerSettings settings, session::Budget& budget, metrics::Metrics& metrics);
   ~Worker() override;
@@ -197,7 +201,7 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   void count_request(std::uint8_t method, std::uint8_t code);
   void count_bad(metrics::BadReason reason, std::uint64_t n = 1) override;
 
-  // DtlsTransport::Host
+  // DtlsTransport::Host and StreamTransport::Host (both hand whole CoAP messages to on_coap)
   void deliver(session::Session& s, std::span<const std::byte> message, session::TimePoint now) override;
   void send_datagram(std::uint8_t endpoint, const Address& peer, const Address& local,
                      std::span<const std::byte> datagram) override;
@@ -232,6 +236,7 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
     return s.proto() == session::Proto::udp ? cache_plain_ : cache_secure_;
   }
   std::unique_ptr<DtlsTransport> dtls_;
+  std::unique_ptr<StreamTransport> stream_;  // listen.coap_tcp
   std::vector<Worker*> peers_;  // every worker of the process, by index (hand_to_worker)
   // Records other workers handed to this one and not yet processed (bounded by max_handed_in).
   static constexpr std::size_t max_handed_in = 4096;
