@@ -1,0 +1,278 @@
+"""CoAP over TCP (RFC 8323, issue 15): listen.coap_tcp served by the workers.
+
+libcoap's coap-client-notls with coap+tcp:// as the device (routes, file sink, HTTP forwarding,
+Block2), a raw Python TCP peer speaking RFC 8323 frames where the connection itself is under test
+(CSM, sessions listing, Release on drain), and abuse: garbage, half-open and slow-loris connections
+and a connection flood up to stream.max_connections. Every ending is checked in the metrics.
+"""
+
+import json
+import os
+import signal
+import socket
+import struct
+import time
+import unittest
+
+import harness as h
+import http_recorder
+from test_forwarding import Recorder
+
+CSM, PING, PONG, RELEASE, ABORT = 0xE1, 0xE2, 0xE3, 0xE4, 0xE5
+
+
+def frame(code, token=b"", options=(), payload=b""):
+    """One RFC 8323 §3.2 frame: Len/TKL, extended length, Code, Token, options and payload."""
+    body = h.encode(h.Message(h.CON, code, 0, b"", options, payload))[4:]  # the RFC 7252 body
+    n = len(body)
+    if n < 13:
+        head = bytes([(n << 4) | len(token)])
+    elif n < 269:
+        head = bytes([(13 << 4) | len(token), n - 13])
+    elif n < 65805:
+        head = bytes([(14 << 4) | len(token)]) + struct.pack("!H", n - 269)
+    else:
+        head = bytes([(15 << 4) | len(token)]) + struct.pack("!I", n - 65805)
+    return head + bytes([code]) + bytes(token) + body
+
+
+class StreamPeer:
+    """A raw coap+tcp peer: frames out, frames in (parsed with the harness codec)."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buffer = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed by the gateway")
+        self.buffer += chunk
+
+    def recv(self, timeout=5.0):
+        """The next frame as a harness Message (type and message id 0)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.buffer:
+                nib, tkl = self.buffer[0] >> 4, self.buffer[0] & 0x0F
+                ext = {13: 1, 14: 2, 15: 4}.get(nib, 0)
+                if len(self.buffer) >= 2 + ext:
+                    n = nib if ext == 0 else int.from_bytes(self.buffer[1:1 + ext], "big") + {1: 13, 2: 269, 4: 65805}[ext]
+                    total = 1 + ext + 1 + tkl + n
+                    if len(self.buffer) >= total:
+                        raw, self.buffer = self.buffer[:total], self.buffer[total:]
+                        code, token, body = raw[1 + ext], raw[2 + ext:2 + ext + tkl], raw[2 + ext + tkl:]
+                        return h.decode(bytes([0x40 | tkl, code, 0, 0]) + token + body)
+            self._fill(deadline)
+
+    def recv_until(self, code, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.recv(max(0.05, deadline - time.monotonic()))
+            if m.code == code:
+                return m
+
+    def wait_closed(self, timeout=5.0):
+        """True once the gateway closed the connection (frames before that are skipped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self._fill(deadline)
+                self.buffer = b""
+            except EOFError:
+                return True
+            except ConnectionResetError:
+                return True
+            except socket.timeout:
+                break
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
+class StreamCase(h.GatewayTestCase):
+    threads = 2
+    stream = None
+
+    def start_stream_gateway(self, routes=None, sessions_max=None, **stream):
+        cfg = self.config(admin=f"127.0.0.1:{h.free_tcp_port()}")
+        if sessions_max is not None:
+            cfg["sessions"]["max"] = sessions_max
+        if routes is not None:
+            cfg["routes"] = routes
+        cfg["threads"] = self.threads
+        self.tcp_port = h.free_tcp_port()
+        cfg["listen"]["coap_tcp"] = [f"127.0.0.1:{self.tcp_port}"]
+        if stream:
+            cfg["stream"] = stream
+        self.gw = self.start_gateway(cfg)
+        return self.gw
+
+    def uri(self, path):
+        return f"coap+tcp://127.0.0.1:{self.tcp_port}{path}"
+
+    def established_peer(self):
+        peer = StreamPeer(self.tcp_port)
+        self.addCleanup(peer.close)
+        peer.send(frame(CSM))
+        csm = peer.recv()
+        self.assertEqual(csm.code, CSM, csm)
+        return peer
+
+
+class CoapTcp(StreamCase):
+    def setUp(self):
+        super().setUp()
+        self.recorder = Recorder(self.tmp)
+        self.addCleanup(self.recorder.stop)
+        self.sink = os.path.join(self.tmp, "telemetry.jsonl")
+        self.start_stream_gateway(routes=[
+            {"prefix": "/telemetry", "upstream": "file:" + self.sink},
+            {"prefix": "/api", "upstream": self.recorder.url, "timeout": "5s"},
+        ])
+
+    def test_libcoap_client_gets_well_known_core_over_tcp(self):
+        rc, out, err = h.coap_client(["-m", "get", self.uri("/.well-known/core")])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("</telemetry>", out)
+        self.assertIn("</api>", out)
+        h.poll_until(lambda: self.counter("coapgw_sessions_created_total", proto="tcp") >= 1, 5,
+                     what="a tcp session counted")
+        h.poll_until(lambda: self.counter("coapgw_sessions_closed_total", proto="tcp", reason="peer_closed") >= 1, 5,
+                     what="the tcp session closed when the client left")
+        self.assertGreaterEqual(self.counter("coapgw_requests_total", method="GET", code="2.05"), 1)
+
+    def test_post_reaches_the_file_sink(self):
+        rc, out, err = h.coap_client(["-m", "post", "-e", "over-tcp", self.uri("/telemetry/t1")])
+        self.assertEqual(rc, 0, err)
+        self.assertIsNone(h.response_error(out, err), err)
+        lines = h.poll_until(lambda: os.path.exists(self.sink) and open(self.sink).read().splitlines(), 5,
+                             what="the sink line")
+        self.assertIn('"payload":"over-tcp"', lines[-1])
+        self.assertIn('"path":"/telemetry/t1"', lines[-1])
+
+    def test_http_forwarding_and_block2_over_tcp(self):
+        rc, out, err = h.coap_client(["-m", "put", "-e", "v=1", self.uri("/api/put-here")])
+        self.assertEqual(rc, 0, err)
+        recs = h.poll_until(lambda: self.recorder.records("/api/put-here"), 5, what="the forwarded PUT")
+        self.assertEqual(recs[0]["method"], "PUT")
+        self.assertEqual(recs[0]["body"], "v=1")
+        # A 5000-byte answer comes back in Block2 windows over the same connection.
+        out_path = os.path.join(self.tmp, "big.out")
+        rc, out, err = h.coap_client(["-m", "get", "-o", out_path, self.uri("/api/big")], wait_s=10)
+        self.assertEqual(rc, 0, err)
+        with open(out_path, "rb") as f:
+            self.assertEqual(f.read(), http_recorder.big_body())
+
+    def test_raw_peer_session_listed_established_and_answered(self):
+        peer = self.established_peer()
+
+        def listed():
+            status, body = h.http_get(self.gw.admin_url("/v1/sessions"))
+            return [s for s in json.loads(body)["sessions"] if s["proto"] == "tcp"] if status == 200 else []
+        sessions = h.poll_until(lambda: [s for s in listed() if s["state"] == "established"], 5,
+                                what="the tcp session established in /v1/sessions")
+        self.assertEqual(sessions[0]["remote"], "127.0.0.1:%d" % peer.sock.getsockname()[1])
+        self.assertEqual(self.counter("coapgw_sessions", proto="tcp", state="established"), 1)
+        # Requests pipelined on one connection, answered by token; Ping answered with Pong.
+        peer.send(frame(h.GET, b"\x01", h.path_options("/.well-known/core")) +
+                  frame(h.GET, b"\x02\x02", h.path_options("/nothing-here")) + frame(PING, b"\x09"))
+        answers = {}
+        for _ in range(3):
+            m = peer.recv()
+            answers[m.token] = m
+        self.assertEqual(answers[b"\x01"].code, h.code(2, 5))
+        self.assertIn(b"</telemetry>", answers[b"\x01"].payload)
+        self.assertEqual(answers[b"\x02\x02"].code, h.code(4, 4))
+        self.assertEqual(answers[b"\x09"].code, PONG)
+        peer.close()
+        h.poll_until(lambda: not listed(), 5, what="the session gone with its connection")
+
+
+class Abuse(StreamCase):
+    threads = 1
+
+    def test_garbage_aborts_that_connection_only(self):
+        self.start_stream_gateway()
+        bad = StreamPeer(self.tcp_port)
+        self.addCleanup(bad.close)
+        bad.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        abort = bad.recv_until(ABORT)
+        self.assertTrue(abort.payload, "Abort carries a diagnostic")
+        self.assertTrue(bad.wait_closed(), "the gateway closed the garbage connection")
+        h.poll_until(lambda: self.counter("coapgw_stream_closed_total", proto="tcp") >= 1, 5,
+                     what="the aborted connection counted")
+        self.assertGreaterEqual(self.counter("coapgw_sessions_closed_total", proto="tcp", reason="disconnected"), 1)
+        # A malformed frame after a good CSM costs that connection too, never the worker.
+        peer = self.established_peer()
+        peer.send(bytes([0x0F, 0x01]))  # TKL 15
+        self.assertEqual(peer.recv_until(ABORT).code, ABORT)
+        self.assertTrue(self.gw.alive())
+        rc, out, err = h.coap_client(["-m", "get", self.uri("/.well-known/core")])
+        self.assertIn("</telemetry>", out, err)
+
+    def test_half_open_and_slow_loris_connections_are_cut(self):
+        self.start_stream_gateway(csm_timeout="500ms", frame_timeout="500ms")
+        silent = StreamPeer(self.tcp_port)  # never sends its CSM
+        self.addCleanup(silent.close)
+        self.assertTrue(silent.wait_closed(10), "a peer without CSM is cut")
+        loris = self.established_peer()
+        loris.send(frame(h.POST, b"\x01", h.path_options("/telemetry/x"), b"x" * 100)[:20])  # never finished
+        self.assertTrue(loris.wait_closed(10), "a frame never finished is cut")
+        h.poll_until(lambda: self.counter("coapgw_stream_closed_total", reason="csm_timeout") == 1 and
+                     self.counter("coapgw_stream_closed_total", reason="frame_timeout") == 1, 5,
+                     what="both timeouts counted")
+        self.assertEqual(self.counter("coapgw_sessions", proto="tcp"), 0)
+
+    def test_connection_flood_stops_at_the_cap(self):
+        self.start_stream_gateway(max_connections=4)
+        held = []
+        for _ in range(4):
+            held.append(self.established_peer())
+        extra = []
+        for _ in range(12):
+            p = StreamPeer(self.tcp_port)
+            self.addCleanup(p.close)
+            extra.append(p)
+        for p in extra:
+            self.assertTrue(p.wait_closed(5), "over the cap: closed at once")
+        h.poll_until(lambda: self.counter("coapgw_stream_connections_total", event="refused_over_cap") == 12, 5,
+                     what="refusals counted")
+        self.assertEqual(self.counter("coapgw_sessions", proto="tcp", state="established"), 4)
+        # The held ones still work.
+        held[0].send(frame(h.GET, b"\x05", h.path_options("/.well-known/core")))
+        self.assertEqual(held[0].recv().code, h.code(2, 5))
+
+    def test_sessions_max_covers_tcp(self):
+        self.start_stream_gateway(sessions_max=2)  # the UDP readiness probe holds one at first
+        a = self.established_peer()
+        b = self.established_peer()
+        # Both sessions are idle (no request in flight): the third connection reclaims the oldest,
+        # whose connection is told with Release.
+        c = self.established_peer()
+        self.assertEqual(a.recv_until(RELEASE).code, RELEASE)
+        self.assertEqual(self.counter("coapgw_sessions_closed_total", proto="tcp", reason="evicted"), 1)
+        for p in (b, c):
+            p.send(frame(h.GET, b"\x07", h.path_options("/.well-known/core")))
+            self.assertEqual(p.recv().code, h.code(2, 5))
+
+
+class Drain(StreamCase):
+    threads = 1
+
+    def test_sigterm_sends_release_then_closes(self):
+        self.start_stream_gateway()
+        peer = self.established_peer()
+        self.gw.send_signal(signal.SIGTERM)
+        self.assertEqual(peer.recv_until(RELEASE).code, RELEASE)
+        peer.close()
+        self.assertEqual(self.gw.wait_exit(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
