@@ -135,6 +135,14 @@ std::vector<Address> StreamTransport::bound_addresses(session::Proto proto) cons
   return out;
 }
 
+std::vector<DeviceLinks::StreamEndpoint> StreamTransport::plain_endpoints() const {
+  std::vector<DeviceLinks::StreamEndpoint> out;
+  for (const auto& l : listeners_)
+    if (l->proto == session::Proto::tcp || l->proto == session::Proto::ws)
+      out.push_back({l->proto, l->index, l->listener.port()});
+  return out;
+}
+
 session::Session* StreamTransport::session_of(const Listener& l, const transport::StreamLink& link) const {
   auto it = l.sessions.find(link.id());
   return it == l.sessions.end() ? nullptr : it->second;

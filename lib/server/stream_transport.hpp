@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "server/device_links.hpp"
 #include "session/session.hpp"
 #include "transport/tcp_listener.hpp"
 
@@ -76,6 +77,8 @@ class StreamTransport {
   // addresses and the kernel spreads the connections). Port 0 binds a free port.
   bool open(const std::vector<Address>& tcp, std::string* error);
   std::vector<Address> bound_addresses(session::Proto proto) const;
+  // The listeners whose devices have no authenticated identity (downlink `coap:<ip>:<port>`).
+  std::vector<DeviceLinks::StreamEndpoint> plain_endpoints() const;
 
   static bool owns(const session::Session& s) { return session::is_reliable(s.proto()); }
   // A message of the message layer (RFC 7252 encoding) to the peer of `s`, as one frame. Empty

@@ -178,6 +178,7 @@ void Worker::discard_router(std::shared_ptr<upstream::Router> router) {
 void Worker::start() {
   heartbeat_ms_.store(steady_ms());  // alive from now: set-up before start() may have taken a while
   links_->set_plain_endpoints(plain_endpoints());
+  links_->set_stream_endpoints(stream_->plain_endpoints());
   for (std::size_t i = 0; i < endpoints_.size(); ++i) do_wait(i);
   schedule_tick();
   thread_ = std::thread([this] {

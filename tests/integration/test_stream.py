@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import struct
+import threading
 import time
 import unittest
 
@@ -260,6 +261,39 @@ class Abuse(StreamCase):
         for p in (b, c):
             p.send(frame(h.GET, b"\x07", h.path_options("/.well-known/core")))
             self.assertEqual(p.recv().code, h.code(2, 5))
+
+
+class StreamDownlink(StreamCase):
+    """The backend API sends a request to a device over its coap+tcp connection (DESIGN "Downlink")."""
+    threads = 2
+
+    def test_request_over_the_devices_connection(self):
+        from test_downlink import TOKEN, ApiTestCase
+        cfg_api = f"127.0.0.1:{h.free_tcp_port()}"
+        self.start_stream_gateway()
+        self.gw.config["listen"]["api"] = cfg_api
+        self.gw.config["api"] = {"tokens": [{"name": "backend", "token": TOKEN}]}
+        self.gw.stop()
+        self.gw.start()
+        self.api_base = "http://" + cfg_api
+        device = self.established_peer()
+        device.send(frame(h.GET, b"\x31", h.path_options("/hello")))  # calls in: 4.04, no route
+        self.assertEqual(device.recv().code, h.code(4, 4))
+        ref = "coap:127.0.0.1:%d" % device.sock.getsockname()[1]
+        result = {}
+        caller = threading.Thread(target=lambda: result.update(
+            answer=ApiTestCase.api(self, "POST", ApiTestCase.device_path(self, ref), {"method": "GET", "path": "/temp"})))
+        caller.start()
+        request = device.recv(timeout=10)
+        self.assertEqual(request.code, h.GET)
+        self.assertEqual(request.uri_path(), "/temp")
+        device.send(frame(h.code(2, 5), request.token, [(h.OPT_CONTENT_FORMAT, b"")], b"21.5"))
+        caller.join(15)
+        status, body = result["answer"]
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["code"], "2.05")
+        self.assertEqual(body["payload"], "21.5")
+        self.assertGreaterEqual(self.counter("coapgw_downlink_requests_total", outcome="answered"), 1)
 
 
 class Drain(StreamCase):
