@@ -15,19 +15,25 @@ void parse_stream(Reader& r, const YAML::Node& node, Config& config) {
     r.duration(node, "write_timeout", "stream", true, out.write_timeout);
   }
   const auto& listen = config.listen;
-  // Served so far: coap+tcp. The other keys are part of the contract and refused until served, so
-  // that a config naming them does not silently listen on nothing.
+  // Served so far: coap+tcp and coaps+tcp. The WebSocket keys are part of the contract and refused
+  // until served, so that a config naming them does not silently listen on nothing.
   const std::pair<const std::vector<Address>*, const char*> not_served[] = {
-      {&listen.coaps_tcp, "listen.coaps_tcp"}, {&listen.coap_ws, "listen.coap_ws"}, {&listen.coaps_ws, "listen.coaps_ws"}};
+      {&listen.coap_ws, "listen.coap_ws"}, {&listen.coaps_ws, "listen.coaps_ws"}};
   for (const auto& [list, path] : not_served)
-    if (!list->empty()) r.add(path, "not served by this build yet (listen.coap_tcp is)");
+    if (!list->empty()) r.add(path, "not served by this build yet (listen.coap_tcp and listen.coaps_tcp are)");
   // TCP may share an address with a UDP listener (coap and coap+tcp both default to 5683), not
   // with another TCP one.
-  for (std::size_t i = 0; i < listen.coap_tcp.size(); ++i)
-    for (std::size_t j = 0; j < i; ++j)
-      if (listen.coap_tcp[i] == listen.coap_tcp[j] && listen.coap_tcp[i].port() != 0)
-        r.add(index("listen.coap_tcp", i), "duplicate listen address " + listen.coap_tcp[i].to_string() +
-                                               " (also " + index("listen.coap_tcp", j) + ")");
+  std::vector<std::pair<Address, std::string>> seen;
+  auto visit = [&](const std::vector<Address>& list, const char* path) {
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (list[i].port() == 0) continue;
+      for (const auto& [other, where] : seen)
+        if (other == list[i]) r.add(index(path, i), "duplicate listen address " + list[i].to_string() + " (also " + where + ")");
+      seen.emplace_back(list[i], index(path, i));
+    }
+  };
+  visit(listen.coap_tcp, "listen.coap_tcp");
+  visit(listen.coaps_tcp, "listen.coaps_tcp");
 }
 
 }  // namespace coapgw::config::detail

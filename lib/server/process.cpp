@@ -56,7 +56,7 @@ struct Process::Impl {
   std::unique_ptr<admin::AdminServer> admin;
   std::unique_ptr<RuntimeDownlink> downlink;  // the backend API's way to the devices
   std::unique_ptr<api::ApiServer> api;        // listen.api; stopped before the workers
-  std::vector<Address> coap_bound, coaps_bound, coap_tcp_bound;
+  std::vector<Address> coap_bound, coaps_bound, coap_tcp_bound, coaps_tcp_bound;
   persist::RestoredPool restored;
   bool started = false;
 };
@@ -77,7 +77,7 @@ bool Process::start(std::string* error) {
   impl_->budget = std::make_unique<session::Budget>(c.sessions.max);
 
   std::vector<Address> coap_listen = c.listen.coap, coaps_listen = c.listen.coaps;
-  std::vector<Address> coap_tcp_listen = c.listen.coap_tcp;
+  std::vector<Address> coap_tcp_listen = c.listen.coap_tcp, coaps_tcp_listen = c.listen.coaps_tcp;
   for (unsigned i = 0; i < n; ++i) {
     WorkerSettings ws;
     ws.index = static_cast<int>(i);
@@ -99,8 +99,10 @@ bool Process::start(std::string* error) {
     ws.max_block_cache_bytes = c.coap.max_block_cache_bytes;
     ws.max_block_answers_per_session = c.coap.max_block_answers_per_session;
     ws.persist = !c.sessions.persist.file.empty();
-    ws.coap_tcp_listen = coap_tcp_listen;
     ws.stream = stream_settings(c, n);
+    ws.stream.tcp_listen = coap_tcp_listen;
+    ws.stream.tls_listen = coaps_tcp_listen;
+    if (!coaps_tcp_listen.empty()) ws.stream.credentials = snap.dtls;
     auto w = std::make_unique<Worker>(ws, *impl_->budget, *impl_->metrics);
     if (!w->open(error)) return false;
     if (i == 0) {
@@ -109,7 +111,9 @@ bool Process::start(std::string* error) {
       impl_->coap_bound = coap_listen;
       impl_->coaps_bound = coaps_listen;
       coap_tcp_listen = w->bound_addresses(session::Proto::tcp);
+      coaps_tcp_listen = w->bound_addresses(session::Proto::tls);
       impl_->coap_tcp_bound = coap_tcp_listen;
+      impl_->coaps_tcp_bound = coaps_tcp_listen;
     }
     if (!coaps_listen.empty()) {
       std::string dtls_error;
@@ -224,6 +228,7 @@ bool Process::start(std::string* error) {
   for (auto& a : impl_->coap_bound) log::info("listening coap://" + a.to_string());
   for (auto& a : impl_->coaps_bound) log::info("listening coaps://" + a.to_string());
   for (auto& a : impl_->coap_tcp_bound) log::info("listening coap+tcp://" + a.to_string());
+  for (auto& a : impl_->coaps_tcp_bound) log::info("listening coaps+tcp://" + a.to_string());
   if (impl_->admin) log::info("admin http://" + impl_->admin->local_address().to_string());
   if (impl_->api) log::info("api http://" + impl_->api->local_address().to_string());
   return true;

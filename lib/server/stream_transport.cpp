@@ -15,7 +15,7 @@ namespace coapgw::server {
 
 namespace {
 
-constexpr std::size_t close_reasons = static_cast<std::size_t>(transport::StreamClose::aborted) + 1;
+constexpr std::size_t close_reasons = static_cast<std::size_t>(transport::StreamClose::handshake_timeout) + 1;
 constexpr std::size_t refusal_reasons = static_cast<std::size_t>(transport::StreamRefusal::unknown_signal) + 1;
 
 // How a connection's ending reads in coapgw_sessions_closed_total (its own reason is counted in
@@ -27,7 +27,9 @@ session::CloseReason session_reason(transport::StreamClose reason, bool draining
     case C::peer_abort:
     case C::peer_closed: return session::CloseReason::peer_closed;
     case C::idle_timeout: return session::CloseReason::idle_timeout;
-    case C::csm_timeout: return session::CloseReason::handshake_timeout;
+    case C::csm_timeout:
+    case C::handshake_timeout: return session::CloseReason::handshake_timeout;
+    case C::tls_failed: return session::CloseReason::tls_failed;
     case C::released: return session::CloseReason::shutdown;
     case C::aborted: return draining ? session::CloseReason::shutdown : session::CloseReason::disconnected;
     default: return session::CloseReason::disconnected;  // a protocol error: the connection was aborted
@@ -51,8 +53,8 @@ StreamTransportSettings stream_settings(const config::Config& c, unsigned worker
 }
 
 struct StreamTransport::Listener final : transport::TcpStreamListener::Host {
-  Listener(StreamTransport& t, std::uint8_t i, session::Proto p)
-      : owner(t), index(i), proto(p), listener(t.io_, t.settings_.tcp, *this) {
+  Listener(StreamTransport& t, std::uint8_t i, session::Proto p, const transport::TcpListenerSettings& settings)
+      : owner(t), index(i), proto(p), listener(t.io_, settings, *this) {
     const auto name = session::to_string(p);
     using F = metrics::Metrics::StreamFamily;
     for (std::size_t r = 0; r < close_reasons; ++r)
@@ -68,6 +70,7 @@ struct StreamTransport::Listener final : transport::TcpStreamListener::Host {
 
   bool admit(const Address&) override { return !owner.host_.draining(); }
   void opened(transport::StreamLink& link) override { owner.opened(*this, link); }
+  bool secured(transport::StreamLink& link) override { return owner.secured(*this, link); }
   void established(transport::StreamLink& link, const coap::Csm&) override { owner.established(*this, link); }
   void deliver(transport::StreamLink& link, const coap::MessageView& m, transport::StreamTime now) override {
     owner.deliver(*this, link, m, now);
@@ -110,16 +113,58 @@ StreamTransport::StreamTransport(boost::asio::io_context& io, StreamTransportSet
 
 StreamTransport::~StreamTransport() = default;
 
-bool StreamTransport::open(const std::vector<Address>& tcp, std::string* error) {
-  for (const auto& address : tcp) {
-    auto l = std::make_unique<Listener>(*this, static_cast<std::uint8_t>(listeners_.size()), session::Proto::tcp);
+bool StreamTransport::open(std::string* error) {
+  auto tls_settings = settings_.tcp;
+  if (!settings_.tls_listen.empty()) {
+    std::string why;
+    if (settings_.credentials) tls_ = StreamTls::create(*settings_.credentials, &why);
+    if (!tls_) {
+      if (error) *error = "listen.coaps_tcp: " + (why.empty() ? std::string("no TLS credentials") : why);
+      return false;
+    }
+    tls_settings.tls = tls_->native();
+    tls_settings.handshake_timeout = settings_.credentials->handshake_timeout;
+  }
+  auto add = [&](const Address& address, session::Proto proto, const transport::TcpListenerSettings& s,
+                 const char* key) {
+    auto l = std::make_unique<Listener>(*this, static_cast<std::uint8_t>(listeners_.size()), proto, s);
     l->address = address;
     if (auto ec = l->listener.listen(address)) {
-      if (error) *error = "listen.coap_tcp " + address.to_string() + ": " + ec.message();
+      if (error) *error = std::string(key) + " " + address.to_string() + ": " + ec.message();
       return false;
     }
     listeners_.push_back(std::move(l));
-  }
+    return true;
+  };
+  for (const auto& a : settings_.tcp_listen)
+    if (!add(a, session::Proto::tcp, settings_.tcp, "listen.coap_tcp")) return false;
+  for (const auto& a : settings_.tls_listen)
+    if (!add(a, session::Proto::tls, tls_settings, "listen.coaps_tcp")) return false;
+  return true;
+}
+
+std::size_t StreamTransport::apply_credentials(std::shared_ptr<const dtls::PskStore> store,
+                                               std::shared_ptr<const dtls::TrustStore> trust) {
+  if (!tls_) return 0;
+  tls_->set_credentials(std::move(store), std::move(trust));
+  std::vector<session::Session*> revoked;
+  table_.for_each([&](session::Session& s) {
+    auto it = peers_.find(s.id());
+    if (it != peers_.end() && !tls_->stands(it->second)) revoked.push_back(&s);
+  });
+  for (auto* s : revoked) table_.close(*s, session::CloseReason::revoked);  // forget() ends the connection
+  return revoked.size();
+}
+
+bool StreamTransport::secured(Listener& l, transport::StreamLink& link) {
+  session::Session* s = session_of(l, link);
+  if (s == nullptr || link.tls() == nullptr) return false;
+  auto peer = StreamTls::peer_of(link.tls());
+  // The app data the DTLS sessions carry too: the authenticated identity, owned by the session.
+  s->set_app_data(new std::string(peer.identity), [](void* p) { delete static_cast<std::string*>(p); });
+  peers_[s->id()] = std::move(peer);
+  s->set_state(session::State::csm);
+  host_.identified(*s);
   return true;
 }
 
@@ -154,7 +199,9 @@ void StreamTransport::opened(Listener& l, transport::StreamLink& link) {
   // A connection's key is unique while it is open; a stale session with it (the same port reused
   // by the peer after a close we have not seen yet) gives way.
   if (auto* stale = table_.find(key)) table_.close(*stale, session::CloseReason::disconnected);
-  session::Session* s = table_.create_server(key, link.local(), -1, now, session::State::csm);
+  // TLS: connecting until the handshake finished (secured); TCP: our CSM goes out at once.
+  const auto state = l.proto == session::Proto::tls ? session::State::connecting : session::State::csm;
+  session::Session* s = table_.create_server(key, link.local(), -1, now, state);
   if (s == nullptr) {
     metrics_.bad_messages(metrics::BadReason::session_table_full).Increment();
     link.abort("session table full");
@@ -192,6 +239,7 @@ void StreamTransport::closed(Listener& l, transport::StreamLink& link, transport
   session::Session* s = it->second;
   l.sessions.erase(it);
   link_of_.erase(s->id());
+  peers_.erase(s->id());
   table_.close(*s, session_reason(reason, stopping_ || host_.draining()));
 }
 
@@ -212,6 +260,7 @@ void StreamTransport::forget(session::Session& s) {
   if (it == link_of_.end()) return;
   transport::StreamLink* link = it->second;
   link_of_.erase(it);
+  peers_.erase(s.id());
   for (auto& l : listeners_) {
     auto found = l->sessions.find(link->id());
     if (found != l->sessions.end() && found->second == &s) {

@@ -17,13 +17,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/address.hpp"
+#include "dtls/settings.hpp"
 #include "server/device_links.hpp"
+#include "server/stream_tls.hpp"
 #include "session/session.hpp"
 #include "transport/tcp_listener.hpp"
 
@@ -46,8 +49,12 @@ struct Config;
 namespace coapgw::server {
 
 struct StreamTransportSettings {
+  std::vector<Address> tcp_listen;  // listen.coap_tcp
+  std::vector<Address> tls_listen;  // listen.coaps_tcp
   // Bounds of each listener and connection (stream.*; max_connections is this worker's share).
   transport::TcpListenerSettings tcp;
+  // coaps+tcp: the DTLS listener's credentials (dtls.psk, dtls.pki), set when tls_listen is not empty.
+  std::optional<dtls::ServerSettings> credentials;
 };
 
 // One worker's settings from the config (stream.*, coap.max_message_size, sessions.idle_timeout);
@@ -64,6 +71,8 @@ class StreamTransport {
     virtual void deliver(session::Session& s, std::span<const std::byte> message, session::TimePoint now) = 0;
     // The worker is draining: no new connections.
     virtual bool draining() const = 0;
+    // A coaps+tcp session's identity (app data) is known: the downlink indexes it.
+    virtual void identified(session::Session& s) = 0;
   };
 
   StreamTransport(boost::asio::io_context& io, StreamTransportSettings settings, Host& host, session::Table& table,
@@ -73,9 +82,14 @@ class StreamTransport {
   StreamTransport(const StreamTransport&) = delete;
   StreamTransport& operator=(const StreamTransport&) = delete;
 
-  // Binds one listener per address of listen.coap_tcp (SO_REUSEPORT: every worker binds the same
-  // addresses and the kernel spreads the connections). Port 0 binds a free port.
-  bool open(const std::vector<Address>& tcp, std::string* error);
+  // Binds one listener per address of listen.coap_tcp and listen.coaps_tcp (SO_REUSEPORT: every
+  // worker binds the same addresses and the kernel spreads the connections); port 0 binds a free
+  // port. Builds the TLS context first when there are TLS listeners.
+  bool open(std::string* error);
+  // Reload (worker thread): new PSK store and client CA for TLS; every coaps+tcp session whose key
+  // or certificate no longer stands is closed with `revoked`. Returns how many.
+  std::size_t apply_credentials(std::shared_ptr<const dtls::PskStore> store,
+                                std::shared_ptr<const dtls::TrustStore> trust);
   std::vector<Address> bound_addresses(session::Proto proto) const;
   // The listeners whose devices have no authenticated identity (downlink `coap:<ip>:<port>`).
   std::vector<DeviceLinks::StreamEndpoint> plain_endpoints() const;
@@ -100,6 +114,7 @@ class StreamTransport {
   friend struct Listener;
   void opened(Listener& l, transport::StreamLink& link);
   void established(Listener& l, transport::StreamLink& link);
+  bool secured(Listener& l, transport::StreamLink& link);
   void deliver(Listener& l, transport::StreamLink& link, const coap::MessageView& m, transport::StreamTime now);
   void closed(Listener& l, transport::StreamLink& link, transport::StreamClose reason);
   void refused(Listener& l, transport::StreamLink& link, transport::StreamRefusal refusal);
@@ -110,7 +125,10 @@ class StreamTransport {
   Host& host_;
   session::Table& table_;
   metrics::Metrics& metrics_;
+  std::unique_ptr<StreamTls> tls_;  // coaps+tcp listeners' SSL_CTX
   std::vector<std::unique_ptr<Listener>> listeners_;
+  // What each coaps+tcp session authenticated (reload re-checks it), by session id.
+  std::unordered_map<std::uint64_t, StreamTls::Peer> peers_;
   // Each open connection's session, both ways. A session leaves both maps before it is closed.
   std::unordered_map<std::uint64_t, transport::StreamLink*> link_of_;  // by session id
   bool stopping_ = false;

@@ -113,7 +113,7 @@ bool Worker::open(std::string* error) {
     if (!add(a, session::Proto::udp)) return false;
   for (auto& a : settings_.coaps_listen)
     if (!add(a, session::Proto::dtls)) return false;
-  return stream_->open(settings_.coap_tcp_listen, error);
+  return stream_->open(error);
 }
 
 Worker::Endpoint::~Endpoint() {
@@ -134,7 +134,7 @@ void Worker::apply_credentials(std::shared_ptr<const dtls::PskStore> store,
                                std::shared_ptr<const dtls::TrustStore> trust) {
   // The transport checks every session against the new credentials; the close_notifies of the
   // revoked ones go out at once.
-  const auto revoked = dtls_->apply_credentials(std::move(store), std::move(trust));
+  const auto revoked = dtls_->apply_credentials(store, trust) + stream_->apply_credentials(store, trust);
   send_batch_->flush();
   if (revoked != 0) log::info("reload: " + std::to_string(revoked) + " DTLS sessions revoked");
 }

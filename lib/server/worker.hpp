@@ -61,8 +61,7 @@ struct WorkerSettings {
   int index = 0;
   std::vector<Address> coap_listen;
   std::vector<Address> coaps_listen;
-  std::vector<Address> coap_tcp_listen;  // listen.coap_tcp (RFC 8323), served by stream_transport
-  StreamTransportSettings stream;
+  StreamTransportSettings stream;  // listen.coap_tcp, listen.coaps_tcp (RFC 8323)
   exchange::TransmissionParameters transmission;
   std::size_t max_message_size = 1152;
   std::size_t max_handshakes = 1000;       // this worker's share of dtls.max_handshakes

@@ -17,6 +17,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "transport/tls_filter.hpp"
+
 namespace coapgw::transport {
 
 namespace asio = boost::asio;
@@ -62,10 +64,16 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     boost::system::error_code ec;
     remote_ = to_address(socket_.remote_endpoint(ec));
     local_ = to_address(socket_.local_endpoint(ec));
+    if (owner.settings.tls != nullptr) tls_ = std::make_unique<TlsFilter>(owner.settings.tls);
   }
 
   void start() {
-    conn_.start(StreamClock::now());
+    if (tls_) {
+      // RFC 8323 starts once TLS is up (on_tls_bytes); until then only the handshake timeout runs.
+      handshake_deadline_ = StreamClock::now() + owner_.settings.handshake_timeout;
+    } else {
+      conn_.start(StreamClock::now());
+    }
     after_call();
     do_read();
   }
@@ -88,6 +96,9 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     conn_.abort(diagnostic);
     after_call();
   }
+  ssl_st* tls() const override {
+    return tls_ && tls_->status() != TlsFilter::Status::handshaking ? tls_->native() : nullptr;
+  }
 
  private:
   // ---- StreamConnection::Host ----
@@ -96,6 +107,13 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   void refused(StreamRefusal r) override { owner_.host.refused(*this, r); }
   void send_frame(std::span<const std::byte> frame) override {
     if (closing_ || overflowed_) return;
+    if (!tls_) return enqueue(frame);
+    std::vector<std::byte> sealed;
+    if (tls_->write(frame, sealed)) enqueue(sealed);
+  }
+  // Bytes for the socket, in order, within the slow-reader bound.
+  void enqueue(std::span<const std::byte> frame) {
+    if (overflowed_ || frame.empty()) return;
     if (queued_ + frame.size() > owner_.settings.max_write_queue) {
       overflowed_ = true;  // acted on in after_call(), outside the connection's frame
       return;
@@ -126,6 +144,8 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
       if (!closing_) {
         if (ec || n == 0)
           conn_.on_end_of_stream();
+        else if (tls_)
+          on_tls_bytes(std::span(read_buffer_).first(n), StreamClock::now());
         else
           conn_.on_bytes(std::span(read_buffer_).first(n), StreamClock::now());
         after_call();
@@ -157,8 +177,25 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     });
   }
 
+  // Ciphertext from the socket: handshake answers out, then RFC 8323 over the plaintext.
+  void on_tls_bytes(std::span<const std::byte> in, StreamTime now) {
+    const bool was_handshaking = tls_->status() == TlsFilter::Status::handshaking;
+    std::vector<std::byte> plain, out;
+    const auto status = tls_->on_ciphertext(in, plain, out);
+    enqueue(out);
+    if (status == TlsFilter::Status::failed) return conn_.end(StreamClose::tls_failed);
+    if (was_handshaking && status != TlsFilter::Status::handshaking) {
+      ++owner_.counters.tls_handshakes;
+      handshake_deadline_.reset();
+      if (!owner_.host.secured(*this)) return conn_.end(StreamClose::tls_failed);
+      conn_.start(now);
+    }
+    if (!plain.empty()) conn_.on_bytes(plain, now);
+    if (status == TlsFilter::Status::closed) conn_.on_end_of_stream();
+  }
+
   void arm_timer() {
-    const auto next = closing_ ? std::nullopt : conn_.next_deadline();
+    const auto next = closing_ ? std::nullopt : handshake_deadline_ ? handshake_deadline_ : conn_.next_deadline();
     if (next == armed_) return;
     armed_ = next;
     timer_.cancel();
@@ -169,7 +206,9 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
       --pending_;
       if (!ec && !closing_) {
         armed_.reset();
-        conn_.on_tick(StreamClock::now());
+        const auto now = StreamClock::now();
+        if (handshake_deadline_ && now >= *handshake_deadline_) conn_.end(StreamClose::handshake_timeout);
+        else conn_.on_tick(now);
         after_call();
       }
       maybe_reap();
@@ -178,6 +217,11 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
 
   // The connection is over: write what is queued (unless the peer stopped reading), then close.
   void begin_close() {
+    if (tls_ && !overflowed_) {
+      std::vector<std::byte> notify;  // close_notify after the last frames
+      tls_->shutdown(notify);
+      enqueue(notify);
+    }
     closing_ = true;
     timer_.cancel();
     armed_.reset();
@@ -218,6 +262,8 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   asio::steady_timer timer_;
   asio::steady_timer close_timer_;
   StreamConnection conn_;
+  std::unique_ptr<TlsFilter> tls_;                 // coaps+tcp
+  std::optional<StreamTime> handshake_deadline_;   // while the TLS handshake runs
   Address remote_;
   Address local_;
   std::vector<std::byte> read_buffer_;

@@ -1,7 +1,8 @@
-"""CoAP over TCP (RFC 8323, issue 15): listen.coap_tcp served by the workers.
+"""CoAP over TCP and TLS (RFC 8323, issue 15): listen.coap_tcp and listen.coaps_tcp served by the workers.
 
 libcoap's coap-client-notls with coap+tcp:// as the device (routes, file sink, HTTP forwarding,
-Block2), a raw Python TCP peer speaking RFC 8323 frames where the connection itself is under test
+Block2), coap-client-openssl and -gnutls with coaps+tcp:// (PSK and certificates), openssl s_client
+for TLS 1.2 and 1.3 PSK handshakes and reload, a raw Python TCP peer speaking RFC 8323 frames where the connection itself is under test
 (CSM, sessions listing, Release on drain), and abuse: garbage, half-open and slow-loris connections
 and a connection flood up to stream.max_connections. Every ending is checked in the metrics.
 """
@@ -11,6 +12,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 import unittest
@@ -152,8 +154,12 @@ class CoapTcp(StreamCase):
         rc, out, err = h.coap_client(["-m", "post", "-e", "over-tcp", self.uri("/telemetry/t1")])
         self.assertEqual(rc, 0, err)
         self.assertIsNone(h.response_error(out, err), err)
-        lines = h.poll_until(lambda: os.path.exists(self.sink) and open(self.sink).read().splitlines(), 5,
-                             what="the sink line")
+        def sink_lines():
+            if not os.path.exists(self.sink):
+                return []
+            with open(self.sink) as f:
+                return f.read().splitlines()
+        lines = h.poll_until(sink_lines, 5, what="the sink line")
         self.assertIn('"payload":"over-tcp"', lines[-1])
         self.assertIn('"path":"/telemetry/t1"', lines[-1])
 
@@ -261,6 +267,108 @@ class Abuse(StreamCase):
         for p in (b, c):
             p.send(frame(h.GET, b"\x07", h.path_options("/.well-known/core")))
             self.assertEqual(p.recv().code, h.code(2, 5))
+
+
+class TlsClient(h.SClient):
+    """`openssl s_client` over TLS (not DTLS) with a PSK, kept open; what its stdin gets is sent."""
+
+    def __init__(self, port, identity, key, version):
+        argv = ["openssl", "s_client", f"-{version}", "-psk", key.encode().hex(), "-psk_identity", identity,
+                "-connect", f"127.0.0.1:{port}", "-brief"]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.out = h.BackgroundReader(self.proc.stdout)
+
+    def wait_handshake(self, deadline_s=15.0):
+        return h.poll_until(lambda: "Protocol version" in self.out.text() or self.proc.poll() is not None,
+                            deadline_s, what="the TLS handshake") and "Protocol version" in self.out.text()
+
+
+class CoapsTcp(StreamCase):
+    """coaps+tcp: TLS 1.2/1.3 with dtls.psk and dtls.pki, identity as for DTLS, reload revokes."""
+
+    def start_tls_gateway(self, pki=None):
+        self.sink = os.path.join(self.tmp, "telemetry.jsonl")
+        cfg = self.config(admin=f"127.0.0.1:{h.free_tcp_port()}")
+        cfg["threads"] = 2
+        self.tls_port = h.free_tcp_port()
+        cfg["listen"]["coaps_tcp"] = [f"127.0.0.1:{self.tls_port}"]
+        if pki:
+            cfg["dtls"]["pki"] = {"cert": pki["server.crt"], "private_key": pki["server.key"], "ca": pki["ca.crt"]}
+        self.gw = self.start_gateway(cfg)
+
+    def tls_uri(self, path):
+        return f"coaps+tcp://127.0.0.1:{self.tls_port}{path}"
+
+    def psk(self):
+        return ["-u", h.DEMO_IDENTITY, "-k", h.DEMO_KEY]
+
+    def sink_lines(self):
+        if not os.path.exists(self.sink):
+            return []
+        with open(self.sink) as f:
+            return f.read().splitlines()
+
+    def test_psk_with_libcoap_openssl_and_gnutls(self):
+        self.start_tls_gateway()
+        for flavour in ("openssl", "gnutls"):
+            rc, out, err = h.coap_client(self.psk() + ["-m", "get", self.tls_uri("/.well-known/core")], flavour=flavour)
+            self.assertIn("</telemetry>", out, flavour + ": " + err)
+            rc, out, err = h.coap_client(self.psk() + ["-m", "post", "-e", "tls-" + flavour,
+                                                       self.tls_uri("/telemetry/t")], flavour=flavour)
+            self.assertIsNone(h.response_error(out, err), err)
+            lines = h.poll_until(lambda: [l for l in (self.sink_lines() or []) if "tls-" + flavour in l], 5,
+                                 what="the sink line of " + flavour)
+            self.assertIn('"identity":"%s"' % h.DEMO_IDENTITY, lines[0])
+        # A wrong key fails the handshake: counted, nothing served.
+        rc, out, err = h.coap_client(["-u", h.DEMO_IDENTITY, "-k", "wrong", "-m", "get",
+                                      self.tls_uri("/.well-known/core")], flavour="openssl", wait_s=3)
+        self.assertNotIn("</telemetry>", out)
+        h.poll_until(lambda: self.counter("coapgw_sessions_closed_total", proto="tls", reason="tls_failed") >= 1, 5,
+                     what="the failed handshake counted")
+
+    def test_tls12_and_tls13_psk_handshakes(self):
+        self.start_tls_gateway()
+        for version, name in (("tls1_2", "TLSv1.2"), ("tls1_3", "TLSv1.3")):
+            c = TlsClient(self.tls_port, h.DEMO_IDENTITY, h.DEMO_KEY, version)
+            self.addCleanup(c.kill)
+            self.assertTrue(c.wait_handshake(), c.out.text())
+            self.assertIn("Protocol version: " + name, c.out.text())
+            c.proc.stdin.write(bytes([0x00, CSM]))  # our CSM through the TLS channel: established
+            c.proc.stdin.flush()
+            h.poll_until(lambda: self.counter("coapgw_sessions", proto="tls", state="established") == 1, 5,
+                         what="the %s session established" % name)
+            c.close()
+            h.poll_until(lambda: self.counter("coapgw_sessions", proto="tls") == 0, 5, what="the session closed")
+
+    def test_certificates(self):
+        pki = h.make_pki(self.tmp, client_cn="tls-device")
+        self.start_tls_gateway(pki)
+        cert_args = ["-c", pki["client.crt"], "-j", pki["client.key"], "-C", pki["ca.crt"]]
+        rc, out, err = h.coap_client(cert_args + ["-m", "post", "-e", "hello cert", self.tls_uri("/telemetry/c")],
+                                     flavour="openssl")
+        self.assertIsNone(h.response_error(out, err), err)
+        lines = h.poll_until(lambda: [l for l in (self.sink_lines() or []) if "hello cert" in l], 5,
+                             what="the sink line")
+        self.assertIn('"identity":"tls-device"', lines[0])
+        # PSK stays on beside certificates.
+        rc, out, err = h.coap_client(self.psk() + ["-m", "get", self.tls_uri("/.well-known/core")], flavour="openssl")
+        self.assertIn("</telemetry>", out, err)
+
+    def test_reload_with_another_key_closes_the_session(self):
+        self.start_tls_gateway()
+        c = TlsClient(self.tls_port, h.DEMO_IDENTITY, h.DEMO_KEY, "tls1_3")
+        self.addCleanup(c.kill)
+        self.assertTrue(c.wait_handshake(), c.out.text())
+        c.proc.stdin.write(bytes([0x00, CSM]))
+        c.proc.stdin.flush()
+        h.poll_until(lambda: self.counter("coapgw_sessions", proto="tls", state="established") == 1, 5,
+                     what="the session established")
+        self.gw.config["dtls"]["psk"]["keys"] = [{"identity": h.DEMO_IDENTITY, "key": "changed-on-reload"}]
+        self.gw.write_config()
+        self.gw.send_signal(signal.SIGHUP)
+        h.poll_until(lambda: self.counter("coapgw_sessions_closed_total", proto="tls", reason="revoked") == 1, 10,
+                     what="the session revoked at reload")
+        h.poll_until(lambda: c.proc.poll() is not None, 10, what="s_client sees its connection closed")
 
 
 class StreamDownlink(StreamCase):
