@@ -15,12 +15,6 @@ void parse_stream(Reader& r, const YAML::Node& node, Config& config) {
     r.duration(node, "write_timeout", "stream", true, out.write_timeout);
   }
   const auto& listen = config.listen;
-  // Served so far: coap+tcp and coaps+tcp. The WebSocket keys are part of the contract and refused
-  // until served, so that a config naming them does not silently listen on nothing.
-  const std::pair<const std::vector<Address>*, const char*> not_served[] = {
-      {&listen.coap_ws, "listen.coap_ws"}, {&listen.coaps_ws, "listen.coaps_ws"}};
-  for (const auto& [list, path] : not_served)
-    if (!list->empty()) r.add(path, "not served by this build yet (listen.coap_tcp and listen.coaps_tcp are)");
   // TCP may share an address with a UDP listener (coap and coap+tcp both default to 5683), not
   // with another TCP one.
   std::vector<std::pair<Address, std::string>> seen;
@@ -34,6 +28,8 @@ void parse_stream(Reader& r, const YAML::Node& node, Config& config) {
   };
   visit(listen.coap_tcp, "listen.coap_tcp");
   visit(listen.coaps_tcp, "listen.coaps_tcp");
+  visit(listen.coap_ws, "listen.coap_ws");
+  visit(listen.coaps_ws, "listen.coaps_ws");
 }
 
 }  // namespace coapgw::config::detail

@@ -56,7 +56,7 @@ struct Process::Impl {
   std::unique_ptr<admin::AdminServer> admin;
   std::unique_ptr<RuntimeDownlink> downlink;  // the backend API's way to the devices
   std::unique_ptr<api::ApiServer> api;        // listen.api; stopped before the workers
-  std::vector<Address> coap_bound, coaps_bound, coap_tcp_bound, coaps_tcp_bound;
+  std::vector<Address> coap_bound, coaps_bound, coap_tcp_bound, coaps_tcp_bound, coap_ws_bound, coaps_ws_bound;
   persist::RestoredPool restored;
   bool started = false;
 };
@@ -78,6 +78,7 @@ bool Process::start(std::string* error) {
 
   std::vector<Address> coap_listen = c.listen.coap, coaps_listen = c.listen.coaps;
   std::vector<Address> coap_tcp_listen = c.listen.coap_tcp, coaps_tcp_listen = c.listen.coaps_tcp;
+  std::vector<Address> coap_ws_listen = c.listen.coap_ws, coaps_ws_listen = c.listen.coaps_ws;
   for (unsigned i = 0; i < n; ++i) {
     WorkerSettings ws;
     ws.index = static_cast<int>(i);
@@ -102,7 +103,9 @@ bool Process::start(std::string* error) {
     ws.stream = stream_settings(c, n);
     ws.stream.tcp_listen = coap_tcp_listen;
     ws.stream.tls_listen = coaps_tcp_listen;
-    if (!coaps_tcp_listen.empty()) ws.stream.credentials = snap.dtls;
+    ws.stream.ws_listen = coap_ws_listen;
+    ws.stream.wss_listen = coaps_ws_listen;
+    if (!coaps_tcp_listen.empty() || !coaps_ws_listen.empty()) ws.stream.credentials = snap.dtls;
     auto w = std::make_unique<Worker>(ws, *impl_->budget, *impl_->metrics);
     if (!w->open(error)) return false;
     if (i == 0) {
@@ -112,6 +115,10 @@ bool Process::start(std::string* error) {
       impl_->coaps_bound = coaps_listen;
       coap_tcp_listen = w->bound_addresses(session::Proto::tcp);
       coaps_tcp_listen = w->bound_addresses(session::Proto::tls);
+      coap_ws_listen = w->bound_addresses(session::Proto::ws);
+      coaps_ws_listen = w->bound_addresses(session::Proto::wss);
+      impl_->coap_ws_bound = coap_ws_listen;
+      impl_->coaps_ws_bound = coaps_ws_listen;
       impl_->coap_tcp_bound = coap_tcp_listen;
       impl_->coaps_tcp_bound = coaps_tcp_listen;
     }
@@ -229,6 +236,8 @@ bool Process::start(std::string* error) {
   for (auto& a : impl_->coaps_bound) log::info("listening coaps://" + a.to_string());
   for (auto& a : impl_->coap_tcp_bound) log::info("listening coap+tcp://" + a.to_string());
   for (auto& a : impl_->coaps_tcp_bound) log::info("listening coaps+tcp://" + a.to_string());
+  for (auto& a : impl_->coap_ws_bound) log::info("listening coap+ws://" + a.to_string() + "/.well-known/coap");
+  for (auto& a : impl_->coaps_ws_bound) log::info("listening coaps+ws://" + a.to_string() + "/.well-known/coap");
   if (impl_->admin) log::info("admin http://" + impl_->admin->local_address().to_string());
   if (impl_->api) log::info("api http://" + impl_->api->local_address().to_string());
   return true;

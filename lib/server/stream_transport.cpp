@@ -15,7 +15,7 @@ namespace coapgw::server {
 
 namespace {
 
-constexpr std::size_t close_reasons = static_cast<std::size_t>(transport::StreamClose::handshake_timeout) + 1;
+constexpr std::size_t close_reasons = static_cast<std::size_t>(transport::StreamClose::upgrade_failed) + 1;
 constexpr std::size_t refusal_reasons = static_cast<std::size_t>(transport::StreamRefusal::unknown_signal) + 1;
 
 // How a connection's ending reads in coapgw_sessions_closed_total (its own reason is counted in
@@ -115,11 +115,11 @@ StreamTransport::~StreamTransport() = default;
 
 bool StreamTransport::open(std::string* error) {
   auto tls_settings = settings_.tcp;
-  if (!settings_.tls_listen.empty()) {
+  if (!settings_.tls_listen.empty() || !settings_.wss_listen.empty()) {
     std::string why;
     if (settings_.credentials) tls_ = StreamTls::create(*settings_.credentials, &why);
     if (!tls_) {
-      if (error) *error = "listen.coaps_tcp: " + (why.empty() ? std::string("no TLS credentials") : why);
+      if (error) *error = "listen.coaps_tcp/coaps_ws: " + (why.empty() ? std::string("no TLS credentials") : why);
       return false;
     }
     tls_settings.tls = tls_->native();
@@ -140,6 +140,13 @@ bool StreamTransport::open(std::string* error) {
     if (!add(a, session::Proto::tcp, settings_.tcp, "listen.coap_tcp")) return false;
   for (const auto& a : settings_.tls_listen)
     if (!add(a, session::Proto::tls, tls_settings, "listen.coaps_tcp")) return false;
+  auto ws_settings = settings_.tcp, wss_settings = tls_settings;
+  ws_settings.websocket = wss_settings.websocket = true;
+  ws_settings.handshake_timeout = settings_.tcp.stream.csm_timeout;  // the upgrade: as long as a CSM may take
+  for (const auto& a : settings_.ws_listen)
+    if (!add(a, session::Proto::ws, ws_settings, "listen.coap_ws")) return false;
+  for (const auto& a : settings_.wss_listen)
+    if (!add(a, session::Proto::wss, wss_settings, "listen.coaps_ws")) return false;
   return true;
 }
 
@@ -158,12 +165,13 @@ std::size_t StreamTransport::apply_credentials(std::shared_ptr<const dtls::PskSt
 
 bool StreamTransport::secured(Listener& l, transport::StreamLink& link) {
   session::Session* s = session_of(l, link);
-  if (s == nullptr || link.tls() == nullptr) return false;
+  if (s == nullptr) return false;
+  s->set_state(session::State::csm);
+  if (link.tls() == nullptr) return true;  // coap+ws: upgraded, nobody authenticated
   auto peer = StreamTls::peer_of(link.tls());
   // The app data the DTLS sessions carry too: the authenticated identity, owned by the session.
   s->set_app_data(new std::string(peer.identity), [](void* p) { delete static_cast<std::string*>(p); });
   peers_[s->id()] = std::move(peer);
-  s->set_state(session::State::csm);
   host_.identified(*s);
   return true;
 }
@@ -199,8 +207,8 @@ void StreamTransport::opened(Listener& l, transport::StreamLink& link) {
   // A connection's key is unique while it is open; a stale session with it (the same port reused
   // by the peer after a close we have not seen yet) gives way.
   if (auto* stale = table_.find(key)) table_.close(*stale, session::CloseReason::disconnected);
-  // TLS: connecting until the handshake finished (secured); TCP: our CSM goes out at once.
-  const auto state = l.proto == session::Proto::tls ? session::State::connecting : session::State::csm;
+  // TLS, WebSocket: connecting until the transport is up (secured); TCP: our CSM goes out at once.
+  const auto state = l.proto == session::Proto::tcp ? session::State::csm : session::State::connecting;
   session::Session* s = table_.create_server(key, link.local(), -1, now, state);
   if (s == nullptr) {
     metrics_.bad_messages(metrics::BadReason::session_table_full).Increment();

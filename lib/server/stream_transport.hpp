@@ -1,9 +1,11 @@
-// coapgw::server::StreamTransport — one worker's CoAP over TCP listeners (RFC 8323, `listen.coap_tcp`)
-// and the sessions of their connections.
+// coapgw::server::StreamTransport — one worker's RFC 8323 listeners (`listen.coap_tcp`, `coaps_tcp`,
+// `coap_ws`, `coaps_ws`) and the sessions of their connections.
 //
-// It owns the link between a connection and its session: a session of proto `tcp` per accepted
-// connection, keyed by (remote, local port, proto, listener), created in state `csm` (the connection
-// sends its CSM at once) and `established` with the peer's CSM; the session counts against
+// It owns the link between a connection and its session: a session of proto `tcp|tls|ws|wss` per
+// accepted connection, keyed by (remote, local port, proto, listener), created in state `connecting`
+// (TLS handshake, WebSocket upgrade; `csm` at once for plain TCP), `csm` once the transport is up
+// (the identity of a TLS peer is the session's app data, as for DTLS) and `established` with the
+// peer's CSM; the session counts against
 // sessions.max like any other and is reclaimed or expired by the table like any other, which ends
 // its connection with a Release. Whole messages go up through Host::deliver, re-encoded as RFC 7252
 // NON messages with message id 0 (a stream has neither type nor id), to the same server-role entry
@@ -51,9 +53,11 @@ namespace coapgw::server {
 struct StreamTransportSettings {
   std::vector<Address> tcp_listen;  // listen.coap_tcp
   std::vector<Address> tls_listen;  // listen.coaps_tcp
+  std::vector<Address> ws_listen;   // listen.coap_ws
+  std::vector<Address> wss_listen;  // listen.coaps_ws
   // Bounds of each listener and connection (stream.*; max_connections is this worker's share).
   transport::TcpListenerSettings tcp;
-  // coaps+tcp: the DTLS listener's credentials (dtls.psk, dtls.pki), set when tls_listen is not empty.
+  // coaps+tcp, coaps+ws: the DTLS listener's credentials (dtls.psk, dtls.pki), set when there are TLS listeners.
   std::optional<dtls::ServerSettings> credentials;
 };
 
@@ -82,7 +86,7 @@ class StreamTransport {
   StreamTransport(const StreamTransport&) = delete;
   StreamTransport& operator=(const StreamTransport&) = delete;
 
-  // Binds one listener per address of listen.coap_tcp and listen.coaps_tcp (SO_REUSEPORT: every
+  // Binds one listener per address of listen.coap_tcp, coaps_tcp, coap_ws, coaps_ws (SO_REUSEPORT: every
   // worker binds the same addresses and the kernel spreads the connections); port 0 binds a free
   // port. Builds the TLS context first when there are TLS listeners.
   bool open(std::string* error);

@@ -49,6 +49,7 @@ std::string_view to_string(StreamClose reason) {
     case StreamClose::aborted: return "aborted";
     case StreamClose::tls_failed: return "tls_failed";
     case StreamClose::handshake_timeout: return "handshake_timeout";
+    case StreamClose::upgrade_failed: return "upgrade_failed";
   }
   return "unknown";
 }

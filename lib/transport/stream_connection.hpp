@@ -51,7 +51,8 @@ enum class StreamClose : std::uint8_t {
   released,               // we sent Release (release()) and the peer did not close in time
   aborted,                // we aborted (abort()), e.g. the driver's own bounds
   tls_failed,             // the TLS handshake or a TLS record failed (end(), no Abort: no channel)
-  handshake_timeout,      // the TLS handshake did not finish in time (end())
+  handshake_timeout,      // the TLS handshake or WebSocket upgrade did not finish in time (end())
+  upgrade_failed,         // the WebSocket upgrade request was refused (end(): 400/404 answered)
 };
 std::string_view to_string(StreamClose reason);
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "transport/tls_filter.hpp"
+#include "transport/ws_filter.hpp"
 
 namespace coapgw::transport {
 
@@ -40,7 +41,7 @@ class TcpLink;
 
 struct TcpStreamListener::Impl {
   Impl(asio::io_context& c, TcpListenerSettings s, Host& h) : ioc(c), acceptor(c), settings(s), host(h) {
-    settings.stream.framing = coap::Framing::tcp;
+    settings.stream.framing = settings.websocket ? coap::Framing::websocket : coap::Framing::tcp;
   }
   void do_accept();
   void on_accept(const boost::system::error_code& ec, tcp::socket socket);
@@ -65,11 +66,13 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     remote_ = to_address(socket_.remote_endpoint(ec));
     local_ = to_address(socket_.local_endpoint(ec));
     if (owner.settings.tls != nullptr) tls_ = std::make_unique<TlsFilter>(owner.settings.tls);
+    if (owner.settings.websocket) ws_ = std::make_unique<WsFilter>(owner.settings.stream.max_message_size);
   }
 
   void start() {
-    if (tls_) {
-      // RFC 8323 starts once TLS is up (on_tls_bytes); until then only the handshake timeout runs.
+    if (tls_ || ws_) {
+      // RFC 8323 starts once TLS is up and the WebSocket upgraded (ready()); until then only the
+      // handshake timeout runs.
       handshake_deadline_ = StreamClock::now() + owner_.settings.handshake_timeout;
     } else {
       conn_.start(StreamClock::now());
@@ -107,9 +110,15 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   void refused(StreamRefusal r) override { owner_.host.refused(*this, r); }
   void send_frame(std::span<const std::byte> frame) override {
     if (closing_ || overflowed_) return;
-    if (!tls_) return enqueue(frame);
+    if (!ws_) return send_bytes(frame);
+    std::vector<std::byte> wrapped;  // RFC 8323 §4: one frame, one binary WebSocket message
+    if (ws_->write(frame, wrapped)) send_bytes(wrapped);
+  }
+  // Plaintext for the peer: sealed by TLS when there is TLS.
+  void send_bytes(std::span<const std::byte> bytes) {
+    if (!tls_) return enqueue(bytes);
     std::vector<std::byte> sealed;
-    if (tls_->write(frame, sealed)) enqueue(sealed);
+    if (tls_->write(bytes, sealed)) enqueue(sealed);
   }
   // Bytes for the socket, in order, within the slow-reader bound.
   void enqueue(std::span<const std::byte> frame) {
@@ -147,7 +156,7 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
         else if (tls_)
           on_tls_bytes(std::span(read_buffer_).first(n), StreamClock::now());
         else
-          conn_.on_bytes(std::span(read_buffer_).first(n), StreamClock::now());
+          on_plain(std::span(read_buffer_).first(n), StreamClock::now());
         after_call();
         if (!closing_) do_read();
       }
@@ -186,12 +195,39 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     if (status == TlsFilter::Status::failed) return conn_.end(StreamClose::tls_failed);
     if (was_handshaking && status != TlsFilter::Status::handshaking) {
       ++owner_.counters.tls_handshakes;
-      handshake_deadline_.reset();
-      if (!owner_.host.secured(*this)) return conn_.end(StreamClose::tls_failed);
-      conn_.start(now);
+      if (!ws_ && !ready(now)) return;
     }
-    if (!plain.empty()) conn_.on_bytes(plain, now);
+    if (!plain.empty()) on_plain(plain, now);
     if (status == TlsFilter::Status::closed) conn_.on_end_of_stream();
+  }
+
+  // Plaintext from the peer: RFC 8323 bytes, or WebSocket frames carrying RFC 8323 messages.
+  void on_plain(std::span<const std::byte> in, StreamTime now) {
+    if (!ws_) return conn_.on_bytes(in, now);
+    const bool upgrading = ws_->status() == WsFilter::Status::upgrading;
+    std::vector<std::vector<std::byte>> messages;
+    std::vector<std::byte> out;
+    const auto status = ws_->on_bytes(in, messages, out);
+    send_bytes(out);
+    if (status == WsFilter::Status::failed)
+      return conn_.end(upgrading ? StreamClose::upgrade_failed : StreamClose::malformed_frame);
+    if (upgrading && status != WsFilter::Status::upgrading && !ready(now)) return;
+    for (const auto& m : messages) {
+      if (conn_.state() == StreamState::closed) return;
+      conn_.on_message(m, now);
+    }
+    if (status == WsFilter::Status::closed) conn_.on_end_of_stream();
+  }
+
+  // TLS finished and the WebSocket upgraded (where there are): the Host has its say, then our CSM.
+  bool ready(StreamTime now) {
+    handshake_deadline_.reset();
+    if (!owner_.host.secured(*this)) {
+      conn_.end(StreamClose::tls_failed);
+      return false;
+    }
+    conn_.start(now);
+    return true;
   }
 
   void arm_timer() {
@@ -217,6 +253,11 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
 
   // The connection is over: write what is queued (unless the peer stopped reading), then close.
   void begin_close() {
+    if (ws_ && !overflowed_) {
+      std::vector<std::byte> bye;  // WebSocket Close (1000) after the last messages
+      ws_->close(1000, bye);
+      send_bytes(bye);
+    }
     if (tls_ && !overflowed_) {
       std::vector<std::byte> notify;  // close_notify after the last frames
       tls_->shutdown(notify);
@@ -262,7 +303,8 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   asio::steady_timer timer_;
   asio::steady_timer close_timer_;
   StreamConnection conn_;
-  std::unique_ptr<TlsFilter> tls_;                 // coaps+tcp
+  std::unique_ptr<TlsFilter> tls_;                 // coaps+tcp, coaps+ws
+  std::unique_ptr<WsFilter> ws_;                   // coap+ws, coaps+ws
   std::optional<StreamTime> handshake_deadline_;   // while the TLS handshake runs
   Address remote_;
   Address local_;

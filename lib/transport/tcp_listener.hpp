@@ -56,6 +56,10 @@ struct TcpListenerSettings {
   // coaps+tcp: every connection runs TLS (a TlsFilter over this SSL_CTX, which the caller keeps
   // alive) before RFC 8323; the session is `connecting` until the handshake finished.
   ssl_ctx_st* tls = nullptr;
+  // coap+ws / coaps+ws: every connection is a WebSocket (RFC 8323 §4: upgrade on /.well-known/coap
+  // with subprotocol `coap`, then one binary message per frame) over TCP or TLS.
+  bool websocket = false;
+  // TLS handshake and WebSocket upgrade together must finish within this.
   std::chrono::milliseconds handshake_timeout{30000};
 };
 
@@ -67,8 +71,9 @@ class TcpStreamListener {
     // Last say on a new connection (sessions.max): false closes it at once, counted as refused.
     virtual bool admit(const Address& remote) { (void)remote; return true; }
     virtual void opened(StreamLink& link) = 0;                    // session state connecting (TLS) or csm
-    // TLS only: the handshake finished (link.tls() is set), our CSM goes out next. false: the
-    // credentials are not accepted after all; the connection ends with tls_failed.
+    // TLS or WebSocket only: the transport is up (TLS handshake finished: link.tls() is set;
+    // WebSocket upgraded), our CSM goes out next. false: the credentials are not accepted after
+    // all; the connection ends with tls_failed.
     virtual bool secured(StreamLink& link) { (void)link; return true; }
     virtual void established(StreamLink& link, const coap::Csm& peer) = 0;
     virtual void deliver(StreamLink& link, const coap::MessageView& message, StreamTime now) = 0;

@@ -371,6 +371,71 @@ class CoapsTcp(StreamCase):
         h.poll_until(lambda: c.proc.poll() is not None, 10, what="s_client sees its connection closed")
 
 
+WS_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ws_client.js")
+
+
+class WebSocket(StreamCase):
+    """coap+ws and coaps+ws (RFC 8323 §4) with a WebSocket client that is not ours: Debian's node-ws."""
+
+    def setUp(self):
+        super().setUp()
+        if not os.path.exists("/usr/share/nodejs/ws/index.js"):
+            self.skipTest("node-ws is not installed (scripts/install-deps.sh installs nodejs and node-ws)")
+        self.sink = os.path.join(self.tmp, "telemetry.jsonl")
+        cfg = self.config(admin=f"127.0.0.1:{h.free_tcp_port()}")
+        self.ws_port, self.wss_port = h.free_tcp_port(), h.free_tcp_port()
+        cfg["listen"]["coap_ws"] = [f"127.0.0.1:{self.ws_port}"]
+        cfg["listen"]["coaps_ws"] = [f"127.0.0.1:{self.wss_port}"]
+        self.gw = self.start_gateway(cfg)
+
+    def node(self, *args):
+        rc, out, err = h.run_peer(["node", WS_CLIENT] + list(args), timeout=20)
+        return rc, [json.loads(l) for l in out.splitlines() if l.startswith("{")], err
+
+    def test_requests_over_coap_ws(self):
+        rc, answers, err = self.node(f"ws://127.0.0.1:{self.ws_port}/.well-known/coap", "/.well-known/core", "/nope")
+        self.assertEqual(rc, 0, err)
+        by_path = {a["path"]: a for a in answers}
+        self.assertEqual(by_path["/.well-known/core"]["code"], "2.05")
+        self.assertIn("</telemetry>", by_path["/.well-known/core"]["payload"])
+        self.assertEqual(by_path["/nope"]["code"], "4.04")
+        h.poll_until(lambda: self.counter("coapgw_sessions_closed_total", proto="ws", reason="peer_closed") == 1, 5,
+                     what="the ws session closed by the client")
+
+    def test_psk_identity_over_coaps_ws(self):
+        rc, answers, err = self.node(f"wss://127.0.0.1:{self.wss_port}/.well-known/coap", "--psk", h.DEMO_IDENTITY,
+                                     h.DEMO_KEY, "--post", "over-wss", "/telemetry/w")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(answers[0]["code"], "2.01")
+        with open(self.sink) as f:
+            line = f.read().splitlines()[-1]
+        self.assertIn('"identity":"%s"' % h.DEMO_IDENTITY, line)
+        self.assertIn('"payload":"over-wss"', line)
+
+    def test_wrong_path_and_text_messages_cost_that_connection(self):
+        rc, answers, err = self.node(f"ws://127.0.0.1:{self.ws_port}/elsewhere", "/x")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("http 404", err)
+        h.poll_until(lambda: self.counter("coapgw_stream_closed_total", proto="ws", reason="upgrade_failed") == 1, 5,
+                     what="the refused upgrade counted")
+        # A raw upgrade then a (masked) text frame: RFC 8323 §4 is binary only, so the gateway closes.
+        peer = StreamPeer(self.ws_port)
+        self.addCleanup(peer.close)
+        peer.send(b"GET /.well-known/coap HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Protocol: coap\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += peer.sock.recv(4096)
+        self.assertIn(b"101 Switching Protocols", head)
+        self.assertIn(b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", head)  # RFC 6455's own example key and answer
+        peer.send(bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2]))
+        self.assertTrue(peer.wait_closed(), "a text message ends the connection")
+        h.poll_until(lambda: self.counter("coapgw_stream_closed_total", proto="ws", reason="malformed_frame") == 1, 5,
+                     what="the text message counted")
+        self.assertTrue(self.gw.alive())
+
+
 class StreamDownlink(StreamCase):
     """The backend API sends a request to a device over its coap+tcp connection (DESIGN "Downlink")."""
     threads = 2
