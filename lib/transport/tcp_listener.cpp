@@ -13,7 +13,6 @@
 #include <boost/asio/write.hpp>
 
 #include <cerrno>
-#include <deque>
 #include <unordered_map>
 #include <vector>
 
@@ -52,6 +51,7 @@ struct TcpStreamListener::Impl {
   TcpListenerSettings settings;
   Host& host;
   std::unordered_map<std::uint64_t, std::unique_ptr<TcpLink>> links;
+  std::vector<std::byte> read_buffer = std::vector<std::byte>(settings.read_chunk);  // shared: see do_read
   std::uint64_t next_id = 1;
   Counters counters;
   bool stopped = false;
@@ -61,8 +61,9 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
  public:
   TcpLink(TcpStreamListener::Impl& owner, std::uint64_t id, tcp::socket socket)
       : owner_(owner), id_(id), socket_(std::move(socket)), timer_(owner.ioc), close_timer_(owner.ioc),
-        conn_(owner.settings.stream, *this), read_buffer_(owner.settings.read_chunk) {
+        conn_(owner.settings.stream, *this) {
     boost::system::error_code ec;
+    socket_.non_blocking(true, ec);  // reads happen when the socket is readable, into the listener's buffer
     remote_ = to_address(socket_.remote_endpoint(ec));
     local_ = to_address(socket_.local_endpoint(ec));
     if (owner.settings.tls != nullptr) tls_ = std::make_unique<TlsFilter>(owner.settings.tls);
@@ -114,22 +115,41 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     std::vector<std::byte> wrapped;  // RFC 8323 §4: one frame, one binary WebSocket message
     if (ws_->write(frame, wrapped)) send_bytes(wrapped);
   }
-  // Plaintext for the peer: sealed by TLS when there is TLS.
+  // Plaintext for the peer. Over TLS it is sealed when the write starts, so the answers of one
+  // handler share TLS records.
   void send_bytes(std::span<const std::byte> bytes) {
     if (!tls_) return enqueue(bytes);
-    std::vector<std::byte> sealed;
-    if (tls_->write(bytes, sealed)) enqueue(sealed);
+    if (tls_->status() != TlsFilter::Status::open) return;
+    add(tls_plain_, bytes);
   }
-  // Bytes for the socket, in order, within the slow-reader bound.
-  void enqueue(std::span<const std::byte> frame) {
-    if (overflowed_ || frame.empty()) return;
-    if (queued_ + frame.size() > owner_.settings.max_write_queue) {
+  // Bytes for the socket, in order (after any plaintext still to seal), within the slow-reader bound.
+  void enqueue(std::span<const std::byte> bytes) {
+    seal();
+    add(out_, bytes);
+  }
+  void seal() {
+    if (tls_plain_.empty()) return;
+    tls_->write(tls_plain_, out_);
+    std::vector<std::byte>().swap(tls_plain_);
+  }
+  void add(std::vector<std::byte>& to, std::span<const std::byte> bytes) {
+    if (overflowed_ || bytes.empty()) return;
+    if (queued_ + bytes.size() > owner_.settings.max_write_queue) {
       overflowed_ = true;  // acted on in after_call(), outside the connection's frame
       return;
     }
-    queue_.emplace_back(frame.begin(), frame.end());
-    queued_ += frame.size();
-    if (!writing_) do_write();
+    to.insert(to.end(), bytes.begin(), bytes.end());
+    queued_ += bytes.size();
+    if (!writing_) {
+      // One write for everything this handler produces (pipelined answers): started once it returns.
+      writing_ = true;
+      ++pending_;
+      asio::post(owner_.ioc, [this] {
+        --pending_;
+        do_write();
+        maybe_reap();
+      });
+    }
   }
   void closed(StreamClose reason) override {
     owner_.host.closed(*this, reason);
@@ -146,17 +166,26 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     maybe_reap();
   }
 
+  // Waits for the socket to be readable, then reads into the listener's one buffer and processes
+  // the bytes at once: an idle connection holds no read buffer.
   void do_read() {
     ++pending_;
-    socket_.async_read_some(asio::buffer(read_buffer_), [this](const boost::system::error_code& ec, std::size_t n) {
+    socket_.async_wait(tcp::socket::wait_read, [this](const boost::system::error_code& ec) {
       --pending_;
       if (!closing_) {
-        if (ec || n == 0)
+        auto& buffer = owner_.read_buffer;
+        boost::system::error_code read_ec;
+        const std::size_t n = ec ? 0 : socket_.read_some(asio::buffer(buffer), read_ec);
+        if (!ec && read_ec == asio::error::would_block) {
+          do_read();
+          return;
+        }
+        if (ec || read_ec || n == 0)
           conn_.on_end_of_stream();
         else if (tls_)
-          on_tls_bytes(std::span(read_buffer_).first(n), StreamClock::now());
+          on_tls_bytes(std::span(buffer).first(n), StreamClock::now());
         else
-          on_plain(std::span(read_buffer_).first(n), StreamClock::now());
+          on_plain(std::span(buffer).first(n), StreamClock::now());
         after_call();
         if (!closing_) do_read();
       }
@@ -165,22 +194,29 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   }
 
   void do_write() {
-    writing_ = true;
-    ++pending_;
-    asio::async_write(socket_, asio::buffer(queue_.front()), [this](const boost::system::error_code& ec, std::size_t) {
-      --pending_;
+    if (tls_) seal();
+    if (out_.empty() || !socket_.is_open()) {
       writing_ = false;
+      if (closing_) close_socket();
+      return;
+    }
+    writing_ = true;
+    sending_.swap(out_);
+    ++pending_;
+    asio::async_write(socket_, asio::buffer(sending_), [this](const boost::system::error_code& ec, std::size_t) {
+      --pending_;
+      queued_ = out_.size() + tls_plain_.size();  // what is still waiting (TLS adds record overhead)
+      std::vector<std::byte>().swap(sending_);  // an idle connection keeps no write buffer either
       if (ec) {
-        queue_.clear();
+        writing_ = false;
+        std::vector<std::byte>().swap(out_);
+        std::vector<std::byte>().swap(tls_plain_);
         queued_ = 0;
         if (!closing_) conn_.on_end_of_stream();
         after_call();
         close_socket();
       } else {
-        queued_ -= queue_.front().size();
-        queue_.pop_front();
-        if (!queue_.empty()) do_write();
-        else if (closing_) close_socket();
+        do_write();
       }
       maybe_reap();
     });
@@ -260,6 +296,7 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     }
     if (tls_ && !overflowed_) {
       std::vector<std::byte> notify;  // close_notify after the last frames
+      seal();
       tls_->shutdown(notify);
       enqueue(notify);
     }
@@ -308,8 +345,9 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   std::optional<StreamTime> handshake_deadline_;   // while the TLS handshake runs
   Address remote_;
   Address local_;
-  std::vector<std::byte> read_buffer_;
-  std::deque<std::vector<std::byte>> queue_;
+  std::vector<std::byte> tls_plain_;  // plaintext to seal at the next write (TLS)
+  std::vector<std::byte> out_;      // bytes waiting for the next write
+  std::vector<std::byte> sending_;  // bytes of the write in progress
   std::size_t queued_ = 0;
   std::optional<StreamTime> armed_;
   int pending_ = 0;  // async operations of this link not yet completed

@@ -47,7 +47,7 @@ class StreamLink {
 struct TcpListenerSettings {
   StreamSettings stream;                 // framing is forced to tcp
   std::size_t max_connections = 1000;    // this listener's cap; over it a socket is closed at once
-  std::size_t read_chunk = 4096;         // bytes per read
+  std::size_t read_chunk = 16384;        // bytes per read (one buffer per listener, not per connection)
   std::size_t max_write_queue = 262144;  // bytes queued for a peer before it is a slow reader
   std::chrono::milliseconds write_timeout{10000};  // flush before close may take this long
   // SO_REUSEPORT: each worker binds its own acceptor to the same address and the kernel spreads
