@@ -294,6 +294,14 @@ void StreamTransport::flush_metrics() {
   for (auto& l : listeners_) l->flush();
 }
 
+std::uint64_t StreamTransport::take_handshakes_completed() {
+  std::uint64_t total = 0;
+  for (const auto& l : listeners_) total += l->listener.counters().tls_handshakes;
+  const auto fresh = total - handshakes_taken_;
+  handshakes_taken_ = total;
+  return fresh;
+}
+
 std::size_t StreamTransport::connections() const {
   std::size_t n = 0;
   for (const auto& l : listeners_) n += l->listener.connections();

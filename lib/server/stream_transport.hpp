@@ -112,6 +112,8 @@ class StreamTransport {
   // Adds the listeners' counters to the metrics (the worker's housekeeping tick).
   void flush_metrics();
   std::size_t connections() const;
+  // TLS handshakes completed since the last call (the worker gives freed handshake memory back).
+  std::uint64_t take_handshakes_completed();
 
  private:
   struct Listener;
@@ -136,6 +138,7 @@ class StreamTransport {
   // Each open connection's session, both ways. A session leaves both maps before it is closed.
   std::unordered_map<std::uint64_t, transport::StreamLink*> link_of_;  // by session id
   bool stopping_ = false;
+  std::uint64_t handshakes_taken_ = 0;
   std::vector<std::byte> scratch_;                                     // one re-encoded message
 };
 

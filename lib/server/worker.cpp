@@ -345,7 +345,7 @@ void Worker::on_tick() {
   separate_due(now);
   expire_blockwise(now);
   dtls_->on_tick(now);
-  handshakes_since_trim_ += dtls_->take_handshakes_completed();
+  handshakes_since_trim_ += dtls_->take_handshakes_completed() + stream_->take_handshakes_completed();
   // A handshake allocates and frees tens of KB per session (OpenSSL's handshake state, freed once
   // the session runs on the lean record layer). glibc keeps such freed memory in its arenas; give it
   // back to the system every few seconds after handshakes, so resident memory follows what
