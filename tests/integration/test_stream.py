@@ -250,7 +250,8 @@ class Abuse(StreamCase):
             self.assertTrue(p.wait_closed(5), "over the cap: closed at once")
         h.poll_until(lambda: self.counter("coapgw_stream_connections_total", event="refused_over_cap") == 12, 5,
                      what="refusals counted")
-        self.assertEqual(self.counter("coapgw_sessions", proto="tcp", state="established"), 4)
+        h.poll_until(lambda: self.counter("coapgw_sessions", proto="tcp", state="established") == 4, 5,
+                     what="the held connections established (their CSMs processed)")
         # The held ones still work.
         held[0].send(frame(h.GET, b"\x05", h.path_options("/.well-known/core")))
         self.assertEqual(held[0].recv().code, h.code(2, 5))
