@@ -81,15 +81,17 @@ void WsFilter::upgrade(std::vector<std::byte>& out) {
   auto& parser = upgrade_->parser;
   boost::system::error_code ec;
   const std::size_t used = parser.put(boost::asio::buffer(buffer_.data(), buffer_.size()), ec);
+  // The parser keeps what it consumed (the start line, say) even when it needs more.
+  buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(used));
+  upgrade_bytes_ += used;
   if (ec == http::error::need_more) {
-    if (buffer_.size() > max_upgrade_request) {
+    if (upgrade_bytes_ + buffer_.size() > max_upgrade_request) {
       append(out, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       status_ = Status::failed;
       error_ = "upgrade request too large";
     }
     return;
   }
-  buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(used));
   const auto& req = parser.get();
   auto field = [&](http::field f) {
     const auto v = req[f];

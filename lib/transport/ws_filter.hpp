@@ -49,7 +49,8 @@ class WsFilter {
   std::size_t max_message_size_;
   std::string path_;
   Status status_ = Status::upgrading;
-  std::vector<std::byte> buffer_;     // bytes of a partial frame
+  std::size_t upgrade_bytes_ = 0;     // of the upgrade request, consumed by the parser so far
+  std::vector<std::byte> buffer_;     // bytes of a partial frame (or of the upgrade request)
   std::vector<std::byte> message_;    // fragments of a message so far
   bool in_message_ = false;
   bool close_sent_ = false;
