@@ -136,7 +136,9 @@ void WsFilter::frames(std::vector<std::vector<std::byte>>& messages, std::vector
     }
     const bool control = (opcode & 0x08) != 0;
     if (control && (!fin || length > 125)) return fail(close_protocol, "bad control frame", out);
-    if (!control && message_.size() + length > max_message_size_) return fail(close_too_big, "message too large", out);
+    // Compared without adding to `length` (a 64-bit length from the peer must not wrap anything).
+    if (!control && length > max_message_size_ - std::min(max_message_size_, message_.size()))
+      return fail(close_too_big, "message too large", out);
     if (have < header + 4 + length) break;
     std::array<std::byte, 4> mask;
     std::copy_n(buffer_.begin() + static_cast<std::ptrdiff_t>(at + header), 4, mask.begin());

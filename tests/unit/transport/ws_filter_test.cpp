@@ -127,6 +127,11 @@ TEST(WsFilter, TextUnmaskedOversizeAndBadSequencesFailWithAClose) {
   fails(client_frame(0x0, "orphan"), 1002);                   // continuation without a start
   fails(client_frame(0x9, "x", false), 1002);                 // fragmented control frame
   fails(client_frame(0x3, "x"), 1002);                        // reserved opcode
+  // A 64-bit length of 2^64-1 (found by fuzz_ws_filter: it wrapped the size check and threw).
+  std::vector<std::byte> huge{std::byte{0x82}, std::byte{0xFF}};
+  for (int i = 0; i < 8; ++i) huge.push_back(std::byte{0xFF});
+  for (int i = 0; i < 8; ++i) huge.push_back(std::byte{0});
+  fails(huge, 1009);
 }
 
 }  // namespace
