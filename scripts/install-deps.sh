@@ -16,6 +16,7 @@ packages=(
   nlohmann-json3-dev                  # lib/api: parsing untrusted JSON request bodies
   libgtest-dev libgmock-dev googletest
   libcoap3-bin                        # coap-client-{notls,openssl,gnutls}: test peers
+  nodejs node-ws                      # a WebSocket client that is not ours, for coap+ws (tests/integration/ws_client.js)
   python3 python3-prometheus-client python3-yaml   # integration tests
   systemd                             # systemd-analyze verify of the unit
   procps iproute2 curl

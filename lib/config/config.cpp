@@ -95,11 +95,15 @@ void parse_optional_address(Reader& r, const YAML::Node& map, std::string_view k
 }
 
 void parse_listen(Reader& r, const YAML::Node& node, ListenConfig& out) {
-  if (!r.map(node, "listen", {"coap", "coaps", "admin", "api"})) return;
+  if (!r.map(node, "listen", {"coap", "coaps", "admin", "api", "coap_tcp", "coaps_tcp", "coap_ws", "coaps_ws"})) return;
   parse_address_list(r, node, "coap", out.coap);
   parse_address_list(r, node, "coaps", out.coaps);
   parse_optional_address(r, node, "admin", "9683", out.admin);
   parse_optional_address(r, node, "api", "9684", out.api);
+  parse_address_list(r, node, "coap_tcp", out.coap_tcp);
+  parse_address_list(r, node, "coaps_tcp", out.coaps_tcp);
+  parse_address_list(r, node, "coap_ws", out.coap_ws);
+  parse_address_list(r, node, "coaps_ws", out.coaps_ws);
 }
 
 void parse_dtls(Reader& r, const YAML::Node& node, Config& config) {
@@ -321,7 +325,7 @@ Config parse_config(std::string_view yaml_text, const std::string& source_path) 
   if (!root.IsMap()) return config;
   Reader r;
   r.map(root, "",
-        {"threads", "log", "listen", "dtls", "sessions", "shutdown", "coap", "routes", "admin", "api", "devices"});
+        {"threads", "log", "listen", "dtls", "sessions", "shutdown", "coap", "routes", "admin", "api", "devices", "stream"});
   r.integer(root, "threads", "", 0, 1024, config.threads);
   parse_log(r, child(root, "log"), config.log);
   parse_listen(r, child(root, "listen"), config.listen);
@@ -335,6 +339,7 @@ Config parse_config(std::string_view yaml_text, const std::string& source_path) 
   parse_admin(r, child(root, "admin"), config.admin);
   detail::parse_api(r, child(root, "api"), config);
   detail::parse_devices(r, child(root, "devices"), config);
+  detail::parse_stream(r, child(root, "stream"), config);
   if (!r.issues().empty()) throw ConfigError(std::move(r.issues()));
   return config;
 }

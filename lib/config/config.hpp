@@ -38,6 +38,8 @@ struct ListenConfig {
   std::vector<Address> coaps{*Address::parse("127.0.0.1:5684")};
   std::optional<Address> admin{Address::parse("127.0.0.1:9683")};  // "" disables admin
   std::optional<Address> api{Address::parse("127.0.0.1:9684")};    // "" disables the backend API
+  // CoAP over TCP, TLS and WebSockets (RFC 8323); none by default (config/stream.cpp).
+  std::vector<Address> coap_tcp, coaps_tcp, coap_ws, coaps_ws;
 };
 
 struct PskKey {
@@ -106,6 +108,17 @@ struct SessionsConfig {
   std::size_t max = 100000;
   Duration idle_timeout{300000};
   PersistConfig persist;
+};
+
+// stream: bounds of the RFC 8323 listeners (listen.coap_tcp ...); message size is coap.max_message_size
+// (sent as the CSM's Max-Message-Size), the idle timeout sessions.idle_timeout.
+struct StreamConfig {
+  std::size_t max_connections = 10000;  // all stream connections of the process, split across workers
+  std::size_t max_in_flight = 32;       // requests per connection not yet answered; above: 5.03
+  Duration csm_timeout{10000};          // the peer's CSM must arrive within this
+  Duration frame_timeout{10000};        // a begun message must complete within this (slow loris)
+  std::size_t max_write_queue = 262144; // bytes waiting for a peer that does not read (slow reader)
+  Duration write_timeout{10000};        // flushing before a close may take this long
 };
 
 struct ShutdownConfig {
@@ -179,6 +192,7 @@ struct Config {
   ListenConfig listen;
   DtlsConfig dtls;
   SessionsConfig sessions;
+  StreamConfig stream;
   ShutdownConfig shutdown;
   CoapConfig coap;
   std::vector<Route> routes;

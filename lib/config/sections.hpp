@@ -49,6 +49,10 @@ void parse_devices(Reader& r, const YAML::Node& node, Config& config);
 // routes: [...] -> config.routes; also rejects repeated prefixes.
 void parse_routes(Reader& r, const YAML::Node& node, Config& config);
 
+// listen.coap_tcp, coaps_tcp, coap_ws, coaps_ws (the caller's parse_address_list reads each list),
+// and stream: {...} -> config.stream (stream.cpp).
+void parse_stream(Reader& r, const YAML::Node& node, Config& config);
+
 // api: {...} -> config.api, tokens_file included (read and merged here).
 void parse_api(Reader& r, const YAML::Node& node, Config& config);
 

@@ -14,6 +14,8 @@ Layer::Layer(LayerSettings settings, Sink& sink, Random random)
       client_(*this, settings_.client, random_) {}
 
 void Layer::on_message(session::Session& s, const coap::MessageView& m, TimePoint now) {
+  // Reliable mode (RFC 8323 §2): no ACK, RST or Empty message means anything on a stream.
+  if (reliable(s) && (coap::is_empty(m.code) || m.type == coap::Type::ack || m.type == coap::Type::rst)) return;
   if (m.type == coap::Type::ack || m.type == coap::Type::rst) return on_ack_or_rst(s, m, now);
   if (coap::is_empty(m.code)) {
     // An Empty CON is a "CoAP ping", answered with RST; an Empty NON is not allowed.
@@ -50,6 +52,10 @@ void Layer::on_ack_or_rst(session::Session& s, const coap::MessageView& m, TimeP
 
 void Layer::on_request(session::Session& s, const coap::MessageView& m, TimePoint now) {
   ExchangeCache* cache = sink_.dedup_cache(s);
+  if (cache != nullptr && reliable(s)) {
+    sink_.on_request(s, m, now);  // the stream delivers each request once: nothing to deduplicate
+    return;
+  }
   if (cache == nullptr) {
     if (m.type == coap::Type::con) send_empty(s, coap::Type::rst, m.message_id);
     return;
@@ -77,6 +83,7 @@ void Layer::on_request(session::Session& s, const coap::MessageView& m, TimePoin
 }
 
 void Layer::send_empty(session::Session& s, coap::Type type, std::uint16_t mid) {
+  if (reliable(s)) return;  // no ACK or RST on a stream
   std::array<std::byte, 4> buf{};
   coap::MessageWriter w(buf);
   w.header(type, coap::code::empty, mid, {});
@@ -85,6 +92,11 @@ void Layer::send_empty(session::Session& s, coap::Type type, std::uint16_t mid) 
 
 void Layer::answer(session::Session& s, std::uint16_t request_mid, std::span<const std::byte> token,
                    std::span<const std::byte> message) {
+  if (reliable(s)) {
+    // The Empty ACK of a separate answer means nothing on a stream; an answer is never repeated.
+    if (message.size() > 1 && !coap::is_empty(std::to_integer<std::uint8_t>(message[1]))) sink_.send(s, message);
+    return;
+  }
   if (auto* cache = sink_.dedup_cache(s)) {
     cache->set_response(s.id(), request_mid, message, ExchangeCache::fingerprint(token));
   }
@@ -93,6 +105,7 @@ void Layer::answer(session::Session& s, std::uint16_t request_mid, std::span<con
 
 bool Layer::send_con(session::Session& s, std::span<const std::byte> message, std::uint16_t mid, TimePoint now) {
   sink_.send(s, message);
+  if (reliable(s)) return true;  // the stream delivers it or the connection ends: never retransmitted
   std::optional<Retransmitter::Entry> replaced;
   if (!cons_.track(s, mid, std::vector<std::byte>(message.begin(), message.end()), 0, now, replaced)) {
     sink_.on_anomaly(s, Anomaly::outstanding_full);
@@ -107,7 +120,7 @@ bool Layer::send_con(session::Session& s, std::span<const std::byte> message, st
 SendResult Layer::transmit(session::Session& s, std::uint16_t mid, std::vector<std::byte> message,
                            std::optional<Token> tag, TimePoint now) {
   if (sink_.send(s, message) == SendResult::refused) return SendResult::refused;
-  if (!tag) return SendResult::sent;
+  if (!tag || reliable(s)) return SendResult::sent;  // a stream needs no retransmission; the deadline still holds
   std::optional<Retransmitter::Entry> replaced;
   // Not tracked when the table is full: the request's deadline still ends it.
   cons_.track(s, mid, std::move(message), *tag, now, replaced);
@@ -117,6 +130,8 @@ SendResult Layer::transmit(session::Session& s, std::uint16_t mid, std::vector<s
   }
   return SendResult::sent;
 }
+
+bool Layer::reliable(const session::Session& s) { return session::is_reliable(s.proto()); }
 
 void Layer::ended(Retransmitter::Entry entry, Ending how) {
   session::Session& s = *entry.session;

@@ -9,6 +9,9 @@
 // tokens, separate answers, Block1/Block2, multi-answer registrations). This class dispatches an
 // incoming message to them and gives the RFC answer to what fits none (RST for an unexpected CON).
 // All tables are per owner, keyed by session: a session carries no message-layer state itself.
+// On a reliable session (RFC 8323: CoAP over TCP, TLS, WebSockets) the layer is in reliable mode:
+// no deduplication, no ACK/RST/Empty messages, no retransmission; requests, answers and the client
+// role (tokens, Block-wise, deadlines) work as on UDP.
 #pragma once
 
 #include <cstddef>
@@ -100,6 +103,9 @@ class Layer {
   void on_ack_or_rst(session::Session& s, const coap::MessageView& m, TimePoint now);
   void on_request(session::Session& s, const coap::MessageView& m, TimePoint now);
   void ended(Retransmitter::Entry entry, Ending how);
+  // Reliable mode, keyed by the session's proto (tcp, tls, ws, wss): RFC 8323 streams carry no
+  // message ids, ACKs or RSTs, so requests are not deduplicated and nothing is retransmitted.
+  static bool reliable(const session::Session& s);
 
   LayerSettings settings_;
   Sink& sink_;

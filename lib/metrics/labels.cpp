@@ -7,7 +7,7 @@ namespace coapgw::metrics {
 
 namespace {
 
-constexpr std::array<std::string_view, count<Proto>> proto_names{"udp", "dtls"};
+constexpr std::array<std::string_view, count<Proto>> proto_names{"udp", "dtls", "tcp", "tls", "ws", "wss"};
 constexpr std::array<std::string_view, count<SessionType>> type_names{"client", "server", "hello"};
 constexpr std::array<std::string_view, count<SessionState>> state_names{"none", "connecting", "handshake",
                                                                         "csm", "established"};
@@ -59,6 +59,21 @@ constexpr SessionSeries series[] = {
     {P::dtls, T::client, S::handshake},
     {P::dtls, T::client, S::established},
     {P::dtls, T::hello, S::handshake},
+    {P::tcp, T::server, S::csm},
+    {P::tcp, T::server, S::established},
+    {P::tcp, T::client, S::established},
+    {P::tls, T::server, S::connecting},
+    {P::tls, T::server, S::csm},
+    {P::tls, T::server, S::established},
+    {P::tls, T::client, S::established},
+    {P::ws, T::server, S::connecting},
+    {P::ws, T::server, S::csm},
+    {P::ws, T::server, S::established},
+    {P::ws, T::client, S::established},
+    {P::wss, T::server, S::connecting},
+    {P::wss, T::server, S::csm},
+    {P::wss, T::server, S::established},
+    {P::wss, T::client, S::established},
 };
 
 }  // namespace

@@ -18,7 +18,7 @@
 namespace coapgw::metrics {
 
 // Label values are the enumerator names.
-enum class Proto : std::uint8_t { udp, dtls };
+enum class Proto : std::uint8_t { udp, dtls, tcp, tls, ws, wss };
 enum class SessionType : std::uint8_t { client, server, hello };
 enum class SessionState : std::uint8_t { none, connecting, handshake, csm, established };
 enum class MsgType : std::uint8_t { con, non, ack, rst };
@@ -87,7 +87,7 @@ std::ostream& operator<<(std::ostream& out, BadReason v);
 // Number of enumerators of each label enum.
 template <typename E>
 inline constexpr std::size_t count = 0;
-template <> inline constexpr std::size_t count<Proto> = 2;
+template <> inline constexpr std::size_t count<Proto> = 6;
 template <> inline constexpr std::size_t count<SessionType> = 3;
 template <> inline constexpr std::size_t count<SessionState> = 5;
 template <> inline constexpr std::size_t count<MsgType> = 4;
@@ -125,7 +125,9 @@ struct SessionSeries {
 //   dtls server  handshake, established   a session exists once the cookie exchange succeeded
 //   dtls client  none, handshake, established   none: not connected (before or between handshakes)
 //   dtls hello   handshake                the stateless cookie exchange commits no session: always 0
-// connecting and csm belong to the stream transports (RFC 8323), which do not exist yet.
+//   tcp|tls|ws|wss server  connecting, csm, established   RFC 8323: connecting until the TLS
+//                          handshake or WebSocket upgrade is done, csm until the peer's CSM
+//   tcp|tls|ws|wss client  established    a stream session turned client (downlink)
 std::span<const SessionSeries> session_series();
 
 }  // namespace coapgw::metrics

@@ -140,6 +140,13 @@ Metrics::Metrics(std::string version)
   build_info.Add({{"version", std::move(version)}}).Set(1);
   add_downlink_families(reg);
   add_registry_families(reg);
+  stream_families_ = {
+      &prometheus::BuildCounter().Name("coapgw_stream_connections_total")
+           .Help("CoAP over TCP/TLS/WebSocket connections accepted or cut by the listener, by event").Register(reg),
+      &prometheus::BuildCounter().Name("coapgw_stream_closed_total")
+           .Help("CoAP over TCP/TLS/WebSocket connections ended, by reason").Register(reg),
+      &prometheus::BuildCounter().Name("coapgw_stream_refusals_total")
+           .Help("Messages a CoAP over TCP/TLS/WebSocket connection refused and survived, by reason").Register(reg)};
 
   // prometheus-cpp leaves childless families out of Collect(); these have
   // children only once a request was answered or a route was built, so
@@ -220,6 +227,11 @@ prometheus::Counter& Metrics::api_rejected(ApiReject r) { return *api_rejected_[
 
 prometheus::Counter& Metrics::requests(std::string_view method, std::string_view code) {
   return requests_family_->Add({{"method", s(method)}, {"code", s(code)}});
+}
+
+prometheus::Counter& Metrics::stream(StreamFamily family, std::string_view proto, std::string_view value) {
+  const char* label = family == StreamFamily::connections ? "event" : "reason";
+  return stream_families_[static_cast<std::size_t>(family)]->Add({{"proto", s(proto)}, {label, s(value)}});
 }
 
 RouteMetrics Metrics::route(std::string_view route) {

@@ -99,6 +99,14 @@ class Metrics {
   // Call when the label value first appears, then keep the reference.
   prometheus::Counter& requests(std::string_view method, std::string_view code);  // code "2.05"
 
+  // RFC 8323 stream transports (server/stream_transport.cpp), by proto (tcp|tls|ws|wss):
+  // coapgw_stream_connections_total{proto,event} (accepted, refused_over_cap, slow_reader,
+  // flush_timeout), coapgw_stream_closed_total{proto,reason} (why a connection ended) and
+  // coapgw_stream_refusals_total{proto,reason} (what a connection refused and survived).
+  // Takes the family lock: resolve when a worker builds its listeners, keep the reference.
+  enum class StreamFamily : std::uint8_t { connections, closed, refusals };
+  prometheus::Counter& stream(StreamFamily family, std::string_view proto, std::string_view value);
+
   // The children of one route (route_metrics.hpp). Takes the family locks:
   // call when routes are built, not per request.
   RouteMetrics route(std::string_view route);
@@ -132,6 +140,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* requests_family_;
   prometheus::Family<prometheus::Counter>* upstream_requests_family_;
   prometheus::Family<prometheus::Histogram>* upstream_duration_family_;
+  std::array<prometheus::Family<prometheus::Counter>*, 3> stream_families_{};  // by StreamFamily
 
   std::array<std::array<prometheus::Counter*, count<MsgType>>, 2> messages_{};
   std::array<prometheus::Counter*, count<Proto>> created_{};

@@ -55,6 +55,7 @@ session::Session* DeviceLinks::find(const api::DeviceRef& device) {
   if (device.kind == api::DeviceRef::Kind::plain) {
     for (auto& [endpoint, port] : plain_endpoints_)
       consider(table_.find(session::Key{device.remote, port, session::Proto::udp, endpoint}));
+    for (const auto& e : stream_endpoints_) consider(table_.find(session::Key{device.remote, e.port, e.proto, e.index}));
     return best;
   }
   auto it = by_identity_.find(device.identity);

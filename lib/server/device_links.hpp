@@ -44,6 +44,14 @@ class DeviceLinks {
 
   // The plain CoAP listeners of the worker (endpoint index, bound port): where `coap:` devices live.
   void set_plain_endpoints(std::vector<std::pair<std::uint8_t, std::uint16_t>> endpoints);
+  // The unauthenticated stream listeners (coap+tcp, coap+ws: proto, listener index, port): a
+  // `coap:<ip>:<port>` device may also be a connection on one of them (RFC 8323).
+  struct StreamEndpoint {
+    session::Proto proto;
+    std::uint8_t index;
+    std::uint16_t port;
+  };
+  void set_stream_endpoints(std::vector<StreamEndpoint> endpoints) { stream_endpoints_ = std::move(endpoints); }
   // A DTLS session whose identity is now known (set_device_identity).
   void identified(session::Session& s);
   // A session closed: out of the index.
@@ -94,6 +102,7 @@ class DeviceLinks {
   std::function<void(std::function<void()>)> post_;
   std::function<void()> flush_;
   std::vector<std::pair<std::uint8_t, std::uint16_t>> plain_endpoints_;
+  std::vector<StreamEndpoint> stream_endpoints_;
   struct Indexed {
     session::Key key;
     std::uint64_t id;

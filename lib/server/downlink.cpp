@@ -13,7 +13,9 @@ namespace coapgw::server {
 
 api::DeviceRef device_ref_of(const session::Session& s) {
   api::DeviceRef d;
-  if (s.proto() == session::Proto::udp) {
+  // Devices without an authenticated identity (plain UDP, coap+tcp, coap+ws) are named by their address.
+  const auto p = s.proto();
+  if (p == session::Proto::udp || p == session::Proto::tcp || p == session::Proto::ws) {
     d.kind = api::DeviceRef::Kind::plain;
     d.remote = s.addr_remote();
   } else {

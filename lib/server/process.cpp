@@ -56,7 +56,7 @@ struct Process::Impl {
   std::unique_ptr<admin::AdminServer> admin;
   std::unique_ptr<RuntimeDownlink> downlink;  // the backend API's way to the devices
   std::unique_ptr<api::ApiServer> api;        // listen.api; stopped before the workers
-  std::vector<Address> coap_bound, coaps_bound;
+  std::vector<Address> coap_bound, coaps_bound, coap_tcp_bound, coaps_tcp_bound, coap_ws_bound, coaps_ws_bound;
   persist::RestoredPool restored;
   bool started = false;
 };
@@ -77,6 +77,8 @@ bool Process::start(std::string* error) {
   impl_->budget = std::make_unique<session::Budget>(c.sessions.max);
 
   std::vector<Address> coap_listen = c.listen.coap, coaps_listen = c.listen.coaps;
+  std::vector<Address> coap_tcp_listen = c.listen.coap_tcp, coaps_tcp_listen = c.listen.coaps_tcp;
+  std::vector<Address> coap_ws_listen = c.listen.coap_ws, coaps_ws_listen = c.listen.coaps_ws;
   for (unsigned i = 0; i < n; ++i) {
     WorkerSettings ws;
     ws.index = static_cast<int>(i);
@@ -100,6 +102,12 @@ bool Process::start(std::string* error) {
     ws.rate_limit_rps = c.devices.rate_limit.requests_per_second;  // per worker: a device's session lives on one
     ws.rate_limit_burst = c.devices.rate_limit.burst;
     ws.persist = !c.sessions.persist.file.empty();
+    ws.stream = stream_settings(c, n);
+    ws.stream.tcp_listen = coap_tcp_listen;
+    ws.stream.tls_listen = coaps_tcp_listen;
+    ws.stream.ws_listen = coap_ws_listen;
+    ws.stream.wss_listen = coaps_ws_listen;
+    if (!coaps_tcp_listen.empty() || !coaps_ws_listen.empty()) ws.stream.credentials = snap.dtls;
     auto w = std::make_unique<Worker>(ws, *impl_->budget, *impl_->metrics);
     if (!w->open(error)) return false;
     if (i == 0) {
@@ -107,6 +115,14 @@ bool Process::start(std::string* error) {
       coaps_listen = w->bound_addresses(session::Proto::dtls);
       impl_->coap_bound = coap_listen;
       impl_->coaps_bound = coaps_listen;
+      coap_tcp_listen = w->bound_addresses(session::Proto::tcp);
+      coaps_tcp_listen = w->bound_addresses(session::Proto::tls);
+      coap_ws_listen = w->bound_addresses(session::Proto::ws);
+      coaps_ws_listen = w->bound_addresses(session::Proto::wss);
+      impl_->coap_ws_bound = coap_ws_listen;
+      impl_->coaps_ws_bound = coaps_ws_listen;
+      impl_->coap_tcp_bound = coap_tcp_listen;
+      impl_->coaps_tcp_bound = coaps_tcp_listen;
     }
     if (!coaps_listen.empty()) {
       std::string dtls_error;
@@ -141,7 +157,7 @@ bool Process::start(std::string* error) {
     auto* wp = w.get();
     impl_->metrics->add_session_source([wp](metrics::SessionCounts& out) {
       const auto& counts = wp->counts();
-      for (int p = 0; p < 2; ++p) {
+      for (std::size_t p = 0; p < metrics::count<metrics::Proto>; ++p) {
         auto sp = static_cast<session::Proto>(p + 1);
         for (int t = 0; t < 3; ++t) {
           auto st = static_cast<session::Type>(t + 1);
@@ -235,6 +251,10 @@ bool Process::start(std::string* error) {
   log::info("coapgw " COAPGW_VERSION " started: " + std::to_string(n) + " worker(s), " + OPENSSL_VERSION_TEXT);
   for (auto& a : impl_->coap_bound) log::info("listening coap://" + a.to_string());
   for (auto& a : impl_->coaps_bound) log::info("listening coaps://" + a.to_string());
+  for (auto& a : impl_->coap_tcp_bound) log::info("listening coap+tcp://" + a.to_string());
+  for (auto& a : impl_->coaps_tcp_bound) log::info("listening coaps+tcp://" + a.to_string());
+  for (auto& a : impl_->coap_ws_bound) log::info("listening coap+ws://" + a.to_string() + "/.well-known/coap");
+  for (auto& a : impl_->coaps_ws_bound) log::info("listening coaps+ws://" + a.to_string() + "/.well-known/coap");
   if (impl_->admin) log::info("admin http://" + impl_->admin->local_address().to_string());
   if (impl_->api) log::info("api http://" + impl_->api->local_address().to_string());
   return true;

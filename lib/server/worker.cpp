@@ -63,6 +63,8 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       DtlsTransport::Settings{settings_.index, settings_.max_handshakes, settings_.max_handshakes_per_ip,
                               settings_.handshake_backoff, settings_.idle_timeout},
       static_cast<DtlsTransport::Host&>(*this), *table_, metrics_);
+  stream_ = std::make_unique<StreamTransport>(*io_, settings_.stream, static_cast<StreamTransport::Host&>(*this),
+                                              *table_, metrics_);
   heartbeat_ms_.store(steady_ms());
   role_ = std::make_unique<ServerRole>(role_settings(settings_), static_cast<ServerRole::Host&>(*this), metrics_,
                                        exchange::system_random());
@@ -91,6 +93,7 @@ Worker::~Worker() {
   role_->drop_pending();
   dtls_->clear();
   table_.reset();
+  stream_.reset();  // after the sessions, whose closing may still Release their connections
   dtls_.reset();
   role_->shutdown();  // the routers
   endpoints_.clear();
@@ -117,7 +120,7 @@ bool Worker::open(std::string* error) {
     if (!add(a, session::Proto::udp)) return false;
   for (auto& a : settings_.coaps_listen)
     if (!add(a, session::Proto::dtls)) return false;
-  return true;
+  return stream_->open(error);
 }
 
 Worker::Endpoint::~Endpoint() {
@@ -125,6 +128,7 @@ Worker::Endpoint::~Endpoint() {
 }
 
 std::vector<Address> Worker::bound_addresses(session::Proto proto) const {
+  if (session::is_reliable(proto)) return stream_->bound_addresses(proto);
   std::vector<Address> out;
   for (auto& ep : endpoints_)
     if (ep->proto == proto) out.push_back(ep->socket->bound_address());
@@ -137,7 +141,7 @@ void Worker::apply_credentials(std::shared_ptr<const dtls::PskStore> store,
                                std::shared_ptr<const dtls::TrustStore> trust) {
   // The transport checks every session against the new credentials; the close_notifies of the
   // revoked ones go out at once.
-  const auto revoked = dtls_->apply_credentials(std::move(store), std::move(trust));
+  const auto revoked = dtls_->apply_credentials(store, trust) + stream_->apply_credentials(store, trust);
   send_batch_->flush();
   if (revoked != 0) log::info("reload: " + std::to_string(revoked) + " DTLS sessions revoked");
 }
@@ -170,6 +174,7 @@ void Worker::discard_router(std::shared_ptr<upstream::Router> router) {
 void Worker::start() {
   heartbeat_ms_.store(steady_ms());  // alive from now: set-up before start() may have taken a while
   links_->set_plain_endpoints(plain_endpoints());
+  links_->set_stream_endpoints(stream_->plain_endpoints());
   for (std::size_t i = 0; i < endpoints_.size(); ++i) do_wait(i);
   schedule_tick();
   thread_ = std::thread([this] {
@@ -193,6 +198,7 @@ void Worker::begin_drain() {
       });
     }
     for (auto* s : idle_dtls) dtls_->close(*s, session::CloseReason::shutdown);
+    stream_->begin_drain();
     send_batch_->flush();
   });
 }
@@ -241,6 +247,7 @@ void Worker::stop() {
         dtls_->close(*s, session::CloseReason::shutdown);
       }
     }
+    stream_->stop();
     tick_timer_->timer.cancel();
     for (auto& ep : endpoints_) ep->watcher->cancel();
     send_batch_->flush();
@@ -341,7 +348,7 @@ void Worker::on_tick() {
   table_->expire(now);
   role_->on_tick(now);  // caches, retransmissions of our CONs, separate answers due
   dtls_->on_tick(now);
-  handshakes_since_trim_ += dtls_->take_handshakes_completed();
+  handshakes_since_trim_ += dtls_->take_handshakes_completed() + stream_->take_handshakes_completed();
   // A handshake allocates and frees tens of KB per session (OpenSSL's handshake state, freed once
   // the session runs on the lean record layer). glibc keeps such freed memory in its arenas; give it
   // back to the system every few seconds after handshakes, so resident memory follows what
@@ -352,6 +359,7 @@ void Worker::on_tick() {
     next_trim_ = now + std::chrono::seconds(5);
   }
   send_batch_->flush();
+  stream_->flush_metrics();
   flush_metrics();
 }
 
@@ -362,7 +370,7 @@ void Worker::flush_metrics() {
       metrics_.messages(false, static_cast<metrics::MsgType>(t)).Increment(static_cast<double>(d));
   }
   const auto& st = table_->stats();
-  for (int p = 1; p < 3; ++p) {
+  for (std::size_t p = 1; p < session::proto_count; ++p) {
     if (auto d = st.reused[p] - local_.reused[p]; d != 0) {
       metrics_.sessions_reused(static_cast<metrics::Proto>(p - 1)).Increment(static_cast<double>(d));
       local_.reused[p] = st.reused[p];
@@ -372,7 +380,7 @@ void Worker::flush_metrics() {
 }
 
 void Worker::on_session_event(session::Session& s, const session::EventInfo& e) {
-  auto proto = s.proto() == session::Proto::dtls ? metrics::Proto::dtls : metrics::Proto::udp;
+  auto proto = static_cast<metrics::Proto>(static_cast<int>(s.proto()) - 1);  // labels.hpp: same order
   switch (e.event) {
     case session::Event::session_new:
       metrics_.sessions_created(proto).Increment();
@@ -405,6 +413,7 @@ void Worker::drop_session_traffic(session::Session& s) {
   role_->drop_session(s);  // its CONs, uploads and kept answers; forwards in flight see closed()
   links_->closed(s);
   dtls_->forget(s);
+  stream_->forget(s);
 }
 
 void Worker::flush() { send_batch_->flush(); }

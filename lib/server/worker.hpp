@@ -29,6 +29,7 @@
 #include "common/log.hpp"
 #include "server/dtls_transport.hpp"
 #include "server/server_role.hpp"
+#include "server/stream_transport.hpp"
 #include "session/table.hpp"
 
 namespace boost::asio {
@@ -53,6 +54,7 @@ struct WorkerSettings {
   int index = 0;
   std::vector<Address> coap_listen;
   std::vector<Address> coaps_listen;
+  StreamTransportSettings stream;  // listen.coap_tcp, listen.coaps_tcp (RFC 8323)
   exchange::TransmissionParameters transmission;
   std::size_t max_message_size = 1152;
   std::size_t max_handshakes = 1000;       // this worker's share of dtls.max_handshakes
@@ -73,7 +75,8 @@ struct WorkerSettings {
   bool persist = false;   // sessions.persist.file set: export DTLS sessions at stop instead of close_notify
 };
 
-class Worker : public session::Context, private ServerRole::Host, private DtlsTransport::Host {
+class Worker : public session::Context, private ServerRole::Host, private DtlsTransport::Host,
+               private StreamTransport::Host {
  public:
   Worker(WorkerSettings settings, session::Budget& budget, metrics::Metrics& metrics);
   ~Worker() override;
@@ -157,7 +160,7 @@ class Worker : public session::Context, private ServerRole::Host, private DtlsTr
   void exchange_done(session::Session& s) override { close_if_drained(s); }
   session::TimePoint now() const override { return session::Clock::now(); }
 
-  // DtlsTransport::Host
+  // DtlsTransport::Host and StreamTransport::Host (both hand whole CoAP messages to on_coap)
   void deliver(session::Session& s, std::span<const std::byte> message, session::TimePoint now) override;
   void send_datagram(std::uint8_t endpoint, const Address& peer, const Address& local,
                      std::span<const std::byte> datagram) override;
@@ -183,6 +186,7 @@ class Worker : public session::Context, private ServerRole::Host, private DtlsTr
   std::unique_ptr<net::SendBatch> send_batch_;
   std::unique_ptr<session::Table> table_;
   std::unique_ptr<DtlsTransport> dtls_;
+  std::unique_ptr<StreamTransport> stream_;  // listen.coap_tcp
   std::vector<Worker*> peers_;  // every worker of the process, by index (hand_to_worker)
   // Records other workers handed to this one and not yet processed (bounded by max_handed_in).
   static constexpr std::size_t max_handed_in = 4096;

@@ -26,6 +26,7 @@ void Worker::ping(session::Session& s) { role_->layer().send_empty(s, coap::Type
 
 void Worker::send_to(session::Session& s, std::span<const std::byte> datagram) {
   ++local_.messages_out[datagram.empty() ? 0 : (std::to_integer<int>(datagram[0]) >> 4) & 0x3];
+  if (StreamTransport::owns(s)) return stream_->send(s, datagram);
   Endpoint& ep = *endpoints_[s.endpoint()];
   if (s.proto() == session::Proto::udp) {
     send_batch_->add(*ep.socket, s.addr_remote(), s.addr_local(), datagram);

@@ -9,6 +9,10 @@ std::string_view to_string(Proto p) {
     case Proto::none: return "none";
     case Proto::udp: return "udp";
     case Proto::dtls: return "dtls";
+    case Proto::tcp: return "tcp";
+    case Proto::tls: return "tls";
+    case Proto::ws: return "ws";
+    case Proto::wss: return "wss";
   }
   return "none";
 }

@@ -26,7 +26,10 @@ namespace coapgw::session {
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 
-enum class Proto : std::uint8_t { none = 0, udp, dtls };
+enum class Proto : std::uint8_t { none = 0, udp, dtls, tcp, tls, ws, wss };
+// RFC 8323 transports: the stream delivers every message once and in order, so the message layer
+// neither deduplicates, acknowledges nor retransmits on them (exchange::Layer's reliable mode).
+constexpr bool is_reliable(Proto p) { return p == Proto::tcp || p == Proto::tls || p == Proto::ws || p == Proto::wss; }
 enum class Type : std::uint8_t { none = 0, client, server, hello };
 enum class State : std::uint8_t { none = 0, connecting, handshake, csm, established };
 
@@ -57,7 +60,7 @@ std::string_view to_string(NackReason);
 std::string_view to_string(CloseReason);
 std::string_view to_string(Event);
 
-inline constexpr std::size_t proto_count = 3;
+inline constexpr std::size_t proto_count = 7;
 inline constexpr std::size_t type_count = 4;
 inline constexpr std::size_t state_count = 5;
 

@@ -47,6 +47,9 @@ std::string_view to_string(StreamClose reason) {
     case StreamClose::peer_closed: return "peer_closed";
     case StreamClose::released: return "released";
     case StreamClose::aborted: return "aborted";
+    case StreamClose::tls_failed: return "tls_failed";
+    case StreamClose::handshake_timeout: return "handshake_timeout";
+    case StreamClose::upgrade_failed: return "upgrade_failed";
   }
   return "unknown";
 }
@@ -253,6 +256,10 @@ void StreamConnection::release(std::string_view diagnostic, StreamTime now) {
 }
 
 void StreamConnection::abort(std::string_view diagnostic) { fail(StreamClose::aborted, diagnostic); }
+
+void StreamConnection::end(StreamClose reason) {
+  if (state_ != StreamState::closed) finish(reason);
+}
 
 void StreamConnection::on_end_of_stream() {
   if (state_ != StreamState::closed) finish(StreamClose::peer_closed);

@@ -50,6 +50,9 @@ enum class StreamClose : std::uint8_t {
   peer_closed,            // end of stream from the peer (on_end_of_stream)
   released,               // we sent Release (release()) and the peer did not close in time
   aborted,                // we aborted (abort()), e.g. the driver's own bounds
+  tls_failed,             // the TLS handshake or a TLS record failed (end(), no Abort: no channel)
+  handshake_timeout,      // the TLS handshake or WebSocket upgrade did not finish in time (end())
+  upgrade_failed,         // the WebSocket upgrade request was refused (end(): 400/404 answered)
 };
 std::string_view to_string(StreamClose reason);
 
@@ -121,6 +124,8 @@ class StreamConnection {
   void release(std::string_view diagnostic, StreamTime now);
   // Abort with a diagnostic and closed(aborted) (the driver's own bounds: slow reader, write queue).
   void abort(std::string_view diagnostic);
+  // The transport under the connection failed (TLS): closed(reason) without any frame.
+  void end(StreamClose reason);
 
   StreamState state() const { return state_; }
   const coap::Csm& peer_csm() const { return peer_; }

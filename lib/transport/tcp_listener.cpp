@@ -13,9 +13,11 @@
 #include <boost/asio/write.hpp>
 
 #include <cerrno>
-#include <deque>
 #include <unordered_map>
 #include <vector>
+
+#include "transport/tls_filter.hpp"
+#include "transport/ws_filter.hpp"
 
 namespace coapgw::transport {
 
@@ -38,7 +40,7 @@ class TcpLink;
 
 struct TcpStreamListener::Impl {
   Impl(asio::io_context& c, TcpListenerSettings s, Host& h) : ioc(c), acceptor(c), settings(s), host(h) {
-    settings.stream.framing = coap::Framing::tcp;
+    settings.stream.framing = settings.websocket ? coap::Framing::websocket : coap::Framing::tcp;
   }
   void do_accept();
   void on_accept(const boost::system::error_code& ec, tcp::socket socket);
@@ -49,6 +51,7 @@ struct TcpStreamListener::Impl {
   TcpListenerSettings settings;
   Host& host;
   std::unordered_map<std::uint64_t, std::unique_ptr<TcpLink>> links;
+  std::vector<std::byte> read_buffer = std::vector<std::byte>(settings.read_chunk);  // shared: see do_read
   std::uint64_t next_id = 1;
   Counters counters;
   bool stopped = false;
@@ -58,14 +61,23 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
  public:
   TcpLink(TcpStreamListener::Impl& owner, std::uint64_t id, tcp::socket socket)
       : owner_(owner), id_(id), socket_(std::move(socket)), timer_(owner.ioc), close_timer_(owner.ioc),
-        conn_(owner.settings.stream, *this), read_buffer_(owner.settings.read_chunk) {
+        conn_(owner.settings.stream, *this) {
     boost::system::error_code ec;
+    socket_.non_blocking(true, ec);  // reads happen when the socket is readable, into the listener's buffer
     remote_ = to_address(socket_.remote_endpoint(ec));
     local_ = to_address(socket_.local_endpoint(ec));
+    if (owner.settings.tls != nullptr) tls_ = std::make_unique<TlsFilter>(owner.settings.tls);
+    if (owner.settings.websocket) ws_ = std::make_unique<WsFilter>(owner.settings.stream.max_message_size);
   }
 
   void start() {
-    conn_.start(StreamClock::now());
+    if (tls_ || ws_) {
+      // RFC 8323 starts once TLS is up and the WebSocket upgraded (ready()); until then only the
+      // handshake timeout runs.
+      handshake_deadline_ = StreamClock::now() + owner_.settings.handshake_timeout;
+    } else {
+      conn_.start(StreamClock::now());
+    }
     after_call();
     do_read();
   }
@@ -88,6 +100,9 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     conn_.abort(diagnostic);
     after_call();
   }
+  ssl_st* tls() const override {
+    return tls_ && tls_->status() != TlsFilter::Status::handshaking ? tls_->native() : nullptr;
+  }
 
  private:
   // ---- StreamConnection::Host ----
@@ -96,13 +111,45 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   void refused(StreamRefusal r) override { owner_.host.refused(*this, r); }
   void send_frame(std::span<const std::byte> frame) override {
     if (closing_ || overflowed_) return;
-    if (queued_ + frame.size() > owner_.settings.max_write_queue) {
+    if (!ws_) return send_bytes(frame);
+    std::vector<std::byte> wrapped;  // RFC 8323 §4: one frame, one binary WebSocket message
+    if (ws_->write(frame, wrapped)) send_bytes(wrapped);
+  }
+  // Plaintext for the peer. Over TLS it is sealed when the write starts, so the answers of one
+  // handler share TLS records.
+  void send_bytes(std::span<const std::byte> bytes) {
+    if (!tls_) return enqueue(bytes);
+    if (tls_->status() != TlsFilter::Status::open) return;
+    add(tls_plain_, bytes);
+  }
+  // Bytes for the socket, in order (after any plaintext still to seal), within the slow-reader bound.
+  void enqueue(std::span<const std::byte> bytes) {
+    seal();
+    add(out_, bytes);
+  }
+  void seal() {
+    if (tls_plain_.empty()) return;
+    tls_->write(tls_plain_, out_);
+    std::vector<std::byte>().swap(tls_plain_);
+  }
+  void add(std::vector<std::byte>& to, std::span<const std::byte> bytes) {
+    if (overflowed_ || bytes.empty()) return;
+    if (queued_ + bytes.size() > owner_.settings.max_write_queue) {
       overflowed_ = true;  // acted on in after_call(), outside the connection's frame
       return;
     }
-    queue_.emplace_back(frame.begin(), frame.end());
-    queued_ += frame.size();
-    if (!writing_) do_write();
+    to.insert(to.end(), bytes.begin(), bytes.end());
+    queued_ += bytes.size();
+    if (!writing_) {
+      // One write for everything this handler produces (pipelined answers): started once it returns.
+      writing_ = true;
+      ++pending_;
+      asio::post(owner_.ioc, [this] {
+        --pending_;
+        do_write();
+        maybe_reap();
+      });
+    }
   }
   void closed(StreamClose reason) override {
     owner_.host.closed(*this, reason);
@@ -119,15 +166,26 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     maybe_reap();
   }
 
+  // Waits for the socket to be readable, then reads into the listener's one buffer and processes
+  // the bytes at once: an idle connection holds no read buffer.
   void do_read() {
     ++pending_;
-    socket_.async_read_some(asio::buffer(read_buffer_), [this](const boost::system::error_code& ec, std::size_t n) {
+    socket_.async_wait(tcp::socket::wait_read, [this](const boost::system::error_code& ec) {
       --pending_;
       if (!closing_) {
-        if (ec || n == 0)
+        auto& buffer = owner_.read_buffer;
+        boost::system::error_code read_ec;
+        const std::size_t n = ec ? 0 : socket_.read_some(asio::buffer(buffer), read_ec);
+        if (!ec && read_ec == asio::error::would_block) {
+          do_read();
+          return;
+        }
+        if (ec || read_ec || n == 0)
           conn_.on_end_of_stream();
+        else if (tls_)
+          on_tls_bytes(std::span(buffer).first(n), StreamClock::now());
         else
-          conn_.on_bytes(std::span(read_buffer_).first(n), StreamClock::now());
+          on_plain(std::span(buffer).first(n), StreamClock::now());
         after_call();
         if (!closing_) do_read();
       }
@@ -136,29 +194,80 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   }
 
   void do_write() {
-    writing_ = true;
-    ++pending_;
-    asio::async_write(socket_, asio::buffer(queue_.front()), [this](const boost::system::error_code& ec, std::size_t) {
-      --pending_;
+    if (tls_) seal();
+    if (out_.empty() || !socket_.is_open()) {
       writing_ = false;
+      if (closing_) close_socket();
+      return;
+    }
+    writing_ = true;
+    sending_.swap(out_);
+    ++pending_;
+    asio::async_write(socket_, asio::buffer(sending_), [this](const boost::system::error_code& ec, std::size_t) {
+      --pending_;
+      queued_ = out_.size() + tls_plain_.size();  // what is still waiting (TLS adds record overhead)
+      std::vector<std::byte>().swap(sending_);  // an idle connection keeps no write buffer either
       if (ec) {
-        queue_.clear();
+        writing_ = false;
+        std::vector<std::byte>().swap(out_);
+        std::vector<std::byte>().swap(tls_plain_);
         queued_ = 0;
         if (!closing_) conn_.on_end_of_stream();
         after_call();
         close_socket();
       } else {
-        queued_ -= queue_.front().size();
-        queue_.pop_front();
-        if (!queue_.empty()) do_write();
-        else if (closing_) close_socket();
+        do_write();
       }
       maybe_reap();
     });
   }
 
+  // Ciphertext from the socket: handshake answers out, then RFC 8323 over the plaintext.
+  void on_tls_bytes(std::span<const std::byte> in, StreamTime now) {
+    const bool was_handshaking = tls_->status() == TlsFilter::Status::handshaking;
+    std::vector<std::byte> plain, out;
+    const auto status = tls_->on_ciphertext(in, plain, out);
+    enqueue(out);
+    if (status == TlsFilter::Status::failed) return conn_.end(StreamClose::tls_failed);
+    if (was_handshaking && status != TlsFilter::Status::handshaking) {
+      ++owner_.counters.tls_handshakes;
+      if (!ws_ && !ready(now)) return;
+    }
+    if (!plain.empty()) on_plain(plain, now);
+    if (status == TlsFilter::Status::closed) conn_.on_end_of_stream();
+  }
+
+  // Plaintext from the peer: RFC 8323 bytes, or WebSocket frames carrying RFC 8323 messages.
+  void on_plain(std::span<const std::byte> in, StreamTime now) {
+    if (!ws_) return conn_.on_bytes(in, now);
+    const bool upgrading = ws_->status() == WsFilter::Status::upgrading;
+    std::vector<std::vector<std::byte>> messages;
+    std::vector<std::byte> out;
+    const auto status = ws_->on_bytes(in, messages, out);
+    send_bytes(out);
+    if (status == WsFilter::Status::failed)
+      return conn_.end(upgrading ? StreamClose::upgrade_failed : StreamClose::malformed_frame);
+    if (upgrading && status != WsFilter::Status::upgrading && !ready(now)) return;
+    for (const auto& m : messages) {
+      if (conn_.state() == StreamState::closed) return;
+      conn_.on_message(m, now);
+    }
+    if (status == WsFilter::Status::closed) conn_.on_end_of_stream();
+  }
+
+  // TLS finished and the WebSocket upgraded (where there are): the Host has its say, then our CSM.
+  bool ready(StreamTime now) {
+    handshake_deadline_.reset();
+    if (!owner_.host.secured(*this)) {
+      conn_.end(StreamClose::tls_failed);
+      return false;
+    }
+    conn_.start(now);
+    return true;
+  }
+
   void arm_timer() {
-    const auto next = closing_ ? std::nullopt : conn_.next_deadline();
+    const auto next = closing_ ? std::nullopt : handshake_deadline_ ? handshake_deadline_ : conn_.next_deadline();
     if (next == armed_) return;
     armed_ = next;
     timer_.cancel();
@@ -169,7 +278,9 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
       --pending_;
       if (!ec && !closing_) {
         armed_.reset();
-        conn_.on_tick(StreamClock::now());
+        const auto now = StreamClock::now();
+        if (handshake_deadline_ && now >= *handshake_deadline_) conn_.end(StreamClose::handshake_timeout);
+        else conn_.on_tick(now);
         after_call();
       }
       maybe_reap();
@@ -178,6 +289,17 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
 
   // The connection is over: write what is queued (unless the peer stopped reading), then close.
   void begin_close() {
+    if (ws_ && !overflowed_) {
+      std::vector<std::byte> bye;  // WebSocket Close (1000) after the last messages
+      ws_->close(1000, bye);
+      send_bytes(bye);
+    }
+    if (tls_ && !overflowed_) {
+      std::vector<std::byte> notify;  // close_notify after the last frames
+      seal();
+      tls_->shutdown(notify);
+      enqueue(notify);
+    }
     closing_ = true;
     timer_.cancel();
     armed_.reset();
@@ -218,10 +340,14 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   asio::steady_timer timer_;
   asio::steady_timer close_timer_;
   StreamConnection conn_;
+  std::unique_ptr<TlsFilter> tls_;                 // coaps+tcp, coaps+ws
+  std::unique_ptr<WsFilter> ws_;                   // coap+ws, coaps+ws
+  std::optional<StreamTime> handshake_deadline_;   // while the TLS handshake runs
   Address remote_;
   Address local_;
-  std::vector<std::byte> read_buffer_;
-  std::deque<std::vector<std::byte>> queue_;
+  std::vector<std::byte> tls_plain_;  // plaintext to seal at the next write (TLS)
+  std::vector<std::byte> out_;      // bytes waiting for the next write
+  std::vector<std::byte> sending_;  // bytes of the write in progress
   std::size_t queued_ = 0;
   std::optional<StreamTime> armed_;
   int pending_ = 0;  // async operations of this link not yet completed

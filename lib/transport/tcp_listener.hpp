@@ -23,6 +23,8 @@
 namespace boost::asio {
 class io_context;
 }
+struct ssl_ctx_st;
+struct ssl_st;
 
 namespace coapgw::transport {
 
@@ -38,17 +40,27 @@ class StreamLink {
   virtual StreamConnection::SendResult send(const coap::Message& message) = 0;
   virtual void release(std::string_view diagnostic) = 0;  // drain: Release, then the peer closes
   virtual void abort(std::string_view diagnostic) = 0;
+  // The TLS connection (SSL*) of a coaps+tcp link once its handshake finished; nullptr for TCP.
+  virtual ssl_st* tls() const { return nullptr; }
 };
 
 struct TcpListenerSettings {
   StreamSettings stream;                 // framing is forced to tcp
   std::size_t max_connections = 1000;    // this listener's cap; over it a socket is closed at once
-  std::size_t read_chunk = 4096;         // bytes per read
+  std::size_t read_chunk = 16384;        // bytes per read (one buffer per listener, not per connection)
   std::size_t max_write_queue = 262144;  // bytes queued for a peer before it is a slow reader
   std::chrono::milliseconds write_timeout{10000};  // flush before close may take this long
   // SO_REUSEPORT: each worker binds its own acceptor to the same address and the kernel spreads
   // connections across them; a connection then lives on the worker that accepted it.
   bool reuse_port = false;
+  // coaps+tcp: every connection runs TLS (a TlsFilter over this SSL_CTX, which the caller keeps
+  // alive) before RFC 8323; the session is `connecting` until the handshake finished.
+  ssl_ctx_st* tls = nullptr;
+  // coap+ws / coaps+ws: every connection is a WebSocket (RFC 8323 §4: upgrade on /.well-known/coap
+  // with subprotocol `coap`, then one binary message per frame) over TCP or TLS.
+  bool websocket = false;
+  // TLS handshake and WebSocket upgrade together must finish within this.
+  std::chrono::milliseconds handshake_timeout{30000};
 };
 
 class TcpStreamListener {
@@ -58,7 +70,11 @@ class TcpStreamListener {
     virtual ~Host() = default;
     // Last say on a new connection (sessions.max): false closes it at once, counted as refused.
     virtual bool admit(const Address& remote) { (void)remote; return true; }
-    virtual void opened(StreamLink& link) = 0;                    // session state connecting -> csm
+    virtual void opened(StreamLink& link) = 0;                    // session state connecting (TLS) or csm
+    // TLS or WebSocket only: the transport is up (TLS handshake finished: link.tls() is set;
+    // WebSocket upgraded), our CSM goes out next. false: the credentials are not accepted after
+    // all; the connection ends with tls_failed.
+    virtual bool secured(StreamLink& link) { (void)link; return true; }
     virtual void established(StreamLink& link, const coap::Csm& peer) = 0;
     virtual void deliver(StreamLink& link, const coap::MessageView& message, StreamTime now) = 0;
     virtual void closed(StreamLink& link, StreamClose reason) = 0;  // the link goes away after this
@@ -71,6 +87,7 @@ class TcpStreamListener {
     std::uint64_t refused_over_cap = 0;  // max_connections or Host::admit
     std::uint64_t slow_readers = 0;      // write queue over max_write_queue: aborted
     std::uint64_t flush_timeouts = 0;    // closed before the last frames could be written
+    std::uint64_t tls_handshakes = 0;    // TLS handshakes completed
   };
 
   TcpStreamListener(boost::asio::io_context& ioc, TcpListenerSettings settings, Host& host);

@@ -46,7 +46,10 @@ POSSIBLE_SESSION_STATES = {
     ("dtls", "server", "handshake"), ("dtls", "server", "established"),
     ("dtls", "client", "none"), ("dtls", "client", "handshake"), ("dtls", "client", "established"),
     ("dtls", "hello", "handshake"),
-}
+    # RFC 8323 streams (issue 15): connecting during a TLS handshake or WebSocket upgrade
+    ("tcp", "server", "csm"), ("tcp", "server", "established"), ("tcp", "client", "established"),
+} | {(p, "server", st) for p in ("tls", "ws", "wss") for st in ("connecting", "csm", "established")} | {
+    (p, "client", "established") for p in ("tls", "ws", "wss")}
 OUTCOMES = {"ok", "upstream_error", "connect_failed", "timeout", "overloaded", "bad_response",
             "not_implemented"}
 

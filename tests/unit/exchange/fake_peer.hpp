@@ -73,10 +73,11 @@ inline std::optional<coap::BlockValue> block_of(const coap::Message& m, std::uin
 
 // One owner's layer over one session of a real session::Table, at a clock the test moves.
 struct Fixture {
-  explicit Fixture(LayerSettings settings = {}, session::Type type = session::Type::server)
+  explicit Fixture(LayerSettings settings = {}, session::Type type = session::Type::server,
+                   session::Proto proto = session::Proto::udp)
       : table(nullptr, budget, session::Table::Settings{}),
         layer(std::move(settings), peer, [this] { return high_random ? ~std::uint64_t{0} : ++counter; }) {
-    session::Key key{*Address::parse("192.0.2.1:5683"), 5683, session::Proto::udp, 0};
+    session::Key key{*Address::parse("192.0.2.1:5683"), 5683, proto, 0};
     auto local = *Address::parse("127.0.0.1:5683");
     s = type == session::Type::client ? table.create_client(key, local, now)
                                       : table.create_server(key, local, -1, now, session::State::established);

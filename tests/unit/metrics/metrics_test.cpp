@@ -205,6 +205,10 @@ TEST(Metrics, SessionGaugesExportOnlyTheStatesASessionCanBeIn) {
       "dtls/server/handshake",  "dtls/server/established",
       "dtls/client/none",       "dtls/client/handshake",   "dtls/client/established",
       "dtls/hello/handshake",
+      "tcp/server/csm",         "tcp/server/established",  "tcp/client/established",
+      "tls/server/connecting",  "tls/server/csm",          "tls/server/established", "tls/client/established",
+      "ws/server/connecting",   "ws/server/csm",           "ws/server/established",  "ws/client/established",
+      "wss/server/connecting",  "wss/server/csm",          "wss/server/established", "wss/client/established",
   };
   EXPECT_EQ(session_label_sets(m.serialize()), expected);
   // Counts a worker reports for a combination that cannot happen are not exported either.
@@ -315,9 +319,9 @@ TEST(Metrics, RenderedTextParsesWithPrometheusClient) {
   const std::string summary = parse_with_python(m.serialize());
   ASSERT_EQ(summary.find("parser failed"), std::string::npos) << summary;
   // prometheus_client names counter families without the _total suffix.
-  EXPECT_TRUE(has_line(summary, "coapgw_sessions gauge 8")) << summary;
-  EXPECT_TRUE(has_line(summary, "coapgw_sessions_idle gauge 2")) << summary;
-  EXPECT_TRUE(has_line(summary, "coapgw_sessions_closed counter 16")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_sessions gauge 23")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_sessions_idle gauge 6")) << summary;
+  EXPECT_TRUE(has_line(summary, "coapgw_sessions_closed counter 48")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_messages counter 8")) << summary;
   EXPECT_TRUE(has_line(summary, "coapgw_bad_messages counter 32")) << summary;  // every reason
   EXPECT_TRUE(has_line(summary, "coapgw_build_info gauge 1")) << summary;
