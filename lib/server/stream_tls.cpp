@@ -7,6 +7,8 @@
 
 #include <array>
 #include <cstring>
+#include <optional>
+#include <string_view>
 
 #include "common/log.hpp"
 
