@@ -13,8 +13,18 @@
 
 namespace coapgw::server {
 
-// A DTLS engine seen through the session model's TlsState.
-class DtlsTls final : public session::TlsState {
+// The gateway's app data on an authenticated session (coap_session_set_app_data), whatever its
+// transport (DTLS here, TLS in stream_transport.cpp): who the device is, and its tenant as the
+// device registry gave it ("" for local keys). Plain sessions carry none.
+class DeviceData {
+ public:
+  virtual ~DeviceData() = default;
+  virtual std::string_view identity() const = 0;
+  std::string tenant;
+};
+
+// A DTLS engine seen through the session model's TlsState; also the session's DeviceData.
+class DtlsTls final : public session::TlsState, public DeviceData {
  public:
   explicit DtlsTls(std::unique_ptr<dtls::Engine> engine) : engine_(std::move(engine)) {}
   dtls::Engine& engine() { return *engine_; }
@@ -29,9 +39,8 @@ class DtlsTls final : public session::TlsState {
   session::TimePoint hello_probe_sent{};
   session::TimePoint last_authenticated{};
   // dtls.psk.lookup: the key came from the device registry (the session is indexed by identity in
-  // PskLookup), and the device's tenant as the registry gave it.
+  // PskLookup); the tenant it gave is DeviceData::tenant.
   bool registry_keyed = false;
-  std::string tenant;
 
  private:
   std::unique_ptr<dtls::Engine> engine_;
@@ -42,16 +51,16 @@ class DtlsTls final : public session::TlsState {
 // the device registry), so it lives exactly as long as the session and needs no release hook.
 // Plain CoAP sessions carry none.
 inline void set_device_identity(session::Session& s) {
-  if (auto* t = s.tls_state()) s.set_app_data(static_cast<DtlsTls*>(t));
+  if (auto* t = s.tls_state()) s.set_app_data(static_cast<DeviceData*>(static_cast<DtlsTls*>(t)));
 }
 inline std::string_view device_identity(const session::Session& s) {
-  auto* tls = static_cast<const DtlsTls*>(s.app_data());
-  return tls != nullptr ? tls->identity() : std::string_view{};
+  auto* device = static_cast<const DeviceData*>(s.app_data());
+  return device != nullptr ? device->identity() : std::string_view{};
 }
 // "" when the device has no tenant (local keys, plain CoAP).
 inline std::string_view device_tenant(const session::Session& s) {
-  auto* tls = static_cast<const DtlsTls*>(s.app_data());
-  return tls != nullptr ? std::string_view(tls->tenant) : std::string_view{};
+  auto* device = static_cast<const DeviceData*>(s.app_data());
+  return device != nullptr ? std::string_view(device->tenant) : std::string_view{};
 }
 
 // The session's DTLS engine, or nullptr for a plain session.

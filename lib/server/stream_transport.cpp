@@ -9,6 +9,7 @@
 #include "coap/message.hpp"
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
+#include "server/dtls_tls.hpp"
 #include "session/table.hpp"
 
 namespace coapgw::server {
@@ -170,7 +171,13 @@ bool StreamTransport::secured(Listener& l, transport::StreamLink& link) {
   if (link.tls() == nullptr) return true;  // coap+ws: upgraded, nobody authenticated
   auto peer = StreamTls::peer_of(link.tls());
   // The app data the DTLS sessions carry too: the authenticated identity, owned by the session.
-  s->set_app_data(new std::string(peer.identity), [](void* p) { delete static_cast<std::string*>(p); });
+  struct TlsDevice final : DeviceData {
+    explicit TlsDevice(std::string id) : id_(std::move(id)) {}
+    std::string_view identity() const override { return id_; }
+    std::string id_;
+  };
+  s->set_app_data(static_cast<DeviceData*>(new TlsDevice(peer.identity)),
+                  [](void* p) { delete static_cast<DeviceData*>(p); });
   peers_[s->id()] = std::move(peer);
   host_.identified(*s);
   return true;
