@@ -87,6 +87,10 @@ class Metrics {
   prometheus::Gauge& downlink_queued();
   prometheus::Gauge& observations();
   prometheus::Counter& notifications();
+  // Group requests (POST /v1/groups/requests, multicast): outcome sent|rejected; responses
+  // collected, or dropped (over api.groups.max_responses, or a second one from one responder).
+  prometheus::Counter& group_requests(bool sent);
+  prometheus::Counter& group_responses(bool collected);
   prometheus::Counter& api_rejected(ApiReject r);
 
   // Open label sets: each call takes the family lock and builds a label map.
@@ -139,6 +143,8 @@ class Metrics {
   prometheus::Gauge* downlink_queued_ = nullptr;
   prometheus::Gauge* observations_ = nullptr;
   prometheus::Counter* notifications_ = nullptr;
+  std::array<prometheus::Counter*, 2> group_requests_{};   // [sent]
+  std::array<prometheus::Counter*, 2> group_responses_{};  // [collected]
   std::array<prometheus::Counter*, count<ApiReject>> api_rejected_{};
 
   std::vector<prometheus::Gauge*> session_gauges_;  // one per session_series() entry

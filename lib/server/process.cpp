@@ -226,7 +226,9 @@ bool Process::start(std::string* error) {
 
 bool Process::start_api(const std::vector<Worker*>& workers, std::string* error) {
   const auto& c = *impl_->snapshot->config;
-  impl_->downlink = std::make_unique<RuntimeDownlink>(workers);
+  const auto& g = c.api.groups;
+  impl_->downlink = std::make_unique<RuntimeDownlink>(
+      workers, GroupSettings{g.interface, g.hops, g.max_responses, g.max_in_flight}, *impl_->metrics);
   impl_->api = std::make_unique<api::ApiServer>(api::ApiSettings::from_config(c), *impl_->metrics, *impl_->downlink);
   restore_downlink_queue(c, *impl_->api);
   std::string why;
