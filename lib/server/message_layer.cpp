@@ -15,6 +15,7 @@
 #include "server/bad_input.hpp"
 #include "server/device_links.hpp"
 #include "server/request_target.hpp"
+#include "server/observe_relays.hpp"
 #include "server/worker_internal.hpp"
 
 namespace coapgw::server {
@@ -43,6 +44,7 @@ void Worker::on_malformed_in_session(session::Session& s, std::span<const std::b
 void Worker::on_coap(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
   ++local_.messages_in[static_cast<int>(m.type)];
   if (heard_) heard_(s);  // queued downlinks go out now (cheap when nothing is queued)
+  if (m.type == coap::Type::rst && relays_->on_rst(s, m.message_id)) return;  // a relayed notification refused
   layer_->on_message(s, m, now);  // new requests come back through on_request()
 }
 
@@ -275,6 +277,7 @@ void Worker::start_forward(session::Session& s, const coap::MessageView& m, cons
   req.identity = std::string(device_identity(s));
   req.remote = s.addr_remote().to_string();
   req.session_id = s.id();
+  req.observer = relays_->on_request(s, m);  // Observe=0: relayed if the upstream can (observe_relays.hpp)
 
   auto p = std::make_unique<PendingForward>();
   p->session = &s.reference();
@@ -305,6 +308,7 @@ void Worker::on_forward_done(std::uint64_t pending_id, upstream::ForwardResponse
   if (open)
     reply(s, p->reply, response.code, response.content_format, response.payload, now, response.max_age, std::nullopt,
           response.options);
+  if (open) relays_->on_first_answer(s, p->reply.token_span(), response);
   s.release();  // a closed session may be freed here
   if (survives) close_if_drained(s);
   send_batch_->flush();
@@ -328,6 +332,7 @@ void Worker::drop_session_traffic(session::Session& s) {
   // disconnected(): outstanding CONs are dropped. Forwards in flight finish and see closed().
   layer_->drop_session(s);
   links_->closed(s);
+  relays_->closed(s);
   dtls_->forget(s);
   blockwise_for(s).drop_session(s.id());  // its uploads and kept answers can never be asked for again
 }

@@ -21,6 +21,7 @@
 #include "server/cid_index.hpp"
 #include "server/device_links.hpp"
 #include "server/persist.hpp"
+#include "server/observe_relays.hpp"
 #include "server/worker_internal.hpp"
 
 #include <prometheus/counter.h>
@@ -74,6 +75,12 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
   layer_ = std::make_unique<exchange::Layer>(std::move(layer), static_cast<exchange::Sink&>(*this),
                                              exchange::system_random());
   links_ = make_links();
+  relays_ = std::make_unique<ObserveRelays>(
+      [this](session::Session& s, std::span<const std::byte> b) {
+        send_to(s, b);
+        send_batch_->flush();
+      },
+      [] { return session::Clock::now(); }, metrics_, settings_.max_message_size);
 }
 
 Worker::~Worker() {

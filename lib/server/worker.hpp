@@ -55,6 +55,7 @@ namespace persist {
 struct Entry;
 }
 class DeviceLinks;
+class ObserveRelays;
 
 struct WorkerSettings {
   int index = 0;
@@ -256,6 +257,7 @@ class Worker : public session::Context, private exchange::Sink, private DtlsTran
   std::unordered_map<std::uint64_t, std::unique_ptr<PendingForward>> pending_;
   // Requests the backend sends to devices (Call-Home), through layer_'s client role.
   std::unique_ptr<DeviceLinks> links_;
+  std::unique_ptr<ObserveRelays> relays_;  // Observe through coap:// routes (observe_relays.hpp)
   std::function<void(const session::Session&)> heard_;
   std::uint64_t next_pending_id_ = 1;
   log::RateLimited bad_log_;
