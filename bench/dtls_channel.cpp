@@ -20,11 +20,12 @@ unsigned int psk_client_callback(SSL* ssl, const char* /*hint*/, char* identity,
                                  unsigned int max_psk_len) {
   const auto* context =
       static_cast<const DtlsClientContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
-  if (context == nullptr || context->identity().size() + 1 > max_identity_len ||
-      context->key().size() > max_psk_len) {
+  const auto* own = static_cast<const std::string*>(SSL_get_app_data(ssl));  // --identity-per-device
+  const std::string* chosen = own != nullptr ? own : context != nullptr ? &context->identity() : nullptr;
+  if (context == nullptr || chosen->size() + 1 > max_identity_len || context->key().size() > max_psk_len) {
     return 0;
   }
-  std::memcpy(identity, context->identity().c_str(), context->identity().size() + 1);
+  std::memcpy(identity, chosen->c_str(), chosen->size() + 1);
   std::memcpy(psk, context->key().data(), context->key().size());
   return static_cast<unsigned int>(context->key().size());
 }
@@ -70,7 +71,8 @@ std::unique_ptr<DtlsClientContext> DtlsClientContext::create(const std::string& 
 
 DtlsClientContext::~DtlsClientContext() { SSL_CTX_free(ctx_); }
 
-std::unique_ptr<SecureChannel> DtlsChannel::start(DtlsClientContext& context, int fd, const std::string& server) {
+std::unique_ptr<SecureChannel> DtlsChannel::start(DtlsClientContext& context, int fd, const std::string& server,
+                                                  std::string identity) {
   if (context.engine_context() != nullptr) return CidChannel::start(*context.engine_context(), fd, server);
   SSL* ssl = SSL_new(context.native());
   if (ssl == nullptr) return nullptr;
@@ -88,6 +90,10 @@ std::unique_ptr<SecureChannel> DtlsChannel::start(DtlsClientContext& context, in
   SSL_set_mtu(ssl, 1280);
   SSL_set_connect_state(ssl);
   std::unique_ptr<DtlsChannel> channel(new DtlsChannel(ssl));
+  if (!identity.empty()) {
+    channel->identity_ = std::move(identity);
+    SSL_set_app_data(ssl, &channel->identity_);
+  }
   if (channel->continue_handshake() == HandshakeStatus::failed) return nullptr;
   return channel;
 }

@@ -73,6 +73,8 @@ std::string usage() {
   --server-pid PID      measure that process's CPU time (utime+stime) and VmRSS
   --cipher C            OpenSSL cipher list, default PSK-AES128-CCM8
   --identity I --key K  PSK identity and key, default bench / bench-secret
+  --identity-per-device DTLS device N presents identity I-N (N = its slot), same key
+  --serve               devices answer the gateway's downlink requests with 2.05 "ok"
   --source-base A       first source address, default 127.0.0.1 (next one every 50,000 devices)
   --source-port-base P  first source port per address, default 10000
 )";
@@ -119,6 +121,14 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
     }
     if (arg == "--dtls") {
       o.dtls = true;
+      continue;
+    }
+    if (arg == "--identity-per-device") {
+      o.identity_per_device = true;
+      continue;
+    }
+    if (arg == "--serve") {
+      o.serve = true;
       continue;
     }
     if (arg == "--cid") {
