@@ -168,6 +168,10 @@ class Worker {
   // the old port would be lost, as it is behind a real NAT, and counted as a timeout).
   void schedule_rebinds(std::uint64_t start, std::uint64_t now, std::uint64_t& cursor) {
     if (options_.rebind <= 0 || devices_.empty()) return;
+    while (!retired_.empty() && retired_.front().first <= now) {
+      close(retired_.front().second);
+      retired_.pop_front();
+    }
     const auto count = static_cast<std::uint64_t>(devices_.size());
     const auto due = static_cast<std::uint64_t>(static_cast<double>(now - start) / 1e9 / options_.rebind *
                                                 static_cast<double>(count));
@@ -188,7 +192,12 @@ class Worker {
       ++stats_.errors;
       return;
     }
-    close(device.fd);  // also leaves the epoll set
+    if (options_.rebind_hold > 0) {  // --rebind-hold: the port stays taken a while, unread
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, device.fd, nullptr);
+      retired_.emplace_back(now_ns() + seconds_to_ns(options_.rebind_hold), device.fd);
+    } else {
+      close(device.fd);  // also leaves the epoll set
+    }
     device.fd = fd;
     ++stats_.rebinds;
   }
@@ -598,6 +607,7 @@ class Worker {
   std::vector<bool> device_was_opened_;
   std::deque<std::uint32_t> ready_;    // requests mode: one entry per free request slot
   std::deque<std::uint32_t> restart_;  // handshake mode: slots waiting for a new session
+  std::deque<std::pair<std::uint64_t, int>> retired_;  // --rebind-hold: (close at, fd) of old sockets
   std::uint32_t next_rotation_ = 0;
   std::uint32_t opening_ = 0;
   std::uint32_t verifying_ = 0;

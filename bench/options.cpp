@@ -56,6 +56,9 @@ std::string usage() {
   --cid                 DTLS with an RFC 9146 Connection ID (coapgw's engine as the client; implies --dtls)
   --rebind S            requests, hold: every S seconds each device moves to a new source port (a NAT
                         rebinding) and goes on on its session; needs --cid. Default 0 (never)
+  --rebind-hold S       the old socket of a rebind stays open (unread) S seconds, so the kernel gives
+                        its port to no other device meanwhile (a NAT's hold-down; behind a balancer
+                        that maps 4-tuples, see README "Running several gateways"). Default 0
   --server A:P          server address (IPv4), default 127.0.0.1:5683
   --path P              Uri-Path of the GET, default x (4.04 on a gateway without routes)
   --devices N           sessions, each its own UDP socket and source port (handshake: parallel slots)
@@ -103,6 +106,7 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
       {"--open-rate", [&](std::string_view v) { return parse_double(v, 1, 1e7, o.open_rate); }},
       {"--concurrency", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, 100000, o.concurrency); }},
       {"--rebind", [&](std::string_view v) { return parse_double(v, 0, 86400, o.rebind); }},
+      {"--rebind-hold", [&](std::string_view v) { return parse_double(v, 0, 3600, o.rebind_hold); }},
       {"--keepalive", [&](std::string_view v) { return parse_double(v, 0, 86400, o.keepalive); }},
       {"--verify-from", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 0, max_devices, o.verify_from); }},
       {"--procs", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, max_procs, o.procs); }},

@@ -19,6 +19,9 @@ struct Options {
   // extension (the server issues a CID; our records carry it). Implies dtls.
   bool cid = false;
   double rebind = 0.0;  // every S seconds each device sends from a new source port (needs cid); 0 = never
+  // After a rebind the old socket stays open, unread, this long, so that its port is not handed to
+  // another device while a balancer may still map it to the old session (a NAT's hold-down).
+  double rebind_hold = 0.0;
   std::string server = "127.0.0.1:5683";  // IPv4 address:port of the server
   std::string path = "x";                 // Uri-Path of each GET, segments split on '/'
   std::uint32_t devices = 100;            // sessions (requests, hold) or handshake slots (handshake)

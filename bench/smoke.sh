@@ -39,6 +39,10 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
+# Source addresses of our own in 127.0.0.0/8: two smoke runs at once (several builds on one machine)
+# must not collide on the bench's fixed source ports.
+src="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).1"
+
 check() {  # check NAME RESULT-LINE: some answers, no errors
   local name=$1 line=$2
   echo "$name: $line"
@@ -48,13 +52,13 @@ check() {  # check NAME RESULT-LINE: some answers, no errors
   [[ ${responses:-0} -gt 0 && ${errors:-1} -eq 0 ]] || { echo "$name failed"; exit 1; }
 }
 plain=$("$bench" --mode requests --server "127.0.0.1:$coap_port" --devices 4 --outstanding 2 \
-          --duration 1 --server-pid "$pid" --source-base 127.0.0.1 2>/dev/null | grep '^RESULT')
+          --duration 1 --server-pid "$pid" --source-base "$src" 2>/dev/null | grep '^RESULT')
 check plain "$plain"
 dtls=$("$bench" --mode requests --dtls --server "127.0.0.1:$coaps_port" --devices 4 --outstanding 2 \
-         --duration 1 --handshake-timeout 5 --server-pid "$pid" --source-base 127.0.0.1 --source-port-base 12000 2>/dev/null | grep '^RESULT')
+         --duration 1 --handshake-timeout 5 --server-pid "$pid" --source-base "$src" --source-port-base 12000 2>/dev/null | grep '^RESULT')
 check dtls "$dtls"
 cid=$("$bench" --mode requests --cid --rebind 0.2 --server "127.0.0.1:$coaps_port" --devices 4 --outstanding 1 \
-        --rate 400 --duration 1 --timeout 2 --handshake-timeout 5 --source-base 127.0.0.1 --source-port-base 12100 \
+        --rate 400 --duration 1 --timeout 2 --handshake-timeout 5 --source-base "$src" --source-port-base 12100 \
         2>/dev/null | grep '^RESULT')
 check cid "$cid"
 rebinds=$(sed -n 's/.* rebinds=\([0-9]*\).*/\1/p' <<<"$cid")

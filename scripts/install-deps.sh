@@ -18,7 +18,12 @@ packages=(
   python3 python3-prometheus-client python3-yaml   # integration tests
   systemd                             # systemd-analyze verify of the unit
   procps iproute2 curl
+  # Several gateways (issue 18): nginx UDP balancing with njs (test_scaleout.py) and promtool
+  # (docker/prometheus/alerts.yml).
+  nginx-light libnginx-mod-stream libnginx-mod-stream-js prometheus
 )
+# kubectl --dry-run=client for docker/kubernetes/: Debian's kubectl unless one is already on PATH.
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 packages+=("$@")
 
 is_installed() {

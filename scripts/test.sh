@@ -2,7 +2,9 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
 #   1. missing Debian packages installed (build deps and test peers);
 #   2. Release build of everything in build/, then every test through ctest
-#      (unit tests and the integration tests against the real coapgwd);
+#      (unit tests and the integration tests against the real coapgwd; among them
+#      integration.scaleout.*: three gateways behind a real nginx, and the deployment files
+#      checked: `promtool check rules`, the Kubernetes manifests, the dashboard's metric names);
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer Debug build in build-asan/:
 #      the unit tests, then the integration tests once more against the ASan/UBSan
 #      coapgwd (ctest there points $COAPGWD at build-asan/daemon/coapgwd; the

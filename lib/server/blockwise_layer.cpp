@@ -1,4 +1,4 @@
-// The block-wise part of a worker's message layer (RFC 7959), towards the devices: Block1 uploads
+// The block-wise part of the server role (RFC 7959), towards the devices: Block1 uploads
 // reassembled before forwarding, Block2 answers cut in the device's block size from a whole body,
 // the body kept (per request, with its ETag) for the follow-up block requests. The state and its
 // bounds live in BlockwiseCache; this file turns its results into CoAP answers and metrics.
@@ -6,7 +6,7 @@
 
 #include "coap/block.hpp"
 #include "coap/option.hpp"
-#include "server/worker_internal.hpp"
+#include "server/server_role.hpp"
 
 namespace coapgw::server {
 
@@ -16,8 +16,8 @@ bool has_option(std::span<const std::pair<std::uint16_t, std::vector<std::byte>>
 }
 }  // namespace
 
-std::string Worker::answer_key_of(const session::Session& s, const coap::MessageView& m, std::string_view path,
-                                  std::string_view query) {
+std::string ServerRole::answer_key_of(const session::Session& s, const coap::MessageView& m, std::string_view path,
+                                      std::string_view query) {
   std::optional<std::uint16_t> accept;
   if (auto* a = m.find(coap::option::accept)) accept = static_cast<std::uint16_t>(coap::decode_uint(a->value));
   // A FETCH selects by its body, which every block request repeats (RFC 8132 §2.3.2).
@@ -26,8 +26,8 @@ std::string Worker::answer_key_of(const session::Session& s, const coap::Message
   return answer_key(s.id(), m.code, path, query, accept, selection);
 }
 
-bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& r, std::vector<std::byte>& body,
-                        session::TimePoint now) {
+bool ServerRole::reassemble(session::Session& s, const coap::MessageView& m, Reply& r, std::vector<std::byte>& body,
+                            session::TimePoint now) {
   auto block = coap::decode_block(m.find(coap::option::block1)->value);
   if (!block) {
     reply(s, r, coap::code::bad_request, 0, coap::as_bytes("bad Block1 option"), now);
@@ -38,7 +38,7 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
   const auto key = upload_key(s.id(), m.code, coap::uri_path(m), coap::uri_query(m), tag);
   auto too_large = [&] {
     blockwise_for(s).end_reassembly(key);
-    count_bad(BadReason::body_too_large);
+    host_.count_bad(metrics::BadReason::body_too_large, 1);
     reply(s, r, coap::code::request_entity_too_large, std::nullopt, {}, now, std::nullopt,
           static_cast<std::uint32_t>(settings_.max_body_size));
   };
@@ -56,8 +56,8 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
   if (block->num == 0) {
     auto [started, admit] = blockwise_for(s).start_reassembly(s.id(), key, expires);
     if (admit != BlockwiseCache::Admit::ok) {
-      count_bad(admit == BlockwiseCache::Admit::session_full ? BadReason::reassemblies_session_full
-                                                             : BadReason::reassemblies_full);
+      host_.count_bad(admit == BlockwiseCache::Admit::session_full ? metrics::BadReason::reassemblies_session_full
+                                                             : metrics::BadReason::reassemblies_full, 1);
       reply(s, r, coap::code::service_unavailable, std::nullopt, {}, now, 5);
       return false;
     }
@@ -89,8 +89,7 @@ bool Worker::reassemble(session::Session& s, const coap::MessageView& m, Reply& 
   return true;
 }
 
-bool Worker::serve_cached_block(session::Session& s, const coap::MessageView&, const Reply& r,
-                                session::TimePoint now) {
+bool ServerRole::serve_cached_block(session::Session& s, const Reply& r, session::TimePoint now) {
   const auto* a = blockwise_for(s).find_answer(r.answer_key, now);
   if (a == nullptr) return false;
   auto kept = *a;  // reply() may replace the cache entry
@@ -101,11 +100,10 @@ bool Worker::serve_cached_block(session::Session& s, const coap::MessageView&, c
   return true;
 }
 
-Worker::Block2Window Worker::block2_window(session::Session& s, const Reply& r, std::uint8_t code,
-                                           std::optional<std::uint16_t> content_format,
-                                           std::optional<std::uint32_t> max_age, std::span<const std::byte> body,
-                                           std::span<const std::pair<std::uint16_t, std::vector<std::byte>>> relayed,
-                                           std::uint8_t szx, session::TimePoint now) {
+ServerRole::Block2Window ServerRole::block2_window(session::Session& s, const Reply& r, std::uint8_t code,
+                                                   std::optional<std::uint16_t> content_format,
+                                                   std::optional<std::uint32_t> max_age, std::span<const std::byte> body,
+                                                   Relayed relayed, std::uint8_t szx, session::TimePoint now) {
   Block2Window w;
   w.payload = body;
   const std::size_t block_size = std::size_t{16} << szx;
@@ -152,19 +150,14 @@ Worker::Block2Window Worker::block2_window(session::Session& s, const Reply& r, 
     case BlockwiseCache::Stored::stored:
       break;
     case BlockwiseCache::Stored::stored_evicting_own:
-      count_bad(BadReason::block_cache_session_full);
+      host_.count_bad(metrics::BadReason::block_cache_session_full, 1);
       break;
     case BlockwiseCache::Stored::too_large:
     case BlockwiseCache::Stored::worker_full:
-      count_bad(BadReason::block_cache_full);
+      host_.count_bad(metrics::BadReason::block_cache_full, 1);
       break;
   }
   return w;
-}
-
-void Worker::expire_blockwise(session::TimePoint now) {
-  blockwise_plain_.expire(now);
-  blockwise_secure_.expire(now);
 }
 
 }  // namespace coapgw::server

@@ -1,11 +1,13 @@
 // RFC 9146 Connection IDs in the DTLS transport: the CIDs this worker issues (CidIndex, installed
 // as the DTLS context's issuer), the lookup of a tls12_cid record's session whatever address it
 // came from, the move of that session's address when (and only when) the record authenticated and
-// was the newest seen, and the hand-off (through the Host) of records whose CID names another
-// worker.
+// was the newest seen, the hand-off (through the Host) of records whose CID names another
+// worker, and the parking of a session whose address another peer took over.
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <prometheus/counter.h>
+
+#include <array>
 
 #include "common/bytes.hpp"
 #include "common/log.hpp"
@@ -103,7 +105,10 @@ bool DtlsTransport::restore_by_cid(const Arrival& at, const net::ReceivedDatagra
   if (restored_ == nullptr || restored_->empty() || host_.draining()) return false;
   const auto saved = restored_->peer_of_cid(cid);
   const session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
-  if (!saved || table_.find(key) != nullptr) return false;
+  if (!saved) return false;
+  // The record's source may be the address of another session: with a CID that one is parked once
+  // this record authenticates (restore()); without one it keeps its address.
+  if (auto* other = table_.find(key); other != nullptr && !has_cid(*other)) return false;
   auto& out = *out_;
   out.clear();
   std::uint64_t bad = 0;
@@ -126,9 +131,10 @@ void DtlsTransport::move_session(session::Session& s, const Arrival& at, const n
   const Address from = s.addr_remote();
   if (!table_.move_remote(s, d.peer)) {
     // Another session holds the new address: its peer is no longer there (this authenticated
-    // record just came from it), so that session goes.
+    // record just came from it), so that session goes; one with a CID is parked instead (behind
+    // a balancer the address may have passed to this device while the other's device lives on).
     session::Key taken{d.peer, s.local_port(), session::Proto::dtls, s.endpoint()};
-    if (auto* other = table_.find(taken); other != nullptr && other != &s) {
+    if (auto* other = table_.find(taken); other != nullptr && other != &s && !park(*other)) {
       close(*other, session::CloseReason::disconnected);
     }
     if (!table_.move_remote(s, d.peer)) return;
@@ -139,6 +145,28 @@ void DtlsTransport::move_session(session::Session& s, const Arrival& at, const n
   metrics_.dtls_address_changes().Increment();
   log::debug("dtls session moved with its connection id from " + from.to_string() + " to " + d.peer.to_string(),
              s.id());
+}
+
+bool DtlsTransport::has_cid(session::Session& s) const {
+  auto* engine = engine_of(s);
+  return engine != nullptr && !engine->connection_id().empty();
+}
+
+bool DtlsTransport::park(session::Session& s) {
+  // Behind a balancer or a NAT an address is handed to another device once the old mapping is
+  // forgotten (nginx reuses the source ports of its upstream sockets), while the device that had it
+  // may still hold its session and come back from elsewhere with its CID. Such a session moves to
+  // an address no datagram comes from (the RFC 6666 discard prefix 100::/64 with the session id)
+  // and stays until its device's next record (found by CID) or its idle timeout.
+  if (s.closed() || !has_cid(s)) return false;
+  std::array<std::uint8_t, 16> discard{0x01};
+  for (int i = 0; i < 8; ++i) discard[15 - i] = static_cast<std::uint8_t>(s.id() >> (8 * i));
+  const Address from = s.addr_remote();
+  if (!table_.move_remote(s, Address::v6(discard, 0))) return false;
+  host_.identified(s);
+  log::debug("dtls session parked: " + from.to_string() + " is now another peer's; found again by its connection id",
+             s.id());
+  return true;
 }
 
 void DtlsTransport::on_handed_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now) {

@@ -11,13 +11,14 @@ namespace coapgw::server {
 
 DeviceLinks::DeviceLinks(session::Table& table, exchange::Layer& layer,
                          std::function<void(std::function<void()>)> post, std::function<void()> flush,
-                         Notifier notifier, metrics::Metrics& metrics)
+                         Notifier notifier, metrics::Metrics& metrics, Clock clock)
     : table_(table),
       layer_(layer),
       post_(std::move(post)),
       flush_(std::move(flush)),
       notifier_(std::move(notifier)),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      clock_(std::move(clock)) {}
 
 void DeviceLinks::set_plain_endpoints(std::vector<std::pair<std::uint8_t, std::uint16_t>> endpoints) {
   plain_endpoints_ = std::move(endpoints);
@@ -123,7 +124,7 @@ void DeviceLinks::send(const api::DeviceRef& device, api::DownlinkRequest reques
                        std::function<void(api::DownlinkResult)> done) {
   auto* s = find(device);
   if (s == nullptr) return done(failed(api::DownlinkStatus::no_session, ""));
-  const auto now = session::Clock::now();
+  const auto now = clock_();
   exchange::Request req = to_exchange_request(request);
   req.deadline = now + timeout;
 

@@ -5,6 +5,7 @@
 // it: never reclaimed meanwhile; set_type_server when the last one ended), and sends each request
 // through the worker's exchange::Layer client role (tokens, CON retransmission, Block1/Block2,
 // the deadline). Runs on the worker's thread only; the process-wide RuntimeDownlink posts here.
+// It reads no clock itself: deadlines and notification order take the injected clock's time.
 #pragma once
 
 #include <chrono>
@@ -34,9 +35,11 @@ class DeviceLinks {
   // `post` runs a function later on the worker's thread; `flush` sends what the layer queued.
   // `notifier` makes the HTTP client a notify URL's notifications are POSTed through (throws
   // std::runtime_error on a bad URL).
+  // `clock` tells the time (the worker's steady clock; a fake one in tests).
   using Notifier = std::function<std::unique_ptr<upstream::Upstream>(const upstream::RouteSpec&)>;
+  using Clock = std::function<session::TimePoint()>;
   DeviceLinks(session::Table& table, exchange::Layer& layer, std::function<void(std::function<void()>)> post,
-              std::function<void()> flush, Notifier notifier, metrics::Metrics& metrics);
+              std::function<void()> flush, Notifier notifier, metrics::Metrics& metrics, Clock clock);
   ~DeviceLinks();
 
   // The plain CoAP listeners of the worker (endpoint index, bound port): where `coap:` devices live.
@@ -100,6 +103,7 @@ class DeviceLinks {
   std::size_t pending_ = 0;
   Notifier notifier_;
   metrics::Metrics& metrics_;
+  Clock clock_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Observation>> observations_;
 };
 

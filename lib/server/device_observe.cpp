@@ -63,7 +63,7 @@ void DeviceLinks::observe(const api::DeviceRef& device, api::ObserveRequest requ
   o->target.uri_query = std::move(request.uri_query);
   o->done = std::move(done);
 
-  const auto now = session::Clock::now();
+  const auto now = clock_();
   exchange::Request req = to_exchange_request(o->target);
   add_observe(req, 0);  // register
   req.deadline = now + timeout;
@@ -95,7 +95,7 @@ void DeviceLinks::on_observe_answer(std::uint64_t id, exchange::Result result) {
     api::ObserveResult r;
     if (success && seq) {
       o.registered = true;
-      o.order.take(*seq, session::Clock::now());
+      o.order.take(*seq, clock_());
       metrics_.observations().Increment();
       r.status = api::DownlinkStatus::answered;
       r.id = id;
@@ -113,7 +113,7 @@ void DeviceLinks::on_observe_answer(std::uint64_t id, exchange::Result result) {
   }
   if (result.failure) return end_observation(id, false);  // the session ended
   if (success && seq) {
-    if (o.order.take(*seq, session::Clock::now())) notify(o, std::move(result.response), seq);
+    if (o.order.take(*seq, clock_())) notify(o, std::move(result.response), seq);
     return;
   }
   // RFC 7641 §3.2: an error, or a success without Observe, ends the observation; still told.
@@ -165,8 +165,9 @@ void DeviceLinks::end_observation(std::uint64_t id, bool deregister) {
     // RFC 7641 §3.6: a GET with Observe=1 for the same resource; its answer is not waited for.
     exchange::Request req = to_exchange_request(o.target);
     add_observe(req, 1);
-    req.deadline = session::Clock::now() + std::chrono::seconds(30);
-    layer_.client().start(s, std::move(req), [](exchange::Result) {}, session::Clock::now(), false);
+    const auto now = clock_();
+    req.deadline = now + std::chrono::seconds(30);
+    layer_.client().start(s, std::move(req), [](exchange::Result) {}, now, false);
     flush_();
   }
   end_call(s);

@@ -269,6 +269,8 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
     return nullptr;
   }
   session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
+  // Found by CID behind a balancer: the record's source may still be another CID session's address.
+  if (auto* other = table_.find(key)) park(*other);
   auto* s = table_.create_server(key, d.local, d.ifindex, now, session::State::established);
   if (s == nullptr) {
     restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
@@ -409,7 +411,9 @@ session::Session* DtlsTransport::finish_rehandshake(const session::Key& key, ses
     log::debug("dtls rehandshake completed with revoked credentials, dropped identity=" + rh->engine->identity());
     return nullptr;
   }
-  if (auto* old = table_.find(key)) table_.close(*old, session::CloseReason::peer_closed);  // no close_notify: the device has new keys
+  // No close_notify: the device has new keys. A session with a CID may belong to another device
+  // that had this address before (behind a balancer): it is parked, not closed.
+  if (auto* old = table_.find(key); old != nullptr && !park(*old)) table_.close(*old, session::CloseReason::peer_closed);
   auto* s = table_.create_server(key, rh->local, rh->ifindex, now, session::State::established);
   if (s == nullptr) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();

@@ -137,6 +137,9 @@ class DtlsTransport {
   bool restore_by_cid(const Arrival& at, const net::ReceivedDatagram& d, std::span<const std::byte> cid,
                       session::TimePoint now);
   void move_session(session::Session& s, const Arrival& at, const net::ReceivedDatagram& d);
+  // A session with a CID whose address another peer now uses: kept, found by its CID (cid_path.cpp).
+  bool park(session::Session& s);
+  bool has_cid(session::Session& s) const;
   // Index an established session under its CID; false when another live session holds it.
   bool register_cid(session::Session& s);
   void forget_cid(session::Session& s);

@@ -18,13 +18,14 @@
 #include "upstream/router.hpp"
 #include "metrics/metrics.hpp"
 #include "net/udp_socket.hpp"
+#include "server/bad_input.hpp"
 #include "server/cid_index.hpp"
 #include "server/device_links.hpp"
 #include "server/persist.hpp"
-#include "server/observe_relays.hpp"
 #include "server/worker_internal.hpp"
 
 #include <prometheus/counter.h>
+
 
 namespace coapgw::server {
 
@@ -54,8 +55,6 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
       tick_timer_(std::make_unique<Timer>(*io_)),
       receive_batch_(std::make_unique<net::ReceiveBatch>()),
       send_batch_(std::make_unique<net::SendBatch>()),
-      cache_plain_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
-      cache_secure_(settings_.exchange_cache_entries, settings_.transmission.exchange_lifetime()),
       exported_(std::make_unique<std::vector<persist::Entry>>()) {
   table_ = std::make_unique<session::Table>(
       this, budget_, session::Table::Settings{settings_.idle_timeout, settings_.index},
@@ -65,34 +64,34 @@ Worker::Worker(WorkerSettings settings, session::Budget& budget, metrics::Metric
                               settings_.handshake_backoff, settings_.idle_timeout},
       static_cast<DtlsTransport::Host&>(*this), *table_, metrics_);
   heartbeat_ms_.store(steady_ms());
-  const BlockwiseLimits limits{settings_.max_reassemblies, settings_.max_reassemblies_per_session,
-                               settings_.max_block_cache_bytes, settings_.max_block_answers_per_session};
-  blockwise_plain_.set_limits(limits);
-  blockwise_secure_.set_limits(limits);
-  exchange::LayerSettings layer;
-  layer.transmission = settings_.transmission;
-  layer.max_outstanding = settings_.max_outstanding;
-  layer_ = std::make_unique<exchange::Layer>(std::move(layer), static_cast<exchange::Sink&>(*this),
-                                             exchange::system_random());
+  role_ = std::make_unique<ServerRole>(role_settings(settings_), static_cast<ServerRole::Host&>(*this), metrics_,
+                                       exchange::system_random());
   links_ = make_links();
-  relays_ = std::make_unique<ObserveRelays>(
-      [this](session::Session& s, std::span<const std::byte> b) {
-        send_to(s, b);
-        send_batch_->flush();
-      },
-      [] { return session::Clock::now(); }, metrics_, settings_.max_message_size);
+}
+
+ServerRoleSettings Worker::role_settings(const WorkerSettings& w) {
+  ServerRoleSettings r;
+  r.transmission = w.transmission;
+  r.max_message_size = w.max_message_size;
+  r.separate_response_after = w.separate_response_after;
+  r.exchange_cache_entries = w.exchange_cache_entries;
+  r.max_outstanding = w.max_outstanding;
+  r.max_pending_forwards = w.max_pending_forwards;
+  r.max_body_size = w.max_body_size;
+  r.blockwise = BlockwiseLimits{w.max_reassemblies, w.max_reassemblies_per_session, w.max_block_cache_bytes,
+                                w.max_block_answers_per_session};
+  return r;
 }
 
 Worker::~Worker() {
   stop();
   // Sessions go before the DTLS context their engines point into, and before the router.
-  table_->close_all(session::CloseReason::shutdown);  // also ends their CONs in layer_ (drop_session)
-  pending_.clear();
+  table_->close_all(session::CloseReason::shutdown);  // also ends their CONs in the role's layer
+  role_->drop_pending();
   dtls_->clear();
   table_.reset();
   dtls_.reset();
-  if (router_) router_->shutdown();
-  router_.reset();
+  role_->shutdown();  // the routers
   endpoints_.clear();
 }
 
@@ -157,18 +156,7 @@ std::shared_ptr<upstream::Router> Worker::make_router(const std::vector<upstream
   return std::make_shared<upstream::Router>(*io_, routes, coap);
 }
 
-void Worker::install_router(std::shared_ptr<upstream::Router> fresh) {
-  // In-flight forwards keep the old router's upstreams alive until they answer: the old router is
-  // parked until then. Requests from now on use the new one.
-  std::vector<metrics::RouteMetrics> fresh_metrics;
-  const auto prefixes = fresh->prefixes();
-  fresh_metrics.reserve(prefixes.size());
-  for (const auto& prefix : prefixes) fresh_metrics.push_back(metrics_.route(prefix));
-  route_prefixes_ = fresh->prefixes();
-  if (router_) old_routers_.push_back(std::move(router_));
-  router_ = std::move(fresh);
-  route_metrics_ = std::move(fresh_metrics);
-}
+void Worker::install_router(std::shared_ptr<upstream::Router> fresh) { role_->install_router(std::move(fresh)); }
 
 void Worker::discard_router(std::shared_ptr<upstream::Router> router) {
   if (!router) return;
@@ -237,6 +225,9 @@ void Worker::stop() {
       std::optional<dtls::SessionState> state;
       if (settings_.persist && engine != nullptr) state = engine->export_state();
       if (state) {
+        // Saved under where the device was last heard (a CID session may have moved since its
+        // handshake): the restored pool is keyed by it.
+        state->peer = s->addr_remote();
         // Persisted: the device keeps its session across the restart, so no close_notify.
         persist::Entry e;
         e.last_seen_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -315,7 +306,15 @@ void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::Receive
   }
   s->set_ifindex(d.ifindex);
   if (ep.socket->wildcard()) s->set_addr_local(d.local);
-  on_coap(*s, view, now);
+  role_->on_coap(*s, view, now);
+}
+
+void Worker::on_malformed(Endpoint& ep, const net::ReceivedDatagram& d, coap::ParseError error) {
+  count_bad(bad_reason(error));
+  // RFC 7252 4.2/4.3: a CON we cannot process is rejected with an RST; a malformed NON or anything
+  // else is silently dropped.
+  auto header = coap::parse_header(d.data);
+  if (header && header->type == coap::Type::con) send_stateless_reset(ep, d, header->message_id);
 }
 
 void Worker::send_stateless_reset(Endpoint& ep, const net::ReceivedDatagram& d, std::uint16_t mid) {
@@ -339,11 +338,7 @@ void Worker::on_tick() {
   auto now = session::Clock::now();
   heartbeat_ms_.store(steady_ms(), std::memory_order_relaxed);
   table_->expire(now);
-  cache_plain_.expire(now);
-  cache_secure_.expire(now);
-  layer_->on_timer(now);  // retransmissions of our CONs
-  separate_due(now);
-  expire_blockwise(now);
+  role_->on_tick(now);  // caches, retransmissions of our CONs, separate answers due
   dtls_->on_tick(now);
   handshakes_since_trim_ += dtls_->take_handshakes_completed();
   // A handshake allocates and frees tens of KB per session (OpenSSL's handshake state, freed once
@@ -355,24 +350,16 @@ void Worker::on_tick() {
     handshakes_since_trim_ = 0;
     next_trim_ = now + std::chrono::seconds(5);
   }
-  // Routers replaced by a reload are dropped once nothing uses them.
-  std::erase_if(old_routers_, [](const std::shared_ptr<upstream::Router>& r) { return r.use_count() == 1; });
   send_batch_->flush();
   flush_metrics();
 }
 
 void Worker::flush_metrics() {
+  role_->flush_metrics();  // messages in, duplicates, retransmissions
   for (int t = 0; t < 4; ++t) {
-    if (auto d = local_.messages_in[t] - flushed_.messages_in[t]; d != 0)
-      metrics_.messages(true, static_cast<metrics::MsgType>(t)).Increment(static_cast<double>(d));
     if (auto d = local_.messages_out[t] - flushed_.messages_out[t]; d != 0)
       metrics_.messages(false, static_cast<metrics::MsgType>(t)).Increment(static_cast<double>(d));
   }
-  local_.retransmissions = layer_->retransmissions();
-  if (auto d = local_.duplicates - flushed_.duplicates; d != 0)
-    metrics_.duplicates().Increment(static_cast<double>(d));
-  if (auto d = local_.retransmissions - flushed_.retransmissions; d != 0)
-    metrics_.retransmissions().Increment(static_cast<double>(d));
   const auto& st = table_->stats();
   for (int p = 1; p < 3; ++p) {
     if (auto d = st.reused[p] - local_.reused[p]; d != 0) {
@@ -413,55 +400,12 @@ void Worker::count_bad(metrics::BadReason reason, std::uint64_t n) {
   }
 }
 
-void Worker::count_request(std::uint8_t method, std::uint8_t code) {
-  std::uint16_t k = static_cast<std::uint16_t>(method << 8 | code);
-  auto it = request_counters_.find(k);
-  if (it == request_counters_.end()) {
-    auto name = coap::method_name(method);
-    it = request_counters_
-             .emplace(k, &metrics_.requests(name.empty() ? coap::code_string(method) : name,
-                                            coap::code_string(code)))
-             .first;
-  }
-  it->second->Increment();
+void Worker::drop_session_traffic(session::Session& s) {
+  role_->drop_session(s);  // its CONs, uploads and kept answers; forwards in flight see closed()
+  links_->closed(s);
+  dtls_->forget(s);
 }
 
-void Worker::list_sessions(std::uint64_t after_id, std::size_t limit,
-                           std::function<void(std::vector<admin::SessionInfo>)> done) {
-  std::vector<const session::Session*> picked;
-  table_->for_each([&](const session::Session& s) {
-    if (s.id() > after_id) picked.push_back(&s);
-  });
-  std::sort(picked.begin(), picked.end(), [](auto* a, auto* b) { return a->id() < b->id(); });
-  if (picked.size() > limit) picked.resize(limit);
-  auto steady_now = session::Clock::now();
-  auto wall_now = std::chrono::system_clock::now();
-  auto to_unix_ms = [&](session::TimePoint t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               (wall_now - (steady_now - t)).time_since_epoch())
-        .count();
-  };
-  std::vector<admin::SessionInfo> out;
-  out.reserve(picked.size());
-  for (auto* s : picked) {
-    admin::SessionInfo i;
-    i.id = s->id();
-    i.proto = std::string(session::to_string(s->proto()));
-    i.type = std::string(session::to_string(s->type()));
-    i.state = std::string(session::to_string(s->state()));
-    i.remote = s->addr_remote().to_string();
-    i.local = s->addr_local().to_string();
-    i.ifindex = s->ifindex();
-    i.identity = std::string(device_identity(*s));
-    i.cid = dtls_->cid_hex(const_cast<session::Session&>(*s));
-    i.created_unix_ms = to_unix_ms(s->created());
-    i.last_seen_unix_ms = to_unix_ms(s->last_seen());
-    i.refcount = s->refcount();
-    i.downlinks = links_->pending_on(*s);
-    i.idle = s->idle();
-    out.push_back(std::move(i));
-  }
-  done(std::move(out));
-}
+void Worker::flush() { send_batch_->flush(); }
 
 }  // namespace coapgw::server

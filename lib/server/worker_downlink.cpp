@@ -8,8 +8,9 @@ namespace coapgw::server {
 
 std::unique_ptr<DeviceLinks> Worker::make_links() {
   return std::make_unique<DeviceLinks>(
-      *table_, *layer_, [this](std::function<void()> fn) { post(std::move(fn)); }, [this] { send_batch_->flush(); },
-      [this](const upstream::RouteSpec& spec) { return upstream::make_http_upstream(*io_, spec); }, metrics_);
+      *table_, role_->layer(), [this](std::function<void()> fn) { post(std::move(fn)); }, [this] { send_batch_->flush(); },
+      [this](const upstream::RouteSpec& spec) { return upstream::make_http_upstream(*io_, spec); }, metrics_,
+      [] { return session::Clock::now(); });
 }
 
 std::vector<std::pair<std::uint8_t, std::uint16_t>> Worker::plain_endpoints() const {

@@ -1,5 +1,5 @@
 // The worker as the DTLS transport's Host (dtls_transport.hpp): whole CoAP messages up to the
-// message layer, datagrams out through the send batch, the live-session ping, and the hand-off of
+// server role, datagrams out through the send batch (send_to: the role's messages, by transport), the live-session ping, and the hand-off of
 // Connection ID records to the worker that issued the CID (a posted message, bounded).
 #include "coap/message.hpp"
 #include "net/udp_socket.hpp"
@@ -11,10 +11,10 @@ void Worker::deliver(session::Session& s, std::span<const std::byte> message, se
   coap::MessageView view;
   auto err = coap::parse(message, view);
   if (err != coap::ParseError::ok) {
-    on_malformed_in_session(s, message, err);
+    role_->on_malformed(s, message, err);
     return;
   }
-  on_coap(s, view, now);
+  role_->on_coap(s, view, now);
 }
 
 void Worker::send_datagram(std::uint8_t endpoint, const Address& peer, const Address& local,
@@ -22,7 +22,24 @@ void Worker::send_datagram(std::uint8_t endpoint, const Address& peer, const Add
   send_batch_->add(*endpoints_[endpoint]->socket, peer, local, datagram);
 }
 
-void Worker::ping(session::Session& s) { layer_->send_empty(s, coap::Type::con, s.next_message_id()); }
+void Worker::ping(session::Session& s) { role_->layer().send_empty(s, coap::Type::con, s.next_message_id()); }
+
+void Worker::send_to(session::Session& s, std::span<const std::byte> datagram) {
+  ++local_.messages_out[datagram.empty() ? 0 : (std::to_integer<int>(datagram[0]) >> 4) & 0x3];
+  Endpoint& ep = *endpoints_[s.endpoint()];
+  if (s.proto() == session::Proto::udp) {
+    send_batch_->add(*ep.socket, s.addr_remote(), s.addr_local(), datagram);
+    return;
+  }
+  if (dtls_->send(s, datagram)) {
+    // The engine ended the session (write sequence exhausted). Closed outside the caller's frame,
+    // which may still use the session; found again by key and id because it may be gone by then.
+    post([this, key = s.key(), id = s.id()] {
+      if (auto* again = table_->find(key); again != nullptr && again->id() == id)
+        table_->close(*again, session::CloseReason::disconnected);
+    });
+  }
+}
 
 void Worker::set_peers(std::vector<Worker*> peers) { peers_ = std::move(peers); }
 

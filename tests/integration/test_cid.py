@@ -22,9 +22,9 @@ CID_CLIENT = os.environ.get("COAPGW_CID_CLIENT",
 class CidClient:
     """One coapgw-cid-client process; each command answers one JSON line."""
 
-    def __init__(self, host, port, identity=h.DEMO_IDENTITY, key=h.DEMO_KEY, cid=True):
+    def __init__(self, host, port, identity=h.DEMO_IDENTITY, key=h.DEMO_KEY, cid=True, timeout_ms=5000):
         args = [CID_CLIENT, "--server", f"{host}:{port}", "--identity", identity, "--key", key,
-                "--timeout-ms", "5000"]
+                "--timeout-ms", str(timeout_ms)]
         if not cid:
             args.append("--no-cid")
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

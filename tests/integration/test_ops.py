@@ -398,7 +398,7 @@ class Reload(OpsTestCase):
         session_id = first["session"]
         listed = {s["id"]: s for s in self.dtls_sessions_of(gw, h.DEMO_IDENTITY)}
         self.assertIn(session_id, listed, f"sink session {session_id} not in /v1/sessions")
-        created = listed[session_id].get("created")
+        created = listed[session_id].get("created_unix_ms")
         handshakes = self.sample(gw, "coapgw_dtls_handshakes_total", result="ok")
 
         # Reload 1: a new identity in keys_file, a second route.
@@ -432,7 +432,9 @@ class Reload(OpsTestCase):
                          "the request after reload 2 came on another session")
         listed = {s["id"]: s for s in self.dtls_sessions_of(gw, h.DEMO_IDENTITY)}
         self.assertIn(session_id, listed, f"session {session_id} gone from /v1/sessions after two reloads")
-        self.assertEqual(listed[session_id].get("created"), created, "the session was re-created")
+        # The listing derives wall time from the steady clock on each call: allow a few ms of jitter.
+        self.assertAlmostEqual(listed[session_id].get("created_unix_ms"), created, delta=20,
+                               msg="the session was re-created")
         self.assertEqual(listed[session_id].get("state"), "established")
         # Only the new identity handshook: the old device never had to.
         self.assertEqual(self.sample(gw, "coapgw_dtls_handshakes_total", result="ok"), handshakes + 1)

@@ -5,7 +5,9 @@
 //   resume            likewise, offering the session ticket of the last connect (RFC 5077): "resumed" says
 //                     whether the server took it (an abbreviated handshake)
 //   get <path>        CON GET, waits for the answer      {"ok":true,"code":"2.05","payload":"...","port":P}
-//   rebind            a new socket (new source port)     {"ok":true,"port":P}
+//   rebind            a new socket (new source port)     {"ok":true,"port":P}; the old one stays
+//                     open (unread) until quit, so no later rebind, of this or another client, is
+//                     given a port a balancer may still map to this session (a NAT's hold-down)
 //   replay            the last request's datagram again  {"ok":true,"answered":false}
 //   forge             the last request's datagram with its tag broken, likewise
 //   quit
@@ -74,10 +76,11 @@ class Device {
       : options_(std::move(options)), context_(std::move(context)), server_(server) {}
   ~Device() {
     if (fd_ >= 0) ::close(fd_);
+    for (int fd : retired_) ::close(fd);
   }
 
   bool rebind() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) retired_.push_back(fd_);
     fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
     sockaddr_in any{};
     any.sin_family = AF_INET;
@@ -212,6 +215,7 @@ class Device {
   std::unique_ptr<dtls::ClientContext> context_;
   sockaddr_in server_;
   int fd_ = -1;
+  std::vector<int> retired_;  // sockets of earlier rebinds: their ports stay taken
   std::unique_ptr<dtls::Engine> engine_;
   Bytes last_request_;
   SecretBytes resumption_;  // the last session and its ticket

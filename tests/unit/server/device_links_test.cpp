@@ -19,7 +19,7 @@ struct Links {
   std::vector<std::function<void()>> posted;
   DeviceLinks links{f.table, f.layer, [this](std::function<void()> fn) { posted.push_back(std::move(fn)); }, [] {},
                     [](const upstream::RouteSpec&) -> std::unique_ptr<upstream::Upstream> { return nullptr; },
-                    metrics};
+                    metrics, [this] { return f.now; }};
   Links() { links.set_plain_endpoints({{0, 5683}}); }
 
   static api::DeviceRef device(const char* addr) {
@@ -97,6 +97,21 @@ TEST(DeviceLinks, SessionClosedWhilePendingEndsTheRequestAndFreesTheSession) {
   EXPECT_EQ(got->status, api::DownlinkStatus::no_session);
   EXPECT_EQ(t.f.table.find(key), nullptr);
   EXPECT_EQ(t.f.table.detached_count(), 0u);  // freed once the Call-Home reference went
+}
+
+TEST(DeviceLinks, DeadlineRunsOnTheInjectedClock) {
+  Links t;
+  std::optional<api::DownlinkResult> got;
+  t.links.send(Links::device("192.0.2.1:5683"), Links::get_temp(), 5s, [&](api::DownlinkResult r) { got = r; });
+  ASSERT_EQ(t.f.peer.sent.size(), 1u);
+  t.f.advance(4s);  // retransmissions, no deadline yet
+  t.run_posted();
+  EXPECT_FALSE(got);
+  t.f.advance(2s);  // past the 5 s the request was given, by the fake clock
+  t.run_posted();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, api::DownlinkStatus::timeout);
+  EXPECT_EQ(t.f.s->type(), session::Type::server);
 }
 
 }  // namespace
