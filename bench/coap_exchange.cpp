@@ -41,6 +41,19 @@ std::size_t build_empty_ack(std::uint16_t message_id, std::span<std::byte> out) 
   return writer.size();
 }
 
+std::size_t build_device_answer(std::span<const std::byte> datagram, std::uint16_t message_id,
+                                std::span<std::byte> out) {
+  coap::MessageView view;
+  if (coap::parse(datagram, view) != coap::ParseError::ok || !coap::is_request(view.code)) return 0;
+  if (view.type != coap::Type::con && view.type != coap::Type::non) return 0;
+  const bool con = view.type == coap::Type::con;
+  coap::MessageWriter writer(out);
+  writer.header(con ? coap::Type::ack : coap::Type::non, coap::code::content, con ? view.message_id : message_id,
+                view.token);
+  writer.payload(std::as_bytes(std::span<const char>("ok", 2)));
+  return writer.overflow() ? 0 : writer.size();
+}
+
 Answer read_answer(std::span<const std::byte> datagram) {
   Answer answer;
   coap::MessageView view;

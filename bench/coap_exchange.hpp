@@ -45,4 +45,9 @@ struct Answer {
 
 Answer read_answer(std::span<const std::byte> datagram);
 
+// --serve: the device's answer to a request from the gateway (a downlink): a piggybacked ACK 2.05
+// "ok" for a CON, a NON 2.05 "ok" with `message_id` for a NON. 0 when `datagram` is no request.
+std::size_t build_device_answer(std::span<const std::byte> datagram, std::uint16_t message_id,
+                                std::span<std::byte> out);
+
 }  // namespace coapgw::bench

@@ -20,7 +20,9 @@ unsigned int psk_client_callback(SSL* ssl, const char* /*hint*/, char* identity,
                                  unsigned int max_psk_len) {
   auto* context = static_cast<DtlsClientContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
   if (context == nullptr) return 0;
-  const auto [id, key] = context->next_credentials();
+  const auto* own = static_cast<const std::string*>(SSL_get_app_data(ssl));  // --identity-per-device
+  auto [id, key] = own != nullptr ? std::pair<std::string, std::string>{*own, context->key()}
+                                  : context->next_credentials();  // --identities: taking turns
   if (id.size() + 1 > max_identity_len || key.size() > max_psk_len) return 0;
   std::memcpy(identity, id.c_str(), id.size() + 1);
   std::memcpy(psk, key.data(), key.size());
@@ -75,7 +77,8 @@ std::pair<std::string, std::string> DtlsClientContext::next_credentials() {
   return {identity_ + "-" + n, key_ + "-" + n};
 }
 
-std::unique_ptr<SecureChannel> DtlsChannel::start(DtlsClientContext& context, int fd, const std::string& server) {
+std::unique_ptr<SecureChannel> DtlsChannel::start(DtlsClientContext& context, int fd, const std::string& server,
+                                                  std::string identity) {
   if (context.engine_context() != nullptr) return CidChannel::start(*context.engine_context(), fd, server);
   SSL* ssl = SSL_new(context.native());
   if (ssl == nullptr) return nullptr;
@@ -93,6 +96,10 @@ std::unique_ptr<SecureChannel> DtlsChannel::start(DtlsClientContext& context, in
   SSL_set_mtu(ssl, 1280);
   SSL_set_connect_state(ssl);
   std::unique_ptr<DtlsChannel> channel(new DtlsChannel(ssl));
+  if (!identity.empty()) {
+    channel->identity_ = std::move(identity);
+    SSL_set_app_data(ssl, &channel->identity_);
+  }
   if (channel->continue_handshake() == HandshakeStatus::failed) return nullptr;
   return channel;
 }

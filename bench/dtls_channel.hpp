@@ -74,7 +74,10 @@ class DtlsChannel final : public SecureChannel {
  public:
   // Sends the first ClientHello (through the engine when the context has one). nullptr when the
   // session cannot be set up.
-  static std::unique_ptr<SecureChannel> start(DtlsClientContext& context, int fd, const std::string& server);
+  // `identity`: this device's PSK identity instead of the context's ("" = the context's; not with a
+  // CID context).
+  static std::unique_ptr<SecureChannel> start(DtlsClientContext& context, int fd, const std::string& server,
+                                              std::string identity = {});
   ~DtlsChannel() override;
   DtlsChannel(const DtlsChannel&) = delete;
   DtlsChannel& operator=(const DtlsChannel&) = delete;
@@ -88,6 +91,7 @@ class DtlsChannel final : public SecureChannel {
  private:
   explicit DtlsChannel(ssl_st* ssl) : ssl_(ssl) {}
   ssl_st* ssl_;
+  std::string identity_;  // the PSK callback reads it through SSL_get_app_data
 };
 
 }  // namespace coapgw::bench

@@ -336,7 +336,10 @@ class Worker {
     if (!open_socket(index, slot)) return open_failed(index);
     Device& device = devices_[index];
     if (options_.dtls) {
-      device.dtls = DtlsChannel::start(*context_, device.fd, options_.server);
+      device.dtls = DtlsChannel::start(*context_, device.fd, options_.server,
+                                       options_.identity_per_device
+                                           ? options_.identity + "-" + std::to_string(slot)
+                                           : std::string());
       if (!device.dtls) return open_failed(index);
       device.state = DeviceState::handshaking;
       return;
@@ -439,6 +442,14 @@ class Worker {
 
   void on_datagram(std::uint32_t index, std::span<const std::byte> datagram) {
     Device& device = devices_[index];
+    if (options_.serve) {  // a downlink request from the gateway: answered at once
+      std::array<std::byte, 64> out{};
+      if (const std::size_t n = build_device_answer(datagram, device.next_message_id++, out)) {
+        const std::span<const std::byte> bytes(out.data(), n);
+        if (device.dtls ? device.dtls->send(bytes) : PlainChannel(device.fd).send(bytes)) ++stats_.downlinks_answered;
+        return;
+      }
+    }
     const Answer answer = read_answer(datagram);
     if (answer.kind == AnswerKind::empty_ack || answer.kind == AnswerKind::other) return;
     if (answer.kind == AnswerKind::separate_response) {

@@ -273,6 +273,7 @@ int main(int argc, char** argv) {
   add_count("handshakes", total.handshakes);
   add_count("handshake_failures", total.handshake_failures);
   add_count("cycles", total.cycles);
+  add_count("downlinks_answered", total.downlinks_answered);
   add("hs_per_s", fixed(cycles_per_s, 0));
   add_count("opened", total.sessions_opened);
   add_count("open_failures", total.open_failures);

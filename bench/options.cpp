@@ -78,6 +78,8 @@ std::string usage() {
   --identity I --key K  PSK identity and key, default bench / bench-secret
   --identities N        handshakes take turns among N identities I-0..I-(N-1), keys K-0..K-(N-1)
                         (devices in a registry; not with --cid), default 0 (only I)
+  --identity-per-device DTLS device N presents identity I-N (N = its slot), same key
+  --serve               devices answer the gateway's downlink requests with 2.05 "ok"
   --source-base A       first source address, default 127.0.0.1 (next one every 50,000 devices)
   --source-port-base P  first source port per address, default 10000
 )";
@@ -126,6 +128,14 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
     }
     if (arg == "--dtls") {
       o.dtls = true;
+      continue;
+    }
+    if (arg == "--identity-per-device") {
+      o.identity_per_device = true;
+      continue;
+    }
+    if (arg == "--serve") {
+      o.serve = true;
       continue;
     }
     if (arg == "--cid") {

@@ -42,6 +42,11 @@ struct Options {
   // > 0: handshakes take turns among N identities "<identity>-<n>" with keys "<key>-<n>" (a device
   // registry's devices, issue 16); 0: every session uses --identity and --key.
   std::uint32_t identities = 0;
+  // Downlink bench: each DTLS device presents "<identity>-<slot>" (one identity per device, so the
+  // gateway's downlink API can name each), and every device answers the gateway's requests to it
+  // (a CON with a piggybacked 2.05 "ok", a NON with a NON 2.05).
+  bool identity_per_device = false;
+  bool serve = false;
   std::string source_base = "127.0.0.1";  // first source address; more follow every 50,000 devices
   std::uint16_t source_port_base = 10000; // source ports [base, base + 50,000) per address
 };

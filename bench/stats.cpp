@@ -91,7 +91,7 @@ const std::vector<std::pair<std::string_view, Counter>>& counters() {
       {"openf", &RunStats::open_failures},  {"ka", &RunStats::keepalives},
       {"kaf", &RunStats::keepalive_failures}, {"ver", &RunStats::verified},
       {"verf", &RunStats::verify_failures}, {"cyc", &RunStats::cycles},
-      {"rb", &RunStats::rebinds},
+      {"rb", &RunStats::rebinds},           {"dl", &RunStats::downlinks_answered},
   };
   return table;
 }

@@ -53,6 +53,7 @@ struct RunStats {
   std::uint64_t verify_failures = 0;
   std::uint64_t rebinds = 0;          // --rebind: devices moved to a new source port
   std::uint64_t cycles = 0;           // handshake mode: handshake + request + close completed
+  std::uint64_t downlinks_answered = 0;  // --serve: requests from the gateway answered
   LatencyHistogram latency;           // requests (handshake mode: whole cycle)
 
   void merge(const RunStats& other);

@@ -91,6 +91,7 @@ class ApiServer::Impl {
   }
 
   Address local_address() const { return listener_.local_address(); }
+  ApiService& service() { return *shared_.service; }
 
  private:
   void arm_expiry(TimePoint at) {
@@ -121,6 +122,13 @@ void ApiServer::stop() { impl_->stop(); }
 void ApiServer::reload(const config::ApiConfig& api) { impl_->reload(api); }
 void ApiServer::device_heard(const DeviceRef& device) { impl_->device_heard(device); }
 bool ApiServer::anything_queued() const { return impl_->anything_queued(); }
+std::optional<QueueLoad> ApiServer::load_queue(std::string_view bytes, std::int64_t now_unix_ms,
+                                               std::string* error) {
+  return impl_->service().load_queue(bytes, now_unix_ms, error);
+}
+std::string ApiServer::save_queue(std::int64_t now_unix_ms) const {
+  return impl_->service().save_queue(now_unix_ms);
+}
 bool ApiServer::has_queued(const std::string& device_key) const { return impl_->has_queued(device_key); }
 
 }  // namespace coapgw::api

@@ -15,6 +15,7 @@
 
 #include "api/device_ref.hpp"
 #include "api/downlink_queue.hpp"
+#include "api/queue_snapshot.hpp"
 #include "common/address.hpp"
 #include "config/config.hpp"
 
@@ -58,6 +59,11 @@ class ApiServer {
   // api.tokens_file) and queue bounds apply to the next request. Nothing
   // queued is dropped.
   void reload(const config::ApiConfig& api);
+
+  // The queue across a restart (queue_snapshot.hpp): load before start(),
+  // save after stop(). `now_unix_ms` is the wall clock.
+  std::optional<QueueLoad> load_queue(std::string_view bytes, std::int64_t now_unix_ms, std::string* error);
+  std::string save_queue(std::int64_t now_unix_ms) const;
 
   // Any thread, cheap enough for every datagram: when requests are queued
   // for this device, they are sent now (posted to the API thread).

@@ -144,6 +144,34 @@ std::shared_ptr<const std::unordered_set<std::string>> DownlinkQueue::queued_dev
   return keys;
 }
 
+std::vector<const QueuedRequest*> DownlinkQueue::records_by_id() const {
+  std::vector<const QueuedRequest*> out;
+  out.reserve(entries_.size());
+  for (const auto& [id, entry] : entries_) out.push_back(&entry);
+  std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->id < b->id; });
+  return out;
+}
+
+bool DownlinkQueue::restore(QueuedRequest record, TimePoint now) {
+  if (record.id == 0 || entries_.count(record.id) != 0) return false;
+  if (record.state == QueuedState::sent) record.state = QueuedState::queued;
+  const std::uint64_t id = record.id;
+  if (record.state == QueuedState::queued) {
+    const std::string key = record.device.key();
+    if (queued_total_ >= limits_.total || queued_for(key) >= limits_.per_device) return false;
+    expiries_.emplace(record.expires_at, id);
+    by_device_[key].push_back(id);
+    ++queued_total_;
+    entries_.emplace(id, std::move(record));
+  } else {
+    entries_.emplace(id, std::move(record));
+    finished_.push_back(id);
+    drop_finished(now);
+  }
+  reserve_ids_below(id + 1);
+  return true;
+}
+
 std::optional<TimePoint> DownlinkQueue::next_deadline() const {
   std::optional<TimePoint> next;
   if (!expiries_.empty()) next = expiries_.begin()->first;

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -86,6 +87,16 @@ class DownlinkQueue {
   std::size_t records() const { return entries_.size(); }
   // The keys of the devices with requests in state queued.
   std::shared_ptr<const std::unordered_set<std::string>> queued_devices() const;
+
+  // Across a restart (queue_snapshot.hpp): every record, oldest id first, and
+  // the id the next push gets.
+  std::vector<const QueuedRequest*> records_by_id() const;
+  std::uint64_t next_id() const { return next_id_; }
+  // Puts a saved record back under its id. A sent record (its answer was lost
+  // with the restart) is queued again. Refused (false) when the id is taken or
+  // a queued record would pass the bounds. Later pushes get ids above it.
+  bool restore(QueuedRequest record, TimePoint now);
+  void reserve_ids_below(std::uint64_t id) { next_id_ = std::max(next_id_, id); }
 
  private:
   void to_finished(QueuedRequest& entry, QueuedState state, TimePoint now);

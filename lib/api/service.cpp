@@ -209,6 +209,21 @@ void ApiService::expire() {
   queue_changed();
 }
 
+std::string ApiService::save_queue(std::int64_t now_unix_ms) const {
+  return api::save_queue(queue_, {hooks_.now(), now_unix_ms});
+}
+
+std::optional<QueueLoad> ApiService::load_queue(std::string_view bytes, std::int64_t now_unix_ms,
+                                                std::string* error) {
+  auto load = api::load_queue(queue_, bytes, {hooks_.now(), now_unix_ms}, error);
+  if (!load) return load;
+  // Dropped ones were queued (or readable) and are gone now: counted as expired.
+  if (load->dropped > 0)
+    metrics_.downlink_requests(DownlinkOutcome::expired).Increment(static_cast<double>(load->dropped));
+  expire();  // those that expired while we were down; publishes the queued devices and arms the timer
+  return load;
+}
+
 void ApiService::queue_changed() {
   metrics_.downlink_queued().Set(static_cast<double>(queue_.queued()));
   if (auto next = queue_.next_deadline(); next && hooks_.wake_at) hooks_.wake_at(*next);

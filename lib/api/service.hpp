@@ -20,6 +20,7 @@
 
 #include "api/downlink.hpp"
 #include "api/downlink_queue.hpp"
+#include "api/queue_snapshot.hpp"
 #include "api/tokens.hpp"
 
 namespace coapgw::metrics {
@@ -69,6 +70,10 @@ class ApiService {
   void expire();
 
   const DownlinkQueue& queue() const { return queue_; }
+  // Across a restart (queue_snapshot.hpp); call while no request is handled
+  // (before the listener starts, after it stopped).
+  std::string save_queue(std::int64_t now_unix_ms) const;
+  std::optional<QueueLoad> load_queue(std::string_view bytes, std::int64_t now_unix_ms, std::string* error);
 
  private:
   void do_device_request(const DeviceRef& device, const std::string& body, Reply reply);

@@ -66,13 +66,29 @@ std::vector<ApiToken> read_tokens_file(const std::string& path, std::vector<Conf
   return read_private_list_file<ApiToken>(path, issues, "{ name, token }", parse_token_list);
 }
 
+void parse_api_groups(Reader& r, const YAML::Node& node, ApiConfig::Groups& out) {
+  if (!r.map(node, "api.groups", {"interface", "hops", "max_responses", "max_in_flight"})) return;
+  std::string interface;
+  if (r.string(node, "interface", "api.groups", interface) && !interface.empty()) {
+    auto address = Address::parse(interface + ":0");
+    if (!address) address = Address::parse("[" + interface + "]:0");
+    if (!address || address->is_multicast())
+      r.add("api.groups.interface", "must be a unicast IP address of this host, like \"127.0.0.1\" or \"::1\"");
+    else
+      out.interface = *address;
+  }
+  r.integer(node, "hops", "api.groups", 0, 255, out.hops);
+  r.integer(node, "max_responses", "api.groups", 1, 100'000, out.max_responses);
+  r.integer(node, "max_in_flight", "api.groups", 1, 10'000, out.max_in_flight);
+}
+
 }  // namespace
 
 void parse_api(Reader& r, const YAML::Node& node, Config& config) {
   ApiConfig& out = config.api;
   if (!r.map(node, "api",
              {"tokens", "tokens_file", "max_queued_per_device", "max_queued", "max_connections",
-              "request_timeout", "max_request_bytes"}))
+              "request_timeout", "max_request_bytes", "groups"}))
     return;
   if (auto tokens = child(node, "tokens"); tokens.IsDefined()) out.tokens = parse_token_list(r, tokens, "api.tokens");
   r.string(node, "tokens_file", "api", out.tokens_file);
@@ -97,6 +113,7 @@ void parse_api(Reader& r, const YAML::Node& node, Config& config) {
   r.integer(node, "max_connections", "api", 1, 100'000, out.max_connections);
   r.duration(node, "request_timeout", "api", true, out.request_timeout);
   r.integer(node, "max_request_bytes", "api", 1024, 16 * 1024 * 1024, out.max_request_bytes);
+  if (auto groups = child(node, "groups"); groups.IsDefined()) parse_api_groups(r, groups, out.groups);
 }
 
 }  // namespace detail

@@ -175,6 +175,13 @@ struct ApiConfig {
   std::size_t max_connections = 64;
   Duration request_timeout{10000};         // reading one request, also the keep-alive idle time
   std::size_t max_request_bytes = 65536;   // request line + headers + body; above it 413
+  // api.groups: POST /v1/groups/requests (multicast, RFC 7252 §8).
+  struct Groups {
+    std::optional<Address> interface;  // address of the interface to send from (bound, IP_MULTICAST_IF); none = the kernel's route
+    unsigned hops = 1;                 // IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS (0..255)
+    std::size_t max_responses = 256;   // responses kept per group request; beyond, dropped and counted
+    std::size_t max_in_flight = 16;    // group requests collecting at once; beyond, refused (503)
+  } groups;
 };
 
 // devices: per-device policy (issue 16). rate_limit: a token bucket per DTLS identity (plain CoAP:

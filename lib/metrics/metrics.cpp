@@ -217,12 +217,36 @@ void Metrics::add_downlink_families(prometheus::Registry& reg) {
                         .Help("Notifications from observed devices relayed to backends")
                         .Register(reg)
                         .Add({});
+  auto& groups = prometheus::BuildCounter()
+                     .Name("coapgw_group_requests_total")
+                     .Help("Multicast group requests from backends, by outcome")
+                     .Register(reg);
+  group_requests_ = {&groups.Add({{"outcome", "rejected"}}), &groups.Add({{"outcome", "sent"}})};
+  auto& responses = prometheus::BuildCounter()
+                        .Name("coapgw_group_responses_total")
+                        .Help("Unicast responses to group requests: collected, or dropped over the bound")
+                        .Register(reg);
+  group_responses_ = {&responses.Add({{"result", "dropped"}}), &responses.Add({{"result", "collected"}})};
+  observe_relays_ = &prometheus::BuildGauge()
+                         .Name("coapgw_observe_relays")
+                         .Help("Device observations relayed to coap:// upstreams")
+                         .Register(reg)
+                         .Add({});
+  auto& relayed = prometheus::BuildCounter()
+                      .Name("coapgw_relayed_notifications_total")
+                      .Help("Upstream notifications relayed to observing devices, or dropped")
+                      .Register(reg);
+  relayed_notifications_ = {&relayed.Add({{"result", "dropped"}}), &relayed.Add({{"result", "relayed"}})};
 }
 
 prometheus::Counter& Metrics::downlink_requests(DownlinkOutcome o) { return *downlink_requests_[index(o)]; }
 prometheus::Gauge& Metrics::downlink_queued() { return *downlink_queued_; }
 prometheus::Gauge& Metrics::observations() { return *observations_; }
 prometheus::Counter& Metrics::notifications() { return *notifications_; }
+prometheus::Counter& Metrics::group_requests(bool sent) { return *group_requests_[sent ? 1 : 0]; }
+prometheus::Counter& Metrics::group_responses(bool collected) { return *group_responses_[collected ? 1 : 0]; }
+prometheus::Gauge& Metrics::observe_relays() { return *observe_relays_; }
+prometheus::Counter& Metrics::relayed_notifications(bool relayed) { return *relayed_notifications_[relayed ? 1 : 0]; }
 prometheus::Counter& Metrics::api_rejected(ApiReject r) { return *api_rejected_[index(r)]; }
 
 prometheus::Counter& Metrics::requests(std::string_view method, std::string_view code) {

@@ -88,6 +88,14 @@ class Metrics {
   prometheus::Gauge& downlink_queued();
   prometheus::Gauge& observations();
   prometheus::Counter& notifications();
+  // Group requests (POST /v1/groups/requests, multicast): outcome sent|rejected; responses
+  // collected, or dropped (over api.groups.max_responses, or a second one from one responder).
+  prometheus::Counter& group_requests(bool sent);
+  prometheus::Counter& group_responses(bool collected);
+  // Observe relayed through coap:// routes: relays held by all workers; notifications relayed to
+  // devices, or dropped (larger than one message).
+  prometheus::Gauge& observe_relays();
+  prometheus::Counter& relayed_notifications(bool relayed);
   prometheus::Counter& api_rejected(ApiReject r);
 
   // Device registry and rate limits (issue 16, registry_metrics.cpp).
@@ -158,6 +166,10 @@ class Metrics {
   prometheus::Gauge* downlink_queued_ = nullptr;
   prometheus::Gauge* observations_ = nullptr;
   prometheus::Counter* notifications_ = nullptr;
+  std::array<prometheus::Counter*, 2> group_requests_{};   // [sent]
+  std::array<prometheus::Counter*, 2> group_responses_{};  // [collected]
+  prometheus::Gauge* observe_relays_ = nullptr;
+  std::array<prometheus::Counter*, 2> relayed_notifications_{};  // [relayed]
   std::array<prometheus::Counter*, count<ApiReject>> api_rejected_{};
 
   std::vector<prometheus::Gauge*> session_gauges_;  // one per session_series() entry

@@ -99,11 +99,9 @@ void RuntimeDownlink::cancel_observation(const api::DeviceRef& device, std::uint
   }
 }
 
-void RuntimeDownlink::send_group(api::GroupRequest, std::function<void(api::GroupResult)> done) {
-  api::GroupResult r;
-  r.ok = false;
-  r.reason = "group requests are not implemented yet";
-  done(std::move(r));
+void RuntimeDownlink::send_group(api::GroupRequest request, std::function<void(api::GroupResult)> done) {
+  std::call_once(groups_started_, [this] { groups_ = std::make_unique<GroupRequests>(group_settings_, metrics_); });
+  groups_->send(std::move(request), std::move(done));
 }
 
 }  // namespace coapgw::server

@@ -2,13 +2,16 @@
 // it asks every worker, on its own thread, for the device's most recently heard session, then
 // posts the request to the worker that holds it (DeviceLinks sends it there and answers). It also
 // turns a device's datagram into ApiServer::device_heard, so queued requests go out right after.
-// Group requests are not implemented yet: they are refused (`rejected`).
+// Group requests go to GroupRequests (its own thread and sockets, started on the first one).
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "api/downlink.hpp"
+#include "server/group_requests.hpp"
 
 namespace coapgw::session {
 class Session;
@@ -25,7 +28,8 @@ class Worker;
 class RuntimeDownlink : public api::Downlink {
  public:
   // The workers must outlive every call, and be stopped only after the ApiServer.
-  explicit RuntimeDownlink(std::vector<Worker*> workers) : workers_(std::move(workers)) {}
+  RuntimeDownlink(std::vector<Worker*> workers, GroupSettings groups, metrics::Metrics& metrics)
+      : workers_(std::move(workers)), group_settings_(std::move(groups)), metrics_(metrics) {}
 
   void send(const api::DeviceRef& device, api::DownlinkRequest request, std::chrono::milliseconds timeout,
             std::function<void(api::DownlinkResult)> done) override;
@@ -40,6 +44,10 @@ class RuntimeDownlink : public api::Downlink {
   void find_owner(const api::DeviceRef& device, std::function<void(Worker*)> then);
 
   std::vector<Worker*> workers_;
+  GroupSettings group_settings_;
+  metrics::Metrics& metrics_;
+  std::once_flag groups_started_;
+  std::unique_ptr<GroupRequests> groups_;  // made by the first group request
 };
 
 // The device a session belongs to, as the API names it: its DTLS identity, or coap:<ip>:<port>.

@@ -88,25 +88,28 @@ std::uint32_t get_u32(const unsigned char* p) { return bytes::load_be32(p); }
 
 }  // namespace
 
-bool write_file(const std::string& path, const std::vector<Entry>& entries, std::string* error) {
-  auto key = load_key(path, true, error);
+namespace {
+
+// Appends the HMAC (key "<key_of>.key", created on first use) and writes `b` atomically, mode 0600.
+bool seal_and_write(const std::string& path, const std::string& key_of, Buffer& b, std::string* error) {
+  auto key = load_key(key_of, true, error);
   if (!key) return false;
-  Buffer b(std::begin(magic), std::end(magic));
-  put_u64(b, static_cast<std::uint64_t>(now_unix_ms()));
-  put_u32(b, static_cast<std::uint32_t>(entries.size()));
-  for (auto& e : entries) {
-    put_u64(b, static_cast<std::uint64_t>(e.last_seen_unix_ms));
-    put_u32(b, static_cast<std::uint32_t>(e.state.size()));
-    auto* p = reinterpret_cast<const unsigned char*>(e.state.data());
-    b.insert(b.end(), p, p + e.state.size());
-  }
   auto m = mac(*key, b.data(), b.size());
   b.insert(b.end(), m.begin(), m.end());
   return write_all_0600(path, b, error);
 }
 
-std::optional<ReadResult> read_file(const std::string& path, std::chrono::milliseconds max_age, std::string* error) {
-  auto fail = [&](std::string why) -> std::optional<ReadResult> {
+Buffer header(const char (&file_magic)[8]) {
+  Buffer b(std::begin(file_magic), std::end(file_magic));
+  put_u64(b, static_cast<std::uint64_t>(now_unix_ms()));
+  return b;
+}
+
+// Reads a file written by seal_and_write after header(file_magic): checks the magic, the HMAC and
+// max_age. On success the result holds everything before the HMAC (the header included).
+std::optional<Buffer> open_sealed(const std::string& path, const std::string& key_of, const char (&file_magic)[8],
+                                  const char* what, std::size_t min_body, std::chrono::milliseconds max_age, std::string* error) {
+  auto fail = [&](std::string why) -> std::optional<Buffer> {
     if (error) *error = path + ": " + why;
     return std::nullopt;
   };
@@ -117,9 +120,9 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
     return std::nullopt;
   }
   auto& b = *data;
-  if (b.size() < sizeof magic + 12 + mac_size || std::memcmp(b.data(), magic, sizeof magic) != 0)
-    return fail("not a coapgw session file (bad magic or too short)");
-  auto key = load_key(path, false, error);
+  if (b.size() < sizeof file_magic + 8 + min_body + mac_size || std::memcmp(b.data(), file_magic, sizeof file_magic) != 0)
+    return fail("not a coapgw " + std::string(what) + " file (bad magic or too short)");
+  auto key = load_key(key_of, false, error);
   if (!key) return std::nullopt;
   auto body = b.size() - mac_size;
   auto expect = mac(*key, b.data(), body);
@@ -128,6 +131,37 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
   auto now = now_unix_ms();
   auto created = static_cast<std::int64_t>(get_u64(b.data() + 8));
   if (created > now + 60'000 || now - created >= max_age.count()) return fail("stale (older than sessions.persist.max_age)");
+  OPENSSL_cleanse(b.data() + body, mac_size);
+  b.resize(body);
+  return data;
+}
+
+constexpr char blob_magic[8] = {'C', 'O', 'A', 'P', 'G', 'W', 'Q', '1'};
+
+}  // namespace
+
+bool write_file(const std::string& path, const std::vector<Entry>& entries, std::string* error) {
+  Buffer b = header(magic);
+  put_u32(b, static_cast<std::uint32_t>(entries.size()));
+  for (auto& e : entries) {
+    put_u64(b, static_cast<std::uint64_t>(e.last_seen_unix_ms));
+    put_u32(b, static_cast<std::uint32_t>(e.state.size()));
+    auto* p = reinterpret_cast<const unsigned char*>(e.state.data());
+    b.insert(b.end(), p, p + e.state.size());
+  }
+  return seal_and_write(path, path, b, error);
+}
+
+std::optional<ReadResult> read_file(const std::string& path, std::chrono::milliseconds max_age, std::string* error) {
+  auto fail = [&](std::string why) -> std::optional<ReadResult> {
+    if (error) *error = path + ": " + why;
+    return std::nullopt;
+  };
+  auto data = open_sealed(path, path, magic, "session", 4, max_age, error);
+  if (!data) return std::nullopt;
+  auto& b = *data;
+  const auto body = b.size();
+  auto now = now_unix_ms();
   std::size_t count = get_u32(b.data() + 16);
   if (count > max_entries) return fail("too many entries");
   ReadResult r;
@@ -152,6 +186,21 @@ std::optional<ReadResult> read_file(const std::string& path, std::chrono::millis
   if (pos != body) return fail("trailing bytes");
   OPENSSL_cleanse(b.data(), b.size());
   return r;
+}
+
+bool write_blob(const std::string& path, const std::string& key_of, std::string_view bytes, std::string* error) {
+  Buffer b = header(blob_magic);
+  b.insert(b.end(), bytes.begin(), bytes.end());
+  return seal_and_write(path, key_of, b, error);
+}
+
+std::optional<std::string> read_blob(const std::string& path, const std::string& key_of,
+                                     std::chrono::milliseconds max_age, std::string* error) {
+  auto data = open_sealed(path, key_of, blob_magic, "downlink queue", 0, max_age, error);
+  if (!data) return std::nullopt;
+  std::string out(reinterpret_cast<const char*>(data->data()) + 16, data->size() - 16);
+  OPENSSL_cleanse(data->data(), data->size());
+  return out;
 }
 
 void RestoredPool::add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms,

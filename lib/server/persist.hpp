@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -44,6 +45,13 @@ struct ReadResult {
 };
 // nullopt + error for a missing, corrupt, foreign or stale file (never partly trusted).
 std::optional<ReadResult> read_file(const std::string& path, std::chrono::milliseconds max_age, std::string* error);
+
+// One sealed blob beside the session file (the downlink queue, api/queue_snapshot.hpp): "COAPGWQ1",
+// created_unix_ms (8), the bytes, HMAC-SHA256 with the key of `key_of` ("<key_of>.key", the session
+// file's), written and checked like the session file (mode 0600, atomic, max_age).
+bool write_blob(const std::string& path, const std::string& key_of, std::string_view bytes, std::string* error);
+std::optional<std::string> read_blob(const std::string& path, const std::string& key_of,
+                                     std::chrono::milliseconds max_age, std::string* error);
 
 // Restored sessions waiting for their device, shared by the workers. Only touched when a DTLS
 // record arrives from a peer that has no session (after a restart), never on the hot path.

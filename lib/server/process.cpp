@@ -26,6 +26,7 @@
 #include "metrics/metrics.hpp"
 #include "server/downlink.hpp"
 #include "server/persist.hpp"
+#include "server/queue_persist.hpp"
 #include "server/snapshot.hpp"
 #include "server/worker.hpp"
 
@@ -262,8 +263,11 @@ bool Process::start(std::string* error) {
 
 bool Process::start_api(const std::vector<Worker*>& workers, std::string* error) {
   const auto& c = *impl_->snapshot->config;
-  impl_->downlink = std::make_unique<RuntimeDownlink>(workers);
+  const auto& g = c.api.groups;
+  impl_->downlink = std::make_unique<RuntimeDownlink>(
+      workers, GroupSettings{g.interface, g.hops, g.max_responses, g.max_in_flight}, *impl_->metrics);
   impl_->api = std::make_unique<api::ApiServer>(api::ApiSettings::from_config(c), *impl_->metrics, *impl_->downlink);
+  restore_downlink_queue(c, *impl_->api);
   std::string why;
   if (!impl_->api->start(&why)) {
     if (error) *error = "listen.api: " + why;
@@ -361,6 +365,7 @@ void Process::stop() {
   impl_->metrics->clear_session_sources();  // they read the workers' tables, freed below
   for (auto& w : impl_->workers) w->stop();
   auto& c = *impl_->snapshot->config;
+  if (impl_->started && impl_->api) save_downlink_queue(c, *impl_->api);
   if (impl_->started && !c.sessions.persist.file.empty()) {
     std::vector<persist::Entry> all;
     for (auto& w : impl_->workers)

@@ -4,6 +4,7 @@
 // the answer later as our own CON; the route's metrics record each outcome.
 #include "coap/option.hpp"
 #include "server/dtls_tls.hpp"
+#include "server/observe_relays.hpp"
 #include "server/request_target.hpp"
 #include "server/server_role.hpp"
 #include "upstream/forward.hpp"
@@ -31,6 +32,7 @@ void ServerRole::start_forward(session::Session& s, const coap::MessageView& m, 
   req.tenant = std::string(device_tenant(s));
   req.remote = s.addr_remote().to_string();
   req.session_id = s.id();
+  req.observer = relays_->on_request(s, m);  // Observe=0: relayed if the upstream can (observe_relays.hpp)
 
   auto p = std::make_unique<PendingForward>();
   p->session = &s.reference();
@@ -61,6 +63,7 @@ void ServerRole::on_forward_done(std::uint64_t pending_id, upstream::ForwardResp
   if (open)
     reply(s, p->reply, response.code, response.content_format, response.payload, now, response.max_age, std::nullopt,
           response.options);
+  if (open) relays_->on_first_answer(s, p->reply.token_span(), response);
   s.release();  // a closed session may be freed here
   if (survives) host_.exchange_done(s);
   host_.flush();

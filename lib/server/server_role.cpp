@@ -14,6 +14,7 @@
 #include "common/log.hpp"
 #include "metrics/metrics.hpp"
 #include "server/bad_input.hpp"
+#include "server/observe_relays.hpp"
 #include "server/request_target.hpp"
 
 namespace coapgw::server {
@@ -38,6 +39,12 @@ ServerRole::ServerRole(ServerRoleSettings settings, Host& host, metrics::Metrics
       limiter_(settings_.rate_limit) {
   blockwise_plain_.set_limits(settings_.blockwise);
   blockwise_secure_.set_limits(settings_.blockwise);
+  relays_ = std::make_unique<ObserveRelays>(
+      [this](session::Session& s, std::span<const std::byte> message) {
+        host_.send_message(s, message);
+        host_.flush();
+      },
+      [this] { return host_.now(); }, metrics_, settings_.max_message_size);
 }
 
 ServerRole::~ServerRole() { shutdown(); }
@@ -78,6 +85,7 @@ void ServerRole::on_tick(session::TimePoint now) {
 void ServerRole::drop_session(session::Session& s) {
   // disconnected(): outstanding CONs are dropped. Forwards in flight finish and see closed().
   layer_->drop_session(s);
+  relays_->closed(s);
   blockwise_for(s).drop_session(s.id());  // its uploads and kept answers can never be asked for again
 }
 
@@ -104,6 +112,7 @@ void ServerRole::on_malformed(session::Session& s, std::span<const std::byte> me
 void ServerRole::on_coap(session::Session& s, const coap::MessageView& m, session::TimePoint now) {
   ++messages_in_[static_cast<int>(m.type)];
   if (heard_) heard_(s);  // queued downlinks go out now (cheap when nothing is queued)
+  if (m.type == coap::Type::rst && relays_->on_rst(s, m.message_id)) return;  // a relayed notification refused
   layer_->on_message(s, m, now);  // new requests come back through on_request()
 }
 

@@ -44,6 +44,8 @@ class Metrics;
 
 namespace coapgw::server {
 
+class ObserveRelays;
+
 struct ServerRoleSettings {
   exchange::TransmissionParameters transmission;
   std::size_t max_message_size = 1152;
@@ -204,6 +206,8 @@ class ServerRole : private exchange::Sink {
   // The message layer of every session; its CONs awaiting an ACK hold a session reference each.
   std::unique_ptr<exchange::Layer> layer_;
   RateLimiter limiter_;  // devices.rate_limit: one bucket per device
+  // Observe through coap:// routes (observe_relays.hpp): notifications relayed to devices.
+  std::unique_ptr<ObserveRelays> relays_;
 
   std::shared_ptr<upstream::Router> router_;
   // The metric children of router_'s routes, by Router::Match::index; replaced with router_.

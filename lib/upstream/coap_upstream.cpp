@@ -140,6 +140,7 @@ class CoapClient final : public std::enable_shared_from_this<CoapClient>,
     if (request.if_none_match) add_option(req, coap::option::if_none_match, {});
     for (auto& v : request.etags) add_option(req, coap::option::etag, v);
     req.payload = std::move(request.payload);
+    if (request.observer) return observe(std::move(req), std::move(request.observer), std::move(done), now, must_wait);
     // Answers are posted: never from inside forward(), and the layer's tables are settled by then.
     auto handler = [&io = io_, done = std::move(done)](exchange::Result r) mutable {
       asio::post(io, [done = std::move(done), r = to_forward_response(std::move(r))]() mutable { done(std::move(r)); });
@@ -150,6 +151,52 @@ class CoapClient final : public std::enable_shared_from_this<CoapClient>,
       connection_->connect();
     }
     arm_timer();
+  }
+
+  // A device's Observe registration relayed (ObserveHook): Observe=0 upstream as one multi-answer
+  // request. A first answer with Observe registered it: later ones go to hook->notify until the
+  // worker cancels (the registration is forgotten; the upstream's next CON notification is answered
+  // RST, RFC 7641 §3.6) or the upstream ends it (an answer without Observe, an error: hook->ended).
+  void observe(exchange::Request req, std::shared_ptr<ObserveHook> hook, ForwardDone done, exchange::TimePoint now,
+               bool must_wait) {
+    req.options.push_back(coap::Option{coap::option::observe, {}});  // 0: register
+    req.multi = true;
+    auto token = std::make_shared<exchange::Token>(0);
+    auto first = std::make_shared<bool>(true);
+    auto handler = [this, hook, token, first, done = std::move(done)](exchange::Result r) mutable {
+      // A failure has ended the exchange in the layer; an answer leaves the multi registration there.
+      const bool failed = r.failure.has_value();
+      const auto* seq = failed ? nullptr : r.response.find(coap::option::observe);
+      const bool registered = seq != nullptr && coap::code_class(r.response.code) == 2;
+      std::optional<std::vector<std::byte>> seq_value;
+      if (seq != nullptr) seq_value = seq->value;
+      auto response = to_forward_response(std::move(r));
+      if (seq_value) response.options.emplace_back(coap::option::observe, std::move(*seq_value));
+      if (!registered && !failed) layer_.client().cancel(*token);  // not (or no longer) observed
+      if (*first) {
+        *first = false;
+        if (registered) {
+          hook->cancel = [weak = weak_from_this(), token] {
+            if (auto self = weak.lock()) self->layer_.client().cancel(*token);
+          };
+        }
+        return asio::post(io_, [done = std::move(done), response = std::move(response)]() mutable {
+          done(std::move(response));
+        });
+      }
+      if (!registered) {  // the upstream ended it: an error answer goes to the device, then the end
+        hook->cancel = nullptr;
+        return asio::post(io_, [hook, failed, response = std::move(response)]() mutable {
+          if (!failed && hook->notify) hook->notify(std::move(response));
+          if (hook->ended) hook->ended();
+        });
+      }
+      asio::post(io_, [hook, response = std::move(response)]() mutable {
+        if (hook->notify) hook->notify(std::move(response));
+      });
+    };
+    // forward() checked max_exchanges, so the layer takes it.
+    if (auto t = layer_.client().start(*session_, std::move(req), std::move(handler), now, must_wait)) *token = *t;
   }
 
   // Answers everything in flight and closes the socket; the session is released.

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -27,6 +28,19 @@ using Outcome = metrics::UpstreamOutcome;
 constexpr std::uint8_t coap_code(unsigned cls, unsigned detail) {
   return static_cast<std::uint8_t>((cls << 5) | detail);
 }
+
+struct ForwardResponse;
+
+// Observe relayed through a CoAP upstream (RFC 7641): a device's GET/FETCH with Observe=0 carries a
+// hook. A coap:// upstream then registers with the upstream as one multi-answer request; the first
+// answer comes through ForwardDone (with the upstream's Observe option among `options` when it
+// registered), later notifications through `notify`, both on the worker's io_context. Upstreams
+// that cannot observe (http, file) ignore the hook: their one answer has no Observe option.
+struct ObserveHook {
+  std::function<void(ForwardResponse)> notify;  // set by the worker: each later notification
+  std::function<void()> ended;                  // set by the worker: the upstream ended it (error, lost)
+  std::function<void()> cancel;                 // set by the upstream when registered: forget it there
+};
 
 struct ForwardRequest {
   std::string method;            // "GET","POST","PUT","DELETE","FETCH","PATCH","IPATCH"
@@ -47,6 +61,7 @@ struct ForwardRequest {
   std::string remote;            // "ip:port" of the device
   std::uint64_t session_id = 0;
   std::optional<std::uint32_t> observe;  // a device's notification (RFC 7641): its Observe number
+  std::shared_ptr<ObserveHook> observer;  // a device's registration (Observe=0) to relay; see ObserveHook
 };
 
 struct ForwardResponse {

@@ -125,5 +125,37 @@ TEST(ApiTokensFile, OthersMayNotReadItAndLoadDirectly) {
   }
 }
 
+// api.groups (group requests): defaults, every key, issues with key paths.
+TEST(ApiGroupsConfig, Defaults) {
+  const Config c = parse_config("");
+  EXPECT_FALSE(c.api.groups.interface);
+  EXPECT_EQ(c.api.groups.hops, 1u);
+  EXPECT_EQ(c.api.groups.max_responses, 256u);
+  EXPECT_EQ(c.api.groups.max_in_flight, 16u);
+}
+
+TEST(ApiGroupsConfig, EveryKeyAndBothFamilies) {
+  Config c = parse_config("api: { groups: { interface: 127.0.0.1, hops: 0, max_responses: 3, max_in_flight: 2 } }\n");
+  ASSERT_TRUE(c.api.groups.interface);
+  EXPECT_EQ(c.api.groups.interface->ip_string(), "127.0.0.1");
+  EXPECT_EQ(c.api.groups.hops, 0u);
+  EXPECT_EQ(c.api.groups.max_responses, 3u);
+  EXPECT_EQ(c.api.groups.max_in_flight, 2u);
+  c = parse_config("api: { groups: { interface: \"::1\" } }\n");
+  ASSERT_TRUE(c.api.groups.interface);
+  EXPECT_TRUE(c.api.groups.interface->is_v6());
+}
+
+TEST(ApiGroupsConfig, IssuesHaveKeyPaths) {
+  auto issues = issues_of(
+      "api: { groups: { interface: 224.0.1.187, hops: 256, max_responses: 0, max_in_flight: 0, colour: red } }\n");
+  EXPECT_TRUE(has(issues, "api.groups.interface", "unicast IP address"));
+  EXPECT_TRUE(has(issues, "api.groups.hops", ""));
+  EXPECT_TRUE(has(issues, "api.groups.max_responses", ""));
+  EXPECT_TRUE(has(issues, "api.groups.max_in_flight", ""));
+  EXPECT_TRUE(has(issues, "api.groups.colour", "unknown key"));
+  EXPECT_TRUE(has(issues_of("api: { groups: { interface: eth0 } }\n"), "api.groups.interface", "unicast"));
+}
+
 }  // namespace
 }  // namespace coapgw::config
