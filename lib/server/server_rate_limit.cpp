@@ -14,12 +14,11 @@ std::optional<std::uint32_t> ServerRole::over_rate_limit(session::Session& s, se
   if (!limiter_.enabled()) return std::nullopt;
   // A DTLS device by its identity (all its sessions on this worker share one bucket), a plain one
   // (or a DTLS one without an identity) by its address.
-  const bool dtls = s.proto() == session::Proto::dtls;
   const auto identity = device_identity(s);
   // Addresses begin with a NUL, which no PSK identity holds: the two never share a bucket.
   auto retry_after = !identity.empty() ? limiter_.take(identity, now)
                                        : limiter_.take(std::string(1, '\0') + s.addr_remote().to_string(), now);
-  if (retry_after) metrics_.rate_limited(dtls ? metrics::Proto::dtls : metrics::Proto::udp).Increment();
+  if (retry_after) metrics_.rate_limited(static_cast<metrics::Proto>(static_cast<int>(s.proto()) - 1)).Increment();
   return retry_after;
 }
 

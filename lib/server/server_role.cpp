@@ -165,7 +165,8 @@ void ServerRole::on_request(session::Session& s, const coap::MessageView& m, ses
 
   if (auto bad = coap::first_bad_critical_option(m)) {
     // RFC 7252 5.4.1: unrecognized critical option -> 4.02 for a CON, rejected (dropped) for a NON.
-    if (m.type == coap::Type::con) {
+    // Requests over RFC 8323 streams arrive as NON but have no type: answered like a CON.
+    if (m.type == coap::Type::con || session::is_reliable(s.proto())) {
       std::string text = "unrecognized critical option " + std::to_string(*bad);
       reply(s, r, coap::code::bad_option, 0, coap::as_bytes(text), now);
     } else {

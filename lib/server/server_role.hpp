@@ -192,7 +192,7 @@ class ServerRole : private exchange::Sink {
   exchange::ExchangeCache cache_plain_;
   exchange::ExchangeCache cache_secure_;
   exchange::ExchangeCache& cache_for(const session::Session& s) {
-    return s.proto() == session::Proto::udp ? cache_plain_ : cache_secure_;
+    return session::authenticated(s.proto()) ? cache_secure_ : cache_plain_;
   }
   // Block-wise state, bounded per worker and per session: Block1 uploads being reassembled, and
   // Block2 answers kept for the follow-up block requests (see blockwise_cache.hpp). Plain CoAP and
@@ -201,7 +201,7 @@ class ServerRole : private exchange::Sink {
   BlockwiseCache blockwise_plain_;
   BlockwiseCache blockwise_secure_;
   BlockwiseCache& blockwise_for(const session::Session& s) {
-    return s.proto() == session::Proto::udp ? blockwise_plain_ : blockwise_secure_;
+    return session::authenticated(s.proto()) ? blockwise_secure_ : blockwise_plain_;
   }
   // The message layer of every session; its CONs awaiting an ACK hold a session reference each.
   std::unique_ptr<exchange::Layer> layer_;

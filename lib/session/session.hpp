@@ -30,6 +30,9 @@ enum class Proto : std::uint8_t { none = 0, udp, dtls, tcp, tls, ws, wss };
 // RFC 8323 transports: the stream delivers every message once and in order, so the message layer
 // neither deduplicates, acknowledges nor retransmits on them (exchange::Layer's reliable mode).
 constexpr bool is_reliable(Proto p) { return p == Proto::tcp || p == Proto::tls || p == Proto::ws || p == Proto::wss; }
+// Sessions whose peer proved a key or certificate (DTLS, TLS, WebSocket over TLS). The others (plain
+// UDP, TCP, WebSocket) are anyone's: they never displace, or share bounded state with, the former.
+constexpr bool authenticated(Proto p) { return p == Proto::dtls || p == Proto::tls || p == Proto::wss; }
 enum class Type : std::uint8_t { none = 0, client, server, hello };
 enum class State : std::uint8_t { none = 0, connecting, handshake, csm, established };
 

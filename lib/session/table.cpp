@@ -84,10 +84,18 @@ Session* Table::oldest_idle() const {
 }
 
 Session* Table::reclaim_candidate(Proto newcomer) const {
-  // Idle plain sessions go first, whatever their age: otherwise a flood of fresh (spoofed) plain
-  // sessions would steer a DTLS newcomer onto an authenticated device's session.
-  if (auto* plain = pool_head_[static_cast<int>(Proto::udp)]) return plain;
-  if (newcomer == Proto::udp) return nullptr;
+  // Idle unauthenticated sessions (plain UDP, TCP, WebSocket) go first, whatever their age:
+  // otherwise a flood of fresh (possibly spoofed) plain sessions would steer an authenticated
+  // newcomer onto a device's session. An unauthenticated newcomer never displaces an
+  // authenticated session.
+  Session* oldest = nullptr;
+  for (std::size_t p = 0; p < proto_count; ++p) {
+    Session* head = pool_head_[p];
+    if (head != nullptr && !authenticated(static_cast<Proto>(p)) &&
+        (oldest == nullptr || head->last_seen_ < oldest->last_seen_))
+      oldest = head;
+  }
+  if (oldest != nullptr || !authenticated(newcomer)) return oldest;
   return oldest_idle();
 }
 

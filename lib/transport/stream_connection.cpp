@@ -227,12 +227,16 @@ StreamConnection::SendResult StreamConnection::send(const coap::Message& message
     return SendResult::not_open;
   }
   const std::size_t size = coap::frame_size(settings_.framing, message);
+  // A refused answer still ends its request: the token must not hold a slot of max_in_flight (and
+  // keep the idle timeout from running) for the rest of the connection.
   if (size == 0 || coap::is_signal(message.code)) {
     host_.refused(StreamRefusal::cannot_encode);
+    if (coap::is_response(message.code)) answered(message.token);
     return SendResult::cannot_encode;
   }
   if (size > peer_.max_message_size) {
     host_.refused(StreamRefusal::too_large_for_peer);
+    if (coap::is_response(message.code)) answered(message.token);
     return SendResult::too_large_for_peer;
   }
   send_raw(message);

@@ -71,6 +71,9 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   }
 
   void start() {
+    // The host may have refused the connection in opened() (session table full): it is closing and
+    // its erase is posted; nothing may be started on it.
+    if (closing_) return;
     if (tls_ || ws_) {
       // RFC 8323 starts once TLS is up and the WebSocket upgraded (ready()); until then only the
       // handshake timeout runs.
@@ -169,6 +172,7 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   // Waits for the socket to be readable, then reads into the listener's one buffer and processes
   // the bytes at once: an idle connection holds no read buffer.
   void do_read() {
+    if (closing_) return;
     ++pending_;
     socket_.async_wait(tcp::socket::wait_read, [this](const boost::system::error_code& ec) {
       --pending_;

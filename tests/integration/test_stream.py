@@ -269,6 +269,35 @@ class Abuse(StreamCase):
             p.send(frame(h.GET, b"\x07", h.path_options("/.well-known/core")))
             self.assertEqual(p.recv().code, h.code(2, 5))
 
+    def test_full_table_of_dtls_devices_refuses_a_tcp_connection_and_keeps_them(self):
+        # Two authenticated DTLS devices fill sessions.max: an unauthenticated TCP newcomer must not
+        # displace them, and its refused connection costs that connection only (it was once freed
+        # while a read was still being started on it).
+        cfg = self.config(admin=f"127.0.0.1:{h.free_tcp_port()}")
+        cfg["threads"] = 1
+        cfg["sessions"]["max"] = 2
+        dtls_port = h.free_udp_port()
+        cfg["listen"]["coaps"] = [f"127.0.0.1:{dtls_port}"]
+        self.tcp_port = h.free_tcp_port()
+        cfg["listen"]["coap_tcp"] = [f"127.0.0.1:{self.tcp_port}"]
+        self.gw = self.start_gateway(cfg)
+        devices = []
+        for _ in range(2):
+            d = h.SClient("127.0.0.1", dtls_port, h.DEMO_IDENTITY, h.DEMO_KEY)
+            self.addCleanup(d.close)
+            self.assertTrue(d.wait_handshake(), d.out.text())
+            devices.append(d)
+        h.poll_until(lambda: self.counter("coapgw_sessions", proto="dtls", state="established") == 2, 10,
+                     what="two established DTLS sessions")
+        for _ in range(3):
+            peer = StreamPeer(self.tcp_port)
+            self.addCleanup(peer.close)
+            self.assertTrue(peer.wait_closed(), "a TCP connection beyond sessions.max was not closed")
+        self.assertTrue(self.gw.alive(), "the gateway died refusing a connection")
+        self.assertEqual(self.counter("coapgw_sessions", proto="dtls", state="established"), 2,
+                         "an unauthenticated TCP newcomer displaced a DTLS device")
+        self.assertEqual(self.counter("coapgw_sessions_closed_total", proto="dtls", reason="evicted"), 0)
+
 
 class TlsClient(h.SClient):
     """`openssl s_client` over TLS (not DTLS) with a PSK, kept open; what its stdin gets is sent."""
