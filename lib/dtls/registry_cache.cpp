@@ -13,14 +13,20 @@ const RegistryEntry* RegistryCache::find_fresh(std::string_view identity, time_p
   return &it->second.entry;
 }
 
-void RegistryCache::put(const std::string& identity, RegistryEntry entry, time_point now) {
+void RegistryCache::put(const std::string& identity, RegistryEntry entry, time_point now,
+                        std::vector<std::string>* evicted_known) {
   if (settings_.max_entries == 0) return;
+  const bool known = entry.known;
   auto it = entries_.find(identity);
   if (it == entries_.end()) {
-    while (entries_.size() >= settings_.max_entries) evict_oldest();
+    while (entries_.size() >= settings_.max_entries) {
+      if (!evict_oldest(!known, evicted_known)) {
+        ++evictions_;  // a negative answer with only known entries to drop: not stored
+        return;
+      }
+    }
     it = entries_.emplace(identity, Slot{}).first;
   }
-  const bool known = entry.known;
   Slot& slot = it->second;
   slot.entry = std::move(entry);
   slot.expires = now + (known ? settings_.cache_ttl : settings_.negative_ttl);
@@ -50,15 +56,15 @@ void RegistryCache::expire(time_point now, std::vector<std::string>* expired_kno
   }
 }
 
-void RegistryCache::evict_oldest() {
-  // The older of the two fronts goes (skipping stale queue items); each queue is in stamp order.
+bool RegistryCache::evict_oldest(bool only_negative, std::vector<std::string>* evicted_known) {
+  // Negative entries go first (oldest first, skipping stale queue items); known ones only when no
+  // negative entry is left. Each queue is in stamp order.
   const std::size_t before = entries_.size();
-  while (entries_.size() == before && !(known_.empty() && unknown_.empty())) {
-    const bool take_known =
-        unknown_.empty() || (!known_.empty() && known_.front().stamp < unknown_.front().stamp);
-    pop_front(take_known ? known_ : unknown_, nullptr, nullptr);
-  }
-  if (entries_.size() < before) ++evictions_;
+  while (entries_.size() == before && !unknown_.empty()) pop_front(unknown_, nullptr, nullptr);
+  while (!only_negative && entries_.size() == before && !known_.empty()) pop_front(known_, nullptr, evicted_known);
+  if (entries_.size() == before) return false;
+  ++evictions_;
+  return true;
 }
 
 }  // namespace coapgw::dtls

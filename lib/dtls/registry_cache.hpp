@@ -5,8 +5,12 @@
 // One per worker, beside the immutable PskStore (which it does not change): the server context's
 // PSK callback consults the store first, then this cache. Pure: the clock is passed in, nothing
 // is fetched here (server::PskLookup asks the registry and fills it). Bounded: at most
-// max_entries identities; a full cache drops its oldest entry. Entries expire in the order they
-// were stored (one TTL per kind), so expiry is two FIFO queues, not a scan. Not thread-safe.
+// max_entries identities; a full cache drops its oldest negative entry first, a known one only
+// when it holds no negative entry (and a negative answer never pushes out a known entry: it is not
+// stored then), so a flood of unknown identities cannot push out the keys of live devices. Known
+// entries dropped are reported, so that the ones live sessions use are asked again. Entries
+// expire in the order they were stored (one TTL per kind), so expiry is two FIFO queues, not a
+// scan. Not thread-safe.
 #pragma once
 
 #include <chrono>
@@ -47,13 +51,16 @@ class RegistryCache {
   const RegistryEntry* find(std::string_view identity) const;
   // The entry when it has not expired at `now`.
   const RegistryEntry* find_fresh(std::string_view identity, time_point now) const;
-  // Stores (or replaces) the registry's answer for `identity`, fresh from `now`.
-  void put(const std::string& identity, RegistryEntry entry, time_point now);
+  // Stores (or replaces) the registry's answer for `identity`, fresh from `now`. The identities of
+  // known entries dropped to make room are appended to `evicted_known` (when not null).
+  void put(const std::string& identity, RegistryEntry entry, time_point now,
+           std::vector<std::string>* evicted_known = nullptr);
   // Drops every entry expired at `now`. The identities of known entries dropped are appended to
   // `expired_known` (when not null): the ones a live session uses are asked again.
   void expire(time_point now, std::vector<std::string>* expired_known = nullptr);
 
   std::size_t size() const { return entries_.size(); }
+  // Answers dropped (or, negative ones, not stored) because the cache was full.
   std::uint64_t evictions() const { return evictions_; }
   const Settings& settings() const { return settings_; }
 
@@ -73,7 +80,9 @@ class RegistryCache {
   };
   // Pops the front of `queue` if it is stale or (with `due`) expired at `now`; true when popped.
   bool pop_front(std::deque<Queued>& queue, const time_point* due, std::vector<std::string>* expired_known);
-  void evict_oldest();
+  // Drops the oldest negative entry, else (unless `only_negative`) the oldest known one; false
+  // when nothing could be dropped.
+  bool evict_oldest(bool only_negative, std::vector<std::string>* evicted_known);
 
   Settings settings_;
   std::unordered_map<std::string, Slot, Hash, std::equal_to<>> entries_;

@@ -123,7 +123,13 @@ void PskLookup::on_answer(const std::string& identity, const upstream::ForwardRe
   } else if (response.outcome == upstream::Outcome::ok) {
     if (auto entry = parse_registry_answer(response.code, response.payload)) {
       result = entry->known ? PskLookupResult::miss : PskLookupResult::unknown;
-      cache_.put(identity, std::move(*entry), now);
+      std::vector<std::string> evicted;
+      cache_.put(identity, std::move(*entry), now, &evicted);
+      // A live session's entry pushed out of a full cache is asked again on the next tick (a
+      // missing entry lets its session stand, so a later ban would not reach it). Due now, so at
+      // the front the retry queue stays in time order.
+      for (auto& e : evicted)
+        if (live_.count(e) != 0) retry_.emplace_front(now, std::move(e));
     }
   }
   metrics_.psk_lookups(result).Increment();

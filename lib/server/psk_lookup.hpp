@@ -5,8 +5,8 @@
 // lookups in flight (at most one per identity, at most max_in_flight together; each is one GET
 // through the forwarding HTTP client, pooled, with the lookup timeout), the handshake datagrams
 // held until their identity's answer comes (bounded per handshake and in all), and the index of
-// live sessions whose key came from the registry: when such an identity's entry expires it is
-// asked again, and the answer (banned, unknown, another key) may end those sessions. The
+// live sessions whose key came from the registry: when such an identity's entry expires (or is
+// pushed out of a full cache) it is asked again, and the answer (banned, unknown, another key) may end those sessions. The
 // transport decides what to hold and re-drives the held datagrams when told (`Answered`); the
 // client is any upstream::Upstream, so unit tests give it a fake one. Worker thread only.
 #pragma once
@@ -111,8 +111,9 @@ class PskLookup {
   std::unordered_map<std::string, Slot> in_flight_;
   std::unordered_map<session::Key, std::string, session::KeyHash> waiting_;  // held handshake -> identity
   std::unordered_map<std::string, std::vector<session::Session*>> live_;
-  // Identities with live sessions whose refresh failed: asked again after negative_ttl, so that a
-  // ban still reaches them once the registry answers (in time order).
+  // Identities with live sessions whose refresh failed (asked again after negative_ttl, so that a
+  // ban still reaches them once the registry answers) or whose entry a full cache dropped (asked
+  // again on the next tick); in time order.
   std::deque<std::pair<session::TimePoint, std::string>> retry_;
   std::uint64_t evictions_seen_ = 0;
   bool shut_down_ = false;

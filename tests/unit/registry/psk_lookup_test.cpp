@@ -179,6 +179,31 @@ TEST_F(PskLookupTest, AFailedRefreshIsTriedAgainAfterTheNegativeTtl) {
   lookup->session_down(*fake, "live");
 }
 
+TEST_F(PskLookupTest, AnEvictedEntryOfALiveSessionIsAskedAgainOnTheNextTick) {
+  lookup->need_key("live", [] { return held(1, 1); }, t0);
+  calls[0].done(answer(upstream::coap_code(2, 5), R"({"key":"k"})"));
+  calls.clear();
+  session::Session* fake = reinterpret_cast<session::Session*>(0x1000);  // only its address is used
+  lookup->session_up(*fake, "live");
+  // A big fleet: 100 other known devices fill the cache (100 entries) and push "live" out.
+  for (int i = 0; i < 100; ++i) {
+    const std::string id = "dev-" + std::to_string(i);
+    lookup->need_key(id, [] { return held(2, 1); }, t0);
+    ASSERT_EQ(calls.size(), 1u);
+    calls[0].done(answer(upstream::coap_code(2, 5), R"({"key":"k"})"));
+    calls.clear();
+  }
+  EXPECT_EQ(lookup->cache().find("live"), nullptr);
+  EXPECT_GE(metrics.psk_cache_evictions().Value(), 1);
+  lookup->on_tick(t0 + 1s);  // well before cache_ttl (10 s)
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].request.path, "/psk/live");
+  calls[0].done(answer(upstream::coap_code(2, 5), R"({"key":"k","banned":true})"));
+  ASSERT_NE(lookup->cache().find("live"), nullptr);
+  EXPECT_FALSE(lookup->cache().find("live")->usable());
+  lookup->session_down(*fake, "live");
+}
+
 TEST_F(PskLookupTest, AnswersAfterShutdownAreIgnored) {
   lookup->need_key("dev", [] { return held(1, 1); }, t0);
   auto done = std::move(calls[0].done);

@@ -62,20 +62,47 @@ TEST(RegistryCache, BannedAndUnknownEntriesAreNotUsable) {
   EXPECT_TRUE(cache.find("banned")->known);
 }
 
-TEST(RegistryCache, AFullCacheDropsItsOldestEntry) {
+TEST(RegistryCache, AFullCacheDropsItsOldestNegativeEntryFirst) {
   RegistryCache cache({10s, 10s, 3});
   const TP t0{};
-  cache.put("a", known("1"), t0);
-  cache.put("b", RegistryEntry{}, t0 + 1s);
-  cache.put("c", known("3"), t0 + 2s);
-  cache.put("d", known("4"), t0 + 3s);
+  std::vector<std::string> evicted;
+  cache.put("a", known("1"), t0, &evicted);
+  cache.put("b", RegistryEntry{}, t0 + 1s, &evicted);
+  cache.put("c", known("3"), t0 + 2s, &evicted);
+  cache.put("d", known("4"), t0 + 3s, &evicted);  // the negative "b" goes, though "a" is older
   EXPECT_EQ(cache.size(), 3u);
-  EXPECT_EQ(cache.find("a"), nullptr);
-  EXPECT_EQ(cache.evictions(), 1u);
-  cache.put("e", known("5"), t0 + 4s);  // the oldest now is the negative "b"
   EXPECT_EQ(cache.find("b"), nullptr);
+  EXPECT_NE(cache.find("a"), nullptr);
+  EXPECT_EQ(cache.evictions(), 1u);
+  EXPECT_TRUE(evicted.empty());  // negative entries are not reported
+  cache.put("e", known("5"), t0 + 4s, &evicted);  // no negative left: the oldest known goes
+  EXPECT_EQ(cache.find("a"), nullptr);
   EXPECT_NE(cache.find("c"), nullptr);
   EXPECT_EQ(cache.evictions(), 2u);
+  EXPECT_EQ(evicted, std::vector<std::string>{"a"});  // reported: a live session may use it
+}
+
+TEST(RegistryCache, AFloodOfUnknownIdentitiesKeepsTheKnownEntries) {
+  RegistryCache cache({10s, 2s, 4});
+  const TP t0{};
+  std::vector<std::string> evicted;
+  cache.put("dev", known("k"), t0, &evicted);
+  for (int i = 0; i < 100; ++i) cache.put("ghost-" + std::to_string(i), RegistryEntry{}, t0 + 1s, &evicted);
+  EXPECT_EQ(cache.size(), 4u);
+  ASSERT_NE(cache.find("dev"), nullptr);
+  EXPECT_TRUE(cache.find("dev")->usable());
+  EXPECT_NE(cache.find("ghost-99"), nullptr);  // the newest negative answers are kept
+  EXPECT_TRUE(evicted.empty());
+  // Known entries only: a negative answer is not stored rather than push one out.
+  RegistryCache full({10s, 2s, 2});
+  full.put("a", known("1"), t0);
+  full.put("b", known("2"), t0);
+  full.put("ghost", RegistryEntry{}, t0, &evicted);
+  EXPECT_EQ(full.find("ghost"), nullptr);
+  EXPECT_NE(full.find("a"), nullptr);
+  EXPECT_NE(full.find("b"), nullptr);
+  EXPECT_EQ(full.evictions(), 1u);
+  EXPECT_TRUE(evicted.empty());
 }
 
 TEST(RegistryCache, ZeroEntriesCachesNothing) {

@@ -80,10 +80,12 @@ class RegistryTransportTest : public ::testing::Test {
     ls.clock = [this] { return now_; };
     auto client = std::make_unique<Client>();
     client->calls = &calls_;
-    transport_.set_psk_lookup(std::make_unique<PskLookup>(
+    auto lookup = std::make_unique<PskLookup>(
         ls, std::move(client), metrics_, [this](const std::string& identity, std::vector<PskLookup::Held> held) {
           transport_.on_key_answer(identity, std::move(held), now_);
-        }));
+        });
+    lookup_ = lookup.get();
+    transport_.set_psk_lookup(std::move(lookup));
   }
 
   void from_device(std::span<const std::byte> datagram) {
@@ -141,6 +143,41 @@ class RegistryTransportTest : public ::testing::Test {
 
   double lookups(metrics::PskLookupResult r) { return metrics_.psk_lookups(r).Value(); }
 
+  // `count` other identities, each answered with `body`, fill the registry cache (100 entries).
+  void fill_cache(int count, const std::string& prefix, const std::string& body, std::uint8_t code) {
+    for (int i = 0; i < count; ++i) {
+      lookup_->need_key(prefix + std::to_string(i),
+                        [] {
+                          PskLookup::Held h;  // no such handshake: the answer finds nothing to feed
+                          h.key = session::Key{*Address::parse("192.0.2.99:1"), 5684, session::Proto::dtls, 0};
+                          return h;
+                        },
+                        now_);
+      ASSERT_EQ(calls_.size(), 1u);
+      auto done = std::move(calls_.front().second);
+      calls_.pop_front();
+      auto response = json_answer(body);
+      response.code = code;
+      done(response);
+    }
+  }
+
+  // Ticks each second up to cache_ttl (10 s) after `from`, answering every registry request with a
+  // ban; true when the device's session closed by then.
+  bool closed_by_ban_within_ttl(time_point from) {
+    for (now_ = from; now_ <= from + 10s; now_ += 1s) {
+      transport_.on_tick(now_);
+      while (!calls_.empty()) {
+        auto done = std::move(calls_.front().second);
+        calls_.pop_front();
+        done(json_answer(R"({"key":"reg-secret","banned":true})"));
+      }
+      auto* s = table_.find(device_key);
+      if (s == nullptr || s->closed()) return true;
+    }
+    return false;
+  }
+
   time_point now_ = t0;
   NoWorker worker_;
   session::Budget budget_{100};
@@ -150,6 +187,7 @@ class RegistryTransportTest : public ::testing::Test {
   DtlsTransport transport_;
   std::vector<std::unique_ptr<dtls::ClientContext>> contexts_;
   std::deque<std::pair<upstream::ForwardRequest, upstream::ForwardDone>> calls_;
+  PskLookup* lookup_ = nullptr;  // owned by transport_
 };
 
 TEST_F(RegistryTransportTest, HandshakeWaitsForTheRegistryAndCompletesWithItsKey) {
@@ -204,6 +242,27 @@ TEST_F(RegistryTransportTest, BanInARefreshedAnswerClosesTheLiveSession) {
     closed = closed || out.closed;
   }
   EXPECT_TRUE(closed);
+}
+
+TEST_F(RegistryTransportTest, AFloodOfUnknownIdentitiesDoesNotHideABanFromALiveSession) {
+  auto device = start("reg-1", "reg-secret");
+  answer(*device, json_answer(R"({"key":"reg-secret"})"));
+  ASSERT_EQ(device->state(), dtls::Engine::State::established);
+  now_ = t0 + 1s;
+  fill_cache(300, "ghost-", "", upstream::coap_code(4, 4));  // 3x the cache's 100 entries
+  EXPECT_EQ(lookups(metrics::PskLookupResult::unknown), 300);
+  EXPECT_NE(lookup_->cache().find("reg-1"), nullptr);  // the negative answers pushed out each other
+  EXPECT_TRUE(closed_by_ban_within_ttl(now_));
+}
+
+TEST_F(RegistryTransportTest, ABanReachesALiveSessionWhoseEntryAFullCachePushedOut) {
+  auto device = start("reg-1", "reg-secret");
+  answer(*device, json_answer(R"({"key":"reg-secret"})"));
+  ASSERT_EQ(device->state(), dtls::Engine::State::established);
+  now_ = t0 + 1s;
+  fill_cache(150, "fleet-", R"({"key":"other"})", upstream::coap_code(2, 5));  // a fleet bigger than the cache
+  EXPECT_EQ(lookups(metrics::PskLookupResult::miss), 151);
+  EXPECT_TRUE(closed_by_ban_within_ttl(now_));
 }
 
 }  // namespace
