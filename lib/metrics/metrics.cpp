@@ -237,6 +237,11 @@ void Metrics::add_downlink_families(prometheus::Registry& reg) {
                       .Help("Upstream notifications relayed to observing devices, or dropped")
                       .Register(reg);
   relayed_notifications_ = {&relayed.Add({{"result", "dropped"}}), &relayed.Add({{"result", "relayed"}})};
+  auto& refused = prometheus::BuildCounter()
+                      .Name("coapgw_observe_relays_refused_total")
+                      .Help("Observe registrations forwarded without relaying: a worker or session bound reached")
+                      .Register(reg);
+  observe_relays_refused_ = {&refused.Add({{"bound", "worker"}}), &refused.Add({{"bound", "session"}})};
 }
 
 prometheus::Counter& Metrics::downlink_requests(DownlinkOutcome o) { return *downlink_requests_[index(o)]; }
@@ -247,6 +252,9 @@ prometheus::Counter& Metrics::group_requests(bool sent) { return *group_requests
 prometheus::Counter& Metrics::group_responses(bool collected) { return *group_responses_[collected ? 1 : 0]; }
 prometheus::Gauge& Metrics::observe_relays() { return *observe_relays_; }
 prometheus::Counter& Metrics::relayed_notifications(bool relayed) { return *relayed_notifications_[relayed ? 1 : 0]; }
+prometheus::Counter& Metrics::observe_relays_refused(bool per_session) {
+  return *observe_relays_refused_[per_session ? 1 : 0];
+}
 prometheus::Counter& Metrics::api_rejected(ApiReject r) { return *api_rejected_[index(r)]; }
 
 prometheus::Counter& Metrics::requests(std::string_view method, std::string_view code) {

@@ -96,6 +96,7 @@ class Metrics {
   // devices, or dropped (larger than one message).
   prometheus::Gauge& observe_relays();
   prometheus::Counter& relayed_notifications(bool relayed);
+  prometheus::Counter& observe_relays_refused(bool per_session);  // a bound reached: not relayed
   prometheus::Counter& api_rejected(ApiReject r);
 
   // Device registry and rate limits (issue 16, registry_metrics.cpp).
@@ -170,6 +171,7 @@ class Metrics {
   std::array<prometheus::Counter*, 2> group_responses_{};  // [collected]
   prometheus::Gauge* observe_relays_ = nullptr;
   std::array<prometheus::Counter*, 2> relayed_notifications_{};  // [relayed]
+  std::array<prometheus::Counter*, 2> observe_relays_refused_{};  // [per_session]
   std::array<prometheus::Counter*, count<ApiReject>> api_rejected_{};
 
   std::vector<prometheus::Gauge*> session_gauges_;  // one per session_series() entry

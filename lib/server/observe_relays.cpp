@@ -38,17 +38,20 @@ std::string text(std::span<const std::byte> bytes) {
 }  // namespace
 
 ObserveRelays::ObserveRelays(Send send, Now now, metrics::Metrics& metrics, std::size_t max_message_size,
-                             std::size_t max_relays)
+                             std::size_t max_relays, std::size_t max_per_session)
     : send_(std::move(send)),
       now_(std::move(now)),
       metrics_(metrics),
       max_message_size_(max_message_size),
-      max_relays_(max_relays) {}
+      max_relays_(max_relays),
+      max_per_session_(max_per_session) {}
 
 ObserveRelays::~ObserveRelays() {
   *alive_ = false;
-  for (auto& [key, relay] : relays_)
+  for (auto& [key, relay] : relays_) {
+    relay->hook->abandoned = true;
     if (relay->hook->cancel) relay->hook->cancel();
+  }
   metrics_.observe_relays().Decrement(static_cast<double>(relays_.size()));
 }
 
@@ -58,7 +61,12 @@ std::shared_ptr<upstream::ObserveHook> ObserveRelays::on_request(session::Sessio
   const auto* observe = m.find(coap::option::observe);
   const bool registers = observe != nullptr && coap::decode_uint(observe->value) == 0 &&
                          (m.code == coap::code::get || m.code == coap::code::fetch);
-  if (!registers || relays_.size() >= max_relays_) return nullptr;
+  if (!registers) return nullptr;
+  const auto mine = per_session_.find(s.id());
+  if (relays_.size() >= max_relays_ || (mine != per_session_.end() ? mine->second : 0) >= max_per_session_) {
+    metrics_.observe_relays_refused(relays_.size() < max_relays_).Increment();
+    return nullptr;
+  }
   auto relay = std::make_unique<Relay>();
   relay->session = &s;
   relay->token.assign(m.token.begin(), m.token.end());
@@ -71,6 +79,7 @@ std::shared_ptr<upstream::ObserveHook> ObserveRelays::on_request(session::Sessio
   };
   auto hook = relay->hook;
   relays_.emplace(key, std::move(relay));
+  ++per_session_[s.id()];
   metrics_.observe_relays().Increment();
   return hook;
 }
@@ -145,7 +154,10 @@ void ObserveRelays::end(const Key& key, bool cancel_upstream) {
   if (it == relays_.end()) return;
   auto relay = std::move(it->second);
   relays_.erase(it);
+  if (const auto n = per_session_.find(key.first); n != per_session_.end() && --n->second == 0) per_session_.erase(n);
   // The hook's callbacks stay (one of them may be running now); they find no relay under `key`.
+  // Before the first answer there is no cancel yet: the mark makes the upstream forget it then.
+  relay->hook->abandoned = true;
   if (cancel_upstream && relay->hook->cancel) relay->hook->cancel();
   metrics_.observe_relays().Decrement();
 }

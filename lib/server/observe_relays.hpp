@@ -7,10 +7,13 @@
 // A relay ends, and the upstream registration is forgotten (its next CON notification is answered
 // RST, §3.6), when the device deregisters (a request with Observe=1, or any new request, with the
 // relay's token), answers a notification with RST, or its session closes (idle timeout included);
-// the upstream ends it with an answer without Observe or an error (relayed, then ended). At most
-// max_observe_relays per worker: beyond, the request is forwarded without Observe, so the device
-// gets a plain answer (§3.1: not registered). Gauge coapgw_observe_relays, counter
-// coapgw_relayed_notifications_total.
+// the upstream ends it with an answer without Observe or an error (relayed, then ended). A relay
+// that ends before the upstream's first answer marks its hook abandoned: the upstream forgets the
+// registration at that answer. At most max_observe_relays per worker and
+// max_observe_relays_per_session per device session (so one device cannot hold a route's
+// max_exchanges): beyond either, the request is forwarded without Observe, so the device gets a
+// plain answer (§3.1: not registered), counted in coapgw_observe_relays_refused_total{bound}.
+// Gauge coapgw_observe_relays, counter coapgw_relayed_notifications_total.
 //
 // No I/O: sending is injected (the worker seals and sends), time is passed in; one worker thread.
 #pragma once
@@ -39,6 +42,7 @@ class Metrics;
 namespace coapgw::server {
 
 inline constexpr std::size_t max_observe_relays = 1024;  // per worker
+inline constexpr std::size_t max_observe_relays_per_session = 8;  // per device session
 inline constexpr std::size_t relay_mids_kept = 4;        // notification ids an RST may name
 
 class ObserveRelays {
@@ -47,7 +51,8 @@ class ObserveRelays {
   using Now = std::function<exchange::TimePoint()>;
 
   ObserveRelays(Send send, Now now, metrics::Metrics& metrics, std::size_t max_message_size,
-                std::size_t max_relays = max_observe_relays);
+                std::size_t max_relays = max_observe_relays,
+                std::size_t max_per_session = max_observe_relays_per_session);
   ~ObserveRelays();
   ObserveRelays(const ObserveRelays&) = delete;
   ObserveRelays& operator=(const ObserveRelays&) = delete;
@@ -78,6 +83,8 @@ class ObserveRelays {
   metrics::Metrics& metrics_;
   std::size_t max_message_size_;
   std::size_t max_relays_;
+  std::size_t max_per_session_;
+  std::unordered_map<std::uint64_t, std::size_t> per_session_;  // session id -> its relays
   std::unordered_map<Key, std::unique_ptr<Relay>, KeyHash> relays_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // hooks may outlive this
 };

@@ -157,6 +157,8 @@ class CoapClient final : public std::enable_shared_from_this<CoapClient>,
   // request. A first answer with Observe registered it: later ones go to hook->notify until the
   // worker cancels (the registration is forgotten; the upstream's next CON notification is answered
   // RST, RFC 7641 §3.6) or the upstream ends it (an answer without Observe, an error: hook->ended).
+  // A hook the worker abandoned (its relay ended before the first answer) is forgotten at that
+  // answer, which reaches the device without Observe.
   void observe(exchange::Request req, std::shared_ptr<ObserveHook> hook, ForwardDone done, exchange::TimePoint now,
                bool must_wait) {
     req.options.push_back(coap::Option{coap::option::observe, {}});  // 0: register
@@ -167,12 +169,16 @@ class CoapClient final : public std::enable_shared_from_this<CoapClient>,
       // A failure has ended the exchange in the layer; an answer leaves the multi registration there.
       const bool failed = r.failure.has_value();
       const auto* seq = failed ? nullptr : r.response.find(coap::option::observe);
-      const bool registered = seq != nullptr && coap::code_class(r.response.code) == 2;
+      // The worker's relay may have ended before this answer (the device's session closed, its
+      // token reused): nobody listens, so the registration is forgotten here, not kept forever.
+      const bool abandoned = hook->abandoned;
+      const bool registered = seq != nullptr && coap::code_class(r.response.code) == 2 && !abandoned;
       std::optional<std::vector<std::byte>> seq_value;
-      if (seq != nullptr) seq_value = seq->value;
+      if (seq != nullptr && !abandoned) seq_value = seq->value;
       auto response = to_forward_response(std::move(r));
       if (seq_value) response.options.emplace_back(coap::option::observe, std::move(*seq_value));
       if (!registered && !failed) layer_.client().cancel(*token);  // not (or no longer) observed
+      if (abandoned) hook->cancel = nullptr;
       if (*first) {
         *first = false;
         if (registered) {
@@ -184,6 +190,7 @@ class CoapClient final : public std::enable_shared_from_this<CoapClient>,
           done(std::move(response));
         });
       }
+      if (abandoned) return;  // forgotten above; the relay is gone
       if (!registered) {  // the upstream ended it: an error answer goes to the device, then the end
         hook->cancel = nullptr;
         return asio::post(io_, [hook, failed, response = std::move(response)]() mutable {

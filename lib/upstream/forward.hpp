@@ -40,6 +40,9 @@ struct ObserveHook {
   std::function<void(ForwardResponse)> notify;  // set by the worker: each later notification
   std::function<void()> ended;                  // set by the worker: the upstream ended it (error, lost)
   std::function<void()> cancel;                 // set by the upstream when registered: forget it there
+  // Set by the worker when its relay ends (any time, before the first answer too). An upstream
+  // that sees it at an answer forgets the registration there (RFC 7641 §3.6) instead of keeping it.
+  bool abandoned = false;
 };
 
 struct ForwardRequest {

@@ -2,6 +2,7 @@
 // with Observe makes it a relay, notifications go to the device as NONs with its token in order,
 // and RST, deregistration, the session's end, the upstream's end and the bound each end it.
 #include <gtest/gtest.h>
+#include <prometheus/counter.h>
 
 #include "../exchange/fake_peer.hpp"
 #include "metrics/metrics.hpp"
@@ -18,26 +19,32 @@ std::vector<std::byte> bytes(std::string_view s) {
 }
 
 struct Relays {
+  explicit Relays(std::size_t max_relays = 2, std::size_t per_session = max_observe_relays_per_session)
+      : relays{[this](session::Session&, std::span<const std::byte> m) {
+                 coap::MessageView v;
+                 ASSERT_EQ(coap::parse(m, v), coap::ParseError::ok);
+                 sent.push_back(coap::Message::from_view(v));
+               },
+               [this] { return f.now; }, metrics, 1152, max_relays, per_session} {}
   Fixture f;
   metrics::Metrics metrics{"test"};
   std::vector<coap::Message> sent;
   int cancelled = 0;
-  ObserveRelays relays{[this](session::Session&, std::span<const std::byte> m) {
-                         coap::MessageView v;
-                         ASSERT_EQ(coap::parse(m, v), coap::ParseError::ok);
-                         sent.push_back(coap::Message::from_view(v));
-                       },
-                       [this] { return f.now; }, metrics, 1152, 2};
+  ObserveRelays relays;
 
   // The device's GET /time with Observe `value` and `token`, as the worker hands it over.
   std::shared_ptr<upstream::ObserveHook> request(std::string_view token, std::uint32_t value = 0) {
+    return request_on(*f.s, token, value);
+  }
+  std::shared_ptr<upstream::ObserveHook> request_on(session::Session& s, std::string_view token,
+                                                    std::uint32_t value = 0) {
     coap::Message m = exchange::test::message(coap::Type::con, coap::code::get, 1, bytes(token));
     m.add_string_option(coap::option::uri_path, "time");
     m.add_uint_option(coap::option::observe, value);
     auto wire = coap::serialize(m);
     coap::MessageView v;
     EXPECT_EQ(coap::parse(wire, v), coap::ParseError::ok);
-    return relays.on_request(*f.s, v);
+    return relays.on_request(s, v);
   }
   static upstream::ForwardResponse answer(std::optional<std::uint32_t> seq, std::string_view payload = "t") {
     upstream::ForwardResponse r;
@@ -138,6 +145,42 @@ TEST(ObserveRelays, BoundRefusesMoreAndTooLargeNotificationsAreDropped) {
   hook->notify(Relays::answer(2, std::string(2000, 'x')));
   EXPECT_TRUE(t.sent.empty());
   EXPECT_EQ(t.relays.size(), 2u);
+}
+
+// The relay ends while the upstream has not answered yet (no cancel to call): the hook is marked,
+// so the upstream forgets the registration at its first answer instead of keeping it forever.
+TEST(ObserveRelays, ARelayEndedBeforeTheFirstAnswerAbandonsItsHook) {
+  Relays t;
+  auto closed = t.request("tok1");
+  auto reused = t.request("tok2");
+  ASSERT_TRUE(closed && reused);
+  EXPECT_FALSE(closed->abandoned);
+  t.request("tok2", 1);  // the token reused (deregistration) before the first answer
+  EXPECT_TRUE(reused->abandoned);
+  EXPECT_FALSE(closed->abandoned);
+  t.relays.closed(*t.f.s);
+  EXPECT_TRUE(closed->abandoned);
+  EXPECT_EQ(t.relays.size(), 0u);
+  // The answers arrive afterwards: no relay, nothing sent.
+  t.relays.on_first_answer(*t.f.s, coap::as_bytes("tok1"), Relays::answer(1));
+  EXPECT_EQ(t.relays.size(), 0u);
+  EXPECT_TRUE(t.sent.empty());
+}
+
+TEST(ObserveRelays, EachSessionHasItsOwnBound) {
+  Relays t(16, 2);
+  const double refused_before = t.metrics.observe_relays_refused(true).Value();
+  EXPECT_TRUE(t.request("a"));
+  EXPECT_TRUE(t.request("b"));
+  EXPECT_FALSE(t.request("c")) << "two per session";
+  EXPECT_EQ(t.metrics.observe_relays_refused(true).Value(), refused_before + 1);
+  auto* other = t.f.table.create_server(session::Key{*Address::parse("192.0.2.2:5683"), 5683, session::Proto::udp, 0},
+                                        *Address::parse("127.0.0.1:5683"), -1, t.f.now, session::State::established);
+  ASSERT_NE(other, nullptr);
+  EXPECT_TRUE(t.request_on(*other, "c")) << "another device is not held back";
+  t.request("a", 1);  // one ends: room again
+  EXPECT_TRUE(t.request("c"));
+  EXPECT_EQ(t.relays.size(), 3u);
 }
 
 }  // namespace

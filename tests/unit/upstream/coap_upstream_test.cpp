@@ -476,6 +476,43 @@ TEST_F(CoapUpstreamTest, ShutdownAnswersPendingRequests) {
   EXPECT_EQ(after.response->code, coap::code::bad_gateway);
 }
 
+// A relayed Observe registration whose relay ended before the upstream answered (hook abandoned):
+// the first answer registers upstream, but the gateway forgets it there (RFC 7641 §3.6): the answer
+// goes back without Observe, no cancel is left to call, and the next CON notification gets an RST.
+TEST_F(CoapUpstreamTest, AnAbandonedObserveIsForgottenAtTheFirstAnswer) {
+  auto hook = std::make_shared<ObserveHook>();
+  int notified = 0;
+  hook->notify = [&](ForwardResponse) { ++notified; };
+  peer_.handler = [&](const coap::Message& req, Responder& self) {
+    if (req.type != coap::Type::con || req.code != coap::code::get) return;
+    hook->abandoned = true;  // the device's session closed while the upstream was answering
+    self.answer(req, coap::code::content, "1", {uint_option(coap::option::observe, 1)});
+  };
+  auto up = make_coap_upstream(io_, spec(peer_.url()));
+  ForwardRequest req;
+  req.method = "GET";
+  req.path = "/time";
+  req.observer = hook;
+  auto r = run(*up, req);
+  EXPECT_EQ(r.code, coap::code::content);
+  for (const auto& [number, value] : r.options) EXPECT_NE(number, coap::option::observe);
+  EXPECT_FALSE(hook->cancel) << "nothing left registered to cancel";
+  ASSERT_EQ(peer_.received.size(), 1u);
+  ASSERT_NE(peer_.received[0].find(coap::option::observe), nullptr);
+
+  coap::Message note;
+  note.type = coap::Type::con;
+  note.code = coap::code::content;
+  note.message_id = 0x4242;
+  note.token = peer_.received[0].token;
+  note.options.push_back(uint_option(coap::option::observe, 2));
+  peer_.send(note);
+  ASSERT_TRUE(test::run_until(io_, [&] { return peer_.received.size() >= 2; }));
+  EXPECT_EQ(peer_.received[1].type, coap::Type::rst) << "the exchange is gone: the notification is refused";
+  EXPECT_EQ(peer_.received[1].message_id, 0x4242);
+  EXPECT_EQ(notified, 0);
+}
+
 TEST_F(CoapUpstreamTest, RouterForwardsCoapRoutesWithStripPrefix) {
   peer_.handler = [](const coap::Message& req, Responder& self) { self.answer(req, coap::code::content, "t"); };
   RouteSpec r = spec(peer_.url());
