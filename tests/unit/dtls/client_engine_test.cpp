@@ -306,6 +306,50 @@ TEST(DtlsClientEngine, AsksForTheRetransmissionTimerAndTimesOut) {
   EXPECT_EQ(client->next_timer(), std::nullopt);
 }
 
+TEST(DtlsClientEngine, TheServerSendsItsLastFlightAgainWhenTheClientRetransmitsItsFinished) {
+  // RFC 6347 4.2.4: the server's last flight (ChangeCipherSpec, Finished) is lost; the client
+  // retransmits its own last flight and the server must answer it with its flight again, or the
+  // client never completes while the server counts the handshake done.
+  auto server_context = make_server();
+  auto client_context = make_client();
+  ServerSide server{*server_context, nullptr, {}, 0};
+  Output out;
+  auto client = client_context->connect(device(), out, t0);
+  ASSERT_TRUE(client);
+  std::vector<Bytes> to_server = std::move(out.datagrams);
+  for (int round = 0; round < 10 && !to_server.empty(); ++round) {
+    std::vector<Bytes> to_client;
+    for (auto& d : to_server) server.deliver(d, to_client, t0);
+    to_server.clear();
+    if (server.engine && server.engine->state() == Engine::State::established) break;  // its last flight: dropped
+    for (auto& d : to_client) {
+      Output o;
+      client->on_datagram(d, o, t0);
+      for (auto& x : o.datagrams) to_server.push_back(std::move(x));
+    }
+  }
+  ASSERT_TRUE(server.engine);
+  ASSERT_EQ(server.engine->state(), Engine::State::established);
+  ASSERT_EQ(client->state(), Engine::State::handshake);
+  // The client's flight timer runs on OpenSSL's own clock: poll it (bounded) until it retransmits.
+  std::vector<Bytes> again;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (again.empty() && std::chrono::steady_clock::now() < deadline) {
+    Output o;
+    client->on_timer(o, t0 + 1ms);
+    for (auto& x : o.datagrams) again.push_back(std::move(x));
+  }
+  ASSERT_FALSE(again.empty()) << "the client never retransmitted its last flight";
+  std::vector<Bytes> to_client;
+  for (auto& d : again) server.deliver(d, to_client, t0);
+  ASSERT_FALSE(to_client.empty()) << "the server did not send its last flight again";
+  for (auto& d : to_client) {
+    Output o;
+    client->on_datagram(d, o, t0);
+  }
+  EXPECT_EQ(client->state(), Engine::State::established);
+}
+
 TEST(DtlsClientEngine, RefusesUnusableSettings) {
   std::string error;
   auto make = [&error](std::string identity, std::string key, std::string ciphers, std::size_t mtu) {
