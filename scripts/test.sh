@@ -74,7 +74,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 # ThreadSanitizer: the daemon (workers, admin thread, reload and shutdown from the
 # main thread, the restored-session pool) and the unit tests that start threads.
 tsan_units=(test_admin test_metrics test_server test_upstream test_common test_transport)
-tsan_integration='^integration\.(admin\.Admin|ops\..*|persist\.Persist|secrets\.Secrets|dtls\.Psk|forwarding\..*|hardening_revocation\..*|downlink\..*|cid\..*|tickets\..*)$'
+tsan_integration='^integration\.(admin\.Admin|ops\..*|persist\.Persist|secrets\.Secrets|dtls\.Psk|forwarding\..*|hardening_revocation\..*|downlink\..*|cid\..*|tickets\..*|stream\..*|registry\.(RegistryLookup|Bans|RateLimit)|downlink_group\..*|observe_relay\..*|downlink_persist\..*)$'
 begin "tsan build"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOAPGW_TSAN=ON
 # coapgw-cid-client: the CID tests hand records between workers (a posted message per record).
