@@ -256,57 +256,6 @@ void DtlsTransport::feed(session::Session& s, std::span<const std::byte> data, i
   handle_output(s, out, now);
 }
 
-session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedDatagram& d, dtls::Output& out,
-                                         session::TimePoint now, std::uint64_t* bad_records,
-                                         const Address* saved_peer) {
-  std::int64_t last_seen_unix_ms = 0;
-  const Address& saved = saved_peer != nullptr ? *saved_peer : d.peer;
-  auto bytes = restored_->take(saved, settings_.idle_timeout, &last_seen_unix_ms);
-  if (!bytes) return nullptr;
-  auto state = dtls::deserialize(*bytes);
-  if (!state) return nullptr;
-  // Checked again here, against this worker's current keys and CA: a reload may have come after
-  // the restored pool was last filtered.
-  const dtls::Credentials credentials{state->identity, state->psk_key, state->peer_certs};
-  if (auto standing = standing_of(credentials, false); standing != dtls::Standing::valid) {
-    metrics_.sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked).Increment();
-    log::debug("persisted dtls session not restored (" + std::string(dtls::to_string(standing)) +
-               ") identity=" + state->identity);
-    return nullptr;
-  }
-  // Our write sequence jumps ahead by 2^16: records sent after the export (there should be none)
-  // can never be repeated with the same nonce.
-  auto engine = dtls::Engine::import_state(*context_, *state, std::uint64_t{1} << 16);
-  if (!engine) return nullptr;
-  // The restored session is claimed only by a record that authenticates: a spoofed datagram from
-  // the device's address leaves the state waiting for the device (the discarded engine sent
-  // nothing, so importing the same state again reuses no nonce).
-  engine->on_datagram(d.data, out, now);
-  if (out.plaintexts.empty() && !out.closed) {
-    *bad_records = engine->bad_records();
-    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
-    return nullptr;
-  }
-  session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
-  // Found by CID behind a balancer: the record's source may still be another CID session's address.
-  if (auto* other = table_.find(key)) park(*other);
-  auto* s = table_.create_server(key, d.local, d.ifindex, now, session::State::established);
-  if (s == nullptr) {
-    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
-    out.clear();
-    return nullptr;
-  }
-  s->set_tls(std::make_unique<DtlsTls>(std::move(engine)));
-  register_cid(*s);
-  set_device_identity(*s);
-  host_.identified(*s);
-  note_registry_session(*s);
-  // A device that goes on without a handshake after our restart is an idle session resumed.
-  metrics_.sessions_reused(metrics::Proto::dtls).Increment();
-  log::debug("dtls session restored from the persist file identity=" + state->identity, s->id());
-  return s;
-}
-
 void DtlsTransport::handle_output(session::Session& s, dtls::Output& out, session::TimePoint now) {
   send_datagrams(s.endpoint(), s.addr_remote(), s.addr_local(), out);
   if (out.established || !out.plaintexts.empty()) static_cast<DtlsTls*>(s.tls_state())->last_authenticated = now;
