@@ -238,11 +238,14 @@ namespace detail {
 
 // Two listeners on one address would fail to bind (or, with SO_REUSEPORT,
 // silently share packets); port 0 asks the kernel for a fresh port each time.
+// UDP and TCP ports are separate: coap and coap+tcp both default to 5683, and
+// the admin listener may share a number with a CoAP one.
 void check_listen_duplicates(Reader& r, const ListenConfig& listen,
                              const std::string& coap_path, const std::string& coaps_path,
                              const std::string& admin_path, bool indexed) {
-  std::vector<std::pair<Address, std::string>> seen;
-  auto visit = [&](const Address& a, const std::string& where) {
+  using Seen = std::vector<std::pair<Address, std::string>>;
+  Seen udp, tcp;
+  auto visit = [&](Seen& seen, const Address& a, const std::string& where) {
     if (a.port() == 0) return;
     for (const auto& [other, other_where] : seen) {
       if (other == a) {
@@ -252,12 +255,17 @@ void check_listen_duplicates(Reader& r, const ListenConfig& listen,
     }
     seen.emplace_back(a, where);
   };
-  for (std::size_t i = 0; i < listen.coap.size(); ++i)
-    visit(listen.coap[i], indexed ? index(coap_path, i) : coap_path);
-  for (std::size_t i = 0; i < listen.coaps.size(); ++i)
-    visit(listen.coaps[i], indexed ? index(coaps_path, i) : coaps_path);
-  if (listen.admin) visit(*listen.admin, admin_path);
-  if (listen.api) visit(*listen.api, "listen.api");
+  auto visit_list = [&](Seen& seen, const std::vector<Address>& list, const std::string& path, bool with_index) {
+    for (std::size_t i = 0; i < list.size(); ++i) visit(seen, list[i], with_index ? index(path, i) : path);
+  };
+  visit_list(udp, listen.coap, coap_path, indexed);
+  visit_list(udp, listen.coaps, coaps_path, indexed);
+  if (listen.admin) visit(tcp, *listen.admin, admin_path);
+  if (listen.api) visit(tcp, *listen.api, "listen.api");
+  visit_list(tcp, listen.coap_tcp, "listen.coap_tcp", true);
+  visit_list(tcp, listen.coaps_tcp, "listen.coaps_tcp", true);
+  visit_list(tcp, listen.coap_ws, "listen.coap_ws", true);
+  visit_list(tcp, listen.coaps_ws, "listen.coaps_ws", true);
 }
 
 void report_file_issues(Reader& r, const std::string& key_path, const std::string& resolved,

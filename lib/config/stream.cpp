@@ -14,22 +14,7 @@ void parse_stream(Reader& r, const YAML::Node& node, Config& config) {
     r.integer(node, "max_write_queue", "stream", 4096, 1 << 30, out.max_write_queue);
     r.duration(node, "write_timeout", "stream", true, out.write_timeout);
   }
-  const auto& listen = config.listen;
-  // TCP may share an address with a UDP listener (coap and coap+tcp both default to 5683), not
-  // with another TCP one.
-  std::vector<std::pair<Address, std::string>> seen;
-  auto visit = [&](const std::vector<Address>& list, const char* path) {
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      if (list[i].port() == 0) continue;
-      for (const auto& [other, where] : seen)
-        if (other == list[i]) r.add(index(path, i), "duplicate listen address " + list[i].to_string() + " (also " + where + ")");
-      seen.emplace_back(list[i], index(path, i));
-    }
-  };
-  visit(listen.coap_tcp, "listen.coap_tcp");
-  visit(listen.coaps_tcp, "listen.coaps_tcp");
-  visit(listen.coap_ws, "listen.coap_ws");
-  visit(listen.coaps_ws, "listen.coaps_ws");
+  // Duplicate stream listen addresses are reported with the others (check_listen_duplicates).
 }
 
 }  // namespace coapgw::config::detail

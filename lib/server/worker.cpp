@@ -34,6 +34,8 @@ using namespace std::chrono_literals;
 
 namespace {
 constexpr auto tick_interval = 50ms;
+// At stop, how long the loop keeps running to write the stream connections' last Release/Abort.
+constexpr auto kStreamFlushBound = 1s;
 
 std::int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -251,9 +253,20 @@ void Worker::stop() {
     tick_timer_->timer.cancel();
     for (auto& ep : endpoints_) ep->watcher->cancel();
     send_batch_->flush();
-    io_->stop();
+    stop_after_stream_flush(session::Clock::now() + kStreamFlushBound);
   });
   thread_.join();
+}
+
+// The stream connections were told Release/Abort; their last bytes go out through the loop, so it
+// runs until every connection is closed or the bound passed (a peer that stopped reading).
+void Worker::stop_after_stream_flush(session::TimePoint deadline) {
+  if (stream_->connections() == 0 || session::Clock::now() >= deadline) {
+    io_->stop();
+    return;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(*io_, std::chrono::milliseconds(2));
+  timer->async_wait([this, timer, deadline](const boost::system::error_code&) { stop_after_stream_flush(deadline); });
 }
 
 void Worker::do_wait(std::size_t index) {

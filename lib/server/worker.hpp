@@ -170,6 +170,7 @@ class Worker : public session::Context, private ServerRole::Host, private DtlsTr
   std::unique_ptr<DeviceLinks> make_links();
   std::vector<std::pair<std::uint8_t, std::uint16_t>> plain_endpoints() const;
   void close_if_drained(session::Session& s);
+  void stop_after_stream_flush(session::TimePoint deadline);
   // A record whose RFC 9146 Connection ID names another worker: posted to it.
   bool hand_to_worker(int worker, std::uint8_t endpoint, const net::ReceivedDatagram& d) override;
 

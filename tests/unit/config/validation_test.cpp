@@ -144,8 +144,13 @@ TEST(Validation, ListenAddresses) {
   EXPECT_ISSUE("listen: { coap: [\"127.0.0.1:5683\", \"127.0.0.1:5683\"] }\n", "listen.coap[1]",
                "duplicate listen address 127.0.0.1:5683 (also listen.coap[0])");
   EXPECT_ISSUE("listen: { coaps: [\"127.0.0.1:5683\"] }\n", "listen.coaps[0]", "duplicate listen address");
-  EXPECT_ISSUE("listen: { coap: [\"[::1]:9000\"], admin: \"[::1]:9000\" }\n", "listen.admin",
+  EXPECT_ISSUE("listen: { coap_tcp: [\"[::1]:9000\"], admin: \"[::1]:9000\" }\n", "listen.coap_tcp[0]",
                "duplicate listen address");
+  // UDP and TCP ports are separate namespaces: the same number on both is two sockets, not a clash.
+  EXPECT_TRUE(issues_of("listen: { coap: [\"[::1]:9000\"], admin: \"[::1]:9000\", api: \"[::1]:9001\",\n"
+                        "          coap_tcp: [\"[::1]:9001\"] }\n").size() == 1);
+  EXPECT_TRUE(issues_of("listen: { coap: [\"127.0.0.1:5683\"], coap_tcp: [\"127.0.0.1:5683\"],\n"
+                        "          coaps: [\"127.0.0.1:5684\"], coaps_tcp: [\"127.0.0.1:5684\"] }\n").empty());
 }
 
 TEST(Validation, PskEntries) {
