@@ -87,7 +87,8 @@ Session* Table::reclaim_candidate(Proto newcomer) const {
   // Idle unauthenticated sessions (plain UDP, TCP, WebSocket) go first, whatever their age:
   // otherwise a flood of fresh (possibly spoofed) plain sessions would steer an authenticated
   // newcomer onto a device's session. An unauthenticated newcomer never displaces an
-  // authenticated session.
+  // authenticated session, and a plain UDP newcomer (its address unproven) displaces plain UDP only.
+  if (newcomer == Proto::udp) return pool_head_[static_cast<int>(Proto::udp)];
   Session* oldest = nullptr;
   for (std::size_t p = 0; p < proto_count; ++p) {
     Session* head = pool_head_[p];
