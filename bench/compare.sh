@@ -6,8 +6,8 @@
 # pinned to core 1, stops the server by PID, and writes bench/RESULTS.md (tables with both
 # servers, the ratio coapgw/libcoap, and the exact commands).
 #
-# Usage: bench/compare.sh [--quick] [--long-hold] [--keys] [--render-only] [--no-build] [--coapgwd PATH]
-#                         [--bench PATH] [--out FILE]
+# Usage: bench/compare.sh [--quick] [--long-hold] [--keys] [--scaling] [--render-only] [--no-build]
+#                         [--coapgwd PATH] [--bench PATH] [--out FILE]
 #   --quick       smaller sizes and shorter windows (< 3 min); default run < 20 min
 #   --long-hold   only the 10-minute hold of 100,000 DTLS sessions with keep-alive (~13 min, coapgw
 #                 only); its figures go to bench/RESULTS-long-hold.state and into RESULTS.md
@@ -16,6 +16,9 @@
 #   --keys        only the PSK keys-file figures (issue 17): bench/keys_memory.py at 200,000 and
 #                 1,000,000 keys (RSS per key, load and reload time, CoAP pings during the reloads;
 #                 ~1 min); the figures are in bench/NOTES.md, "A million PSK keys"
+#   --scaling     only the multi-core table (bench/scaling.sh, issue 17 item 7): coapgwd threads 1, 2,
+#                 4, ... on half the CPUs with the load on the other half, libcoap beside; writes
+#                 bench/RESULTS-scaling.md, which the full run copies into RESULTS.md (~1 min per row)
 # Besides the side-by-side workloads, coapgw alone: threads 2 vs 1, sessions.max below the offered
 # count (eviction, checked on the admin /metrics), and forwarding to a local nginx (`return 200`,
 # Debian's nginx-light) compared with nginx measured directly by wrk. bench/NOTES.md (hand-written
@@ -28,6 +31,7 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 QUICK=0
 LONG=0
 KEYS=0
+SCALING=0
 RENDER_ONLY=0
 BUILD=1
 GWD=""
@@ -38,12 +42,13 @@ while [[ $# -gt 0 ]]; do
     --quick) QUICK=1 ;;
     --long-hold) LONG=1 ;;
     --keys) KEYS=1 ;;
+    --scaling) SCALING=1 ;;
     --render-only) RENDER_ONLY=1; BUILD=0 ;;
     --no-build) BUILD=0 ;;
     --coapgwd) GWD=$2; shift ;;
     --bench) BENCH=$2; shift ;;
     --out) OUT=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--long-hold] [--keys] [--render-only] [--no-build] [--coapgwd PATH] [--bench PATH] [--out FILE]" >&2; exit 1 ;;
+    *) echo "usage: $0 [--quick] [--long-hold] [--keys] [--scaling] [--render-only] [--no-build] [--coapgwd PATH] [--bench PATH] [--out FILE]" >&2; exit 1 ;;
   esac
   shift
 done
@@ -59,6 +64,9 @@ if [[ $BUILD -eq 1 ]]; then
 fi
 if [[ $KEYS -eq 1 ]]; then
   exec python3 "$ROOT/bench/keys_memory.py" --coapgwd "$GWD" 200000 1000000
+fi
+if [[ $SCALING -eq 1 ]]; then
+  exec "$ROOT/bench/scaling.sh" $([[ $QUICK -eq 1 ]] && echo --quick) --coapgwd "$GWD" --bench "$BENCH"
 fi
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   # Forwarding workload: a fast local HTTP upstream and a load tool to measure it directly.
@@ -722,6 +730,10 @@ commands() {  # commands WORKLOAD CMD...
   echo "| sessions.max: evicted = excess, oldest first, survivors on their session | exact | evicted ${E[evicted_end]:--} of $EVICT_EXTRA, verified $(val verified "${R[evict.coapgw]:-}") | $(verdict "$evict_ok" "==" 1) |"
   echo "| threads 2 serve more than threads 1 (answered/s, plain / DTLS) | > 1.00x | ${t_thr_p}x / ${t_thr_d}x | $(verdict "$t_thr_p" ">" 1) / $(verdict "$t_thr_d" ">" 1) |"
   echo ""
+  if [[ -f $ROOT/bench/RESULTS-scaling.md ]]; then
+    cat "$ROOT/bench/RESULTS-scaling.md"
+    echo ""
+  fi
   if [[ -f $ROOT/bench/NOTES.md ]]; then
     cat "$ROOT/bench/NOTES.md"
     echo ""
