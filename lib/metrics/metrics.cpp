@@ -69,6 +69,10 @@ Metrics::Metrics(std::string version)
                               .Name("coapgw_dtls_address_changes_total")
                               .Help("DTLS sessions whose peer address moved with their Connection ID (RFC 9146)")
                               .Register(reg);
+  auto& sessions_parked = prometheus::BuildCounter()
+                              .Name("coapgw_dtls_sessions_parked_total")
+                              .Help("DTLS sessions with a Connection ID kept aside because another peer took their address")
+                              .Register(reg);
   auto& messages = prometheus::BuildCounter()
                        .Name("coapgw_messages_total")
                        .Help("CoAP messages received and sent, by direction and type")
@@ -131,6 +135,7 @@ Metrics::Metrics(std::string version)
     bad_messages_[r] = &bad_messages_family_->Add({{"reason", s(name(static_cast<BadReason>(r)))}});
   hello_verify_ = &hello_verify.Add({});
   address_changes_ = &address_changes.Add({});
+  sessions_parked_ = &sessions_parked.Add({});
   retransmissions_ = &retransmissions.Add({});
   duplicates_ = &duplicates.Add({});
   reloads_[0] = &reloads.Add({{"result", "failed"}});
@@ -182,6 +187,7 @@ prometheus::Counter& Metrics::dtls_handshakes(HandshakeResult r) {
 }
 prometheus::Counter& Metrics::hello_verify_requests() { return *hello_verify_; }
 prometheus::Counter& Metrics::dtls_address_changes() { return *address_changes_; }
+prometheus::Counter& Metrics::dtls_sessions_parked() { return *sessions_parked_; }
 prometheus::Counter& Metrics::retransmissions() { return *retransmissions_; }
 prometheus::Counter& Metrics::duplicates() { return *duplicates_; }
 prometheus::Counter& Metrics::config_reloads(bool ok) { return *reloads_[ok ? 1 : 0]; }

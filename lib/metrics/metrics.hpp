@@ -74,6 +74,7 @@ class Metrics {
   prometheus::Counter& dtls_handshakes(HandshakeResult r);
   prometheus::Counter& hello_verify_requests();
   prometheus::Counter& dtls_address_changes();  // RFC 9146: a session's address moved with its CID
+  prometheus::Counter& dtls_sessions_parked();   // a CID session's address became another peer's
   prometheus::Counter& retransmissions();
   prometheus::Counter& duplicates();
   prometheus::Counter& config_reloads(bool ok);  // result="ok"|"failed"
@@ -159,6 +160,7 @@ class Metrics {
   std::array<prometheus::Counter*, count<BadReason>> bad_messages_{};
   prometheus::Counter* hello_verify_ = nullptr;
   prometheus::Counter* address_changes_ = nullptr;
+  prometheus::Counter* sessions_parked_ = nullptr;
   prometheus::Counter* retransmissions_ = nullptr;
   prometheus::Counter* duplicates_ = nullptr;
   std::array<prometheus::Counter*, 2> reloads_{};  // [0]=failed, [1]=ok

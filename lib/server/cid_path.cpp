@@ -165,6 +165,7 @@ bool DtlsTransport::park(session::Session& s) {
   const Address from = s.addr_remote();
   if (!table_.move_remote(s, Address::v6(discard, 0))) return false;
   host_.identified(s);
+  metrics_.dtls_sessions_parked().Increment();
   log::debug("dtls session parked: " + from.to_string() + " is now another peer's; found again by its connection id",
              s.id());
   return true;

@@ -4,6 +4,7 @@
 // CID), not closed; a session without a CID is closed as before. Devices are dtls::Engine clients,
 // datagrams are passed by hand, time is passed in.
 #include <gtest/gtest.h>
+#include <prometheus/counter.h>
 
 #include <cstring>
 #include <map>
@@ -145,6 +146,7 @@ TEST_F(CidParkTest, SessionWhoseAddressAnotherDeviceTookIsParkedAndFoundAgainByI
   ASSERT_NE(at(port_a), nullptr);
   EXPECT_EQ(at(port_a)->id(), b_id);
   EXPECT_EQ(table_.size(), 2u) << "A's session must stay";
+  EXPECT_EQ(metrics_.dtls_sessions_parked().Value(), 1.0);
   EXPECT_EQ(table_.stats().closed[static_cast<int>(session::Proto::dtls)][static_cast<int>(session::CloseReason::disconnected)], 0u);
   // A comes back through yet another port: found by its CID, moved there, answered there.
   send(*a, port_c, "from A", t0 + 2s);
@@ -199,6 +201,7 @@ TEST_F(CidParkTest, SessionWithoutCidWhoseAddressWasTakenIsClosedAsBefore) {
   auto* b = connect(port_b, true, t0);
   send(*b, port_a, "from B", t0 + 1s);
   EXPECT_EQ(table_.size(), 1u);
+  EXPECT_EQ(metrics_.dtls_sessions_parked().Value(), 0.0);
   EXPECT_EQ(table_.stats().closed[static_cast<int>(session::Proto::dtls)][static_cast<int>(session::CloseReason::disconnected)], 1u);
 }
 
