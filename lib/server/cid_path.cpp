@@ -112,11 +112,11 @@ bool DtlsTransport::restore_by_cid(const Arrival& at, const net::ReceivedDatagra
   if (auto* other = table_.find(key); other != nullptr && !has_cid(*other)) return false;
   auto& out = *out_;
   out.clear();
-  std::uint64_t bad = 0;
-  auto* s = restore(at, d, out, now, &bad, &*saved);
+  RestoreMiss miss;
+  auto* s = restore(at, d, out, now, miss, &*saved);
   if (s == nullptr) {
-    if (bad != 0) host_.count_bad(BadReason::dtls_bad_record, bad);
-    return bad != 0;
+    if (miss.bad_records != 0) host_.count_bad(BadReason::dtls_bad_record, miss.bad_records);
+    return miss.bad_records != 0 || miss.held;
   }
   if (*saved != d.peer) {
     metrics_.dtls_address_changes().Increment();

@@ -18,34 +18,45 @@
 namespace coapgw::server {
 
 session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedDatagram& d, dtls::Output& out,
-                                         session::TimePoint now, std::uint64_t* bad_records,
-                                         const Address* saved_peer) {
+                                         session::TimePoint now, RestoreMiss& miss, const Address* saved_peer) {
   std::int64_t last_seen_unix_ms = 0;
   const Address& saved = saved_peer != nullptr ? *saved_peer : d.peer;
   auto bytes = restored_->take(saved, settings_.idle_timeout, &last_seen_unix_ms);
   if (!bytes) return nullptr;
   auto state = dtls::deserialize(*bytes);
   if (!state) return nullptr;
-  // Checked again here, against this worker's current keys and CA: a reload may have come after
-  // the restored pool was last filtered.
-  const dtls::Credentials credentials{state->identity, state->psk_key, state->peer_certs};
-  if (auto standing = standing_of(credentials, false); standing != dtls::Standing::valid) {
-    metrics_.sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked).Increment();
-    log::debug("persisted dtls session not restored (" + std::string(dtls::to_string(standing)) +
-               ") identity=" + state->identity);
-    return nullptr;
-  }
   // Our write sequence jumps ahead by 2^16: records sent after the export (there should be none)
   // can never be repeated with the same nonce.
   auto engine = dtls::Engine::import_state(*context_, *state, std::uint64_t{1} << 16);
   if (!engine) return nullptr;
   // The restored session is claimed only by a record that authenticates: a spoofed datagram from
   // the device's address leaves the state waiting for the device (the discarded engine sent
-  // nothing, so importing the same state again reuses no nonce).
+  // nothing, so importing the same state again reuses no nonce), and costs no registry lookup.
   engine->on_datagram(d.data, out, now);
   if (out.plaintexts.empty() && !out.closed) {
-    *bad_records = engine->bad_records();
+    miss.bad_records = engine->bad_records();
     restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
+    return nullptr;
+  }
+  // Checked again here, against this worker's current keys and CA: a reload may have come after
+  // the restored pool was last filtered. An identity only the device registry knows waits for its
+  // answer (restored_standing), the record held and the state put back meanwhile.
+  const dtls::Credentials credentials{state->identity, state->psk_key, state->peer_certs};
+  std::optional<dtls::Standing> standing = standing_of(credentials, false);
+  bool recheck = false;
+  if (*standing == dtls::Standing::identity_unknown && lookup_)
+    standing = restored_standing(credentials, at, d, now, &recheck);
+  if (!standing) {
+    out.clear();
+    miss.held = true;
+    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
+    return nullptr;
+  }
+  if (*standing != dtls::Standing::valid) {
+    out.clear();
+    metrics_.sessions_closed(metrics::Proto::dtls, metrics::CloseReason::revoked).Increment();
+    log::debug("persisted dtls session not restored (" + std::string(dtls::to_string(*standing)) +
+               ") identity=" + state->identity);
     return nullptr;
   }
   session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
@@ -62,6 +73,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   set_device_identity(*s);
   host_.identified(*s);
   note_registry_session(*s);
+  if (recheck) lookup_->ask_again(state->identity, now);
   // A device that goes on without a handshake after our restart is an idle session resumed.
   metrics_.sessions_reused(metrics::Proto::dtls).Increment();
   log::debug("dtls session restored from the persist file identity=" + state->identity, s->id());

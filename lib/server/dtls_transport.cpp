@@ -153,13 +153,14 @@ void DtlsTransport::on_datagram(const Arrival& at, const net::ReceivedDatagram& 
   }
   if (!hello) {
     if (restored_ != nullptr && !restored_->empty()) {
-      std::uint64_t bad = 0;
-      if (auto* r = host_.draining() ? nullptr : restore(at, d, out, now, &bad)) {
+      RestoreMiss miss;
+      if (auto* r = host_.draining() ? nullptr : restore(at, d, out, now, miss)) {
         handle_output(*r, out, now);
         return;
       }
-      if (bad != 0) {
-        host_.count_bad(BadReason::dtls_bad_record, bad);
+      if (miss.held) return;
+      if (miss.bad_records != 0) {
+        host_.count_bad(BadReason::dtls_bad_record, miss.bad_records);
         return;
       }
     }

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -133,10 +134,22 @@ class DtlsTransport {
   bool hello_may_replace(session::Session& s, session::TimePoint now);
   void handle_output(session::Session& s, dtls::Output& out, session::TimePoint now);
   void send_datagrams(std::uint8_t endpoint, const Address& peer, const Address& local, dtls::Output& out);
+  // Why restore() gave no session: records that did not authenticate, or the datagram is held
+  // until the device registry answers for the saved identity.
+  struct RestoreMiss {
+    std::uint64_t bad_records = 0;
+    bool held = false;
+  };
   // `saved_peer`: the address the state was saved under when it is not d.peer (found by its
   // RFC 9146 Connection ID after the device's address changed).
   session::Session* restore(const Arrival& at, const net::ReceivedDatagram& d, dtls::Output& out,
-                            session::TimePoint now, std::uint64_t* bad_records, const Address* saved_peer = nullptr);
+                            session::TimePoint now, RestoreMiss& miss, const Address* saved_peer = nullptr);
+  // registry_path.cpp: a saved session whose identity is not in the local keys. The registry's
+  // cached answer decides; without one the datagram is held for a lookup (nullopt), and after a
+  // lookup that failed the session stands (`recheck`: ask again later), as a live one would.
+  std::optional<dtls::Standing> restored_standing(const dtls::Credentials& credentials, const Arrival& at,
+                                                  const net::ReceivedDatagram& d, session::TimePoint now,
+                                                  bool* recheck);
   // cid_path.cpp (RFC 9146): true when `d` was a tls12_cid record handled here (its session found
   // by CID from another address, or handed to the worker that issued the CID).
   bool on_cid_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now);
@@ -178,6 +191,7 @@ class DtlsTransport {
   std::unique_ptr<dtls::Output> out_;       // for received datagrams and timers
   std::unique_ptr<dtls::Output> send_out_;  // for send() and close(), which run inside handle_output
   persist::RestoredPool* restored_ = nullptr;
+  bool replaying_restore_ = false;  // on_key_answer re-drives a held record of a saved session
   // DTLS sessions still in their handshake; each holds a session reference.
   HandshakeSet handshaking_;
   // New handshakes from the address of an established session (a rebooted device). The live session

@@ -36,10 +36,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A persisted session whose key or certificate no longer stands under `snap` is not restored.
+// A persisted session whose key or certificate no longer stands under `snap` is not restored. One
+// whose identity is not in the local keys waits, with dtls.psk.lookup, for the device registry's
+// answer when its device comes back (DtlsTransport::restored_standing).
 bool credentials_stand(const dtls::SessionState& state, const Snapshot& snap) {
   const dtls::Credentials credentials{state.identity, state.psk_key, state.peer_certs};
-  return dtls::check(credentials, snap.psk.get(), snap.dtls.trust.get()) == dtls::Standing::valid;
+  const auto standing = dtls::check(credentials, snap.psk.get(), snap.dtls.trust.get());
+  return standing == dtls::Standing::valid ||
+         (standing == dtls::Standing::identity_unknown && !state.identity.empty() && state.peer_certs.empty() &&
+          !snap.config->dtls.psk.lookup.url.empty());
 }
 
 bool persisted_session_stands(std::span<const std::byte> bytes, const Snapshot& snap) {

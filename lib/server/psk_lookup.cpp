@@ -146,6 +146,10 @@ void PskLookup::on_answer(const std::string& identity, const upstream::ForwardRe
 
 void PskLookup::session_up(session::Session& s, const std::string& identity) { live_[identity].push_back(&s); }
 
+void PskLookup::ask_again(const std::string& identity, session::TimePoint now) {
+  retry_.emplace_back(now + retry_after(), identity);
+}
+
 void PskLookup::session_down(session::Session& s, const std::string& identity) {
   auto it = live_.find(identity);
   if (it == live_.end()) return;

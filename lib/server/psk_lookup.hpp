@@ -55,6 +55,9 @@ class PskLookup {
     int ifindex = -1;
     bool wildcard = false;
     std::vector<std::byte> data;
+    // A record for a session saved at our last stop (sessions.persist) whose identity only the
+    // registry knows: re-driven as a fresh datagram once the answer is in.
+    bool restore = false;
   };
   // Called on the worker thread once the registry answered for `identity` (or failed: then the
   // cache has no usable entry and the held handshakes fail), with the datagrams held for it, oldest
@@ -89,6 +92,9 @@ class PskLookup {
   void session_up(session::Session& s, const std::string& identity);
   void session_down(session::Session& s, const std::string& identity);
   const std::vector<session::Session*>* sessions_of(std::string_view identity) const;
+  // A live session stands on no cached answer (restored while the registry did not answer): its
+  // identity is asked again after negative_ttl, so that a ban still reaches it.
+  void ask_again(const std::string& identity, session::TimePoint now);
 
   // Expires cache entries; identities with live sessions are asked again.
   void on_tick(session::TimePoint now);

@@ -38,10 +38,39 @@ bool DtlsTransport::hold_for_key(session::Session& s, const Arrival& at, const n
   return lookup_->need_key(*identity, make_held, now) != PskLookup::Verdict::proceed;
 }
 
+std::optional<dtls::Standing> DtlsTransport::restored_standing(const dtls::Credentials& credentials,
+                                                              const Arrival& at, const net::ReceivedDatagram& d,
+                                                              session::TimePoint now, bool* recheck) {
+  if (lookup_->cache().find(credentials.identity) != nullptr) return standing_of(credentials, true);
+  if (replaying_restore_) {
+    // The registry was asked for this record and gave no answer (down, slow, malformed): the
+    // session stood when it was saved and stands until an answer says otherwise, like a live one.
+    *recheck = true;
+    return dtls::Standing::valid;
+  }
+  auto make_held = [&] {
+    PskLookup::Held h{session::Key{d.peer, at.port, session::Proto::dtls, at.endpoint}, d.local, d.ifindex,
+                      at.wildcard, std::vector<std::byte>(d.data.begin(), d.data.end())};
+    h.restore = true;
+    return h;
+  };
+  if (lookup_->need_key(credentials.identity, make_held, now) == PskLookup::Verdict::proceed)
+    return standing_of(credentials, true);
+  return std::nullopt;  // held, or dropped (the device sends again)
+}
+
 void DtlsTransport::on_key_answer(const std::string& identity, std::vector<PskLookup::Held> held,
                                   session::TimePoint now) {
   if (!context_) return;
   for (auto& h : held) {
+    if (h.restore) {
+      // A record of a saved session: through the ordinary path again, now that the answer is in.
+      net::ReceivedDatagram d{h.key.remote, h.local, h.ifindex, false, h.data};
+      replaying_restore_ = true;
+      on_datagram(Arrival{h.key.endpoint, h.key.local_port, h.wildcard}, d, now);
+      replaying_restore_ = false;
+      continue;
+    }
     session::Session* s = table_.find(h.key);
     // The handshake may have timed out (or been replaced) while it waited.
     if (s == nullptr || s->closed() || s->state() != session::State::handshake) continue;

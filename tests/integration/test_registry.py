@@ -243,6 +243,57 @@ class RegistryLookup(RegistryTestCase):
         self.assertGreaterEqual(self.lookups("error"), 1)
 
 
+class RestartWithRegistry(RegistryTestCase):
+    """sessions.persist with keys from the registry: after a restart the local keys do not know the
+    device, so its first record waits for the registry, whose answer decides; a registry that is down
+    leaves the saved session standing (it stood when it was saved), as it would a live one."""
+
+    def persist_config(self):
+        cfg = self.registry_config()
+        cfg["sessions"]["persist"] = {"file": os.path.join(self.tmp, "sessions.bin"), "max_age": "1h"}
+        return cfg
+
+    def device_before_restart(self, cfg):
+        from test_ops import DtlsDevice
+        self.registry.devices["reg-dev"] = {"key": "reg-secret", "tenant": "acme"}
+        first = self.start_gateway(cfg, name="first")
+        device = DtlsDevice(*first.coaps_addr(), "reg-dev", "reg-secret")
+        self.addCleanup(lambda: (device.proc.kill(), device.proc.wait(timeout=5)))
+        self.assertTrue(device.wait_handshake(), device.text())
+        self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+        first.stop()
+        self.assertFalse(device.saw_close_notify())
+        return device
+
+    def test_registry_device_rides_through_a_restart(self):
+        cfg = self.persist_config()
+        device = self.device_before_restart(cfg)
+        asked = self.registry.count("reg-dev")
+        self.gw = self.start_gateway(cfg, name="second")
+        self.assertIn("restored 1 DTLS sessions", self.gw.logs())
+        self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+        self.assertEqual(self.gw.logs(tail=100000).count("dtls established"), 0, "the device had to handshake again")
+        self.assertIn("restored from the persist file", self.gw.logs())
+        self.assertEqual(self.registry.count("reg-dev"), asked + 1, "the registry decides after the restart")
+
+    def test_device_banned_while_the_gateway_was_down_is_not_restored(self):
+        cfg = self.persist_config()
+        device = self.device_before_restart(cfg)
+        self.registry.devices["reg-dev"] = {"key": "reg-secret", "banned": True}
+        self.gw = self.start_gateway(cfg, name="second")
+        self.assertIsNone(device.request(h.GET, "/.well-known/core", deadline_s=3.0))
+        self.assertTrue(h.poll_until(lambda: self.counter("coapgw_sessions_closed_total", reason="revoked") >= 1, 5.0))
+
+    def test_registry_down_at_restart_keeps_the_saved_session(self):
+        cfg = self.persist_config()
+        device = self.device_before_restart(cfg)
+        self.registry.stop()
+        self.gw = self.start_gateway(cfg, name="second")
+        self.assertEqual(device.request(h.GET, "/.well-known/core"), h.code(2, 5))
+        self.assertEqual(self.gw.logs(tail=100000).count("dtls established"), 0)
+        self.assertGreaterEqual(self.lookups("error") + self.lookups("timeout"), 1)
+
+
 class Bans(RegistryTestCase):
     def test_banned_device_refused(self):
         self.registry.devices["stolen"] = {"key": "stolen-secret", "banned": True}
