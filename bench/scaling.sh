@@ -49,9 +49,9 @@ cleanup() {
 trap cleanup EXIT
 log() { echo "[scaling $(date +%T)] $*" >&2; }
 
-wait_bound() {  # wait_bound PORT: the UDP port appears in /proc/net/udp
+wait_bound() {  # wait_bound PORT: a listening (unconnected) UDP socket is bound to PORT (ss, as compare.sh)
   for _ in $(seq 100); do
-    grep -q ":$(printf '%04X' "$1") " /proc/net/udp && return 0
+    [[ -n $(ss -Huln "sport = :$1") ]] && return 0
     kill -0 "$SERVER_PID" 2>/dev/null || { echo "server exited" >&2; return 1; }
     sleep 0.1
   done

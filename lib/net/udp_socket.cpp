@@ -84,29 +84,46 @@ struct ReceiveBatch::Impl {
   std::array<mmsghdr, slots> msgs;
 };
 
-ReceiveBatch::ReceiveBatch() : impl_(std::make_unique<Impl>()) { out_.reserve(slots); }
-ReceiveBatch::~ReceiveBatch() = default;
+namespace {
+// The two lengths the kernel overwrites in a slot it filled; everything else in the header stays.
+void reset_lengths(mmsghdr& msg) {
+  msg.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+  msg.msg_hdr.msg_controllen = control_bytes;
+  msg.msg_hdr.msg_flags = 0;
+  msg.msg_len = 0;
+}
+}  // namespace
 
-std::span<const ReceivedDatagram> ReceiveBatch::receive(const UdpSocket& socket) {
+ReceiveBatch::ReceiveBatch() : impl_(std::make_unique<Impl>()) {
+  out_.reserve(slots);
   auto& m = *impl_;
+  // The headers point at fixed buffers: set up once. A wake-up at low load brings one or two
+  // datagrams, so preparing all 32 slots on every call was most of this function's work.
   for (std::size_t i = 0; i < slots; ++i) {
     m.iov[i] = iovec{m.buffers[i].data(), slot_bytes};
     auto& h = m.msgs[i].msg_hdr;
     h.msg_name = &m.peers[i];
-    h.msg_namelen = sizeof(sockaddr_storage);
     h.msg_iov = &m.iov[i];
     h.msg_iovlen = 1;
     h.msg_control = m.control[i].data();
-    h.msg_controllen = control_bytes;
-    h.msg_flags = 0;
-    m.msgs[i].msg_len = 0;
+    reset_lengths(m.msgs[i]);
   }
+}
+ReceiveBatch::~ReceiveBatch() = default;
+
+std::span<const ReceivedDatagram> ReceiveBatch::receive(const UdpSocket& socket) {
+  auto& m = *impl_;
+  // Only the slots the previous call filled have lengths the kernel changed.
+  for (std::size_t i = 0; i < filled_; ++i) reset_lengths(m.msgs[i]);
+  filled_ = 0;
   out_.clear();
   int n = ::recvmmsg(socket.fd(), m.msgs.data(), slots, MSG_DONTWAIT, nullptr);
   if (n < 0) {
     last_error_ = (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : errno;
+    filled_ = 1;  // a failed call may have written the first header: reset it next time
     return {};
   }
+  filled_ = static_cast<std::size_t>(n);
   last_error_ = 0;
   for (int i = 0; i < n; ++i) {
     auto& h = m.msgs[i].msg_hdr;

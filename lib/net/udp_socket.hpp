@@ -71,6 +71,7 @@ class ReceiveBatch {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::vector<ReceivedDatagram> out_;
+  std::size_t filled_ = 0;  // slots the last call filled (their lengths are reset before the next)
   int last_error_ = 0;
 };
 

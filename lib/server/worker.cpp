@@ -280,19 +280,23 @@ void Worker::do_wait(std::size_t index) {
 
 void Worker::on_readable(std::size_t index) {
   Endpoint& ep = *endpoints_[index];
-  // Bounded drain: at most a few batches per wake-up so one busy socket cannot starve timers.
+  // Bounded drain: at most a few batches per wake-up so one busy socket cannot starve timers. A
+  // short batch means the kernel had nothing more: no further recvmmsg (it would only say EAGAIN);
+  // a datagram arriving after it is a new edge for the wait that do_wait() arms next.
   for (int round = 0; round < 8; ++round) {
     auto batch = receive_batch_->receive(*ep.socket);
     if (batch.empty()) break;
-    for (auto& d : batch) on_datagram(ep, static_cast<std::uint8_t>(index), d);
+    // One clock read per batch: every datagram in it was already queued when recvmmsg returned.
+    const auto now = session::Clock::now();
+    for (auto& d : batch) on_datagram(ep, static_cast<std::uint8_t>(index), d, now);
     send_batch_->flush();
     if (batch.size() < net::ReceiveBatch::slots) break;
   }
   send_batch_->flush();
 }
 
-void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d) {
-  auto now = session::Clock::now();
+void Worker::on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d,
+                         session::TimePoint now) {
   if (d.truncated || d.data.size() > settings_.max_message_size + 512) {
     count_bad(BadReason::oversize);
     return;

@@ -141,7 +141,7 @@ class Worker : public session::Context, private ServerRole::Host, private DtlsTr
 
   void do_wait(std::size_t endpoint);
   void on_readable(std::size_t endpoint);
-  void on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d);
+  void on_datagram(Endpoint& ep, std::uint8_t ep_index, const net::ReceivedDatagram& d, session::TimePoint now);
   void send_stateless_reset(Endpoint& ep, const net::ReceivedDatagram& d, std::uint16_t mid);
   void schedule_tick();
   void on_tick();
