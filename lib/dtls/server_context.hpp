@@ -22,6 +22,7 @@
 #include "dtls/context.hpp"
 #include "dtls/engine.hpp"
 #include "dtls/output.hpp"
+#include "dtls/prf.hpp"
 #include "dtls/psk_store.hpp"
 #include "dtls/settings.hpp"
 #include "dtls/wire.hpp"
@@ -29,8 +30,6 @@
 struct ssl_st;
 struct ssl_ctx_st;
 union bio_addr_st;
-struct evp_mac_st;
-struct evp_mac_ctx_st;
 
 namespace coapgw::dtls {
 
@@ -95,8 +94,8 @@ class ServerContext final : public Context {
 
   ServerContext();
   using Cookie = std::array<std::uint8_t, cookie_size>;
-  Cookie make_cookie(const std::array<std::uint8_t, 32>& secret, const Address& peer,
-                     const wire::ClientHello& hello) const;
+  Cookie make_cookie(const detail::Hmac& key, const Address& peer, const wire::ClientHello& hello) const;
+  void key_cookies();  // cookie_key_ and previous_cookie_key_ from the two secrets
   bool cookie_valid(const Address& peer, const wire::ClientHello& hello) const;
   void write_hello_verify_request(const wire::ClientHello& hello, const Cookie& cookie, Output& out) const;
   bool ensure_listener();
@@ -113,8 +112,9 @@ class ServerContext final : public Context {
   std::array<std::uint8_t, 32> previous_secret_{};
   time_point next_rotation_{};
   bool hello_cookie_ok_ = false;  // set only while on_hello drives an already-verified ClientHello
-  evp_mac_st* hmac_mac_ = nullptr;
-  evp_mac_ctx_st* hmac_ = nullptr;  // re-keyed per cookie, allocated once
+  // HMAC-SHA256 keyed with secret_ and previous_secret_ once per rotation, not once per cookie.
+  detail::Hmac cookie_key_;
+  detail::Hmac previous_cookie_key_;
   CidIssuer cid_issuer_;
   std::unique_ptr<TicketKeys> tickets_;  // null: no session tickets
 };
