@@ -268,7 +268,8 @@ void Engine::switch_to_lean(std::span<const std::byte> proof) {
   if (!lean) return;
   const char* suite_name = SSL_CIPHER_get_name(cipher);  // static table, outlives the SSL object
   record_layer_ = std::move(lean);
-  handshake_.reset();  // SSL_free: the ~22 KB DTLS buffers, the SSL struct, the session
+  if (context_->role() == Context::Role::server) static_cast<ServerContext*>(context_)->recycle(*handshake_, generation_);
+  handshake_.reset();  // SSL_free unless recycled: the ~22 KB DTLS buffers, the SSL struct, the session
   log::debug("dtls: " + peer_.to_string() + " proved its keys, record protection moved to the lean layer (" +
              suite_name + ")");
 }

@@ -12,6 +12,7 @@
 #include "common/log.hpp"
 #include "common/openssl_error.hpp"
 #include "dtls/ciphers.hpp"
+#include "dtls/handshake_state.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
 #include "dtls/ticket_keys.hpp"
@@ -254,6 +255,20 @@ bool ServerContext::ensure_listener() {
   SSL_set_accept_state(ssl);
   listener_ = ssl;
   return true;
+}
+
+void ServerContext::recycle(detail::HandshakeState& handshake, std::uint64_t generation) {
+  if (listener_ != nullptr || handshake.ssl == nullptr || generation != generation_) return;
+  SSL* ssl = handshake.ssl;
+  SSL_set_app_data(ssl, nullptr);
+  SSL_set_session(ssl, nullptr);  // SSL_clear would keep the session (and its master secret)
+  if (SSL_clear(ssl) != 1) {
+    ERR_clear_error();
+    return;  // the HandshakeState frees it
+  }
+  handshake.ssl = nullptr;
+  BIO_set_data(SSL_get_rbio(ssl), &listener_pipe_);
+  listener_ = ssl;
 }
 
 ServerContext::HelloResult ServerContext::on_hello(const Address& peer,

@@ -35,6 +35,9 @@ namespace coapgw::dtls {
 
 class TicketKeys;
 class RegistryCache;
+namespace detail {
+struct HandshakeState;
+}  // namespace detail
 
 class ServerContext final : public Context {
  public:
@@ -99,6 +102,11 @@ class ServerContext final : public Context {
   bool cookie_valid(const Address& peer, const wire::ClientHello& hello) const;
   void write_hello_verify_request(const wire::ClientHello& hello, const Cookie& cookie, Output& out) const;
   bool ensure_listener();
+  // A handshake that completed hands its SSL object back (Engine::switch_to_lean): cleared at once
+  // (SSL_clear: keys, session, buffers), it becomes the listener when none is waiting, saving the
+  // next handshake an SSL_new and this one an SSL_free. Only when no reload came in between
+  // (`generation`): an SSL object keeps the verify store it was created with.
+  void recycle(detail::HandshakeState& handshake, std::uint64_t generation);
 
   ServerSettings settings_;
   std::shared_ptr<const PskStore> psk_;
