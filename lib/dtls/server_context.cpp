@@ -128,6 +128,7 @@ ServerContext::ServerContext() : Context(Role::server) {}
 
 ServerContext::~ServerContext() {
   if (listener_ != nullptr) SSL_free(listener_);
+  for (SSL* ssl : spare_) SSL_free(ssl);
   if (listen_peer_ != nullptr) BIO_ADDR_free(listen_peer_);
   OPENSSL_cleanse(secret_.data(), secret_.size());
   OPENSSL_cleanse(previous_secret_.data(), previous_secret_.size());
@@ -153,6 +154,8 @@ void ServerContext::set_credentials(std::shared_ptr<const PskStore> store, std::
     SSL_free(listener_);
     listener_ = nullptr;
   }
+  for (SSL* ssl : spare_) SSL_free(ssl);
+  spare_.clear();
 }
 
 bool ServerContext::random_cid(std::span<std::byte> cid) const {
@@ -244,6 +247,11 @@ void ServerContext::write_hello_verify_request(const wire::ClientHello& hello, c
 
 bool ServerContext::ensure_listener() {
   if (listener_ != nullptr) return true;
+  if (!spare_.empty()) {
+    listener_ = spare_.back();
+    spare_.pop_back();
+    return true;
+  }
   SSL* ssl = SSL_new(ctx_);
   if (ssl == nullptr) return false;
   BIO* bio = detail::new_datagram_bio(&listener_pipe_);
@@ -258,7 +266,7 @@ bool ServerContext::ensure_listener() {
 }
 
 void ServerContext::recycle(detail::HandshakeState& handshake, std::uint64_t generation) {
-  if (listener_ != nullptr || handshake.ssl == nullptr || generation != generation_) return;
+  if (spare_.size() >= max_spare_ssl || handshake.ssl == nullptr || generation != generation_) return;
   SSL* ssl = handshake.ssl;
   SSL_set_app_data(ssl, nullptr);
   SSL_set_session(ssl, nullptr);  // SSL_clear would keep the session (and its master secret)
@@ -268,7 +276,7 @@ void ServerContext::recycle(detail::HandshakeState& handshake, std::uint64_t gen
   }
   handshake.ssl = nullptr;
   BIO_set_data(SSL_get_rbio(ssl), &listener_pipe_);
-  listener_ = ssl;
+  spare_.push_back(ssl);
 }
 
 ServerContext::HelloResult ServerContext::on_hello(const Address& peer,

@@ -17,6 +17,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/address.hpp"
 #include "dtls/context.hpp"
@@ -103,9 +104,10 @@ class ServerContext final : public Context {
   void write_hello_verify_request(const wire::ClientHello& hello, const Cookie& cookie, Output& out) const;
   bool ensure_listener();
   // A handshake that completed hands its SSL object back (Engine::switch_to_lean): cleared at once
-  // (SSL_clear: keys, session, buffers), it becomes the listener when none is waiting, saving the
-  // next handshake an SSL_new and this one an SSL_free. Only when no reload came in between
-  // (`generation`): an SSL object keeps the verify store it was created with.
+  // (SSL_clear: keys, session, buffers), it waits in spare_ to become a listener, saving the next
+  // handshake an SSL_new and this one an SSL_free. Only when no reload came in between
+  // (`generation`): an SSL object keeps the verify store it was created with. Beyond
+  // max_spare_ssl it is freed.
   void recycle(detail::HandshakeState& handshake, std::uint64_t generation);
 
   ServerSettings settings_;
@@ -114,6 +116,10 @@ class ServerContext final : public Context {
   std::shared_ptr<const TrustStore> trust_;
   std::uint64_t generation_ = 0;
   ssl_st* listener_ = nullptr;  // fresh SSL object waiting for the next cookie-bearing ClientHello
+  // Cleared SSL objects of completed handshakes (recycle). A few cover the handshakes that finish
+  // between two new ones; each holds about 8 KB (its buffers and init_buf are freed by SSL_clear).
+  static constexpr std::size_t max_spare_ssl = 8;
+  std::vector<ssl_st*> spare_;
   bio_addr_st* listen_peer_ = nullptr;
   detail::DatagramPipe listener_pipe_;
   std::array<std::uint8_t, 32> secret_{};
