@@ -25,21 +25,26 @@ constexpr const char* provider_name = "coapgw-prf";
 // What OpenSSL's own TLS1-PRF accepts for secret and concatenated seeds (TLS1_PRF_MAXBUF).
 constexpr std::size_t max_input = 1024;
 
-// Per derive call; libssl makes a fresh one for each PRF it computes.
+// Per derive call; libssl makes a fresh one for each PRF it computes. The buffers are not zeroed
+// up front (2 KB per call): only their first secret_size and seed_size bytes are ever read.
 struct PrfContext {
   enum class Digest : std::uint8_t { none, sha256, sha384, other };
   Digest digest = Digest::none;
   std::string digest_name;  // `other`: handed to OpenSSL's implementation
-  std::array<std::byte, max_input> secret{};
   std::size_t secret_size = 0;
   bool secret_set = false;
-  std::array<std::byte, max_input> seed{};
   std::size_t seed_size = 0;
+  std::array<std::byte, max_input> secret;
+  std::array<std::byte, max_input> seed;
 
   void reset() {
     OPENSSL_cleanse(secret.data(), secret_size);
     OPENSSL_cleanse(seed.data(), seed_size);
-    *this = PrfContext{};
+    digest = Digest::none;
+    digest_name.clear();
+    secret_size = 0;
+    secret_set = false;
+    seed_size = 0;
   }
 };
 
