@@ -61,14 +61,22 @@ one() {  # one NAME PORT COMMAND...: prints NAME cpu_us_per_hs cycles failures
   local line
   line=$(taskset -c 1 "$BENCH" --mode handshake --dtls --server "127.0.0.1:$port" --devices 64 --duration "$DUR" \
     --source-base 127.0.2.1 --server-pid "$PID" 2>/dev/null | grep '^RESULT' || true)
+  # User and kernel CPU of the server since its start (clock ticks; start-up is a few ms of it).
+  local user_ticks sys_ticks
+  read -r user_ticks sys_ticks < <(awk '{print $14, $15}' "/proc/$PID/stat")
   kill "$PID" 2>/dev/null || true
   wait "$PID" 2>/dev/null || true
   PID=""
-  local cpu cycles failures
+  local cpu cycles failures split
   cpu=$(sed -n 's/.* cpu_us_per_hs=\([^ ]*\).*/\1/p' <<<"$line")
   cycles=$(sed -n 's/.* cycles=\([^ ]*\).*/\1/p' <<<"$line")
   failures=$(sed -n 's/.* handshake_failures=\([^ ]*\).*/\1/p' <<<"$line")
-  echo "RUN $name cpu_us_per_hs=${cpu:--} cycles=${cycles:--} failures=${failures:--}"
+  split=$(/usr/bin/python3 -c '
+import os, sys
+hz, u, s, n = os.sysconf("SC_CLK_TCK"), int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3] or 0)
+print(f"user_us_per_hs={u / hz * 1e6 / n:.1f} sys_us_per_hs={s / hz * 1e6 / n:.1f}" if n else "-")' \
+    "$user_ticks" "$sys_ticks" "${cycles:-0}")
+  echo "RUN $name cpu_us_per_hs=${cpu:--} cycles=${cycles:--} failures=${failures:--} $split"
 }
 {
   for rep in $(seq "$REPS"); do
@@ -85,14 +93,20 @@ for gwd in "$@"; do i=$((i + 1)); echo "coapgwd#$i = $gwd"; done
 /usr/bin/python3 - "$WORK/runs" <<'PY'
 import re, sys, collections
 runs = collections.OrderedDict()
+split = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     m = re.match(r"RUN (\S+) cpu_us_per_hs=([\d.]+)", line)
     if m:
         runs.setdefault(m.group(1), []).append(float(m.group(2)))
+        u = re.search(r"user_us_per_hs=([\d.]+) sys_us_per_hs=([\d.]+)", line)
+        if u:
+            split[m.group(1)].append((float(u.group(1)), float(u.group(2))))
 lib = runs.get("libcoap")
 lib_mean = sum(lib) / len(lib) if lib else None
 for name, xs in runs.items():
     mean = sum(xs) / len(xs)
     ratio = f" ratio_to_libcoap={mean / lib_mean:.2f}" if lib_mean and name != "libcoap" else ""
-    print(f"SUMMARY {name} runs={' '.join(f'{x:.1f}' for x in xs)} mean={mean:.1f} min={min(xs):.1f} max={max(xs):.1f}{ratio}")
+    us = split.get(name)
+    where = (f" user={sum(u for u, _ in us) / len(us):.1f} kernel={sum(k for _, k in us) / len(us):.1f}") if us else ""
+    print(f"SUMMARY {name} runs={' '.join(f'{x:.1f}' for x in xs)} mean={mean:.1f} min={min(xs):.1f} max={max(xs):.1f}{ratio}{where}")
 PY

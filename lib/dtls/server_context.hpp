@@ -5,7 +5,8 @@
 // A ClientHello without a valid cookie is answered with a HelloVerifyRequest
 // built here from the datagram alone (no OpenSSL object, nothing kept per
 // peer). One with a valid cookie goes through DTLSv1_listen on a reusable
-// listener SSL object, which then becomes the new Engine's SSL object.
+// listener SSL object, which then becomes the new Engine's SSL object; the SSL object of a
+// handshake that completed comes back cleared (recycle) to serve a later one.
 // Not thread-safe.
 #pragma once
 
