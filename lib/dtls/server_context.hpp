@@ -118,7 +118,7 @@ class ServerContext final : public Context {
   std::uint64_t generation_ = 0;
   ssl_st* listener_ = nullptr;  // fresh SSL object waiting for the next cookie-bearing ClientHello
   // Cleared SSL objects of completed handshakes (recycle). A few cover the handshakes that finish
-  // between two new ones; each holds about 8 KB (its buffers and init_buf are freed by SSL_clear).
+  // between two new ones; each holds about 9 KB (its buffers and init_buf are freed by SSL_clear).
   static constexpr std::size_t max_spare_ssl = 8;
   std::vector<ssl_st*> spare_;
   bio_addr_st* listen_peer_ = nullptr;
