@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/openssl_error.hpp"
+#include "dtls/prf_provider.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
 
@@ -42,7 +43,9 @@ std::string Context::init(std::size_t mtu, std::chrono::milliseconds handshake_t
   mtu_ = mtu;
   handshake_timeout_ = handshake_timeout;
   retransmit_initial_ = retransmit_initial;
-  SSL_CTX* ctx = SSL_CTX_new(role_ == Role::server ? DTLS_server_method() : DTLS_client_method());
+  // libssl's PRF calls (master secret, key block, Finished) go to the coapgw-prf provider.
+  SSL_CTX* ctx = SSL_CTX_new_ex(nullptr, detail::prf_provider_query(),
+                                role_ == Role::server ? DTLS_server_method() : DTLS_client_method());
   if (ctx == nullptr) return openssl_error("dtls: SSL_CTX_new");
   ctx_ = ctx;
   SSL_CTX_set_app_data(ctx, this);

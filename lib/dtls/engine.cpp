@@ -268,9 +268,10 @@ void Engine::switch_to_lean(std::span<const std::byte> proof) {
   if (!lean) return;
   const char* suite_name = SSL_CIPHER_get_name(cipher);  // static table, outlives the SSL object
   record_layer_ = std::move(lean);
-  handshake_.reset();  // SSL_free: the ~22 KB DTLS buffers, the SSL struct, the session
-  log::debug("dtls: " + peer_.to_string() + " proved its keys, record protection moved to the lean layer (" +
-             suite_name + ")");
+  if (context_->role() == Context::Role::server) static_cast<ServerContext*>(context_)->recycle(*handshake_, generation_);
+  handshake_.reset();  // SSL_free unless recycled: the ~22 KB DTLS buffers, the SSL struct, the session
+  if (!log::enabled(log::Level::debug)) return;  // the message costs an address formatted per handshake
+  log::debug("dtls: " + peer_.to_string() + " proved its keys, record protection moved to the lean layer (" + suite_name + ")");
 }
 
 void Engine::fail(Failure failure, Output& out) {

@@ -4,10 +4,11 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "dtls/prf.hpp"
 
 namespace coapgw::dtls::detail {
 namespace {
@@ -68,26 +69,14 @@ const SuiteParams* find_suite(std::uint16_t iana_id) {
 
 bool tls12_prf(bool sha384, std::span<const std::byte> secret, std::string_view label,
                std::span<const std::byte> seed, std::span<std::byte> out) {
-  // OpenSSL's TLS1-PRF computes P_hash(secret, seed) where the TLS "seed" is label + seed.
-  std::vector<unsigned char> label_seed(label.size() + seed.size());
+  // P_hash(secret, label + seed); labels and seeds here are short (key expansion: 13 + 64 bytes).
+  std::array<std::byte, 256> label_seed;
+  if (label.size() + seed.size() > label_seed.size()) return false;
   std::memcpy(label_seed.data(), label.data(), label.size());
   if (!seed.empty()) std::memcpy(label_seed.data() + label.size(), seed.data(), seed.size());
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_TLS1_PRF, nullptr);
-  EVP_KDF_CTX* ctx = kdf != nullptr ? EVP_KDF_CTX_new(kdf) : nullptr;
-  bool ok = false;
-  if (ctx != nullptr) {
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>(sha384 ? "SHA384" : "SHA256"), 0),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET,
-                                          const_cast<unsigned char*>(u8(secret.data())), secret.size()),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, label_seed.data(), label_seed.size()),
-        OSSL_PARAM_construct_end()};
-    ok = EVP_KDF_derive(ctx, u8(out.data()), out.size(), params) == 1;
-  }
-  if (!ok) ERR_clear_error();
-  EVP_KDF_CTX_free(ctx);
-  EVP_KDF_free(kdf);
-  return ok;
+  tls12_p_hash(sha384 ? PrfHash::sha384 : PrfHash::sha256, secret,
+               std::span(label_seed).first(label.size() + seed.size()), out);
+  return true;
 }
 
 bool derive_traffic_keys(const SuiteParams& suite, std::span<const std::byte> master_secret,

@@ -55,7 +55,8 @@ struct TrafficKeys {
   std::array<std::byte, max_iv_size> iv{};
 };
 
-// TLS 1.2 PRF (P_SHA256 or P_SHA384) through OpenSSL's EVP_KDF "TLS1-PRF".
+// TLS 1.2 PRF (P_SHA256 or P_SHA384), prf.hpp's pre-keyed HMAC; false only when label + seed
+// exceed 256 bytes.
 bool tls12_prf(bool sha384, std::span<const std::byte> secret, std::string_view label,
                std::span<const std::byte> seed, std::span<std::byte> out);
 

@@ -1,6 +1,5 @@
 #include "dtls/server_context.hpp"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -13,6 +12,7 @@
 #include "common/log.hpp"
 #include "common/openssl_error.hpp"
 #include "dtls/ciphers.hpp"
+#include "dtls/handshake_state.hpp"
 #include "dtls/record_crypto.hpp"
 #include "dtls/ssl_glue.hpp"
 #include "dtls/ticket_keys.hpp"
@@ -112,9 +112,7 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
   SSL_CTX_set_cookie_generate_cb(ctx, detail::Callbacks::cookie_generate);
   SSL_CTX_set_cookie_verify_cb(ctx, detail::Callbacks::cookie_verify);
   context->listen_peer_ = BIO_ADDR_new();
-  context->hmac_mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  context->hmac_ = context->hmac_mac_ != nullptr ? EVP_MAC_CTX_new(context->hmac_mac_) : nullptr;
-  if (context->listen_peer_ == nullptr || context->hmac_ == nullptr) {
+  if (context->listen_peer_ == nullptr) {
     return fail(openssl_error("dtls: allocation"));
   }
   if (RAND_bytes(context->secret_.data(), static_cast<int>(context->secret_.size())) != 1 ||
@@ -122,6 +120,7 @@ std::unique_ptr<ServerContext> ServerContext::create(const ServerSettings& setti
                  static_cast<int>(context->previous_secret_.size())) != 1) {
     return fail(openssl_error("dtls: RAND_bytes"));
   }
+  context->key_cookies();
   return context;
 }
 
@@ -129,9 +128,8 @@ ServerContext::ServerContext() : Context(Role::server) {}
 
 ServerContext::~ServerContext() {
   if (listener_ != nullptr) SSL_free(listener_);
+  for (SSL* ssl : spare_) SSL_free(ssl);
   if (listen_peer_ != nullptr) BIO_ADDR_free(listen_peer_);
-  if (hmac_ != nullptr) EVP_MAC_CTX_free(hmac_);
-  if (hmac_mac_ != nullptr) EVP_MAC_free(hmac_mac_);
   OPENSSL_cleanse(secret_.data(), secret_.size());
   OPENSSL_cleanse(previous_secret_.data(), previous_secret_.size());
 }
@@ -156,6 +154,8 @@ void ServerContext::set_credentials(std::shared_ptr<const PskStore> store, std::
     SSL_free(listener_);
     listener_ = nullptr;
   }
+  for (SSL* ssl : spare_) SSL_free(ssl);
+  spare_.clear();
 }
 
 bool ServerContext::random_cid(std::span<std::byte> cid) const {
@@ -187,41 +187,33 @@ void ServerContext::rotate_cookie_secret_if_due(time_point now) {
   }
   RAND_bytes(secret_.data(), static_cast<int>(secret_.size()));
   next_rotation_ = now + settings_.cookie_rotation;
+  key_cookies();
 }
 
-ServerContext::Cookie ServerContext::make_cookie(const std::array<std::uint8_t, 32>& secret,
-                                                 const Address& peer,
+void ServerContext::key_cookies() {
+  cookie_key_.set_key(detail::PrfHash::sha256, std::as_bytes(std::span(secret_)));
+  previous_cookie_key_.set_key(detail::PrfHash::sha256, std::as_bytes(std::span(previous_secret_)));
+}
+
+ServerContext::Cookie ServerContext::make_cookie(const detail::Hmac& key, const Address& peer,
                                                  const wire::ClientHello& hello) const {
+  static_assert(cookie_size == 32);  // the whole HMAC-SHA256
   Cookie cookie{};
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
-      OSSL_PARAM_construct_end()};
   // Bind the cookie to the address and to what the second ClientHello must repeat (RFC 6347 4.2.1).
   std::uint8_t address[1 + 16 + 2];
   address[0] = static_cast<std::uint8_t>(peer.family());
   std::copy_n(peer.ip_bytes(), peer.ip_size(), address + 1);
   const std::size_t port_at = 1 + peer.ip_size();
   bytes::store_be16(address + port_at, peer.port());
-  const auto bytes = [](std::span<const std::byte> s) {
-    return reinterpret_cast<const unsigned char*>(s.data());
-  };
-  std::size_t length = 0;
-  if (EVP_MAC_init(hmac_, secret.data(), secret.size(), params) != 1 ||
-      EVP_MAC_update(hmac_, address, port_at + 2) != 1 ||
-      EVP_MAC_update(hmac_, bytes(hello.fixed_fields), hello.fixed_fields.size()) != 1 ||
-      EVP_MAC_update(hmac_, bytes(hello.suites_and_compression), hello.suites_and_compression.size()) != 1 ||
-      EVP_MAC_final(hmac_, cookie.data(), &length, cookie.size()) != 1) {
-    ERR_clear_error();
-    // A cookie nobody can match: the handshake just does not proceed.
-    RAND_bytes(cookie.data(), static_cast<int>(cookie.size()));
-  }
+  key.compute({std::as_bytes(std::span(address, port_at + 2)), hello.fixed_fields, hello.suites_and_compression},
+              reinterpret_cast<std::byte*>(cookie.data()));
   return cookie;
 }
 
 bool ServerContext::cookie_valid(const Address& peer, const wire::ClientHello& hello) const {
   if (hello.cookie.size() != cookie_size) return false;
-  for (const auto* secret : {&secret_, &previous_secret_}) {
-    const Cookie expected = make_cookie(*secret, peer, hello);
+  for (const auto* key : {&cookie_key_, &previous_cookie_key_}) {
+    const Cookie expected = make_cookie(*key, peer, hello);
     if (CRYPTO_memcmp(expected.data(), hello.cookie.data(), cookie_size) == 0) return true;
   }
   return false;
@@ -255,6 +247,11 @@ void ServerContext::write_hello_verify_request(const wire::ClientHello& hello, c
 
 bool ServerContext::ensure_listener() {
   if (listener_ != nullptr) return true;
+  if (!spare_.empty()) {
+    listener_ = spare_.back();
+    spare_.pop_back();
+    return true;
+  }
   SSL* ssl = SSL_new(ctx_);
   if (ssl == nullptr) return false;
   BIO* bio = detail::new_datagram_bio(&listener_pipe_);
@@ -268,6 +265,20 @@ bool ServerContext::ensure_listener() {
   return true;
 }
 
+void ServerContext::recycle(detail::HandshakeState& handshake, std::uint64_t generation) {
+  if (spare_.size() >= max_spare_ssl || handshake.ssl == nullptr || generation != generation_) return;
+  SSL* ssl = handshake.ssl;
+  SSL_set_app_data(ssl, nullptr);
+  SSL_set_session(ssl, nullptr);  // SSL_clear would keep the session (and its master secret)
+  if (SSL_clear(ssl) != 1) {
+    ERR_clear_error();
+    return;  // the HandshakeState frees it
+  }
+  handshake.ssl = nullptr;
+  BIO_set_data(SSL_get_rbio(ssl), &listener_pipe_);
+  spare_.push_back(ssl);
+}
+
 ServerContext::HelloResult ServerContext::on_hello(const Address& peer,
                                                    std::span<const std::byte> datagram,
                                                    Output& out, time_point now, bool busy) {
@@ -279,11 +290,11 @@ ServerContext::HelloResult ServerContext::on_hello(const Address& peer,
     case wire::HelloParse::ok: break;
   }
   if (hello.cookie.empty() || !cookie_valid(peer, hello)) {
-    write_hello_verify_request(hello, make_cookie(secret_, peer, hello), out);
+    write_hello_verify_request(hello, make_cookie(cookie_key_, peer, hello), out);
     return {hello.cookie.empty() ? HelloVerdict::hello_verify_sent : HelloVerdict::bad_cookie, nullptr};
   }
   if (busy) {
-    write_hello_verify_request(hello, make_cookie(secret_, peer, hello), out);
+    write_hello_verify_request(hello, make_cookie(cookie_key_, peer, hello), out);
     return {HelloVerdict::busy, nullptr};
   }
   if (!ensure_listener()) {

@@ -5,7 +5,8 @@
 // A ClientHello without a valid cookie is answered with a HelloVerifyRequest
 // built here from the datagram alone (no OpenSSL object, nothing kept per
 // peer). One with a valid cookie goes through DTLSv1_listen on a reusable
-// listener SSL object, which then becomes the new Engine's SSL object.
+// listener SSL object, which then becomes the new Engine's SSL object; the SSL object of a
+// handshake that completed comes back cleared (recycle) to serve a later one.
 // Not thread-safe.
 #pragma once
 
@@ -17,11 +18,13 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/address.hpp"
 #include "dtls/context.hpp"
 #include "dtls/engine.hpp"
 #include "dtls/output.hpp"
+#include "dtls/prf.hpp"
 #include "dtls/psk_store.hpp"
 #include "dtls/settings.hpp"
 #include "dtls/wire.hpp"
@@ -29,13 +32,14 @@
 struct ssl_st;
 struct ssl_ctx_st;
 union bio_addr_st;
-struct evp_mac_st;
-struct evp_mac_ctx_st;
 
 namespace coapgw::dtls {
 
 class TicketKeys;
 class RegistryCache;
+namespace detail {
+struct HandshakeState;
+}  // namespace detail
 
 class ServerContext final : public Context {
  public:
@@ -95,11 +99,17 @@ class ServerContext final : public Context {
 
   ServerContext();
   using Cookie = std::array<std::uint8_t, cookie_size>;
-  Cookie make_cookie(const std::array<std::uint8_t, 32>& secret, const Address& peer,
-                     const wire::ClientHello& hello) const;
+  Cookie make_cookie(const detail::Hmac& key, const Address& peer, const wire::ClientHello& hello) const;
+  void key_cookies();  // cookie_key_ and previous_cookie_key_ from the two secrets
   bool cookie_valid(const Address& peer, const wire::ClientHello& hello) const;
   void write_hello_verify_request(const wire::ClientHello& hello, const Cookie& cookie, Output& out) const;
   bool ensure_listener();
+  // A handshake that completed hands its SSL object back (Engine::switch_to_lean): cleared at once
+  // (SSL_clear: keys, session, buffers), it waits in spare_ to become a listener, saving the next
+  // handshake an SSL_new and this one an SSL_free. Only when no reload came in between
+  // (`generation`): an SSL object keeps the verify store it was created with. Beyond
+  // max_spare_ssl it is freed.
+  void recycle(detail::HandshakeState& handshake, std::uint64_t generation);
 
   ServerSettings settings_;
   std::shared_ptr<const PskStore> psk_;
@@ -107,14 +117,19 @@ class ServerContext final : public Context {
   std::shared_ptr<const TrustStore> trust_;
   std::uint64_t generation_ = 0;
   ssl_st* listener_ = nullptr;  // fresh SSL object waiting for the next cookie-bearing ClientHello
+  // Cleared SSL objects of completed handshakes (recycle). A few cover the handshakes that finish
+  // between two new ones; each holds about 9 KB (its buffers and init_buf are freed by SSL_clear).
+  static constexpr std::size_t max_spare_ssl = 8;
+  std::vector<ssl_st*> spare_;
   bio_addr_st* listen_peer_ = nullptr;
   detail::DatagramPipe listener_pipe_;
   std::array<std::uint8_t, 32> secret_{};
   std::array<std::uint8_t, 32> previous_secret_{};
   time_point next_rotation_{};
   bool hello_cookie_ok_ = false;  // set only while on_hello drives an already-verified ClientHello
-  evp_mac_st* hmac_mac_ = nullptr;
-  evp_mac_ctx_st* hmac_ = nullptr;  // re-keyed per cookie, allocated once
+  // HMAC-SHA256 keyed with secret_ and previous_secret_ once per rotation, not once per cookie.
+  detail::Hmac cookie_key_;
+  detail::Hmac previous_cookie_key_;
   CidIssuer cid_issuer_;
   std::unique_ptr<TicketKeys> tickets_;  // null: no session tickets
 };

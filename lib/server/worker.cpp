@@ -407,9 +407,10 @@ void Worker::on_session_event(session::Session& s, const session::EventInfo& e) 
       drop_session_traffic(s);
       if (e.reason)
         metrics_.sessions_closed(proto, static_cast<metrics::CloseReason>(*e.reason)).Increment();
-      log::debug("session closed " + s.addr_remote().to_string() + " reason=" +
-                     std::string(e.reason ? session::to_string(*e.reason) : "?"),
-                 s.id());
+      if (log::enabled(log::Level::debug))  // not built per closed session when nobody reads it
+        log::debug("session closed " + s.addr_remote().to_string() + " reason=" +
+                       std::string(e.reason ? session::to_string(*e.reason) : "?"),
+                   s.id());
       break;
     default:
       break;
