@@ -186,11 +186,14 @@ int provider_init(const OSSL_CORE_HANDLE*, const OSSL_DISPATCH*, const OSSL_DISP
 
 }  // namespace
 
+// Loaded once for the life of the process; held here so that it stays reachable (LeakSanitizer).
+static OSSL_PROVIDER* loaded_provider = nullptr;
+
 const char* prf_provider_query() {
   static const char* query = [] {
     // try_load with retain_fallbacks: OpenSSL still loads its default provider on demand.
     if (OSSL_PROVIDER_add_builtin(nullptr, provider_name, provider_init) != 1 ||
-        OSSL_PROVIDER_try_load(nullptr, provider_name, 1) == nullptr) {
+        (loaded_provider = OSSL_PROVIDER_try_load(nullptr, provider_name, 1)) == nullptr) {
       ERR_clear_error();
       return static_cast<const char*>(nullptr);
     }
