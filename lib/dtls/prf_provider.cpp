@@ -76,7 +76,11 @@ int prf_set_params(void* vctx, const OSSL_PARAM params[]) {
     const char* name = nullptr;
     if (OSSL_PARAM_get_utf8_string_ptr(p, &name) != 1 || name == nullptr) return 0;
     ctx->digest = digest_of(name);
-    ctx->digest_name = name;
+    try {
+      ctx->digest_name = name;  // no exception may reach OpenSSL's C code
+    } catch (...) {
+      return 0;
+    }
   }
   if (const OSSL_PARAM* p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_SECRET); p != nullptr) {
     if (p->data_type != OSSL_PARAM_OCTET_STRING || p->data_size > max_input) return 0;

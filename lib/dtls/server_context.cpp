@@ -267,6 +267,10 @@ bool ServerContext::ensure_listener() {
 
 void ServerContext::recycle(detail::HandshakeState& handshake, std::uint64_t generation) {
   if (spare_.size() >= max_spare_ssl || handshake.ssl == nullptr || generation != generation_) return;
+  // With a certificate the ECDHE suites are on, and SSL_clear keeps the last peer's supported_groups
+  // (OpenSSL 3.0 frees them only in SSL_free): a device that sends none would get a curve chosen
+  // from another device's list. Only PSK-only contexts reuse their SSL objects.
+  if (!settings_.cert_file.empty()) return;
   SSL* ssl = handshake.ssl;
   SSL_set_app_data(ssl, nullptr);
   SSL_set_session(ssl, nullptr);  // SSL_clear would keep the session (and its master secret)

@@ -1,4 +1,4 @@
-// Byte form of SessionState, version 3 (all integers big-endian):
+// Byte form of SessionState, version 4 (all integers big-endian):
 //   "CGDS" version(1)
 //   family(1: 4|6) ip(4|16) port(2) scope_id(4)
 //   identity(len 2 + bytes) psk_key(len 2 + bytes) psk_hint(len 2 + bytes)
@@ -8,6 +8,7 @@
 //   replay_any(1) replay_max(8) replay_bits(8)
 //   peer_cert_count(1) then each certificate (len 2 + DER)     -- version 2 and later
 //   local_cid(len 1 + bytes) peer_cid(len 1 + bytes)           -- version 3
+//   registry_keyed(1: 0|1)                                     -- version 4
 #include "dtls/session_state.hpp"
 
 #include <array>
@@ -119,6 +120,7 @@ SecretBytes serialize(const SessionState& s) {
   for (const auto& cert : s.peer_certs) w.blob(cert.data(), cert.size(), 2);
   w.blob(s.local_cid.data(), s.local_cid.size(), 1);
   w.blob(s.peer_cid.data(), s.peer_cid.size(), 1);
+  w.u(s.registry_keyed ? 1 : 0, 1);
   return w.take();
 }
 
@@ -165,6 +167,11 @@ std::optional<SessionState> deserialize(std::span<const std::byte> bytes) {
   }
   if (version >= 3 && (!r.blob(&s.local_cid, 1, wire::max_cid_size) || !r.blob(&s.peer_cid, 1, wire::max_cid_size))) {
     return std::nullopt;
+  }
+  if (version >= 4) {
+    std::uint64_t registry_keyed = 0;
+    if (!r.u(&registry_keyed, 1) || registry_keyed > 1) return std::nullopt;
+    s.registry_keyed = registry_keyed == 1;
   }
   if (!r.done()) return std::nullopt;
   if (!sizes_match(s) || read_epoch == 0 || write_epoch == 0 || sequence > max_sequence || max > max_sequence ||

@@ -43,10 +43,14 @@ struct SessionState {
   // peer's (in ours); empty when none was negotiated for that direction.
   std::vector<std::byte> local_cid;
   std::vector<std::byte> peer_cid;
+  // Version 4: the PSK came from the device registry (dtls.psk.lookup), not the local keys; such a
+  // session may stand after a restart while the registry does not answer, a local one may not.
+  bool registry_keyed = false;
 };
 
-// Version 2 added peer_certs, version 3 the Connection IDs; older versions are still read.
-inline constexpr std::uint8_t session_state_format_version = 3;
+// Version 2 added peer_certs, version 3 the Connection IDs, version 4 registry_keyed; older
+// versions are still read.
+inline constexpr std::uint8_t session_state_format_version = 4;
 // Bounds deserialize() enforces (and serialize() assumes).
 inline constexpr std::size_t max_state_identity_size = 1024;
 inline constexpr std::size_t max_state_psk_size = 256;  // PSK_MAX_PSK_LEN in OpenSSL

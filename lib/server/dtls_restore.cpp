@@ -45,7 +45,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   std::optional<dtls::Standing> standing = standing_of(credentials, false);
   bool recheck = false;
   if (*standing == dtls::Standing::identity_unknown && lookup_)
-    standing = restored_standing(credentials, at, d, now, &recheck);
+    standing = restored_standing(credentials, state->registry_keyed, at, d, now, &recheck);
   if (!standing) {
     out.clear();
     miss.held = true;

@@ -147,9 +147,10 @@ class DtlsTransport {
   // registry_path.cpp: a saved session whose identity is not in the local keys. The registry's
   // cached answer decides; without one the datagram is held for a lookup (nullopt), and after a
   // lookup that failed the session stands (`recheck`: ask again later), as a live one would.
-  std::optional<dtls::Standing> restored_standing(const dtls::Credentials& credentials, const Arrival& at,
-                                                  const net::ReceivedDatagram& d, session::TimePoint now,
-                                                  bool* recheck);
+  // Only a session saved with a registry key (`registry_keyed`) stands without an answer.
+  std::optional<dtls::Standing> restored_standing(const dtls::Credentials& credentials, bool registry_keyed,
+                                                  const Arrival& at, const net::ReceivedDatagram& d,
+                                                  session::TimePoint now, bool* recheck);
   // cid_path.cpp (RFC 9146): true when `d` was a tls12_cid record handled here (its session found
   // by CID from another address, or handed to the worker that issued the CID).
   bool on_cid_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now);

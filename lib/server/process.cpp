@@ -37,13 +37,13 @@ using namespace std::chrono_literals;
 namespace {
 
 // A persisted session whose key or certificate no longer stands under `snap` is not restored. One
-// whose identity is not in the local keys waits, with dtls.psk.lookup, for the device registry's
-// answer when its device comes back (DtlsTransport::restored_standing).
+// saved with a key from the device registry waits, with dtls.psk.lookup, for the registry's answer
+// when its device comes back (DtlsTransport::restored_standing).
 bool credentials_stand(const dtls::SessionState& state, const Snapshot& snap) {
   const dtls::Credentials credentials{state.identity, state.psk_key, state.peer_certs};
   const auto standing = dtls::check(credentials, snap.psk.get(), snap.dtls.trust.get());
   return standing == dtls::Standing::valid ||
-         (standing == dtls::Standing::identity_unknown && !state.identity.empty() && state.peer_certs.empty() &&
+         (standing == dtls::Standing::identity_unknown && state.registry_keyed && state.peer_certs.empty() &&
           !snap.config->dtls.psk.lookup.url.empty());
 }
 
@@ -368,6 +368,7 @@ void Process::stop() {
   if (impl_->admin) impl_->admin->stop();
   if (impl_->api) impl_->api->stop();  // before the workers its downlinks run on
   impl_->metrics->clear_session_sources();  // they read the workers' tables, freed below
+  for (auto& w : impl_->workers) w->request_stop();
   for (auto& w : impl_->workers) w->stop();
   auto& c = *impl_->snapshot->config;
   if (impl_->started && impl_->api) save_downlink_queue(c, *impl_->api);

@@ -141,7 +141,9 @@ void PskLookup::on_answer(const std::string& identity, const upstream::ForwardRe
     log::debug("psk lookup for '" + identity + "' failed: " + std::string(metrics::name(result)));
     if (live_.count(identity) != 0) retry_.emplace_back(now + retry_after(), identity);
   }
+  answer_failed_ = result == PskLookupResult::error || result == PskLookupResult::timeout;
   answered_(identity, std::move(held));
+  answer_failed_ = false;
 }
 
 void PskLookup::session_up(session::Session& s, const std::string& identity) { live_[identity].push_back(&s); }

@@ -92,6 +92,9 @@ class PskLookup {
   void session_up(session::Session& s, const std::string& identity);
   void session_down(session::Session& s, const std::string& identity);
   const std::vector<session::Session*>* sessions_of(std::string_view identity) const;
+  // While the Answered callback runs: true when the registry gave no answer (an error, a body that
+  // is not well-formed, a timeout), false when it answered (even an answer the cache did not keep).
+  bool answer_failed() const { return answer_failed_; }
   // A live session stands on no cached answer (restored while the registry did not answer): its
   // identity is asked again after negative_ttl, so that a ban still reaches it.
   void ask_again(const std::string& identity, session::TimePoint now);
@@ -123,6 +126,7 @@ class PskLookup {
   std::deque<std::pair<session::TimePoint, std::string>> retry_;
   std::uint64_t evictions_seen_ = 0;
   bool shut_down_ = false;
+  bool answer_failed_ = false;  // see answer_failed()
   std::shared_ptr<bool> alive_;  // answers queued after shutdown() or destruction are ignored
 };
 

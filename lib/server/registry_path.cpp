@@ -39,12 +39,16 @@ bool DtlsTransport::hold_for_key(session::Session& s, const Arrival& at, const n
 }
 
 std::optional<dtls::Standing> DtlsTransport::restored_standing(const dtls::Credentials& credentials,
-                                                              const Arrival& at, const net::ReceivedDatagram& d,
-                                                              session::TimePoint now, bool* recheck) {
+                                                              bool registry_keyed, const Arrival& at,
+                                                              const net::ReceivedDatagram& d, session::TimePoint now,
+                                                              bool* recheck) {
   if (lookup_->cache().find(credentials.identity) != nullptr) return standing_of(credentials, true);
   if (replaying_restore_) {
-    // The registry was asked for this record and gave no answer (down, slow, malformed): the
-    // session stood when it was saved and stands until an answer says otherwise, like a live one.
+    // The registry was asked for this record. No answer (down, slow, malformed): a session saved
+    // with a registry key stood when it was saved and stands until an answer says otherwise, like
+    // a live one; one saved with a local key that is gone now is revoked, as a reload would.
+    // An answer the cache did not keep (a full cache) is the registry not knowing the device.
+    if (!lookup_->answer_failed() || !registry_keyed) return dtls::Standing::identity_unknown;
     *recheck = true;
     return dtls::Standing::valid;
   }
@@ -66,9 +70,12 @@ void DtlsTransport::on_key_answer(const std::string& identity, std::vector<PskLo
     if (h.restore) {
       // A record of a saved session: through the ordinary path again, now that the answer is in.
       net::ReceivedDatagram d{h.key.remote, h.local, h.ifindex, false, h.data};
-      replaying_restore_ = true;
+      struct Replaying {
+        bool& flag;
+        explicit Replaying(bool& f) : flag(f) { flag = true; }
+        ~Replaying() { flag = false; }
+      } replaying(replaying_restore_);
       on_datagram(Arrival{h.key.endpoint, h.key.local_port, h.wildcard}, d, now);
-      replaying_restore_ = false;
       continue;
     }
     session::Session* s = table_.find(h.key);

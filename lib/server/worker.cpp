@@ -21,6 +21,7 @@
 #include "server/bad_input.hpp"
 #include "server/cid_index.hpp"
 #include "server/device_links.hpp"
+#include "server/dtls_tls.hpp"
 #include "server/persist.hpp"
 #include "server/worker_internal.hpp"
 
@@ -220,7 +221,13 @@ void Worker::close_if_drained(session::Session& s) {
 }
 
 void Worker::stop() {
-  if (!thread_.joinable()) return;
+  request_stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::request_stop() {
+  if (!thread_.joinable() || stop_requested_) return;
+  stop_requested_ = true;
   post([this] {
     // Whatever is still open at the end of the drain is told so (close_notify) before we go.
     std::vector<session::Session*> dtls_sessions;
@@ -237,6 +244,7 @@ void Worker::stop() {
         // Saved under where the device was last heard (a CID session may have moved since its
         // handshake): the restored pool is keyed by it.
         state->peer = s->addr_remote();
+        state->registry_keyed = static_cast<const DtlsTls*>(s->tls_state())->registry_keyed;
         // Persisted: the device keeps its session across the restart, so no close_notify.
         persist::Entry e;
         e.last_seen_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -255,7 +263,6 @@ void Worker::stop() {
     send_batch_->flush();
     stop_after_stream_flush(session::Clock::now() + kStreamFlushBound);
   });
-  thread_.join();
 }
 
 // The stream connections were told Release/Abort; their last bytes go out through the loop, so it

@@ -115,6 +115,9 @@ class Worker : public session::Context, private ServerRole::Host, private DtlsTr
   void begin_drain();
   std::size_t in_flight() const { return role_->in_flight(); }
   void stop();   // stops the loop and joins; sessions are closed with reason `shutdown`
+  // The first half of stop(), without the join: the process asks every worker at once, so their
+  // last stream flushes (up to 1 s) overlap.
+  void request_stop();
 
   // Reload pieces, called through post() on the worker thread. apply_credentials swaps the PSK
   // store and client CA (null trust: keep the current one) and closes, with reason `revoked`, every
@@ -193,6 +196,7 @@ class Worker : public session::Context, private ServerRole::Host, private DtlsTr
   static constexpr std::size_t max_handed_in = 4096;
   std::atomic<std::size_t> handed_in_{0};
   std::thread thread_;
+  bool stop_requested_ = false;  // request_stop() posted the stop (caller thread only)
   std::unique_ptr<std::vector<persist::Entry>> exported_;
   std::atomic<bool> draining_{false};
   std::atomic<std::int64_t> heartbeat_ms_{0};

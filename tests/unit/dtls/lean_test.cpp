@@ -528,6 +528,12 @@ TEST(LeanPersist, ExportSerializeImportBothDirectionsContinue) {
     const auto restored = deserialize(bytes);
     ASSERT_TRUE(restored);
     EXPECT_EQ(serialize(*restored), bytes);
+    EXPECT_FALSE(restored->registry_keyed);
+    auto from_registry = *state;
+    from_registry.registry_keyed = true;
+    const auto keyed = deserialize(serialize(from_registry));
+    ASSERT_TRUE(keyed);
+    EXPECT_TRUE(keyed->registry_keyed);
 
     s.engine.reset();
     auto fresh_server = make_context();  // a new process: new context, same client
@@ -579,7 +585,7 @@ TEST(LeanPersist, DeserializeRefusesDamagedInput) {
   longer.push_back(std::byte{0});
   EXPECT_FALSE(deserialize(longer));
   SecretBytes wrong_version = bytes;
-  wrong_version[4] = std::byte{4};  // versions 1 to 3 are read
+  wrong_version[4] = std::byte{5};  // versions 1 to 4 are read
   EXPECT_FALSE(deserialize(wrong_version));
   SecretBytes wrong_magic = bytes;
   wrong_magic[0] = std::byte{'X'};

@@ -103,12 +103,12 @@ class RegistryRestoreTest : public ::testing::Test {
         });
     transport_.set_psk_lookup(std::move(lookup));
     transport_.set_restored_pool(&pool_);
-    save_session("reg-1", "reg-secret");
+    save_session("reg-1", "reg-secret", true);
   }
 
   // A device session as the gateway exported it at its last stop: made by a client engine and a
   // server engine of their own (keys from the "registry"), the server side serialized into the pool.
-  void save_session(const std::string& identity, const std::string& key) {
+  void save_session(const std::string& identity, const std::string& key, bool registry_keyed) {
     auto store = std::make_shared<dtls::PskStore>();
     store->add(identity, key);
     dtls::ServerSettings ss;
@@ -150,6 +150,7 @@ class RegistryRestoreTest : public ::testing::Test {
     auto state = server->export_state();
     ASSERT_TRUE(state);
     state->peer = device_addr;
+    state->registry_keyed = registry_keyed;
     pool_.add(device_addr, dtls::serialize(*state), wall_ms());
   }
 
@@ -237,6 +238,18 @@ TEST_F(RegistryRestoreTest, RegistryDownLeavesTheSessionStandingAndALaterBanEnds
   EXPECT_FALSE(restored());
   EXPECT_EQ(table_.stats().closed[static_cast<int>(session::Proto::dtls)][static_cast<int>(session::CloseReason::revoked)],
             1u);
+}
+
+TEST_F(RegistryRestoreTest, ALocalKeyRemovedBeforeTheRestartIsNotRestoredWhileTheRegistryIsDown) {
+  // Saved with a key from the local keys, which the operator removed before the restart: a
+  // registry that does not answer must not let it stand (a reload would have revoked it).
+  save_session("was-local", "local-secret-2", false);
+  device_says("after restart");
+  ASSERT_EQ(calls_.size(), 1u);
+  registry_answers(registry_timed_out());
+  EXPECT_FALSE(restored());
+  EXPECT_TRUE(host_.delivered.empty());
+  EXPECT_EQ(revoked(), 1);
 }
 
 TEST_F(RegistryRestoreTest, ARecordWithoutTheSessionKeysCostsNoLookup) {
