@@ -608,7 +608,8 @@ class Worker {
       }
       if (device.pending.empty()) continue;
       for (std::size_t i = 0; i < device.pending.size();) {
-        if (now - device.pending[i].sent_ns <= timeout) {
+        // A request sent during this sweep (a first GET asked again) is newer than `now`.
+        if (device.pending[i].sent_ns >= now || now - device.pending[i].sent_ns <= timeout) {
           ++i;
           continue;
         }

@@ -65,7 +65,8 @@ wait $BENCH_PID || true
 grep -E '^(setup:|  set-up:|  hold:|RESULT)' "$WORK/bench.out" || tail -4 "$WORK/bench.out"
 echo "end: t=$(( $(date +%s) - START ))s gw_rss_kb=$(kb $GW_PID VmRSS) gw_peak_kb=$(kb $GW_PID VmHWM)"
 curl -fs "http://127.0.0.1:$ADMIN/metrics" |
-  grep -E '^coapgw_(dtls_handshakes_total|dtls_hello_verify|sessions(_created_total|_closed_total)?\{proto="dtls")' || true
+  grep -E '^coapgw_(dtls_handshakes_total|dtls_hello_verify|sessions(_created_total|_closed_total)?\{proto="dtls"|bad_messages_total)' |
+  grep -v ' 0$' || true
 closed_all=$(metric coapgw_sessions_closed_total 'proto="dtls"')
 closed_hs=$(( $(metric coapgw_sessions_closed_total 'reason="handshake_timeout"') + $(metric coapgw_sessions_closed_total 'reason="tls_failed"') ))
 echo "dtls sessions closed during the run: $closed_all, of them $closed_hs handshakes that never completed;" \
