@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -17,11 +18,47 @@
 namespace coapgw::dtls {
 namespace {
 
-SpanHeap* heap = nullptr;  // set once before any OpenSSL allocation, never freed (OpenSSL frees late)
+// One SpanHeap per thread that allocates (workers take turns over the shards), so handshakes on
+// different workers never wait for one another's lock; a block freed by another thread goes back
+// to the shard that owns its address.
+constexpr std::size_t shard_count = 16;
+constexpr std::size_t shard_reserve = crypto_heap_reserve / shard_count;
 
-void* heap_malloc(std::size_t size, const char*, int) { return heap->allocate(size); }
-void* heap_realloc(void* p, std::size_t size, const char*, int) { return heap->reallocate(p, size); }
-void heap_free(void* p, const char*, int) { heap->release(p); }
+// Set once before any OpenSSL allocation, never freed (OpenSSL frees late, after main returns).
+SpanHeap* shards[shard_count] = {};
+bool installed = false;
+std::atomic<unsigned> next_shard{0};
+thread_local SpanHeap* own_shard = nullptr;
+
+SpanHeap& own() {
+  if (own_shard == nullptr) own_shard = shards[next_shard.fetch_add(1, std::memory_order_relaxed) % shard_count];
+  return *own_shard;
+}
+
+SpanHeap* owner(const void* p) {
+  for (auto* shard : shards) {
+    if (shard->owns(p)) return shard;
+  }
+  return nullptr;
+}
+
+void* heap_malloc(std::size_t size, const char*, int) { return own().allocate(size); }
+
+void* heap_realloc(void* p, std::size_t size, const char*, int) {
+  if (p == nullptr) return own().allocate(size);
+  if (auto* shard = owner(p)) return shard->reallocate(p, size);
+  if (size == 0) {
+    std::free(p);
+    return nullptr;
+  }
+  return std::realloc(p, size);  // a block the C library gave (too large, or a shard was full)
+}
+
+void heap_free(void* p, const char*, int) {
+  if (p == nullptr) return;
+  if (auto* shard = owner(p)) shard->release(p);
+  else std::free(p);
+}
 
 }  // namespace
 
@@ -29,28 +66,38 @@ bool install_crypto_heap() {
 #ifdef COAPGW_CRYPTO_HEAP_OFF
   return false;
 #else
-  if (heap != nullptr) return true;
+  if (installed) return true;
   if (const char* env = std::getenv("COAPGW_CRYPTO_HEAP"); env != nullptr && std::strcmp(env, "0") == 0) return false;
-  auto* candidate = new SpanHeap(crypto_heap_reserve);
-  if (!candidate->ok()) {
-    delete candidate;
-    return false;
+  for (auto*& shard : shards) {
+    shard = new SpanHeap(shard_reserve);
+    if (!shard->ok()) return false;  // leaked on purpose: the process goes on without the heap
   }
-  heap = candidate;
-  if (CRYPTO_set_mem_functions(heap_malloc, heap_realloc, heap_free) != 1) {
-    heap = nullptr;  // OpenSSL allocated already: it keeps the C library
-    delete candidate;
-    return false;
-  }
+  if (CRYPTO_set_mem_functions(heap_malloc, heap_realloc, heap_free) != 1) return false;  // OpenSSL allocated already
+  installed = true;
   return true;
 #endif
 }
 
-std::size_t trim_crypto_heap() { return heap != nullptr ? heap->trim() : 0; }
+std::size_t trim_crypto_heap() {
+  std::size_t returned = 0;
+  if (installed) {
+    for (auto* shard : shards) returned += shard->trim();
+  }
+  return returned;
+}
 
 std::optional<SpanHeap::Stats> crypto_heap_stats() {
-  if (heap == nullptr) return std::nullopt;
-  return heap->stats();
+  if (!installed) return std::nullopt;
+  SpanHeap::Stats total;
+  for (auto* shard : shards) {
+    const auto s = shard->stats();
+    total.live_bytes += s.live_bytes;
+    total.spans_in_use += s.spans_in_use;
+    total.spans_free += s.spans_free;
+    total.spans_returned += s.spans_returned;
+    total.fallback_allocations += s.fallback_allocations;
+  }
+  return total;
 }
 
 }  // namespace coapgw::dtls

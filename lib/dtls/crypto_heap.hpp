@@ -1,7 +1,8 @@
 // coapgw::dtls crypto heap — OpenSSL's allocations on a SpanHeap of their own (issue 17, item 2).
 //
 // Once installed (first thing in main, before OpenSSL allocates anything), every OPENSSL_malloc /
-// realloc / free goes to one process-wide SpanHeap: the handshake state (SSL objects, record
+// realloc / free goes to SpanHeaps of its own (16 shards; each allocating thread takes one, so
+// workers do not share a lock): the handshake state (SSL objects, record
 // buffers, handshake hashes: tens of KB each, thousands at once in a storm) then never shares a
 // page with established sessions, which hold no OpenSSL memory after the lean switch, and its
 // pages go back to the system when the handshakes end (trim_crypto_heap, called with malloc_trim).
@@ -16,8 +17,9 @@
 
 namespace coapgw::dtls {
 
-// Address space reserved for the heap (MAP_NORESERVE: only touched pages cost memory). 4 GiB holds
-// ~80,000 handshakes in flight at ~50 KB; beyond it allocations fall back to the C library.
+// Address space reserved for the heap, over all shards (MAP_NORESERVE: only touched pages cost
+// memory). 256 MiB a shard holds ~5,000 handshakes in flight at ~50 KB on one worker; beyond it
+// allocations fall back to the C library.
 inline constexpr std::size_t crypto_heap_reserve = std::size_t{4} << 30;
 
 // True when OpenSSL now allocates from the heap; false (and OpenSSL unchanged) when it had already
