@@ -53,6 +53,7 @@ enum class DeviceState : std::uint8_t { closed, handshaking, open, failed, waiti
 // kernel never runs out of ports: 40 blocks of 50,000 devices at most (max_devices), 64 apart.
 constexpr std::uint32_t retry_address_stride = 64;
 constexpr std::uint32_t retry_address_classes = 4;
+constexpr std::uint8_t verify_grace_asks = 2;  // a verify GET unanswered in --timeout is asked again up to this often
 
 struct Device {
   int fd = -1;
@@ -64,6 +65,7 @@ struct Device {
   std::uint32_t next_token = 0;
   DeviceState state = DeviceState::closed;
   std::uint16_t failures = 0;  // failed set-up attempts (handshake or first GET), for the back-off
+  std::uint8_t verify_asks = 0;  // verify GETs asked again after a timeout (--setup-deadline)
   std::uint64_t started_ns = 0;
   std::vector<Pending> pending;
 };
@@ -297,8 +299,11 @@ class Worker {
     // Verify: every opened session must still answer on its existing session (no handshake).
     phase_ = Phase::verify;
     const std::uint64_t verify_start = now_ns();
-    const std::uint64_t deadline =
-        verify_start + seconds_to_ns(static_cast<double>(count) / plan_.open_rate + options_.timeout + 30.0);
+    // With --setup-deadline an unanswered verify GET is asked again (verify_grace_asks times), so
+    // the pass may take that much longer.
+    const double grace = options_.setup_deadline > 0 ? verify_grace_asks * options_.timeout : 0.0;
+    const std::uint64_t deadline = verify_start + seconds_to_ns(static_cast<double>(count) / plan_.open_rate +
+                                                                options_.timeout + 30.0 + grace);
     std::uint32_t next = 0;
     while ((next < devices_.size() || verifying_ > 0) && now_ns() < deadline) {
       const std::uint64_t now = now_ns();
@@ -563,6 +568,13 @@ class Worker {
         ++stats_.keepalive_failures;
         return;
       case Purpose::verify:
+        // --setup-deadline: a lost datagram is not a lost session; ask again on it, a few times.
+        if (options_.setup_deadline > 0 && devices_[index].verify_asks < verify_grace_asks &&
+            devices_[index].state == DeviceState::open && send_request(index, Purpose::verify)) {
+          ++devices_[index].verify_asks;
+          ++stats_.resends;
+          return;
+        }
         --verifying_;
         ++stats_.verify_failures;
         return;

@@ -2,7 +2,8 @@
 # bench/million.sh — N DTLS devices arriving at once and held (issue 17, items 1-3), coapgw only.
 #
 # Usage: [CONCURRENCY=C] [SETUP_DEADLINE=S] [HS_TIMEOUT=T] bench/million.sh [DEVICES [MAX_HANDSHAKES [THREADS]]]
-#        (defaults 1000000 4000 2; C = handshakes each bench process runs at once, default 100;
+#        (defaults 1000000 4000 2; C = handshakes each bench process runs at once, default: 5,100
+#        in flight over all processes (IN_FLIGHT), above the bound of 4,000 whatever DEVICES is;
 #        S = seconds the devices have to get their sessions, default 1500; T = seconds per handshake
 #        attempt, default 45)
 # Starts coapgwd (sessions.max DEVICES + 10%, idle_timeout 1h, dtls.max_handshakes as given, no
@@ -14,7 +15,7 @@
 # whose handshake attempt is not done in T s (its flight retransmitted 1, 2, 4 ... s apart) or fails
 # backs off (2 s doubling to 64 s, jittered) and starts over with a new ClientHello from another
 # alias of its address, until the set-up deadline (RFC 6347; bench/retry_policy.hpp); a first GET
-# not answered in 10 s is asked again on the session. Then it holds them 10 s and verifies every
+# not answered in 10 s is asked again on the session (a verify GET up to twice). Then it holds them 10 s and verifies every
 # device on its session. At the end the devices go silently (--leave-open): their sessions stay.
 # Every 5 s it prints the gateway's RSS and peak, the bench processes' RSS and the gateway's handshake counters; at the end the bench's
 # set-up line (established / gave up / retries) and RESULT line, and the gateway's handshake,
@@ -48,9 +49,13 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$ADMIN/healthz" >/dev/null 2>
 metric() { curl -fs "http://127.0.0.1:$ADMIN/metrics" | awk -v n="$1" -v l="${2:-}" '$1 ~ "^"n && index($1, l) {s += $2} END {printf "%d", s}'; }
 kb() { local v; v=$(awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || true); echo "${v:-0}"; }
 echo "coapgwd $(kb $GW_PID VmRSS) kB at start; threads $THREADS, dtls.max_handshakes $MAX_HS, $DEVICES devices"
+# One process per (open-file hard limit - 64) devices, as coapgw-bench splits them.
+PROCS=$(( (DEVICES + $(ulimit -Hn) - 65) / ($(ulimit -Hn) - 64) ))
+CONCURRENCY=${CONCURRENCY:-$(( (${IN_FLIGHT:-5100} + PROCS - 1) / PROCS ))}
+echo "bench: $PROCS processes x $CONCURRENCY handshakes at once"
 START=$(date +%s)
 "$BENCH" --mode hold --cid --server "127.0.0.1:$PORT" --devices "$DEVICES" --open-rate 1000000 \
-  --concurrency "${CONCURRENCY:-100}" --handshake-timeout "${HS_TIMEOUT:-45}" --setup-deadline "${SETUP_DEADLINE:-1500}" --duration 10 --timeout 10 --leave-open --source-base 127.3.0.1 \
+  --concurrency "$CONCURRENCY" --handshake-timeout "${HS_TIMEOUT:-45}" --setup-deadline "${SETUP_DEADLINE:-1500}" --duration 10 --timeout 10 --leave-open --source-base 127.3.0.1 \
   --server-pid "$GW_PID" > "$WORK/bench.out" 2>&1 &
 BENCH_PID=$!
 while kill -0 $BENCH_PID 2>/dev/null; do
