@@ -11,16 +11,18 @@
 # every device is coapgw's own DTLS engine in the client role, which drops its SSL object once the
 # first answer authenticates (lean, like the gateway), one UDP socket per device over as many
 # processes as the 20,000-file limit needs, source addresses 127.3.0.1 + one per 50,000 devices.
-# The bench opens all devices at once (--open-rate above what the server can take: a storm); a device
-# whose handshake attempt is not done in T s (its flight retransmitted 1, 2, 4 ... s apart) or fails
-# backs off (2 s doubling to 64 s, jittered) and starts over with a new ClientHello from another
-# alias of its address, until the set-up deadline (RFC 6347; bench/retry_policy.hpp); a first GET
-# not answered in 10 s is asked again on the session (a verify GET up to twice). Then it holds them 10 s and verifies every
-# device on its session. At the end the devices go silently (--leave-open): their sessions stay.
-# Every 5 s it prints the gateway's RSS and peak, the bench processes' RSS and the gateway's handshake counters; at the end the bench's
-# set-up line (established / gave up / retries) and RESULT line, and the gateway's handshake,
-# created and closed-session counters ("no device lost": a held session closed for any reason
-# would show there). Loopback only; bounded by the bench's own deadlines.
+# The bench opens all devices at once (--open-rate above what the server can take: a storm); a
+# device whose handshake attempt is not done in T s (its flight retransmitted 1, 2, 4 ... s apart)
+# or fails backs off (2 s doubling to 64 s, jittered) and starts over with a new ClientHello from
+# another alias of its address, until the set-up deadline (RFC 6347; bench/retry_policy.hpp); a
+# first GET not answered in 10 s is asked again on the session (a verify GET up to twice). Then it
+# holds them 10 s and verifies every device on its session. At the end the devices go silently
+# (--leave-open): their sessions stay. Every 5 s it prints the gateway's RSS and peak, the bench
+# processes' RSS and the gateway's handshake counters and gauges; at the end the bench's set-up
+# line (established / gave up / retries) and RESULT line, and the gateway's handshake, created and
+# closed-session counters ("no device lost": a held session closed for any reason would show
+# there). The gateway runs with OpenSSL on its own heap (COAPGW_CRYPTO_HEAP=0 turns that off, for
+# comparison). Loopback only; bounded by the bench's own deadlines.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEVICES=${1:-1000000}
@@ -64,7 +66,8 @@ while kill -0 $BENCH_PID 2>/dev/null; do
   for p in $(pgrep -P $BENCH_PID) $BENCH_PID; do bench_kb=$((bench_kb + $(kb "$p" VmRSS))); done
   echo "t=$(( $(date +%s) - START ))s gw_rss_kb=$(kb $GW_PID VmRSS) gw_peak_kb=$(kb $GW_PID VmHWM) bench_rss_kb=$bench_kb" \
        "ok=$(metric coapgw_dtls_handshakes_total 'result="ok"') rejected=$(metric coapgw_dtls_handshakes_total 'result="rejected"')" \
-       "hvr=$(metric coapgw_dtls_hello_verify_requests_total) sessions=$(metric coapgw_sessions '{proto="dtls",state="established",type="server"}')"
+       "hvr=$(metric coapgw_dtls_hello_verify_requests_total) sessions=$(metric coapgw_sessions '{proto="dtls",state="established",type="server"}')" \
+       "handshaking=$(metric coapgw_sessions '{proto="dtls",state="handshake",type="server"}')"
 done
 wait $BENCH_PID || true
 grep -E '^(setup:|  set-up:|  hold:|RESULT)' "$WORK/bench.out" || tail -4 "$WORK/bench.out"
