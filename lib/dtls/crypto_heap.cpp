@@ -30,21 +30,21 @@ bool installed = false;
 std::atomic<unsigned> next_shard{0};
 thread_local SpanHeap* own_shard = nullptr;
 
-SpanHeap& own() {
+[[maybe_unused]] SpanHeap& own() {
   if (own_shard == nullptr) own_shard = shards[next_shard.fetch_add(1, std::memory_order_relaxed) % shard_count];
   return *own_shard;
 }
 
-SpanHeap* owner(const void* p) {
+[[maybe_unused]] SpanHeap* owner(const void* p) {
   for (auto* shard : shards) {
     if (shard->owns(p)) return shard;
   }
   return nullptr;
 }
 
-void* heap_malloc(std::size_t size, const char*, int) { return own().allocate(size); }
+[[maybe_unused]] void* heap_malloc(std::size_t size, const char*, int) { return own().allocate(size); }
 
-void* heap_realloc(void* p, std::size_t size, const char*, int) {
+[[maybe_unused]] void* heap_realloc(void* p, std::size_t size, const char*, int) {
   if (p == nullptr) return own().allocate(size);
   if (auto* shard = owner(p)) return shard->reallocate(p, size);
   if (size == 0) {
@@ -54,7 +54,7 @@ void* heap_realloc(void* p, std::size_t size, const char*, int) {
   return std::realloc(p, size);  // a block the C library gave (too large, or a shard was full)
 }
 
-void heap_free(void* p, const char*, int) {
+[[maybe_unused]] void heap_free(void* p, const char*, int) {
   if (p == nullptr) return;
   if (auto* shard = owner(p)) shard->release(p);
   else std::free(p);
