@@ -68,11 +68,18 @@ bool install_crypto_heap() {
 #else
   if (installed) return true;
   if (const char* env = std::getenv("COAPGW_CRYPTO_HEAP"); env != nullptr && std::strcmp(env, "0") == 0) return false;
+  auto give_up = [] {
+    for (auto*& shard : shards) {
+      delete shard;  // unmaps its range
+      shard = nullptr;
+    }
+    return false;
+  };
   for (auto*& shard : shards) {
     shard = new SpanHeap(shard_reserve);
-    if (!shard->ok()) return false;  // leaked on purpose: the process goes on without the heap
+    if (!shard->ok()) return give_up();  // e.g. strict overcommit: OpenSSL keeps the C library
   }
-  if (CRYPTO_set_mem_functions(heap_malloc, heap_realloc, heap_free) != 1) return false;  // OpenSSL allocated already
+  if (CRYPTO_set_mem_functions(heap_malloc, heap_realloc, heap_free) != 1) return give_up();  // OpenSSL allocated already
   installed = true;
   return true;
 #endif
