@@ -6,6 +6,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 
 #include "cid_channel.hpp"
@@ -34,7 +36,7 @@ unsigned int psk_client_callback(SSL* ssl, const char* /*hint*/, char* identity,
 std::unique_ptr<DtlsClientContext> DtlsClientContext::create(const std::string& cipher,
                                                              const std::string& identity,
                                                              const std::string& key, bool cid,
-                                                             std::string& error) {
+                                                             std::string& error, double handshake_timeout_s) {
   std::unique_ptr<DtlsClientContext> context(new DtlsClientContext());
   context->identity_ = identity;
   context->key_ = key;
@@ -61,6 +63,9 @@ std::unique_ptr<DtlsClientContext> DtlsClientContext::create(const std::string& 
     settings.psk_identity = identity;
     settings.psk_key = key;
     settings.ciphers = cipher;
+    // The engine gives up an attempt when the bench does (--handshake-timeout), retransmitting
+    // its flight 1, 2, 4 ... s apart meanwhile (RFC 6347 4.2.4.1).
+    settings.handshake_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(handshake_timeout_s * 1000));
     settings.connection_id = std::vector<std::byte>{};  // the server's CID in our records; plain ones to us
     context->engine_context_ = dtls::ClientContext::create(std::move(settings), &error);
     if (!context->engine_context_) return nullptr;

@@ -47,7 +47,8 @@ class DtlsClientContext {
   // cid: sessions run on coapgw's engine with an RFC 9146 Connection ID instead of OpenSSL's client.
   static std::unique_ptr<DtlsClientContext> create(const std::string& cipher,
                                                    const std::string& identity,
-                                                   const std::string& key, bool cid, std::string& error);
+                                                   const std::string& key, bool cid, std::string& error,
+                                                   double handshake_timeout_s = 30.0);
   ~DtlsClientContext();
   DtlsClientContext(const DtlsClientContext&) = delete;
   DtlsClientContext& operator=(const DtlsClientContext&) = delete;

@@ -8,7 +8,10 @@
 // (about 43 KB per session here). argv[4] = "cid": the clients are coapgw's engine in the client
 // role offering an RFC 9146 Connection ID, which the server issues (6 bytes), so each server
 // engine keeps its CID; "engine": the same clients, the server issues no CID (the baseline for
-// "cid"). Both also print the bytes on the wire per handshake + request + answer.
+// "cid"). Both also print the bytes on the wire per handshake + request + answer. "inflight": OpenSSL
+// on the crypto heap (dtls/crypto_heap.hpp); N handshakes are taken as far as the server's first
+// flight after the cookie (ServerHello .. ServerHelloDone) and left there, as in a storm, and the
+// heap bytes the server side holds per handshake in flight are printed.
 #include <malloc.h>
 #include <unistd.h>
 
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include "dtls/client_context.hpp"
+#include "dtls/crypto_heap.hpp"
 #include "test_peer.hpp"
 
 namespace {
@@ -69,6 +73,37 @@ std::unique_ptr<Engine> cid_session(coapgw::dtls::ServerContext& server, coapgw:
   return engine;
 }
 
+// Server engines left after their first flight; returns the crypto heap's bytes they hold, or -1.
+long inflight(coapgw::dtls::ServerContext& server, coapgw::dtls::ClientContext& client, long count,
+              std::vector<std::unique_ptr<coapgw::dtls::Engine>>& servers,
+              std::vector<std::unique_ptr<coapgw::dtls::Engine>>& devices) {
+  using namespace coapgw::dtls;
+  const auto now = std::chrono::steady_clock::now();
+  long held = 0;
+  for (long i = 0; i < count; ++i) {
+    const auto peer = coapgw::Address::v4({10, static_cast<std::uint8_t>(i >> 16), static_cast<std::uint8_t>(i >> 8),
+                                           static_cast<std::uint8_t>(i)},
+                                          static_cast<std::uint16_t>(1024 + i % 60000));
+    Output hello;
+    auto device = client.connect(peer, hello, now);
+    if (!device || hello.datagrams.empty()) return -1;
+    Output verify;
+    server.on_hello(peer, hello.datagrams[0], verify, now);  // HelloVerifyRequest: no state
+    if (verify.datagrams.empty()) return -1;
+    Output again;
+    device->on_datagram(verify.datagrams[0], again, now);
+    if (again.datagrams.empty()) return -1;
+    Output flight;
+    const auto before = static_cast<long>(crypto_heap_stats()->live_bytes);
+    auto r = server.on_hello(peer, again.datagrams[0], flight, now);
+    held += static_cast<long>(crypto_heap_stats()->live_bytes) - before;
+    if (!r.engine || flight.datagrams.empty()) return -1;
+    servers.push_back(std::move(r.engine));
+    devices.push_back(std::move(device));
+  }
+  return held;
+}
+
 long resident_bytes() {
   std::ifstream statm("/proc/self/statm");
   long size = 0, resident = 0;
@@ -84,7 +119,12 @@ int main(int argc, char** argv) {
   const std::string cipher = argc > 2 ? argv[2] : "PSK-AES128-CCM8";
   const bool exchange = argc > 3 ? std::strtol(argv[3], nullptr, 10) != 0 : true;
   const std::string client_kind = argc > 4 ? argv[4] : "";
-  const bool cid = client_kind == "cid" || client_kind == "engine";
+  const bool in_flight = client_kind == "inflight";
+  if (in_flight && !install_crypto_heap()) {
+    std::fprintf(stderr, "the crypto heap could not be installed\n");
+    return 1;
+  }
+  const bool cid = client_kind == "cid" || client_kind == "engine" || in_flight;
   if (count <= 0) {
     std::fprintf(stderr, "usage: %s [sessions] [client cipher] [exchange records: 1|0] [cid]\n", argv[0]);
     return 1;
@@ -116,6 +156,21 @@ int main(int argc, char** argv) {
   }
   std::vector<std::unique_ptr<Engine>> engines;
   engines.reserve(static_cast<std::size_t>(count));
+  if (in_flight) {
+    std::vector<std::unique_ptr<Engine>> devices;
+    const long held = inflight(*server, *cid_client, count, engines, devices);
+    if (held < 0) {
+      std::fprintf(stderr, "a handshake did not reach the server's first flight\n");
+      return 2;
+    }
+    std::printf("handshakes in flight (server waiting for the client's second flight): %ld\n"
+                "crypto heap bytes held by the server side: %ld (%.0f bytes, %.1f KB per handshake)\n",
+                count, held, double(held) / double(count), double(held) / double(count) / 1024.0);
+    const auto s = *crypto_heap_stats();
+    std::printf("crypto heap: %zu bytes live, %zu spans in use, %zu free, %zu allocations it passed to the C library\n",
+                s.live_bytes, s.spans_in_use, s.spans_free, s.fallback_allocations);
+    return 0;
+  }
   // Warm up once so lazily initialised OpenSSL state is not charged to sessions.
   {
     test::Client client(test::ClientOptions{});

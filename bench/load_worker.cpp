@@ -11,7 +11,10 @@
 #include <csignal>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <queue>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,7 @@
 #include "device_socket.hpp"
 #include "dtls_channel.hpp"
 #include "plain_channel.hpp"
+#include "retry_policy.hpp"
 #include "stats.hpp"
 
 namespace coapgw::bench {
@@ -41,7 +45,15 @@ struct Pending {
   std::uint64_t sent_ns;
 };
 
-enum class DeviceState : std::uint8_t { closed, handshaking, open, failed };
+// waiting: set-up failed, a retry is due later (--setup-deadline).
+enum class DeviceState : std::uint8_t { closed, handshaking, open, failed, waiting };
+
+// A retrying device sends from another alias of its source address (its slot's address plus
+// attempt % 4 strides; the port stays), so each attempt is a new association at the gateway and the
+// kernel never runs out of ports: 40 blocks of 50,000 devices at most (max_devices), 64 apart.
+constexpr std::uint32_t retry_address_stride = 64;
+constexpr std::uint32_t retry_address_classes = 4;
+constexpr std::uint8_t verify_grace_asks = 2;  // a verify GET unanswered in --timeout is asked again up to this often
 
 struct Device {
   int fd = -1;
@@ -52,6 +64,8 @@ struct Device {
   std::uint16_t next_message_id = 0;
   std::uint32_t next_token = 0;
   DeviceState state = DeviceState::closed;
+  std::uint16_t failures = 0;  // failed set-up attempts (handshake or first GET), for the back-off
+  std::uint8_t verify_asks = 0;  // verify GETs asked again after a timeout (--setup-deadline)
   std::uint64_t started_ns = 0;
   std::vector<Pending> pending;
 };
@@ -74,7 +88,7 @@ class Worker {
          std::unique_ptr<DtlsClientContext> context)
       : options_(options), plan_(plan), server_(server), space_(space),
         context_(std::move(context)), request_(RequestTemplate::from_path(options.path)),
-        devices_(plan.devices), device_was_opened_(plan.devices, false) {
+        devices_(plan.devices), device_was_opened_(plan.devices, false), random_(plan.index * 7919u + 1u) {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   }
   ~Worker() {
@@ -97,7 +111,7 @@ class Worker {
       case Mode::hold: hold_and_verify(); break;
     }
     phase_ = Phase::done;
-    for (auto& device : devices_) close_device(device, true);
+    for (auto& device : devices_) close_device(device, !options_.leave_open);
     return write_line(report_fd, "STATS " + stats_.serialize() + "\n") ? 0 : 2;
   }
 
@@ -122,11 +136,23 @@ class Worker {
     }
     const std::uint64_t start = now_ns();
     const std::uint64_t deadline =
-        start + seconds_to_ns(static_cast<double>(devices_.size()) / plan_.open_rate +
-                              options_.handshake_timeout + options_.timeout + 30.0);
+        options_.setup_deadline > 0
+            ? start + seconds_to_ns(options_.setup_deadline)
+            : start + seconds_to_ns(static_cast<double>(devices_.size()) / plan_.open_rate +
+                                    options_.handshake_timeout + options_.timeout + 30.0);
+    if (options_.setup_deadline > 0) {
+      retry_.deadline_ns = deadline;
+      retry_.initial_ns = seconds_to_ns(options_.retry_backoff);
+    }
     std::uint32_t next = 0;
-    while ((next < devices_.size() || opening_ > 0) && now_ns() < deadline) {
+    while ((next < devices_.size() || opening_ > 0 || !retry_queue_.empty()) && now_ns() < deadline) {
       const std::uint64_t now = now_ns();
+      // Devices whose back-off is over go first: they have waited longest.
+      while (!retry_queue_.empty() && retry_queue_.top().first <= now && opening_ < options_.concurrency) {
+        const std::uint32_t index = retry_queue_.top().second;
+        retry_queue_.pop();
+        start_open(index, plan_.first_slot + index);
+      }
       const double allowed = plan_.open_rate * static_cast<double>(now - start) / 1e9 + 1;
       while (next < devices_.size() && opening_ < options_.concurrency &&
              static_cast<double>(next) < allowed) {
@@ -135,6 +161,7 @@ class Worker {
       }
       poll_once(1);
     }
+    retry_queue_ = {};  // still backing off at the deadline: they gave up
     std::uint32_t failed = 0;
     for (auto& device : devices_) {
       if (device.state != DeviceState::open) {
@@ -272,8 +299,11 @@ class Worker {
     // Verify: every opened session must still answer on its existing session (no handshake).
     phase_ = Phase::verify;
     const std::uint64_t verify_start = now_ns();
-    const std::uint64_t deadline =
-        verify_start + seconds_to_ns(static_cast<double>(count) / plan_.open_rate + options_.timeout + 30.0);
+    // With --setup-deadline an unanswered verify GET is asked again (verify_grace_asks times), so
+    // the pass may take that much longer.
+    const double grace = options_.setup_deadline > 0 ? verify_grace_asks * options_.timeout : 0.0;
+    const std::uint64_t deadline = verify_start + seconds_to_ns(static_cast<double>(count) / plan_.open_rate +
+                                                                options_.timeout + 30.0 + grace);
     std::uint32_t next = 0;
     while ((next < devices_.size() || verifying_ > 0) && now_ns() < deadline) {
       const std::uint64_t now = now_ns();
@@ -307,7 +337,9 @@ class Worker {
   bool open_socket(std::uint32_t index, std::uint32_t slot) {
     Device& device = devices_[index];
     close_device(device, false);
-    device.fd = open_device_socket(slot, space_, server_);
+    SourceSpace space = space_;  // a retry: another alias of the slot's address (see retry_address_stride)
+    space.first_address += device.failures % retry_address_classes * retry_address_stride;
+    device.fd = open_device_socket(slot, space, server_);
     if (device.fd < 0) {
       ++stats_.errors;
       device.state = DeviceState::failed;
@@ -358,9 +390,17 @@ class Worker {
   void open_failed(std::uint32_t index) {
     if (phase_ == Phase::setup) {
       --opening_;
+      Device& device = devices_[index];
+      close_device(device, false);
+      if (device.failures < UINT16_MAX) ++device.failures;
+      if (const auto at = retry_.next_attempt(device.failures, now_ns(), draw_(random_))) {
+        device.state = DeviceState::waiting;  // backs off, then a new ClientHello (--setup-deadline)
+        retry_queue_.emplace(*at, index);
+        ++stats_.retries;
+        return;
+      }
       ++stats_.open_failures;
-      close_device(devices_[index], false);
-      devices_[index].state = DeviceState::failed;
+      device.state = DeviceState::failed;
       return;
     }
     // Handshake mode: the slot goes on with a fresh session.
@@ -514,6 +554,12 @@ class Worker {
   void on_request_failed(std::uint32_t index, const Pending& pending) {
     switch (pending.purpose) {
       case Purpose::open:
+        // --setup-deadline: the session is there, only the answer is late; ask again on it.
+        if (retry_.deadline_ns != 0 && now_ns() < retry_.deadline_ns &&
+            devices_[index].state == DeviceState::open && send_request(index, Purpose::open)) {
+          ++stats_.resends;
+          return;
+        }
         return open_failed(index);
       case Purpose::measure:
         if (phase_ == Phase::measure) ready_.push_back(index);
@@ -522,6 +568,13 @@ class Worker {
         ++stats_.keepalive_failures;
         return;
       case Purpose::verify:
+        // --setup-deadline: a lost datagram is not a lost session; ask again on it, a few times.
+        if (options_.setup_deadline > 0 && devices_[index].verify_asks < verify_grace_asks &&
+            devices_[index].state == DeviceState::open && send_request(index, Purpose::verify)) {
+          ++devices_[index].verify_asks;
+          ++stats_.resends;
+          return;
+        }
         --verifying_;
         ++stats_.verify_failures;
         return;
@@ -567,7 +620,8 @@ class Worker {
       }
       if (device.pending.empty()) continue;
       for (std::size_t i = 0; i < device.pending.size();) {
-        if (now - device.pending[i].sent_ns <= timeout) {
+        // A request sent during this sweep (a first GET asked again) is newer than `now`.
+        if (device.pending[i].sent_ns >= now || now - device.pending[i].sent_ns <= timeout) {
           ++i;
           continue;
         }
@@ -608,6 +662,12 @@ class Worker {
   std::deque<std::uint32_t> ready_;    // requests mode: one entry per free request slot
   std::deque<std::uint32_t> restart_;  // handshake mode: slots waiting for a new session
   std::deque<std::pair<std::uint64_t, int>> retired_;  // --rebind-hold: (close at, fd) of old sockets
+  RetryPolicy retry_;  // deadline 0 (no retries) unless --setup-deadline
+  // (due, device) of devices backing off, earliest first.
+  using Due = std::pair<std::uint64_t, std::uint32_t>;
+  std::priority_queue<Due, std::vector<Due>, std::greater<Due>> retry_queue_;
+  std::minstd_rand random_;
+  std::uniform_real_distribution<double> draw_{0.0, 1.0};
   std::uint32_t next_rotation_ = 0;
   std::uint32_t opening_ = 0;
   std::uint32_t verifying_ = 0;
@@ -629,7 +689,8 @@ int run_worker(const Options& options, const WorkerPlan& plan, int report_fd, in
   std::unique_ptr<DtlsClientContext> context;
   if (options.dtls) {
     std::string error;
-    context = DtlsClientContext::create(options.cipher, options.identity, options.key, options.cid, error);
+    context = DtlsClientContext::create(options.cipher, options.identity, options.key, options.cid, error,
+                                        options.handshake_timeout);
     if (!context) {
       std::fprintf(stderr, "coapgw-bench: %s\n", error.c_str());
       return 1;

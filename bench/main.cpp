@@ -190,8 +190,11 @@ int main(int argc, char** argv) {
   }
 
   int exit_code = 0;
-  const double setup_bound = static_cast<double>(options.devices) / options.open_rate +
-                             options.handshake_timeout + options.timeout + 90.0;
+  const double setup_bound = (options.setup_deadline > 0
+                                  ? options.setup_deadline
+                                  : static_cast<double>(options.devices) / options.open_rate +
+                                        options.handshake_timeout) +
+                             options.timeout + 90.0;
   if (!collect_lines(children, 1, now_seconds() + setup_bound)) {
     std::fprintf(stderr, "coapgw-bench: a worker failed during setup\n");
     exit_code = 2;
@@ -222,7 +225,7 @@ int main(int argc, char** argv) {
     probe(after);
   }
   const double finish_bound = options.duration + static_cast<double>(options.devices) / options.open_rate +
-                              options.timeout + 90.0;
+                              options.timeout * (options.setup_deadline > 0 ? 3 : 1) + 90.0;  // verify asks again
   if (!collect_lines(children, 2, go_time + finish_bound)) {
     std::fprintf(stderr, "coapgw-bench: a worker failed during the run\n");
     exit_code = 2;
@@ -277,6 +280,9 @@ int main(int argc, char** argv) {
   add("hs_per_s", fixed(cycles_per_s, 0));
   add_count("opened", total.sessions_opened);
   add_count("open_failures", total.open_failures);
+  add_count("gave_up", setup_failed);  // not open at the end of set-up (with retries: at the deadline)
+  add_count("retries", total.retries);
+  add_count("resends", total.resends);
   add_count("keepalives", total.keepalives);
   add_count("keepalive_failures", total.keepalive_failures);
   add_count("verified", total.verified);
@@ -298,6 +304,12 @@ int main(int argc, char** argv) {
                static_cast<unsigned long long>(total.handshakes),
                static_cast<unsigned long long>(total.handshake_failures),
                static_cast<unsigned long long>(total.cycles), cycles_per_s);
+  if (options.setup_deadline > 0) {
+    std::fprintf(stderr, "  set-up: %llu established, %llu gave up; %llu new ClientHellos after a back-off, %llu GETs asked again\n",
+                 static_cast<unsigned long long>(total.sessions_opened),
+                 static_cast<unsigned long long>(setup_failed), static_cast<unsigned long long>(total.retries),
+                 static_cast<unsigned long long>(total.resends));
+  }
   if (options.mode == Mode::hold) {
     std::fprintf(stderr, "  hold: %llu opened, keep-alives %llu ok %llu failed, verified %llu of %llu (%llu failed)\n",
                  static_cast<unsigned long long>(total.sessions_opened),

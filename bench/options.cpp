@@ -65,7 +65,13 @@ std::string usage() {
   --outstanding K       CON GETs in flight per session (requests mode), default 1, max 64
   --duration S          measurement (hold: idle) seconds, default 5
   --timeout S           request timeout, default 2 (no CON retransmission: a timeout is counted)
-  --handshake-timeout S default 30 (DTLS retransmits lost flights meanwhile)
+  --handshake-timeout S default 30 (DTLS retransmits lost flights meanwhile); per attempt with
+                        --setup-deadline
+  --setup-deadline S    hold, requests: set-up ends S s after it began; until then a device whose
+                        handshake or first GET failed backs off and retries with a new ClientHello
+                        from a new source port (RFC 6347). Default 0 (no retries, the old deadline)
+  --retry-backoff S     first back-off of a retrying device, doubled per failure up to 64 s, each
+                        drawn in [S/2, S). Default 2
   --rate R              offered requests/s in total (requests mode), 0 = closed loop (default)
   --open-rate R         sessions opened per second in total, default 5000
   --concurrency C       sessions being opened at once per process, default 200
@@ -79,6 +85,7 @@ std::string usage() {
   --identities N        handshakes take turns among N identities I-0..I-(N-1), keys K-0..K-(N-1)
                         (devices in a registry; not with --cid), default 0 (only I)
   --identity-per-device DTLS device N presents identity I-N (N = its slot), same key
+  --leave-open          hold: at the end devices go without close_notify (their gateway sessions stay)
   --serve               devices answer the gateway's downlink requests with 2.05 "ok"
   --source-base A       first source address, default 127.0.0.1 (next one every 50,000 devices)
   --source-port-base P  first source port per address, default 10000
@@ -104,6 +111,8 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
       {"--duration", [&](std::string_view v) { return parse_double(v, 0.1, 86400, o.duration); }},
       {"--timeout", [&](std::string_view v) { return parse_double(v, 0.01, 600, o.timeout); }},
       {"--handshake-timeout", [&](std::string_view v) { return parse_double(v, 0.1, 600, o.handshake_timeout); }},
+      {"--setup-deadline", [&](std::string_view v) { return parse_double(v, 0, 86400, o.setup_deadline); }},
+      {"--retry-backoff", [&](std::string_view v) { return parse_double(v, 0.01, 64, o.retry_backoff); }},
       {"--rate", [&](std::string_view v) { return parse_double(v, 0, 1e8, o.rate); }},
       {"--open-rate", [&](std::string_view v) { return parse_double(v, 1, 1e7, o.open_rate); }},
       {"--concurrency", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, 100000, o.concurrency); }},
@@ -132,6 +141,10 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
     }
     if (arg == "--identity-per-device") {
       o.identity_per_device = true;
+      continue;
+    }
+    if (arg == "--leave-open") {
+      o.leave_open = true;
       continue;
     }
     if (arg == "--serve") {

@@ -29,6 +29,11 @@ struct Options {
   double duration = 5.0;                  // seconds of measurement (hold: idle time)
   double timeout = 2.0;                   // a request not answered by then counts as a timeout
   double handshake_timeout = 30.0;        // a DTLS handshake not done by then is a failure
+  // > 0: set-up (hold, requests) ends this many seconds after it began, and until then a device
+  // whose handshake attempt or first GET failed backs off and tries again with a new ClientHello
+  // (retry_policy.hpp). 0: the old deadline (devices / open rate + timeouts), no retries.
+  double setup_deadline = 0.0;
+  double retry_backoff = 2.0;             // first back-off of a retrying device (doubles, up to 64 s)
   double rate = 0.0;                      // offered requests/s over all processes; 0 = closed loop
   double open_rate = 5000.0;              // sessions opened per second over all processes
   std::uint32_t concurrency = 200;        // sessions being opened at once per process
@@ -47,6 +52,9 @@ struct Options {
   // (a CON with a piggybacked 2.05 "ok", a NON with a NON 2.05).
   bool identity_per_device = false;
   bool serve = false;
+  // hold: at the end the devices vanish without close_notify (like devices powered off), so their
+  // gateway sessions stay and its closed-session counters show only what the run itself closed.
+  bool leave_open = false;
   std::string source_base = "127.0.0.1";  // first source address; more follow every 50,000 devices
   std::uint16_t source_port_base = 10000; // source ports [base, base + 50,000) per address
 };

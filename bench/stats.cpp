@@ -92,6 +92,7 @@ const std::vector<std::pair<std::string_view, Counter>>& counters() {
       {"kaf", &RunStats::keepalive_failures}, {"ver", &RunStats::verified},
       {"verf", &RunStats::verify_failures}, {"cyc", &RunStats::cycles},
       {"rb", &RunStats::rebinds},           {"dl", &RunStats::downlinks_answered},
+      {"rt", &RunStats::retries},           {"rs", &RunStats::resends},
   };
   return table;
 }

@@ -46,7 +46,9 @@ struct RunStats {
   std::uint64_t handshakes = 0;       // DTLS handshakes completed
   std::uint64_t handshake_failures = 0;
   std::uint64_t sessions_opened = 0;  // setup: sessions that answered their first exchange
-  std::uint64_t open_failures = 0;
+  std::uint64_t open_failures = 0;    // setup: devices that gave up (with retries: at the set-up deadline)
+  std::uint64_t retries = 0;          // setup: attempts begun again after a back-off (new ClientHello)
+  std::uint64_t resends = 0;          // first and verify GETs asked again on their session (--setup-deadline)
   std::uint64_t keepalives = 0;       // hold: keep-alive requests answered
   std::uint64_t keepalive_failures = 0;
   std::uint64_t verified = 0;         // hold: sessions that answered at the end

@@ -13,6 +13,7 @@
 #include "common/log.hpp"
 #include "config/cli.hpp"
 #include "config/config.hpp"
+#include "dtls/crypto_heap.hpp"
 #include "server/process.hpp"
 #include "server/notify.hpp"
 #include "server/snapshot.hpp"
@@ -37,6 +38,9 @@ std::shared_ptr<const config::Config> load(const config::CommandLine& cli) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenSSL's allocations (handshake state) on a heap of their own, before OpenSSL allocates
+  // anything: after a storm of handshakes their pages go back to the system (dtls/crypto_heap.hpp).
+  dtls::install_crypto_heap();
   // Signals are taken synchronously by the main thread; every thread started later inherits the
   // mask. Blocked first thing, so a SIGTERM that arrives while the config loads still ends in a
   // clean exit 0 instead of the default action.

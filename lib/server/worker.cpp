@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "common/log.hpp"
+#include "dtls/crypto_heap.hpp"
 #include "dtls/engine.hpp"
 #include "dtls/output.hpp"
 #include "dtls/server_context.hpp"
@@ -379,6 +380,7 @@ void Worker::on_tick() {
   // established sessions really hold.
   if (handshakes_since_trim_ != 0 && now >= next_trim_) {
     ::malloc_trim(0);
+    dtls::trim_crypto_heap();  // OpenSSL's own heap, when the daemon installed it
     handshakes_since_trim_ = 0;
     next_trim_ = now + std::chrono::seconds(5);
   }
