@@ -25,25 +25,36 @@ void DeviceLinks::set_plain_endpoints(std::vector<std::pair<std::uint8_t, std::u
 }
 
 void DeviceLinks::identified(session::Session& s) {
-  auto identity = device_identity(s);
-  if (identity.empty()) return;
-  auto& list = by_identity_[std::string(identity)];
-  for (auto& e : list) {
-    if (e.id == s.id()) {
-      e.key = s.key();  // called again when the session's address moved (RFC 9146 CID)
-      return;
-    }
+  auto* device = static_cast<DeviceData*>(s.app_data());
+  if (device == nullptr || device->identity().empty()) return;
+  auto& list = by_identity_[std::string(device->identity())];
+  if (device->link_slot < list.size() && list[device->link_slot].id == s.id()) {
+    list[device->link_slot].key = s.key();  // called again when the session's address moved (RFC 9146 CID)
+    return;
   }
+  device->link_slot = static_cast<std::uint32_t>(list.size());
   list.push_back(Indexed{s.key(), s.id()});
 }
 
 void DeviceLinks::closed(const session::Session& s) {
-  auto identity = device_identity(s);
-  if (identity.empty()) return;
-  auto it = by_identity_.find(std::string(identity));
+  const auto* device = static_cast<const DeviceData*>(s.app_data());
+  if (device == nullptr || device->identity().empty()) return;
+  auto it = by_identity_.find(std::string(device->identity()));
   if (it == by_identity_.end()) return;
-  std::erase_if(it->second, [&](const Indexed& e) { return e.id == s.id(); });
-  if (it->second.empty()) by_identity_.erase(it);
+  auto& list = it->second;
+  const std::uint32_t slot = device->link_slot;
+  if (slot < list.size() && list[slot].id == s.id()) {
+    // The last entry takes this one's place, and its session learns its new slot.
+    if (slot + 1 != list.size()) {
+      list[slot] = list.back();
+      if (auto* moved = table_.find(list[slot].key); moved != nullptr && moved->id() == list[slot].id)
+        if (auto* data = static_cast<DeviceData*>(moved->app_data())) data->link_slot = slot;
+    }
+    list.pop_back();
+  } else {
+    std::erase_if(list, [&](const Indexed& e) { return e.id == s.id(); });  // not where it should be
+  }
+  if (list.empty()) by_identity_.erase(it);
 }
 
 session::Session* DeviceLinks::find(const api::DeviceRef& device) {

@@ -3,6 +3,7 @@
 // (which creates them) and the worker (which reads identities and exports engines).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -21,6 +22,9 @@ class DeviceData {
   virtual ~DeviceData() = default;
   virtual std::string_view identity() const = 0;
   std::string tenant;
+  // DeviceLinks: this session's place in its identity's list (so that a session is indexed and
+  // dropped in O(1) even when a million devices share one identity).
+  std::uint32_t link_slot = UINT32_MAX;
 };
 
 // A DTLS engine seen through the session model's TlsState; also the session's DeviceData.

@@ -159,10 +159,18 @@ TEST(SessionStateFormat, VersionOneIsStillRead) {
   s.server_write_key.assign(16, std::byte{2});
   s.client_write_iv.assign(4, std::byte{3});
   s.server_write_iv.assign(4, std::byte{4});
-  auto v3 = serialize(s);
-  ASSERT_FALSE(v3.empty());
-  EXPECT_EQ(v3[4], std::byte{3});
-  // Version 3 ends with the two CID lengths (0, 0), version 2 with the certificate count (0).
+  auto v4 = serialize(s);
+  ASSERT_FALSE(v4.empty());
+  EXPECT_EQ(v4[4], std::byte{4});
+  // Version 4 ends with registry_keyed (0), version 3 with the two CID lengths (0, 0), version 2
+  // with the certificate count (0).
+  EXPECT_EQ(v4.back(), std::byte{0});
+  auto v3 = v4;
+  v3[4] = std::byte{3};
+  v3.pop_back();
+  auto back3 = deserialize(v3);
+  ASSERT_TRUE(back3);
+  EXPECT_FALSE(back3->registry_keyed);
   ASSERT_GE(v3.size(), 3u);
   EXPECT_EQ(v3[v3.size() - 3], std::byte{0});
   auto v2 = v3;

@@ -6,6 +6,7 @@
 #include "../exchange/fake_peer.hpp"
 #include "metrics/metrics.hpp"
 #include "server/device_links.hpp"
+#include "server/dtls_tls.hpp"
 
 namespace coapgw::server {
 namespace {
@@ -78,6 +79,56 @@ TEST(DeviceLinks, UnknownDeviceHasNoSession) {
   api::DeviceRef nobody;
   nobody.identity = "nobody";
   EXPECT_EQ(t.links.find(nobody), nullptr);
+}
+
+// A fleet whose devices share one PSK identity (a million bench devices, or a group key): each
+// session is indexed and dropped in O(1) (DeviceData::link_slot), in any order, and the downlink
+// still finds the most recently heard one.
+TEST(DeviceLinks, ManySessionsOfOneIdentityAreIndexedAndDroppedInAnyOrder) {
+  struct Device : DeviceData {
+    std::string_view identity() const override { return "shared"; }
+  };
+  Fixture f;
+  metrics::Metrics metrics{"test"};
+  session::Budget budget{300};
+  session::Table table(nullptr, budget, session::Table::Settings{});
+  DeviceLinks links{table, f.layer, [](std::function<void()>) {}, [] {},
+                    [](const upstream::RouteSpec&) -> std::unique_ptr<upstream::Upstream> { return nullptr; },
+                    metrics, [&] { return f.now; }};
+  const auto local = *Address::parse("127.0.0.1:5684");
+  std::vector<Device> data(100);
+  std::vector<session::Session*> sessions;
+  for (int i = 0; i < 100; ++i) {
+    session::Key key{*Address::parse("192.0.2.7:" + std::to_string(10000 + i)), 5684, session::Proto::dtls, 0};
+    auto* s = table.create_server(key, local, -1, f.now + std::chrono::milliseconds(i), session::State::established);
+    ASSERT_NE(s, nullptr);
+    s->set_app_data(&data[i]);
+    links.identified(*s);
+    links.identified(*s);  // again (an address change): still one entry
+    sessions.push_back(s);
+  }
+  api::DeviceRef shared;
+  shared.identity = "shared";
+  EXPECT_EQ(links.find(shared), sessions[99]);
+  auto close = [&](int i) {
+    links.closed(*sessions[i]);
+    table.close(*sessions[i], session::CloseReason::shutdown);
+    sessions[i] = nullptr;
+  };
+  for (int i = 0; i < 100; i += 3) close(i);
+  close(98);
+  EXPECT_EQ(links.find(shared), sessions[97]);
+  // The newest moves (RFC 9146): found under its new address.
+  ASSERT_TRUE(table.move_remote(*sessions[97], *Address::parse("192.0.2.8:4000")));
+  links.identified(*sessions[97]);
+  EXPECT_EQ(links.find(shared), sessions[97]);
+  // The rest, newest first: each time the newest left is found, so every moved slot was fixed up.
+  for (int i = 97; i >= 0; --i) {
+    if (sessions[i] == nullptr) continue;
+    EXPECT_EQ(links.find(shared), sessions[i]) << i;
+    close(i);
+  }
+  EXPECT_EQ(links.find(shared), nullptr);
 }
 
 TEST(DeviceLinks, SessionClosedWhilePendingEndsTheRequestAndFreesTheSession) {
