@@ -11,6 +11,7 @@
 #include <openssl/provider.h>
 
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
@@ -58,13 +59,19 @@ PrfContext::Digest digest_of(const char* name) {
   return PrfContext::Digest::other;
 }
 
-void* prf_new(void*) { return new (std::nothrow) PrfContext; }
+// malloc and placement new, not operator new: nothing here may throw into OpenSSL, and the
+// context is released the way it was taken whatever operator new/delete the program replaces.
+void* prf_new(void*) {
+  void* memory = std::malloc(sizeof(PrfContext));
+  return memory != nullptr ? new (memory) PrfContext : nullptr;
+}
 
 void prf_free(void* vctx) {
   auto* ctx = static_cast<PrfContext*>(vctx);
   if (ctx == nullptr) return;
   ctx->reset();
-  delete ctx;
+  ctx->~PrfContext();
+  std::free(ctx);
 }
 
 void prf_reset(void* vctx) { static_cast<PrfContext*>(vctx)->reset(); }
