@@ -22,7 +22,7 @@ namespace {
 // different workers never wait for one another's lock; a block freed by another thread goes back
 // to the shard that owns its address.
 constexpr std::size_t shard_count = 16;
-constexpr std::size_t shard_reserve = crypto_heap_reserve / shard_count;
+[[maybe_unused]] constexpr std::size_t shard_reserve = crypto_heap_reserve / shard_count;
 
 // Set once before any OpenSSL allocation, never freed (OpenSSL frees late, after main returns).
 SpanHeap* shards[shard_count] = {};

@@ -187,9 +187,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // 4. Saved state.
   if (const auto state = deserialize(input)) {
     // The format has one encoding per version; older versions are read and written back as
-    // version 3: version 1 lacks the certificate count (1 byte), 1 and 2 the CID lengths (2 bytes).
-    const auto version = size > 4 ? std::to_integer<int>(input[4]) : 3;
-    const std::size_t grown = (version == 1 ? 1 : 0) + (version < 3 ? 2 : 0);
+    // version 4: version 1 lacks the certificate count (1 byte), 1 and 2 the CID lengths (2 bytes),
+    // 1 to 3 the registry_keyed flag (1 byte).
+    const auto version = size > 4 ? std::to_integer<int>(input[4]) : 4;
+    const std::size_t grown = (version == 1 ? 1 : 0) + (version < 3 ? 2 : 0) + (version < 4 ? 1 : 0);
     if (serialize(*state).size() != size + grown) __builtin_trap();
     auto imported = Engine::import_state(*s.server, *state, 1000);
     if (imported) {
