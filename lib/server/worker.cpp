@@ -379,7 +379,11 @@ void Worker::on_tick() {
   // back to the system every few seconds after handshakes, so resident memory follows what
   // established sessions really hold.
   if (handshakes_since_trim_ != 0 && now >= next_trim_) {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    // Not under a sanitizer, whose allocator replaces glibc's: there malloc_trim would set up
+    // glibc's own arenas from a worker thread, and glibc then asserts at that thread's exit.
     ::malloc_trim(0);
+#endif
     dtls::trim_crypto_heap();  // OpenSSL's own heap, when the daemon installed it
     handshakes_since_trim_ = 0;
     next_trim_ = now + std::chrono::seconds(5);
