@@ -17,6 +17,7 @@
 #include "net/udp_socket.hpp"
 #include "server/dtls_transport.hpp"
 #include "upstream/forward.hpp"
+#include "registry_fakes.hpp"
 
 namespace coapgw::server {
 namespace {
@@ -30,38 +31,10 @@ const Address device_addr = *Address::parse("192.0.2.30:40000");
 const Address gateway_addr = *Address::parse("192.0.2.1:5684");
 const session::Key device_key{device_addr, 5684, session::Proto::dtls, 0};
 
-struct NoWorker : session::Context {
-  int worker_index() const override { return 0; }
-};
-
-struct Host : DtlsTransport::Host {
-  std::vector<Bytes> to_device;
-  std::vector<std::string> delivered;
-  void deliver(session::Session&, std::span<const std::byte> m, time_point) override {
-    delivered.emplace_back(reinterpret_cast<const char*>(m.data()), m.size());
-  }
-  void send_datagram(std::uint8_t, const Address&, const Address&, std::span<const std::byte> d) override {
-    to_device.emplace_back(d.begin(), d.end());
-  }
-  void ping(session::Session&) override {}
-  void count_bad(metrics::BadReason, std::uint64_t) override {}
-  bool draining() const override { return false; }
-  bool hand_to_worker(int, std::uint8_t, const net::ReceivedDatagram&) override { return false; }
-};
-
-struct Client : upstream::Upstream {
-  std::deque<std::pair<upstream::ForwardRequest, upstream::ForwardDone>>* calls;
-  void forward(upstream::ForwardRequest r, upstream::ForwardDone done) override {
-    calls->emplace_back(std::move(r), std::move(done));
-  }
-};
-
-upstream::ForwardResponse json_answer(const std::string& body) {
-  upstream::ForwardResponse r;
-  r.code = upstream::coap_code(2, 5);
-  for (char c : body) r.payload.push_back(static_cast<std::byte>(c));
-  return r;
-}
+using test::Client;
+using test::Host;
+using test::json_answer;
+using test::NoWorker;
 
 class RegistryTransportTest : public ::testing::Test {
  protected:
