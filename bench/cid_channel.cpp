@@ -34,7 +34,9 @@ CidChannel::CidChannel(int fd, std::unique_ptr<dtls::Engine> engine) : engine_(s
 CidChannel::~CidChannel() = default;
 
 bool CidChannel::flush(dtls::Output& out) {
-  for (const auto& d : out.datagrams) ::send(fd_, d.data(), d.size(), 0);  // lost like any datagram
+  for (const auto& d : out.datagrams) {
+    if (::send(fd_, d.data(), d.size(), 0) < 0) ++send_errors_;  // lost like any datagram, but counted
+  }
   for (auto& p : out.plaintexts) plaintexts_.emplace_back(p.begin(), p.end());
   const bool open = !out.closed;
   out.clear();
@@ -93,6 +95,8 @@ void CidChannel::close() {
   engine_->close(out);
   flush(out);
 }
+
+std::uint64_t CidChannel::lost() const { return engine_->bad_records() + send_errors_; }
 
 bool CidChannel::rebind(int fd) {
   if (engine_->state() != dtls::Engine::State::established || engine_->peer_connection_id().empty()) return false;

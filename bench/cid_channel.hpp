@@ -30,6 +30,7 @@ class CidChannel final : public SecureChannel {
   void on_timer() override;
   void close() override;
   bool rebind(int fd) override;
+  std::uint64_t lost() const override;
 
  private:
   CidChannel(int fd, std::unique_ptr<dtls::Engine> engine);
@@ -37,6 +38,7 @@ class CidChannel final : public SecureChannel {
   bool flush(dtls::Output& out);
   std::unique_ptr<dtls::Engine> engine_;
   int fd_;
+  std::uint64_t send_errors_ = 0;
   std::deque<std::vector<std::byte>> plaintexts_;
 };
 

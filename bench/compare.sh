@@ -6,7 +6,7 @@
 # pinned to core 1, stops the server by PID, and writes bench/RESULTS.md (tables with both
 # servers, the ratio coapgw/libcoap, and the exact commands).
 #
-# Usage: bench/compare.sh [--quick] [--long-hold] [--keys] [--scaling] [--quiet-traffic] [--render-only]
+# Usage: bench/compare.sh [--quick] [--long-hold] [--keys] [--scaling] [--million] [--quiet-traffic] [--render-only]
 #                         [--no-build] [--coapgwd PATH] [--bench PATH] [--out FILE]
 #   --quick       smaller sizes and shorter windows (< 3 min); default run < 20 min
 #   --long-hold   only the 10-minute hold of 100,000 DTLS sessions with keep-alive (~13 min, coapgw
@@ -19,6 +19,11 @@
 #   --scaling     only the multi-core table (bench/scaling.sh, issue 17 item 7): coapgwd threads 1, 2,
 #                 4, ... on half the CPUs with the load on the other half, libcoap beside; writes
 #                 bench/RESULTS-scaling.md, which the full run copies into RESULTS.md (~1 min per row)
+#   --million     only the storm (bench/million.sh, issue 17 items 1-3): 1,000,000 DTLS devices
+#                 arriving at once at coapgwd (threads 2), then 20,000 at libcoap's coap-server-openssl
+#                 (what it can take), each retrying until its set-up deadline, held and verified;
+#                 writes bench/RESULTS-million.md (bench/million_report.sh), which the full run copies
+#                 into RESULTS.md (~15 min here; --quick: 100,000 and 5,000)
 #   --quiet-traffic only the two plain request workloads (100 x 8 and 10 x 4), both servers, one round
 #                 (~50 s; RESULTS.md is not touched): prints the CPU per request of each and the ratio
 #                 10 x 4 / 100 x 8; bench/NOTES.md, "Cheaper quiet traffic", has three rounds of it
@@ -36,6 +41,7 @@ LONG=0
 QUIET_ONLY=0
 KEYS=0
 SCALING=0
+MILLION=0
 RENDER_ONLY=0
 BUILD=1
 GWD=""
@@ -47,13 +53,14 @@ while [[ $# -gt 0 ]]; do
     --long-hold) LONG=1 ;;
     --keys) KEYS=1 ;;
     --scaling) SCALING=1 ;;
+    --million) MILLION=1 ;;
     --quiet-traffic) QUIET_ONLY=1 ;;
     --render-only) RENDER_ONLY=1; BUILD=0 ;;
     --no-build) BUILD=0 ;;
     --coapgwd) GWD=$2; shift ;;
     --bench) BENCH=$2; shift ;;
     --out) OUT=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--long-hold] [--keys] [--scaling] [--quiet-traffic] [--render-only] [--no-build] [--coapgwd PATH] [--bench PATH] [--out FILE]" >&2; exit 1 ;;
+    *) echo "usage: $0 [--quick] [--long-hold] [--keys] [--scaling] [--million] [--quiet-traffic] [--render-only] [--no-build] [--coapgwd PATH] [--bench PATH] [--out FILE]" >&2; exit 1 ;;
   esac
   shift
 done
@@ -72,6 +79,18 @@ if [[ $KEYS -eq 1 ]]; then
 fi
 if [[ $SCALING -eq 1 ]]; then
   exec "$ROOT/bench/scaling.sh" $([[ $QUICK -eq 1 ]] && echo --quick) --coapgwd "$GWD" --bench "$BENCH"
+fi
+if [[ $MILLION -eq 1 ]]; then
+  command -v coap-server-openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y libcoap3-bin >/dev/null
+  storm_gw=1000000 storm_libcoap=20000
+  [[ $QUICK -eq 1 ]] && { storm_gw=100000; storm_libcoap=5000; }
+  GWD=$GWD BENCH=$BENCH STATE=$ROOT/bench/RESULTS-million-coapgw.state "$ROOT/bench/million.sh" "$storm_gw" 1000 2
+  GWD=$GWD BENCH=$BENCH SERVER=libcoap IN_FLIGHT=4000 SETUP_DEADLINE=180 STATE=$ROOT/bench/RESULTS-million-libcoap.state \
+    "$ROOT/bench/million.sh" "$storm_libcoap"
+  "$ROOT/bench/million_report.sh" "$ROOT/bench/RESULTS-million-coapgw.state" "$ROOT/bench/RESULTS-million-libcoap.state" \
+    > "$ROOT/bench/RESULTS-million.md"
+  cat "$ROOT/bench/RESULTS-million.md"
+  exit 0
 fi
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   # Forwarding workload: a fast local HTTP upstream and a load tool to measure it directly.
@@ -773,10 +792,12 @@ commands() {  # commands WORKLOAD CMD...
   echo "| sessions.max: evicted = excess, oldest first, survivors on their session | exact | evicted ${E[evicted_end]:--} of $EVICT_EXTRA, verified $(val verified "${R[evict.coapgw]:-}") | $(verdict "$evict_ok" "==" 1) |"
   echo "| threads 2 serve more than threads 1 (answered/s, plain / DTLS) | > 1.00x | ${t_thr_p}x / ${t_thr_d}x | $(verdict "$t_thr_p" ">" 1) / $(verdict "$t_thr_d" ">" 1) |"
   echo ""
-  if [[ -f $ROOT/bench/RESULTS-scaling.md ]]; then
-    cat "$ROOT/bench/RESULTS-scaling.md"
-    echo ""
-  fi
+  for part in RESULTS-scaling.md RESULTS-million.md; do
+    if [[ -f $ROOT/bench/$part ]]; then
+      cat "$ROOT/bench/$part"
+      echo ""
+    fi
+  done
   if [[ -f $ROOT/bench/NOTES.md ]]; then
     cat "$ROOT/bench/NOTES.md"
     echo ""

@@ -38,6 +38,9 @@ class SecureChannel {
   // Goes on from another connected socket (a NAT rebinding: new source port); false when the
   // session cannot follow (no Connection ID).
   virtual bool rebind(int /*fd*/) { return false; }
+  // Records the device could not use (did not authenticate) plus datagrams the socket refused to
+  // send, since the channel began: what a device that stops hearing its server looks at.
+  virtual std::uint64_t lost() const { return 0; }
 };
 
 // One per process: the SSL_CTX with the PSK credentials and cipher list.

@@ -162,6 +162,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  const double setup_start = now_seconds();
   std::vector<Child> children(options.procs);
   for (std::uint32_t p = 0; p < options.procs; ++p) {
     int report[2], go[2];
@@ -207,8 +208,11 @@ int main(int argc, char** argv) {
   }
   probe(after_open);
   if (options.mode != Mode::handshake) {
-    std::fprintf(stderr, "setup: %llu sessions opened, %llu failed\n",
-                 static_cast<unsigned long long>(opened), static_cast<unsigned long long>(setup_failed));
+    // The set-up ends when the last process is done with it (all opened, or its deadline).
+    const double setup_s = now_seconds() - setup_start;
+    std::fprintf(stderr, "setup: %llu sessions opened, %llu failed in %.1f s (%.0f/s)\n",
+                 static_cast<unsigned long long>(opened), static_cast<unsigned long long>(setup_failed), setup_s,
+                 setup_s > 0 ? static_cast<double>(opened) / setup_s : 0.0);
   }
   if (options.mode == Mode::hold) {
     std::printf("HOLD_READY sessions=%llu\n", static_cast<unsigned long long>(opened));
@@ -283,6 +287,7 @@ int main(int argc, char** argv) {
   add_count("gave_up", setup_failed);  // not open at the end of set-up (with retries: at the deadline)
   add_count("retries", total.retries);
   add_count("resends", total.resends);
+  add_count("verify_failures_lost", total.verify_failures_lost);
   add_count("keepalives", total.keepalives);
   add_count("keepalive_failures", total.keepalive_failures);
   add_count("verified", total.verified);

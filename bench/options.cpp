@@ -75,6 +75,7 @@ std::string usage() {
   --rate R              offered requests/s in total (requests mode), 0 = closed loop (default)
   --open-rate R         sessions opened per second in total, default 5000
   --concurrency C       sessions being opened at once per process, default 200
+  --verify-concurrency V  hold: verify GETs in flight at once per process, default C
   --keepalive S         hold: one GET per session every S seconds, default 0 (none)
   --verify-from N       hold: verify only devices N.. (global index), default 0 (all); the
                         earlier ones are held but not contacted again (e.g. expected evicted)
@@ -116,6 +117,8 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
       {"--rate", [&](std::string_view v) { return parse_double(v, 0, 1e8, o.rate); }},
       {"--open-rate", [&](std::string_view v) { return parse_double(v, 1, 1e7, o.open_rate); }},
       {"--concurrency", [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, 100000, o.concurrency); }},
+      {"--verify-concurrency",
+       [&](std::string_view v) { return parse_integer<std::uint32_t>(v, 1, 100000, o.verify_concurrency); }},
       {"--rebind", [&](std::string_view v) { return parse_double(v, 0, 86400, o.rebind); }},
       {"--rebind-hold", [&](std::string_view v) { return parse_double(v, 0, 3600, o.rebind_hold); }},
       {"--keepalive", [&](std::string_view v) { return parse_double(v, 0, 86400, o.keepalive); }},

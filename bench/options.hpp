@@ -37,6 +37,7 @@ struct Options {
   double rate = 0.0;                      // offered requests/s over all processes; 0 = closed loop
   double open_rate = 5000.0;              // sessions opened per second over all processes
   std::uint32_t concurrency = 200;        // sessions being opened at once per process
+  std::uint32_t verify_concurrency = 0;   // hold: verify GETs in flight at once per process (0: concurrency)
   double keepalive = 0.0;                 // hold: one request per session every S seconds; 0 = none
   std::uint32_t verify_from = 0;          // hold: verify only devices from this global index on
   std::uint32_t procs = 1;                // worker processes (each one epoll thread)

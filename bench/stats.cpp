@@ -90,7 +90,8 @@ const std::vector<std::pair<std::string_view, Counter>>& counters() {
       {"hsf", &RunStats::handshake_failures}, {"open", &RunStats::sessions_opened},
       {"openf", &RunStats::open_failures},  {"ka", &RunStats::keepalives},
       {"kaf", &RunStats::keepalive_failures}, {"ver", &RunStats::verified},
-      {"verf", &RunStats::verify_failures}, {"cyc", &RunStats::cycles},
+      {"verf", &RunStats::verify_failures}, {"verfl", &RunStats::verify_failures_lost},
+      {"cyc", &RunStats::cycles},
       {"rb", &RunStats::rebinds},           {"dl", &RunStats::downlinks_answered},
       {"rt", &RunStats::retries},           {"rs", &RunStats::resends},
   };

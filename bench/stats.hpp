@@ -53,6 +53,7 @@ struct RunStats {
   std::uint64_t keepalive_failures = 0;
   std::uint64_t verified = 0;         // hold: sessions that answered at the end
   std::uint64_t verify_failures = 0;
+  std::uint64_t verify_failures_lost = 0;  // of them: the device's channel had dropped records or sends
   std::uint64_t rebinds = 0;          // --rebind: devices moved to a new source port
   std::uint64_t cycles = 0;           // handshake mode: handshake + request + close completed
   std::uint64_t downlinks_answered = 0;  // --serve: requests from the gateway answered
