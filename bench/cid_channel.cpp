@@ -98,6 +98,16 @@ void CidChannel::close() {
 
 std::uint64_t CidChannel::lost() const { return engine_->bad_records() + send_errors_; }
 
+std::string CidChannel::connection_id() const {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string hex;
+  for (const auto b : engine_->peer_connection_id()) {
+    hex += digits[std::to_integer<unsigned>(b) >> 4];
+    hex += digits[std::to_integer<unsigned>(b) & 15];
+  }
+  return hex;
+}
+
 bool CidChannel::rebind(int fd) {
   if (engine_->state() != dtls::Engine::State::established || engine_->peer_connection_id().empty()) return false;
   fd_ = fd;

@@ -31,6 +31,7 @@ class CidChannel final : public SecureChannel {
   void close() override;
   bool rebind(int fd) override;
   std::uint64_t lost() const override;
+  std::string connection_id() const override;
 
  private:
   CidChannel(int fd, std::unique_ptr<dtls::Engine> engine);

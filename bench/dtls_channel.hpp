@@ -41,6 +41,8 @@ class SecureChannel {
   // Records the device could not use (did not authenticate) plus datagrams the socket refused to
   // send, since the channel began: what a device that stops hearing its server looks at.
   virtual std::uint64_t lost() const { return 0; }
+  // The Connection ID the device's records carry (the server's, hex), "" without one.
+  virtual std::string connection_id() const { return {}; }
 };
 
 // One per process: the SSL_CTX with the PSK credentials and cipher list.

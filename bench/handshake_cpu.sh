@@ -9,6 +9,7 @@
 #   Several coapgwd binaries (e.g. a build before a change and one after) are measured in turn,
 #   then libcoap. Prints one line per run and a summary (mean, min, max; ratio to libcoap's mean).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=${BENCH:-$ROOT/build/bench/coapgw-bench}
 REPS=3
@@ -27,45 +28,25 @@ LC_PORT=25800  # libcoap: DTLS on 25801
 WORK=$(mktemp -d /tmp/coapgw-hscpu.XXXXXX)
 PID=""
 cleanup() {
-  if [[ -n $PID ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+  stop_pid "$PID"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-cat > "$WORK/gw.yaml" <<YAML
-threads: 1
-log: { level: warn }
-listen: { coap: ["127.0.0.1:$((GW_PORT - 1))"], coaps: ["127.0.0.1:$GW_PORT"], admin: "", api: "" }
-dtls:
-  psk: { hint: "coapgw", keys: [ { identity: "bench", key: "bench-secret" } ], keys_file: "" }
-  max_handshakes: 1000
-sessions: { max: 400000, idle_timeout: 900s }
-routes: []
-YAML
-wait_bound() {  # wait_bound PORT
-  local hex
-  hex=$(printf '%04X' "$1")
-  for _ in $(seq 100); do
-    grep -q ":$hex " /proc/net/udp && return 0
-    kill -0 "$PID" 2>/dev/null || { echo "server exited" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "server did not bind $1" >&2
-  return 1
-}
+bench_config "$WORK/gw.yaml" 1 $((GW_PORT - 1)) "$GW_PORT" "  max_handshakes: 1000" \
+  "sessions: { max: 400000, idle_timeout: 900s }"
 one() {  # one NAME PORT COMMAND...: prints NAME cpu_us_per_hs cycles failures
   local name=$1 port=$2
   shift 2
   taskset -c 0 "$@" > "$WORK/server.log" 2>&1 &
   PID=$!
-  wait_bound "$port"
+  wait_udp_bound "$port" "$PID" "$WORK/server.log"
   local line
   line=$(taskset -c 1 "$BENCH" --mode handshake --dtls --server "127.0.0.1:$port" --devices 64 --duration "$DUR" \
     --source-base 127.0.2.1 --server-pid "$PID" 2>/dev/null | grep '^RESULT' || true)
   # User and kernel CPU of the server since its start (clock ticks; start-up is a few ms of it).
   local user_ticks sys_ticks
   read -r user_ticks sys_ticks < <(awk '{print $14, $15}' "/proc/$PID/stat")
-  kill "$PID" 2>/dev/null || true
-  wait "$PID" 2>/dev/null || true
+  stop_pid "$PID"
   PID=""
   local cpu cycles failures split
   cpu=$(sed -n 's/.* cpu_us_per_hs=\([^ ]*\).*/\1/p' <<<"$line")

@@ -15,6 +15,7 @@
 # the answer is 4.04 (no route), so the number is the cost of the receive, parse, dedup, session,
 # answer and send path. Bounded: SECONDS (default 10) plus start-up and stop.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 gwd=$1
 bench=$2
 proto=${3:-plain}
@@ -23,39 +24,19 @@ rate=${5:-1500}
 dir=$(mktemp -d)
 pid=""
 cleanup() {
-  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  stop_pid "$pid"
   if [[ -n ${KEEP_CALLGRIND:-} ]]; then cp "$dir/cg.out" "$KEEP_CALLGRIND"; fi
   rm -rf "$dir"
 }
 trap cleanup EXIT
-read -r coap_port coaps_port < <(/usr/bin/python3 -c '
-import socket
-s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
-cat > "$dir/gw.yaml" <<YAML
-threads: 1
-log: { level: warn }
-listen: { coap: ["127.0.0.1:$coap_port"], coaps: ["127.0.0.1:$coaps_port"], admin: "" }
-dtls: { psk: { hint: "coapgw", keys: [ { identity: "bench", key: "bench-secret" } ], keys_file: "" } }
-routes: []
-YAML
-if [[ $(basename "$gwd") == coap-server* ]]; then
-  # libcoap binds DTLS on port + 1; the port after a free one is free in practice on loopback.
-  coaps_port=$((coap_port + 1))
-  server=("$gwd" -A 127.0.0.1 -p "$coap_port" -k bench-secret -v 0)
-else
-  server=("$gwd" --config "$dir/gw.yaml")
-fi
+read -r coap_port coaps_port < <(free_udp_ports 2)
+bench_config "$dir/gw.yaml" 1 "$coap_port" "$coaps_port"
+server_command "$gwd" "$dir/gw.yaml" "$coap_port"
+coaps_port=${SERVER_DTLS_PORT:-$coaps_port}
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/cg.out" \
-  "${server[@]}" > "$dir/gwd.log" 2>&1 &
+  "${SERVER_CMD[@]}" > "$dir/gwd.log" 2>&1 &
 pid=$!
-hex=$(printf '%04X' "$coaps_port")
-for _ in $(seq 300); do
-  grep -q ":$hex " /proc/net/udp && break
-  kill -0 "$pid" 2>/dev/null || { cat "$dir/gwd.log"; exit 1; }
-  sleep 0.1
-done
+wait_udp_bound "$coaps_port" "$pid" "$dir/gwd.log"
 args=(--mode requests --devices 10 --outstanding 4 --duration "$seconds" --rate "$rate" --timeout 5
       --handshake-timeout 60 --source-base 127.0.0.1)
 if [[ $proto == dtls ]]; then args+=(--dtls --server "127.0.0.1:$coaps_port" --source-port-base 14000)
@@ -68,7 +49,6 @@ line=$("$bench" "${args[@]}" 2>/dev/null | grep '^RESULT')
 callgrind_control -i off "$pid" > /dev/null 2>&1
 kill "$pid"; wait "$pid" || true; pid=""
 responses=$(sed -n 's/.* responses=\([0-9]*\).*/\1/p' <<<"$line")
-ir=$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$dir/cg.out" | head -1)
-[[ -z $ir ]] && ir=$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$dir/cg.out" | head -1)
+ir=$(callgrind_total "$dir/cg.out")
 echo "$line"
 echo "INSTRUCTIONS proto=$proto${REBIND:+ rebind=$REBIND} responses=$responses instructions=$ir per_request=$(( ir / (responses > 0 ? responses : 1) ))"

@@ -1,6 +1,7 @@
 // coapgw-bench load worker — the epoll loop and the per-mode phases (see load_worker.hpp).
 #include "load_worker.hpp"
 
+#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -357,6 +358,23 @@ class Worker {
     verifying_ = 0;
   }
 
+  // The first few devices of a process that did not answer the verify pass, on stderr, so that the
+  // server's side of them can be looked up (/v1/sessions lists each session's address and CID).
+  void report_lost_device(std::uint32_t index) {
+    if (lost_reported_ >= 5) return;
+    ++lost_reported_;
+    const Device& device = devices_[index];
+    sockaddr_in local{};
+    socklen_t length = sizeof local;
+    char address[INET_ADDRSTRLEN] = "?";
+    if (device.fd >= 0 && getsockname(device.fd, reinterpret_cast<sockaddr*>(&local), &length) == 0)
+      inet_ntop(AF_INET, &local.sin_addr, address, sizeof address);
+    std::fprintf(stderr, "verify failed: slot %u from %s:%u cid %s, set-up attempts %u, channel lost %llu\n", device.slot,
+                 address, static_cast<unsigned>(ntohs(local.sin_port)),
+                 device.dtls ? device.dtls->connection_id().c_str() : "-", static_cast<unsigned>(device.failures) + 1,
+                 static_cast<unsigned long long>(device.dtls ? device.dtls->lost() : 0));
+  }
+
   // ---- devices -----------------------------------------------------------------------------
 
   bool open_socket(std::uint32_t index, std::uint32_t slot) {
@@ -605,6 +623,7 @@ class Worker {
         --verifying_;
         ++stats_.verify_failures;
         if (devices_[index].dtls && devices_[index].dtls->lost() > 0) ++stats_.verify_failures_lost;
+        report_lost_device(index);
         return;
       case Purpose::cycle:
         return open_failed(index);
@@ -720,6 +739,7 @@ class Worker {
   std::uint32_t next_rotation_ = 0;
   std::uint32_t opening_ = 0;
   std::uint32_t verifying_ = 0;
+  std::uint32_t lost_reported_ = 0;
   Phase phase_ = Phase::setup;
   std::uint64_t window_start_ = 0;
   std::uint64_t window_end_ = 0;

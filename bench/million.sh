@@ -88,6 +88,8 @@ echo "bench: $PROCS processes x $CONCURRENCY handshakes at once"
 # Datagrams the kernel dropped for a full socket buffer (all of loopback: the server's and the devices').
 udp_drops() { awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }' /proc/net/snmp; }
 DROPS_BEFORE=$(udp_drops)
+# Datagrams the server's own sockets dropped (ss: skmem d<N>, one socket per worker).
+server_drops() { ss -Huamn "sport = :${TARGET##*:}" | sed -n 's/.*,d\([0-9]*\)).*/\1/p' | awk '{s += $1} END {print s + 0}'; }
 START=$(date +%s)
 CMD=("$BENCH" --mode hold "${CLIENT[@]}" --server "$TARGET" --devices "$DEVICES" --open-rate 1000000
      --concurrency "$CONCURRENCY" --verify-concurrency $(( (${VERIFY_IN_FLIGHT:-1000} + PROCS - 1) / PROCS )) --handshake-timeout "${HS_TIMEOUT:-45}" --setup-deadline "${SETUP_DEADLINE:-1500}"
@@ -100,7 +102,7 @@ while kill -0 $BENCH_PID 2>/dev/null; do
   bench_kb=0
   for p in $(pgrep -P $BENCH_PID) $BENCH_PID; do bench_kb=$((bench_kb + $(kb "$p" VmRSS))); done
   (( bench_kb > BENCH_PEAK_KB )) && BENCH_PEAK_KB=$bench_kb
-  line="t=$(( $(date +%s) - START ))s rss_kb=$(kb $GW_PID VmRSS) peak_kb=$(kb $GW_PID VmHWM) bench_rss_kb=$bench_kb"
+  line="t=$(( $(date +%s) - START ))s rss_kb=$(kb $GW_PID VmRSS) peak_kb=$(kb $GW_PID VmHWM) bench_rss_kb=$bench_kb drops=$(server_drops)"
   if [[ $SERVER == coapgw ]]; then
     line+=" ok=$(metric coapgw_dtls_handshakes_total 'result="ok"') rejected=$(metric coapgw_dtls_handshakes_total 'result="rejected"')"
     line+=" hvr=$(metric coapgw_dtls_hello_verify_requests_total) sessions=$(metric coapgw_sessions '{proto="dtls",state="established",type="server"}')"
@@ -114,8 +116,7 @@ grep -E '^(setup:|  set-up:|  hold:|RESULT)' "$WORK/bench.out" || tail -4 "$WORK
 RSS_END=$(kb $GW_PID VmRSS)
 PEAK=$(kb $GW_PID VmHWM)
 DROPS=$(( $(udp_drops) - DROPS_BEFORE ))
-# Of them, at the server's own sockets (ss: skmem d<N>, one socket per worker).
-SERVER_DROPS=$(ss -Huamn "sport = :${TARGET##*:}" | sed -n 's/.*,d\([0-9]*\)).*/\1/p' | awk '{s += $1} END {print s + 0}')
+SERVER_DROPS=$(server_drops)
 echo "end: t=$(( $(date +%s) - START ))s rss_kb=$RSS_END peak_kb=$PEAK cpu_s=$(cpu_s $GW_PID) udp_rcvbuf_drops=$DROPS (server sockets $SERVER_DROPS)"
 CLOSED_EST=-
 if [[ $SERVER == coapgw ]]; then
@@ -130,6 +131,11 @@ if [[ $SERVER == coapgw ]]; then
   dev_ok=$(sed -n 's/.* handshakes=\([0-9]*\) .*/\1/p' "$WORK/bench.out" | tail -1)
   echo "handshakes completed: gateway $(metric coapgw_dtls_handshakes_total 'result="ok"'), devices ${dev_ok:-?}" \
        "(the difference: attempts a device had already given up when the gateway finished; it retried from another alias)"
+fi
+grep '^verify failed' "$WORK/bench.out" | head -20 || true
+if [[ -n ${KEEP_SERVER:-} ]]; then  # KEEP_SERVER=S: the server stays S seconds for a look (admin port $ADMIN)
+  echo "server pid $GW_PID stays ${KEEP_SERVER}s: http://127.0.0.1:$ADMIN/v1/sessions"
+  sleep "$KEEP_SERVER"
 fi
 if [[ -n ${STATE:-} ]]; then
   result=$(grep '^RESULT' "$WORK/bench.out" | tail -1)

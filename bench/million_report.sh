@@ -11,11 +11,10 @@ load() {  # load FILE ARRAY: key=value lines into an associative array
 }
 load "$1" G
 load "${2:-}" L
-num() { [[ ${1:-} =~ ^[0-9]+$ ]] && printf "%'d" "$1" || echo "${1:--}"; }
+num() { [[ ${1:-} =~ ^[0-9]+$ ]] && sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<< "$1" || echo "${1:--}"; }
 mb() { [[ ${1:-} =~ ^[0-9]+$ ]] && awk -v k="$1" 'BEGIN {printf "%.1f MB", k / 1024}' || echo -; }
 per() { [[ ${1:-} =~ ^[0-9]+$ && ${2:-} =~ ^[1-9][0-9]*$ ]] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", a * 1024 / b}' || echo -; }
 row() { echo "| $1 | $2 | $3 |"; }
-export LC_NUMERIC=en_US.UTF-8 2>/dev/null || true
 echo "## A million DTLS devices arriving at once (\`bench/compare.sh --million\`, issue 17, items 1-3)"
 echo ""
 echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(free -g | awk '/Mem:/ {print $2}') GB RAM; coapgw run ${G[date]:--}, libcoap run ${L[date]:--}"
@@ -38,7 +37,7 @@ row "server memory per established session (RSS growth / established)" "**${G[pe
 row "server peak RSS (VmHWM)" "$(mb "${G[peak_kb]:-}")" "$(mb "${L[peak_kb]:-}")"
 row "server CPU for the whole run" "${G[server_cpu_s]:--} s" "${L[server_cpu_s]:--} s"
 row "bench RSS, all processes, at most (per device)" "$(mb "${G[bench_peak_kb]:-}") ($(per "${G[bench_peak_kb]:-}" "${G[devices]:-}") B)" "$(mb "${L[bench_peak_kb]:-}") ($(per "${L[bench_peak_kb]:-}" "${L[devices]:-}") B)"
-row "datagrams dropped by the kernel (full socket buffers, all of loopback)" "$(num "${G[udp_drops]:-}")" "$(num "${L[udp_drops]:-}")"
+row "datagrams the server's sockets dropped (full receive buffers: \`ss -m\` d)" "$(num "${G[server_drops]:-}")" "$(num "${L[server_drops]:-}")"
 echo ""
 echo '```'
 echo "bench/compare.sh --million   # = the two runs below, then this table (bench/million_report.sh)"

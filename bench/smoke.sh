@@ -5,39 +5,23 @@
 # checks that requests were answered (and, with rebinding, that none was lost and devices moved).
 # Usage: smoke.sh COAPGWD COAPGW_BENCH   (bounded: < 10 s)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 gwd=$1
 bench=$2
 dir=$(mktemp -d)
 pid=""
 cleanup() {
-  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  stop_pid "$pid"
   rm -rf "$dir"
 }
 trap cleanup EXIT
 
-# Two free UDP ports (bound and released; a race with another binder is possible but unlikely).
-read -r coap_port coaps_port < <(/usr/bin/python3 -c '
-import socket
-s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
-cat > "$dir/gw.yaml" <<YAML
-threads: 2
-log: { level: warn }
-listen: { coap: ["127.0.0.1:$coap_port"], coaps: ["127.0.0.1:$coaps_port"], admin: "" }
-dtls: { psk: { hint: "coapgw", keys: [ { identity: "bench", key: "bench-secret" } ], keys_file: "" } }
-routes: []
-YAML
+read -r coap_port coaps_port < <(free_udp_ports 2)
+bench_config "$dir/gw.yaml" 2 "$coap_port" "$coaps_port"
 "$gwd" --config "$dir/gw.yaml" > "$dir/gwd.log" 2>&1 &
 pid=$!
 
-# Wait (bounded) until the DTLS port is bound: /proc/net/udp lists local ports in hex.
-hex=$(printf '%04X' "$coaps_port")
-for _ in $(seq 50); do
-  grep -q ":$hex " /proc/net/udp && break
-  kill -0 "$pid" 2>/dev/null || { cat "$dir/gwd.log"; exit 1; }
-  sleep 0.1
-done
+wait_udp_bound "$coaps_port" "$pid" "$dir/gwd.log"
 
 # Source addresses of our own in 127.0.0.0/8: two smoke runs at once (several builds on one machine)
 # must not collide on the bench's fixed source ports.
