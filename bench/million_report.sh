@@ -36,6 +36,8 @@ row "server RSS at start / at the end" "$(mb "${G[rss_start_kb]:-}") / $(mb "${G
 row "server memory per established session (RSS growth / established)" "**${G[per_session_b]:--} B**" "${L[per_session_b]:--} B"
 row "server peak RSS (VmHWM)" "$(mb "${G[peak_kb]:-}")" "$(mb "${L[peak_kb]:-}")"
 row "server CPU for the whole run" "${G[server_cpu_s]:--} s" "${L[server_cpu_s]:--} s"
+[[ -n ${G[stop_s]:-}${L[stop_s]:-} ]] &&
+  row "server stop with every session held (SIGTERM to exit)" "${G[stop_s]:--} s" "${L[stop_s]:--} s"
 row "bench RSS, all processes, at most (per device)" "$(mb "${G[bench_peak_kb]:-}") ($(per "${G[bench_peak_kb]:-}" "${G[devices]:-}") B)" "$(mb "${L[bench_peak_kb]:-}") ($(per "${L[bench_peak_kb]:-}" "${L[devices]:-}") B)"
 row "datagrams the server's sockets dropped (full receive buffers: \`ss -m\` d)" "$(num "${G[server_drops]:-}")" "$(num "${L[server_drops]:-}")"
 echo ""
