@@ -49,7 +49,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   if (!standing) {
     out.clear();
     miss.held = true;
-    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
+    restored_->put_back_seen(saved, std::move(*bytes));  // the record authenticated: the device is here
     return nullptr;
   }
   if (*standing != dtls::Standing::valid) {
@@ -64,7 +64,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   if (auto* other = table_.find(key)) park(*other);
   auto* s = table_.create_server(key, d.local, d.ifindex, now, session::State::established);
   if (s == nullptr) {
-    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
+    restored_->put_back_seen(saved, std::move(*bytes));
     out.clear();
     return nullptr;
   }
