@@ -61,8 +61,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   }
   session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
   // Found by CID behind a balancer: the record's source may still be another CID session's address.
-  if (auto* other = table_.find(key)) park(*other);
-  auto* s = table_.create_server(key, d.local, d.ifindex, now, session::State::established);
+  auto* s = take_over_address(key, d.local, d.ifindex, now, false);
   if (s == nullptr) {
     restored_->put_back_seen(saved, std::move(*bytes));
     out.clear();
