@@ -199,6 +199,18 @@ TEST_F(RegistryRestoreTest, ARecordHeldForTheRegistryStartsTheIdleTimeAgain) {
   EXPECT_EQ(host_.delivered, (std::vector<std::string>{"after restart"}));
 }
 
+TEST_F(RegistryRestoreTest, ARecordDroppedWhileItWouldWaitForTheRegistryIsCounted) {
+  // The lookup holds at most max_held_per_slot datagrams; the device's records past that are
+  // dropped (it sends again), and counted.
+  for (std::size_t i = 0; i <= PskLookup::max_held_per_slot; ++i) device_says("record " + std::to_string(i));
+  EXPECT_EQ(calls_.size(), 1u);
+  EXPECT_EQ(metrics_.psk_lookups(metrics::PskLookupResult::error).Value(), 1);
+  EXPECT_FALSE(restored());
+  registry_answers(registry_says(R"({"key":"reg-secret"})"));
+  EXPECT_TRUE(restored());
+  EXPECT_EQ(host_.delivered.size(), PskLookup::max_held_per_slot);
+}
+
 TEST_F(RegistryRestoreTest, BannedWhileWeWereDownIsNotRestored) {
   device_says("after restart");
   registry_answers(registry_says(R"({"key":"reg-secret","banned":true})"));
