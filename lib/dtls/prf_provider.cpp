@@ -108,9 +108,10 @@ int prf_set_params(void* vctx, const OSSL_PARAM params[]) {
   return 1;
 }
 
-// Digests we do not compute (MD5-SHA1 of TLS 1.0/1.1, for one): OpenSSL's own TLS1-PRF.
+// Digests we do not compute (MD5-SHA1 of TLS 1.0/1.1, for one): any other provider's TLS1-PRF,
+// not only the default provider's (a FIPS configuration loads "fips" and "base", not "default").
 int derive_elsewhere(const PrfContext& ctx, unsigned char* key, std::size_t keylen) {
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_TLS1_PRF, "provider=default");
+  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_TLS1_PRF, "provider!=coapgw-prf");
   EVP_KDF_CTX* kctx = kdf != nullptr ? EVP_KDF_CTX_new(kdf) : nullptr;
   EVP_KDF_free(kdf);
   if (kctx == nullptr) return 0;

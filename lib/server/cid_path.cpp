@@ -153,22 +153,61 @@ bool DtlsTransport::has_cid(session::Session& s) const {
   return engine != nullptr && !engine->connection_id().empty();
 }
 
-bool DtlsTransport::park(session::Session& s) {
-  // Behind a balancer or a NAT an address is handed to another device once the old mapping is
-  // forgotten (nginx reuses the source ports of its upstream sockets), while the device that had it
-  // may still hold its session and come back from elsewhere with its CID. Such a session moves to
-  // an address no datagram comes from (the RFC 6666 discard prefix 100::/64 with the session id)
-  // and stays until its device's next record (found by CID) or its idle timeout.
-  if (s.closed() || !has_cid(s)) return false;
+namespace {
+
+// Behind a balancer or a NAT an address is handed to another device once the old mapping is
+// forgotten (nginx reuses the source ports of its upstream sockets), while the device that had it
+// may still hold its session and come back from elsewhere with its CID. Such a session moves to
+// an address no datagram comes from (the RFC 6666 discard prefix 100::/64 with the session id)
+// and stays until its device's next record (found by CID) or its idle timeout.
+Address parking_address(std::uint64_t session_id) {
   std::array<std::uint8_t, 16> discard{0x01};
-  for (int i = 0; i < 8; ++i) discard[15 - i] = static_cast<std::uint8_t>(s.id() >> (8 * i));
-  const Address from = s.addr_remote();
-  if (!table_.move_remote(s, Address::v6(discard, 0))) return false;
+  for (int i = 0; i < 8; ++i) discard[15 - i] = static_cast<std::uint8_t>(session_id >> (8 * i));
+  return Address::v6(discard, 0);
+}
+
+}  // namespace
+
+bool DtlsTransport::park_quietly(session::Session& s) {
+  if (s.closed() || !has_cid(s)) return false;
+  if (!table_.move_remote(s, parking_address(s.id()))) return false;
   host_.identified(s);
+  return true;
+}
+
+void DtlsTransport::count_park(std::uint64_t session_id, const Address& from) {
   metrics_.dtls_sessions_parked().Increment();
   log::debug("dtls session parked: " + from.to_string() + " is now another peer's; found again by its connection id",
-             s.id());
+             session_id);
+}
+
+bool DtlsTransport::park(session::Session& s) {
+  const Address from = s.addr_remote();
+  if (!park_quietly(s)) return false;
+  count_park(s.id(), from);
   return true;
+}
+
+session::Session* DtlsTransport::take_over_address(const session::Key& key, const Address& local, int ifindex,
+                                                   session::TimePoint now, bool close_other) {
+  std::optional<std::uint64_t> parked;
+  if (auto* other = table_.find(key)) {
+    if (park_quietly(*other)) parked = other->id();
+    else if (close_other) table_.close(*other, session::CloseReason::peer_closed);
+    else return nullptr;
+  }
+  auto* s = table_.create_server(key, local, ifindex, now, session::State::established);
+  if (!parked) return s;
+  // Found by its parking address: making room may have evicted it (then there is nothing to count
+  // or to move back).
+  auto* other = table_.find(session::Key{parking_address(*parked), key.local_port, key.proto, key.endpoint});
+  if (other == nullptr) return s;
+  if (s != nullptr) {
+    count_park(*parked, key.remote);
+  } else if (table_.move_remote(*other, key.remote)) {
+    host_.identified(*other);  // nothing took the address: the session keeps it
+  }
+  return s;
 }
 
 void DtlsTransport::on_handed_datagram(const Arrival& at, const net::ReceivedDatagram& d, session::TimePoint now) {

@@ -49,7 +49,7 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   if (!standing) {
     out.clear();
     miss.held = true;
-    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
+    restored_->put_back_seen(saved, std::move(*bytes));  // the record authenticated: the device is here
     return nullptr;
   }
   if (*standing != dtls::Standing::valid) {
@@ -61,10 +61,9 @@ session::Session* DtlsTransport::restore(const Arrival& at, const net::ReceivedD
   }
   session::Key key{d.peer, at.port, session::Proto::dtls, at.endpoint};
   // Found by CID behind a balancer: the record's source may still be another CID session's address.
-  if (auto* other = table_.find(key)) park(*other);
-  auto* s = table_.create_server(key, d.local, d.ifindex, now, session::State::established);
+  auto* s = take_over_address(key, d.local, d.ifindex, now, false);
   if (s == nullptr) {
-    restored_->put_back(saved, std::move(*bytes), last_seen_unix_ms);
+    restored_->put_back_seen(saved, std::move(*bytes));
     out.clear();
     return nullptr;
   }

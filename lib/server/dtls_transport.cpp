@@ -384,8 +384,7 @@ session::Session* DtlsTransport::finish_rehandshake(const session::Key& key, ses
   }
   // No close_notify: the device has new keys. A session with a CID may belong to another device
   // that had this address before (behind a balancer): it is parked, not closed.
-  if (auto* old = table_.find(key); old != nullptr && !park(*old)) table_.close(*old, session::CloseReason::peer_closed);
-  auto* s = table_.create_server(key, rh->local, rh->ifindex, now, session::State::established);
+  auto* s = take_over_address(key, rh->local, rh->ifindex, now, true);
   if (s == nullptr) {
     metrics_.dtls_handshakes(metrics::HandshakeResult::rejected).Increment();
     return nullptr;

@@ -159,6 +159,14 @@ class DtlsTransport {
   void move_session(session::Session& s, const Arrival& at, const net::ReceivedDatagram& d);
   // A session with a CID whose address another peer now uses: kept, found by its CID (cid_path.cpp).
   bool park(session::Session& s);
+  bool park_quietly(session::Session& s);  // park() without counting it
+  void count_park(std::uint64_t session_id, const Address& from);
+  // The established session for `key`, created once the session that holds the key moved out of
+  // the way: parked when it has a CID, else closed (peer_closed) when `close_other`, else nullptr.
+  // The park is counted once the new session exists; without one the parked session gets its
+  // address back.
+  session::Session* take_over_address(const session::Key& key, const Address& local, int ifindex,
+                                      session::TimePoint now, bool close_other);
   bool has_cid(session::Session& s) const;
   // Index an established session under its CID; false when another live session holds it.
   bool register_cid(session::Session& s);

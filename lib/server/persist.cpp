@@ -203,6 +203,8 @@ std::optional<std::string> read_blob(const std::string& path, const std::string&
   return out;
 }
 
+RestoredPool::RestoredPool() : clock_(now_unix_ms) {}
+
 void RestoredPool::add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms,
                        std::span<const std::byte> cid) {
   std::lock_guard lock(mutex_);
@@ -226,7 +228,7 @@ std::optional<SecretBytes> RestoredPool::take(const Address& peer, std::chrono::
   auto waiting = std::move(it->second);
   by_peer_.erase(it);
   size_.store(by_peer_.size(), std::memory_order_relaxed);
-  if (now_unix_ms() - waiting.last_seen_unix_ms >= idle_timeout.count()) return std::nullopt;
+  if (clock_() - waiting.last_seen_unix_ms >= idle_timeout.count()) return std::nullopt;
   if (last_seen_unix_ms != nullptr) *last_seen_unix_ms = waiting.last_seen_unix_ms;
   return std::move(waiting.state);
 }
@@ -234,6 +236,8 @@ std::optional<SecretBytes> RestoredPool::take(const Address& peer, std::chrono::
 void RestoredPool::put_back(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms) {
   add(peer, std::move(state), last_seen_unix_ms);
 }
+
+void RestoredPool::put_back_seen(const Address& peer, SecretBytes state) { add(peer, std::move(state), clock_()); }
 
 std::size_t RestoredPool::drop_if(const std::function<bool(std::span<const std::byte>)>& revoked) {
   std::lock_guard lock(mutex_);

@@ -57,6 +57,11 @@ std::optional<std::string> read_blob(const std::string& path, const std::string&
 // record arrives from a peer that has no session (after a restart), never on the hot path.
 class RestoredPool {
  public:
+  // The wall clock in Unix milliseconds, which last_seen_unix_ms is measured on (seam for tests).
+  using WallClock = std::function<std::int64_t()>;
+  RestoredPool();
+  explicit RestoredPool(WallClock clock) : clock_(std::move(clock)) {}
+
   // `cid`: the RFC 9146 Connection ID the session issued (empty: none), so that a device whose
   // address changed while we were down still finds it.
   void add(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms,
@@ -71,7 +76,13 @@ class RestoredPool {
                                   std::int64_t* last_seen_unix_ms = nullptr);
   // Returns a taken state that the datagram which claimed it could not authenticate: a spoofed
   // datagram from the device's address must not use up the device's restored session.
+  // `last_seen_unix_ms` is take()'s: the device's own last record before our stop, which a datagram
+  // that did not authenticate must not renew.
   void put_back(const Address& peer, SecretBytes state, std::int64_t last_seen_unix_ms);
+  // Returns a taken state whose claiming record did authenticate but could not be restored yet (held
+  // for the device registry's answer, or no room in the session table): the device was seen now, so
+  // its idle time starts again, as a live session's would.
+  void put_back_seen(const Address& peer, SecretBytes state);
   bool empty() const { return size_.load(std::memory_order_relaxed) == 0; }
   // Removes every waiting session for which `revoked(state)` is true (a reload changed keys or CA);
   // returns how many.
@@ -88,6 +99,7 @@ class RestoredPool {
   // session read from the file).
   std::unordered_map<std::string, Address> by_cid_;
   std::atomic<std::size_t> size_{0};
+  WallClock clock_;
 };
 
 }  // namespace coapgw::server::persist

@@ -62,20 +62,22 @@ PskLookup::Verdict PskLookup::need_key(std::string_view identity, const std::fun
     metrics_.psk_lookups(PskLookupResult::hit).Increment();
     return Verdict::proceed;
   }
-  if (shut_down_) return Verdict::dropped;
+  // Every datagram dropped here (shut down, max_in_flight lookups waiting, the slot's held datagrams
+  // full) is counted as a lookup error: the device retransmits; by then a slot may be free.
+  auto dropped = [this] {
+    metrics_.psk_lookups(PskLookupResult::error).Increment();
+    return Verdict::dropped;
+  };
+  if (shut_down_) return dropped();
   auto it = in_flight_.find(std::string(identity));
   if (it == in_flight_.end()) {
-    if (in_flight_.size() >= settings_.max_in_flight) {
-      // The device retransmits its flight; by then a slot may be free.
-      metrics_.psk_lookups(PskLookupResult::error).Increment();
-      return Verdict::dropped;
-    }
+    if (in_flight_.size() >= settings_.max_in_flight) return dropped();
     it = in_flight_.emplace(std::string(identity), Slot{}).first;
     start(it->first);
     it = in_flight_.find(std::string(identity));  // start() never answers synchronously; found again to be safe
-    if (it == in_flight_.end()) return Verdict::dropped;
+    if (it == in_flight_.end()) return dropped();
   }
-  if (it->second.held.size() >= max_held_per_slot) return Verdict::dropped;
+  if (it->second.held.size() >= max_held_per_slot) return dropped();
   auto held = make_held();
   waiting_[held.key] = it->first;
   it->second.held.push_back(std::move(held));
@@ -95,7 +97,10 @@ bool PskLookup::hold_if_waiting(const session::Key& key, const std::function<Hel
   for (const auto& h : held) of_key += h.key == key ? 1 : 0;
   // Past the bounds the datagram is dropped (still "handled": it must not reach the handshake before
   // the datagram with the ClientKeyExchange).
-  if (of_key < max_held_per_handshake && held.size() < max_held_per_slot) held.push_back(make_held());
+  if (of_key < max_held_per_handshake && held.size() < max_held_per_slot)
+    held.push_back(make_held());
+  else
+    metrics_.psk_lookups(PskLookupResult::error).Increment();
   return true;
 }
 

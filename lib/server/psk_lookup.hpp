@@ -79,13 +79,14 @@ class PskLookup {
   enum class Verdict : std::uint8_t {
     proceed,  // the cache answers (a key, or a refusal): hand the datagram to the handshake now
     held,     // kept until the registry answers
-    dropped,  // too much waiting already (counted error): the device retransmits
+    dropped,  // too much waiting already, or shut down (counted as result "error"): the device retransmits
   };
   // A handshake datagram whose ClientKeyExchange names `identity` (not in the local keys).
   // `make_held` is called only when the datagram is kept.
   Verdict need_key(std::string_view identity, const std::function<Held()>& make_held, session::TimePoint now);
   // A datagram of a handshake that already waits for its key: held behind the first (true), or
-  // nothing waits for this handshake (false).
+  // nothing waits for this handshake (false). One dropped past the bounds still answers true, and is
+  // counted as result "error".
   bool hold_if_waiting(const session::Key& key, const std::function<Held()>& make_held);
 
   // A session established with a registry key (its identity not in the local keys), and its end.

@@ -6,8 +6,12 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
+#include <openssl/provider.h>
+#include <openssl/core_dispatch.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -172,6 +176,66 @@ TEST(PrfProvider, RefusesWhatOpenSslRefuses) {
       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, huge.data(), huge.size()), OSSL_PARAM_construct_end()};
   EXPECT_NE(EVP_KDF_derive(ctx, out, sizeof out, too_much), 1);
   EVP_KDF_CTX_free(ctx);
+}
+
+// A stand-in for another provider's TLS1-PRF (the FIPS provider's, say): every byte 0x5a.
+void* other_new(void*) {
+  static int context;
+  return &context;
+}
+void other_free(void*) {}
+int other_derive(void*, unsigned char* key, std::size_t keylen, const OSSL_PARAM[]) {
+  std::memset(key, 0x5a, keylen);
+  return 1;
+}
+template <typename F>
+void (*as_fn(F* f))() {
+  return reinterpret_cast<void (*)()>(f);
+}
+const OSSL_DISPATCH other_functions[] = {{OSSL_FUNC_KDF_NEWCTX, as_fn(other_new)},
+                                         {OSSL_FUNC_KDF_FREECTX, as_fn(other_free)},
+                                         {OSSL_FUNC_KDF_DERIVE, as_fn(other_derive)},
+                                         {0, nullptr}};
+const OSSL_ALGORITHM other_kdfs[] = {{"TLS1-PRF", "provider=other-prf", other_functions, ""},
+                                     {nullptr, nullptr, nullptr, nullptr}};
+const OSSL_ALGORITHM* other_query(void*, int operation_id, int* no_cache) {
+  *no_cache = 0;
+  return operation_id == OSSL_OP_KDF ? other_kdfs : nullptr;
+}
+const OSSL_DISPATCH other_provider[] = {{OSSL_FUNC_PROVIDER_QUERY_OPERATION, as_fn(other_query)}, {0, nullptr}};
+int other_init(const OSSL_CORE_HANDLE*, const OSSL_DISPATCH*, const OSSL_DISPATCH** out, void** provctx) {
+  *out = other_provider;
+  *provctx = nullptr;
+  return 1;
+}
+
+// In a fresh process: OpenSSL without its default provider (a FIPS-like configuration, where
+// another provider has the TLS1-PRF), and a digest coapgw-prf does not compute itself.
+[[noreturn]] void derive_without_the_default_provider() {
+  // Loading a provider by name turns OpenSSL's fallback to "default" off, as a configuration that
+  // names its providers does.
+  if (OSSL_PROVIDER_add_builtin(nullptr, "other-prf", other_init) != 1 || OSSL_PROVIDER_load(nullptr, "other-prf") == nullptr)
+    std::_Exit(2);
+  if (prf_provider_query() == nullptr) std::_Exit(3);
+  if (OSSL_PROVIDER_available(nullptr, "default") == 1) std::_Exit(4);
+  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_TLS1_PRF, "provider=coapgw-prf");
+  EVP_KDF_CTX* ctx = kdf != nullptr ? EVP_KDF_CTX_new(kdf) : nullptr;
+  EVP_KDF_free(kdf);
+  if (ctx == nullptr) std::_Exit(5);
+  const Bytes secret = pattern(48, 9), seed = pattern(32, 1);
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>("SHA512"), 0),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, const_cast<std::byte*>(secret.data()), secret.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, const_cast<std::byte*>(seed.data()), seed.size()),
+      OSSL_PARAM_construct_end()};
+  unsigned char out[16] = {};
+  if (EVP_KDF_derive(ctx, out, sizeof out, params) != 1) std::_Exit(6);  // no fallback found
+  std::_Exit(out[0] == 0x5a && out[15] == 0x5a ? 0 : 7);
+}
+
+TEST(PrfProviderDeathTest, DigestsItDoesNotComputeGoToAnotherProviderNotOnlyTheDefault) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process: the default provider not loaded yet
+  EXPECT_EXIT(derive_without_the_default_provider(), ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace

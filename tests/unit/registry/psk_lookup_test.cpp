@@ -138,6 +138,20 @@ TEST_F(PskLookupTest, HeldDatagramsAreBounded) {
   EXPECT_EQ(held_count, PskLookup::max_held_per_slot);
 }
 
+TEST_F(PskLookupTest, EveryDroppedDatagramIsCounted) {
+  // A restored session's record (or a handshake's) dropped because the lookup's held datagrams are
+  // full, or because the worker is stopping, is counted like one dropped for max_in_flight.
+  for (std::uint16_t i = 0; i < PskLookup::max_held_per_slot; ++i)
+    ASSERT_EQ(lookup->need_key("dev", [i] { return held(100 + i, 1); }, t0), PskLookup::Verdict::held);
+  EXPECT_EQ(lookup->need_key("dev", [] { return held(999, 1); }, t0), PskLookup::Verdict::dropped);
+  EXPECT_EQ(count(PskLookupResult::error), 1);
+  EXPECT_TRUE(lookup->hold_if_waiting(held(100, 2).key, [] { return held(100, 2); }));  // past the slot bound
+  EXPECT_EQ(count(PskLookupResult::error), 2);
+  lookup->shutdown();
+  EXPECT_EQ(lookup->need_key("other", [] { return held(1, 1); }, t0), PskLookup::Verdict::dropped);
+  EXPECT_EQ(count(PskLookupResult::error), 3);
+}
+
 TEST_F(PskLookupTest, ExpiredEntriesOfLiveSessionsAreAskedAgain) {
   lookup->need_key("live", [] { return held(1, 1); }, t0);
   lookup->need_key("gone", [] { return held(2, 1); }, t0);

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <deque>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,7 +83,8 @@ class RegistryRestoreTest : public ::testing::Test {
 
   // A device session as the gateway exported it at its last stop: made by a client engine and a
   // server engine of their own (keys from the "registry"), the server side serialized into the pool.
-  void save_session(const std::string& identity, const std::string& key, bool registry_keyed) {
+  void save_session(const std::string& identity, const std::string& key, bool registry_keyed,
+                    std::optional<std::int64_t> last_seen = std::nullopt) {
     auto store = std::make_shared<dtls::PskStore>();
     store->add(identity, key);
     dtls::ServerSettings ss;
@@ -125,7 +127,7 @@ class RegistryRestoreTest : public ::testing::Test {
     ASSERT_TRUE(state);
     state->peer = device_addr;
     state->registry_keyed = registry_keyed;
-    pool_.add(device_addr, dtls::serialize(*state), wall_ms());
+    pool_.add(device_addr, dtls::serialize(*state), last_seen.value_or(wall_now_));
   }
 
   void device_says(std::string_view text) {
@@ -160,7 +162,8 @@ class RegistryRestoreTest : public ::testing::Test {
   Host host_;
   session::Table table_;
   DtlsTransport transport_;
-  persist::RestoredPool pool_;
+  std::int64_t wall_now_ = wall_ms();  // the pool's wall clock
+  persist::RestoredPool pool_{[this] { return wall_now_; }};
   std::deque<std::pair<upstream::ForwardRequest, upstream::ForwardDone>> calls_;
   std::unique_ptr<dtls::ServerContext> old_server_;
   std::unique_ptr<dtls::ClientContext> client_;
@@ -180,6 +183,32 @@ TEST_F(RegistryRestoreTest, FirstRecordWaitsForTheRegistryAndTheSessionGoesOnWit
   EXPECT_EQ(host_.delivered, (std::vector<std::string>{"after restart", "retransmitted"}));
   EXPECT_EQ(metrics_.sessions_reused(metrics::Proto::dtls).Value(), 1);
   EXPECT_TRUE(pool_.empty());
+}
+
+TEST_F(RegistryRestoreTest, ARecordHeldForTheRegistryStartsTheIdleTimeAgain) {
+  // The device was quiet for 299 s of the 300 s idle_timeout when we stopped; its first record
+  // after the restart authenticates and waits 2 s for the registry. That wait is not the device's
+  // silence: the session is restored when the answer comes.
+  save_session("reg-1", "reg-secret", true, wall_now_ - 299'000);
+  device_says("after restart");
+  ASSERT_EQ(calls_.size(), 1u);
+  wall_now_ += 2000;
+  now_ += 2s;
+  registry_answers(registry_says(R"({"key":"reg-secret"})"));
+  EXPECT_TRUE(restored());
+  EXPECT_EQ(host_.delivered, (std::vector<std::string>{"after restart"}));
+}
+
+TEST_F(RegistryRestoreTest, ARecordDroppedWhileItWouldWaitForTheRegistryIsCounted) {
+  // The lookup holds at most max_held_per_slot datagrams; the device's records past that are
+  // dropped (it sends again), and counted.
+  for (std::size_t i = 0; i <= PskLookup::max_held_per_slot; ++i) device_says("record " + std::to_string(i));
+  EXPECT_EQ(calls_.size(), 1u);
+  EXPECT_EQ(metrics_.psk_lookups(metrics::PskLookupResult::error).Value(), 1);
+  EXPECT_FALSE(restored());
+  registry_answers(registry_says(R"({"key":"reg-secret"})"));
+  EXPECT_TRUE(restored());
+  EXPECT_EQ(host_.delivered.size(), PskLookup::max_held_per_slot);
 }
 
 TEST_F(RegistryRestoreTest, BannedWhileWeWereDownIsNotRestored) {

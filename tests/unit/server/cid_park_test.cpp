@@ -96,7 +96,7 @@ class CidParkTest : public ::testing::Test {
   }
 
   // A device that handshakes from `peer`; its engine stays in `contexts_` / the returned pointer.
-  dtls::Engine* connect(const Address& peer, bool cid, time_point now) {
+  dtls::Engine* connect(const Address& peer, bool cid, time_point now, bool expect_established = true) {
     contexts_.push_back(client_context(cid));
     dtls::Output out;
     engines_.push_back(contexts_.back()->connect(gateway_addr, out, now));
@@ -113,6 +113,7 @@ class CidParkTest : public ::testing::Test {
       }
     }
     for (auto& d : pending) from(peer, d, now);
+    if (!expect_established) return &engine;
     EXPECT_EQ(engine.state(), dtls::Engine::State::established);
     EXPECT_EQ(engine.peer_connection_id().empty(), !cid);
     return &engine;
@@ -194,6 +195,29 @@ TEST_F(CidParkTest, HandshakeOfAnotherDeviceAtTheAddressParksTheQuietCidSession)
   ASSERT_NE(at(port_c), nullptr);
   EXPECT_EQ(at(port_c)->id(), a_id);
   EXPECT_EQ(host_.delivered, std::vector<std::string>{"from A"});
+}
+
+// The handshake at the quiet session's address completes, but the table has no room for its
+// session (every slot held, none idle): nothing took the address, so the CID session keeps it, and
+// no park is counted.
+TEST_F(CidParkTest, NoParkWhenTheSessionThatWouldTakeTheAddressIsNotCreated) {
+  connect(port_a, true, t0);
+  session::Session* a = at(port_a);
+  ASSERT_NE(a, nullptr);
+  const auto a_id = a->id();
+  a->reference();  // busy (an exchange in flight): never reclaimed
+  while (budget_.try_acquire()) {
+  }  // the other workers hold every other slot
+  auto hello_ctx = client_context(true);
+  dtls::Output hello;
+  auto first_try = hello_ctx->connect(gateway_addr, hello, t0 + 10s);
+  from(port_a, hello.datagrams.front(), t0 + 10s);  // the session is pinged, the hello dropped
+  connect(port_a, true, t0 + 13s, false);
+  EXPECT_EQ(metrics_.dtls_sessions_parked().Value(), 0.0);
+  ASSERT_NE(at(port_a), nullptr);
+  EXPECT_EQ(at(port_a)->id(), a_id);
+  EXPECT_EQ(table_.size(), 1u);
+  a->release();
 }
 
 TEST_F(CidParkTest, SessionWithoutCidWhoseAddressWasTakenIsClosedAsBefore) {

@@ -198,6 +198,28 @@ TEST(RestoredPool, DeviceQuietLongerThanIdleTimeoutIsNotRestored) {
   EXPECT_TRUE(pool.empty());
 }
 
+TEST(RestoredPool, PutBackKeepsTheDevicesTimeUnlessItsRecordAuthenticated) {
+  std::int64_t wall = 1'000'000'000;
+  RestoredPool pool([&] { return wall; });
+  auto a = *Address::parse("127.0.0.1:1000");
+  pool.add(a, {std::byte{1}}, wall - 200'000);
+  std::int64_t last_seen = 0;
+  auto state = pool.take(a, 300s, &last_seen);
+  ASSERT_TRUE(state);
+  EXPECT_EQ(last_seen, wall - 200'000);
+  // A datagram that did not authenticate: the device's own time stays, and ends the entry on time.
+  pool.put_back(a, std::move(*state), last_seen);
+  wall += 100'000;
+  EXPECT_FALSE(pool.take(a, 300s));
+  // A record that authenticated (held for the registry): the idle time starts again from now.
+  pool.add(a, {std::byte{1}}, wall - 200'000);
+  state = pool.take(a, 300s);
+  ASSERT_TRUE(state);
+  pool.put_back_seen(a, std::move(*state));
+  wall += 299'000;
+  EXPECT_TRUE(pool.take(a, 300s));
+}
+
 }  // namespace
 
 // Workers take restored sessions concurrently while the pool is filled (ThreadSanitizer runs this).
