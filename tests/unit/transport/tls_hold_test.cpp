@@ -91,6 +91,7 @@ class TlsHoldTest : public ::testing::TestWithParam<int> {
     settings.tls = server_ctx_;
     listener_ = std::make_unique<TcpStreamListener>(ioc_, settings, host_);
     ASSERT_FALSE(listener_->listen(*Address::parse("127.0.0.1:0")));
+    port_ = listener_->port();  // read before the listener's thread runs
     thread_ = std::thread([this] { ioc_.run(); });
   }
   void TearDown() override {
@@ -119,7 +120,7 @@ class TlsHoldTest : public ::testing::TestWithParam<int> {
       SSL_CTX_set_psk_client_callback(ctx, client_psk);
       asio::io_context io;
       tcp::socket socket(io);
-      socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), listener_->port()));
+      socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
       SSL* ssl = SSL_new(ctx);
       SSL_set_fd(ssl, socket.native_handle());
       const int rc = SSL_connect(ssl);
@@ -149,6 +150,7 @@ class TlsHoldTest : public ::testing::TestWithParam<int> {
   Holder host_;
   std::unique_ptr<TcpStreamListener> listener_;
   std::thread thread_;
+  std::uint16_t port_ = 0;
 };
 
 TEST_P(TlsHoldTest, HandshakeWaitsForTheKeyThenCompletes) {
@@ -202,7 +204,7 @@ TEST_F(TlsHoldTest, TooMuchWhileHeldEndsTheConnection) {
   ASSERT_FALSE(hello.empty());
   asio::io_context io;
   tcp::socket socket(io);
-  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), listener_->port()));
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
   asio::write(socket, asio::buffer(hello));
   ASSERT_TRUE(test::poll_until([this] { return waiting(); }));
   const std::vector<std::byte> junk(TcpStreamListener::max_held_bytes, std::byte{0x17});
