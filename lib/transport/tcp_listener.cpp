@@ -265,7 +265,11 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
       }
       return true;
     }
-    if (!psk_identity_ || tls_->status() != TlsFilter::Status::handshaking) return false;
+    if (!psk_identity_) return false;
+    if (tls_->status() != TlsFilter::Status::handshaking) {
+      psk_identity_.reset();  // an open connection keeps nothing of its handshake
+      return false;
+    }
     const auto state = psk_identity_->feed(in);
     if (state == TlsPskIdentity::State::reading) return false;
     const std::string identity = psk_identity_->identity();
