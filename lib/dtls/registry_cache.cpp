@@ -1,5 +1,7 @@
 #include "dtls/registry_cache.hpp"
 
+#include <openssl/crypto.h>
+
 namespace coapgw::dtls {
 
 const RegistryEntry* RegistryCache::find(std::string_view identity) const {
@@ -65,6 +67,19 @@ bool RegistryCache::evict_oldest(bool only_negative, std::vector<std::string>* e
   if (entries_.size() == before) return false;
   ++evictions_;
   return true;
+}
+
+Standing check_with_registry(const Credentials& credentials, const PskStore* psk, const TrustStore* trust,
+                             const RegistryCache* registry, bool registry_keyed) {
+  const auto standing = check(credentials, psk, trust);
+  if (standing != Standing::identity_unknown || registry == nullptr) return standing;
+  const auto* entry = registry->find(credentials.identity);
+  if (entry == nullptr) return registry_keyed ? Standing::valid : standing;
+  if (!entry->usable()) return Standing::identity_unknown;
+  const std::span<const std::byte> key(reinterpret_cast<const std::byte*>(entry->key.data()), entry->key.size());
+  const bool same = key.size() == credentials.psk_key.size() &&
+                    CRYPTO_memcmp(key.data(), credentials.psk_key.data(), key.size()) == 0;
+  return same ? Standing::valid : Standing::key_changed;
 }
 
 }  // namespace coapgw::dtls

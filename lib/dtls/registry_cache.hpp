@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/secret.hpp"
+#include "dtls/credentials.hpp"
 
 namespace coapgw::dtls {
 
@@ -91,5 +92,12 @@ class RegistryCache {
   std::uint64_t next_stamp_ = 1;
   std::uint64_t evictions_ = 0;
 };
+
+// Whether credentials stand under the local keys and, where those do not know the identity, the
+// registry's cached answer (DTLS and TLS sessions alike). A session made with a registry key
+// (`registry_keyed`) whose answer is no longer cached stands until an answer says otherwise; one
+// made with a local key that a reload removed is revoked unless the registry gave the same key.
+Standing check_with_registry(const Credentials& credentials, const PskStore* psk, const TrustStore* trust,
+                             const RegistryCache* registry, bool registry_keyed);
 
 }  // namespace coapgw::dtls

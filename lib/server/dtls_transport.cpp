@@ -407,9 +407,9 @@ session::Session* DtlsTransport::finish_rehandshake(const session::Key& key, ses
 }
 
 void DtlsTransport::on_tick(session::TimePoint now) {
+  if (lookup_) lookup_->on_tick(now);  // also without a DTLS listener: the stream transports share it
   if (!context_) return;
   context_->rotate_cookie_secret_if_due(now);
-  if (lookup_) lookup_->on_tick(now);
   for (auto it = rehandshakes_.begin(); it != rehandshakes_.end();) {
     auto t = it->second->engine->next_timer();
     if (t && *t <= now) {

@@ -123,6 +123,7 @@ class DtlsTransport {
   // dtls.psk.lookup (registry_path.cpp): identities not in the local keys are asked of the device
   // registry; the held handshakes go on in on_key_answer (PskLookup's Answered, on this thread).
   void set_psk_lookup(std::unique_ptr<PskLookup> lookup);
+  PskLookup* psk_lookup() const { return lookup_.get(); }  // the stream transport shares it
   void on_key_answer(const std::string& identity, std::vector<PskLookup::Held> held, session::TimePoint now);
   // Handshakes completed since the last call (the worker trims malloc arenas after them).
   std::uint64_t take_handshakes_completed() { return std::exchange(handshakes_completed_, 0); }

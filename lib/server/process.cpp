@@ -138,6 +138,9 @@ bool Process::start(std::string* error) {
         return false;
       }
       w->set_dtls(std::move(ctx));
+    }
+    // dtls.psk.lookup serves coaps (DTLS) and coaps+tcp / coaps+ws (TLS) alike.
+    if (!coaps_listen.empty() || !coaps_tcp_listen.empty() || !coaps_ws_listen.empty()) {
       if (const auto& lookup = c.dtls.psk.lookup; !lookup.url.empty()) {
         // dtls.psk.lookup: each worker asks the registry for its own handshakes (max_in_flight shared).
         PskLookup::Settings ls;

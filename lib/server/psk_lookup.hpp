@@ -1,7 +1,8 @@
 // coapgw::server::PskLookup — one worker's side of the device registry (dtls.psk.lookup): asks the
 // registry for PSK identities that are not in the local keys, without blocking the worker.
 //
-// Owns the worker's dtls::RegistryCache (which the DTLS server context's PSK callback reads), the
+// Owns the worker's dtls::RegistryCache (which the DTLS server context's and the stream TLS
+// context's PSK callbacks read), the
 // lookups in flight (at most one per identity, at most max_in_flight together; each is one GET
 // through the forwarding HTTP client, pooled, with the lookup timeout), the handshake datagrams
 // held until their identity's answer comes (bounded per handshake and in all), and the index of
@@ -58,6 +59,9 @@ class PskLookup {
     // A record for a session saved at our last stop (sessions.persist) whose identity only the
     // registry knows: re-driven as a fresh datagram once the answer is in.
     bool restore = false;
+    // A coaps+tcp / coaps+ws connection (no data: the connection holds its own bytes) whose
+    // session has `key`; the stream transport resumes it (stream_registry.cpp).
+    bool stream = false;
   };
   // Called on the worker thread once the registry answered for `identity` (or failed: then the
   // cache has no usable entry and the held handshakes fail), with the datagrams held for it, oldest

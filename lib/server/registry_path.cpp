@@ -6,8 +6,6 @@
 // retries). Sessions made with a registry key are indexed by identity, so that a later answer (a
 // refresh when the entry expires, or another handshake's lookup) that bans the device, forgets it
 // or changes its key ends them with reason `revoked`.
-#include <openssl/crypto.h>
-
 #include "common/log.hpp"
 #include "dtls/credentials.hpp"
 #include "dtls/psk_identity.hpp"
@@ -116,18 +114,8 @@ void DtlsTransport::forget_registry_session(session::Session& s) {
 }
 
 dtls::Standing DtlsTransport::standing_of(const dtls::Credentials& credentials, bool registry_keyed) const {
-  auto standing = dtls::check(credentials, context_->psk_store().get(), context_->trust());
-  if (standing != dtls::Standing::identity_unknown || !lookup_) return standing;
-  // Not in the local keys: the registry's answer decides. A session made with a registry key whose
-  // answer is no longer cached (expired, asked again) stands until an answer says otherwise; one
-  // made with a local key that a reload removed is revoked unless the registry gave the same key.
-  const auto* entry = lookup_->cache().find(credentials.identity);
-  if (entry == nullptr) return registry_keyed ? dtls::Standing::valid : standing;
-  if (!entry->usable()) return dtls::Standing::identity_unknown;
-  const std::span<const std::byte> key(reinterpret_cast<const std::byte*>(entry->key.data()), entry->key.size());
-  const bool same = key.size() == credentials.psk_key.size() &&
-                    CRYPTO_memcmp(key.data(), credentials.psk_key.data(), key.size()) == 0;
-  return same ? dtls::Standing::valid : dtls::Standing::key_changed;
+  return dtls::check_with_registry(credentials, context_->psk_store().get(), context_->trust(),
+                                   lookup_ ? &lookup_->cache() : nullptr, registry_keyed);
 }
 
 }  // namespace coapgw::server

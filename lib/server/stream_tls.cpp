@@ -123,8 +123,14 @@ void StreamTls::set_credentials(std::shared_ptr<const dtls::PskStore> store,
 
 unsigned StreamTls::psk_server(ssl_st* ssl, const char* identity, unsigned char* psk, unsigned max_psk_len) {
   auto* self = static_cast<StreamTls*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), context_index()));
-  if (self == nullptr || identity == nullptr || !self->psk_) return 0;
-  const std::optional<std::string_view> key = self->psk_->find(identity);
+  if (self == nullptr || identity == nullptr) return 0;
+  std::optional<std::string_view> key = self->psk_ ? self->psk_->find(identity) : std::nullopt;
+  const bool from_registry = !key && self->registry_ != nullptr;
+  if (from_registry) {
+    // dtls.psk.lookup: the registry's answer, fetched while the connection's bytes were held.
+    const dtls::RegistryEntry* entry = self->registry_->find(identity);
+    if (entry != nullptr && entry->usable()) key = std::string_view(entry->key.data(), entry->key.size());
+  }
   if (!key || key->empty() || key->size() > max_psk_len) {
     log::debug(std::string("tls: unknown PSK identity '") + identity + "'");
     return 0;
@@ -139,6 +145,7 @@ unsigned StreamTls::psk_server(ssl_st* ssl, const char* identity, unsigned char*
     }
   }
   peer->identity = identity;
+  peer->registry_keyed = from_registry;
   const auto* bytes = reinterpret_cast<const std::byte*>(key->data());
   peer->psk_key.assign(bytes, bytes + key->size());
   return static_cast<unsigned>(key->size());
@@ -166,7 +173,8 @@ bool StreamTls::stands(const Peer& peer) const {
   c.identity = peer.identity;
   c.psk_key = peer.psk_key;
   c.peer_certs = peer.certs;
-  return dtls::check(c, psk_.get(), trust_.get()) == dtls::Standing::valid;
+  return dtls::check_with_registry(c, psk_.get(), trust_.get(), registry_, peer.registry_keyed) ==
+         dtls::Standing::valid;
 }
 
 }  // namespace coapgw::server

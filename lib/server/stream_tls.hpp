@@ -1,7 +1,8 @@
 // coapgw::server::StreamTls — the TLS side of coaps+tcp (RFC 8323 over TLS 1.2/1.3): one SSL_CTX
 // per worker with the DTLS listener's credentials (dtls.psk: TLS 1.2 PSK suites and TLS 1.3
 // external PSK, as libcoap does it; dtls.pki: certificate, and client certificates checked against
-// dtls.pki.ca), the identity a handshake authenticated, and the re-check of a live connection's
+// dtls.pki.ca; with dtls.psk.lookup also the registry's cached keys), the identity a handshake
+// authenticated, and the re-check of a live connection's
 // credentials after a reload. The TLS records themselves are transport::TlsFilter's; this class
 // holds no connection.
 #pragma once
@@ -13,6 +14,7 @@
 
 #include "dtls/credentials.hpp"
 #include "dtls/psk_store.hpp"
+#include "dtls/registry_cache.hpp"
 #include "dtls/settings.hpp"
 
 struct ssl_ctx_st;
@@ -31,6 +33,9 @@ class StreamTls {
   ssl_ctx_st* native() const { return ctx_; }
   // Reload: new PSK store and client CA (null trust: keep the current one). Worker thread only.
   void set_credentials(std::shared_ptr<const dtls::PskStore> store, std::shared_ptr<const dtls::TrustStore> trust);
+  // dtls.psk.lookup: identities not in the local keys take the registry's cached key (null: none).
+  void set_registry(const dtls::RegistryCache* registry) { registry_ = registry; }
+  const std::shared_ptr<const dtls::PskStore>& psk_store() const { return psk_; }
 
   // What a finished handshake authenticated: the PSK identity, else the client certificate's
   // subject CN ("" for a server-certificate-only connection).
@@ -38,10 +43,12 @@ class StreamTls {
     std::string identity;
     std::vector<std::byte> psk_key;              // the key the handshake used; empty for certificates
     std::vector<std::vector<std::byte>> certs;   // the client's chain (DER, leaf first); empty for PSK
+    bool registry_keyed = false;                 // the key came from the device registry
   };
   static Peer peer_of(ssl_st* ssl);
   // Whether `peer` still stands under the current credentials: its PSK key
-  // unchanged, its certificate chain still verifying.
+  // unchanged (the registry's cached answer deciding for identities the local keys do not know),
+  // its certificate chain still verifying.
   bool stands(const Peer& peer) const;
 
  private:
@@ -51,6 +58,7 @@ class StreamTls {
   ssl_ctx_st* ctx_ = nullptr;
   std::shared_ptr<const dtls::PskStore> psk_;
   std::shared_ptr<const dtls::TrustStore> trust_;
+  const dtls::RegistryCache* registry_ = nullptr;
 };
 
 }  // namespace coapgw::server

@@ -72,6 +72,10 @@ struct StreamTransport::Listener final : transport::TcpStreamListener::Host {
   bool admit(const Address&) override { return !owner.host_.draining(); }
   void opened(transport::StreamLink& link) override { owner.opened(*this, link); }
   bool secured(transport::StreamLink& link) override { return owner.secured(*this, link); }
+  bool reads_psk_identity() const override { return owner.lookup_ != nullptr; }
+  bool wait_for_key(transport::StreamLink& link, std::string_view identity) override {
+    return owner.wait_for_key(*this, link, identity);
+  }
   void established(transport::StreamLink& link, const coap::Csm&) override { owner.established(*this, link); }
   void deliver(transport::StreamLink& link, const coap::MessageView& m, transport::StreamTime now) override {
     owner.deliver(*this, link, m, now);
@@ -124,6 +128,7 @@ bool StreamTransport::open(std::string* error) {
       return false;
     }
     tls_settings.tls = tls_->native();
+    if (lookup_) tls_->set_registry(&lookup_->cache());
     tls_settings.handshake_timeout = settings_.credentials->handshake_timeout;
   }
   auto add = [&](const Address& address, session::Proto proto, const transport::TcpListenerSettings& s,
@@ -176,8 +181,9 @@ bool StreamTransport::secured(Listener& l, transport::StreamLink& link) {
     std::string_view identity() const override { return id_; }
     std::string id_;
   };
-  s->set_app_data(static_cast<DeviceData*>(new TlsDevice(peer.identity)),
-                  [](void* p) { delete static_cast<DeviceData*>(p); });
+  auto* device = new TlsDevice(peer.identity);
+  s->set_app_data(static_cast<DeviceData*>(device), [](void* p) { delete static_cast<DeviceData*>(p); });
+  if (peer.registry_keyed) note_registry_session(*s, peer, *device);
   peers_[s->id()] = std::move(peer);
   host_.identified(*s);
   return true;
@@ -254,6 +260,7 @@ void StreamTransport::closed(Listener& l, transport::StreamLink& link, transport
   session::Session* s = it->second;
   l.sessions.erase(it);
   link_of_.erase(s->id());
+  forget_registry_session(*s);
   peers_.erase(s->id());
   table_.close(*s, session_reason(reason, stopping_ || host_.draining()));
 }
@@ -275,6 +282,7 @@ void StreamTransport::forget(session::Session& s) {
   if (it == link_of_.end()) return;
   transport::StreamLink* link = it->second;
   link_of_.erase(it);
+  forget_registry_session(s);
   peers_.erase(s.id());
   for (auto& l : listeners_) {
     auto found = l->sessions.find(link->id());

@@ -22,12 +22,14 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "common/address.hpp"
 #include "dtls/settings.hpp"
 #include "server/device_links.hpp"
+#include "server/psk_lookup.hpp"
 #include "server/stream_tls.hpp"
 #include "session/session.hpp"
 #include "transport/tcp_listener.hpp"
@@ -49,6 +51,8 @@ struct Config;
 }
 
 namespace coapgw::server {
+
+class DeviceData;
 
 struct StreamTransportSettings {
   std::vector<Address> tcp_listen;  // listen.coap_tcp
@@ -94,6 +98,14 @@ class StreamTransport {
   // or certificate no longer stands is closed with `revoked`. Returns how many.
   std::size_t apply_credentials(std::shared_ptr<const dtls::PskStore> store,
                                 std::shared_ptr<const dtls::TrustStore> trust);
+  // dtls.psk.lookup (stream_registry.cpp): a coaps+tcp / coaps+ws client naming an identity that
+  // is neither in the local keys nor fresh in the registry cache has its bytes held while `lookup`
+  // asks the registry; the PSK callback then reads the cache. Null: local keys only.
+  void set_psk_lookup(PskLookup* lookup);
+  // PskLookup's answer for `identity` (worker thread): the held connections go on, and the live
+  // registry-keyed sessions of that identity that no longer stand (banned, unknown, another key)
+  // end with `revoked`. `held` holds only the stream ones (Held::stream).
+  void on_key_answer(const std::string& identity, const std::vector<PskLookup::Held>& held);
   std::vector<Address> bound_addresses(session::Proto proto) const;
   // The listeners whose devices have no authenticated identity (downlink `coap:<ip>:<port>`).
   std::vector<DeviceLinks::StreamEndpoint> plain_endpoints() const;
@@ -125,6 +137,9 @@ class StreamTransport {
   void closed(Listener& l, transport::StreamLink& link, transport::StreamClose reason);
   void refused(Listener& l, transport::StreamLink& link, transport::StreamRefusal refusal);
   session::Session* session_of(const Listener& l, const transport::StreamLink& link) const;
+  bool wait_for_key(Listener& l, transport::StreamLink& link, std::string_view identity);
+  void note_registry_session(session::Session& s, const StreamTls::Peer& peer, DeviceData& device);
+  void forget_registry_session(session::Session& s);
 
   boost::asio::io_context& io_;
   StreamTransportSettings settings_;
@@ -132,6 +147,7 @@ class StreamTransport {
   session::Table& table_;
   metrics::Metrics& metrics_;
   std::unique_ptr<StreamTls> tls_;  // coaps+tcp listeners' SSL_CTX
+  PskLookup* lookup_ = nullptr;     // the worker's (owned by its DTLS transport); null without one
   std::vector<std::unique_ptr<Listener>> listeners_;
   // What each coaps+tcp session authenticated (reload re-checks it), by session id.
   std::unordered_map<std::uint64_t, StreamTls::Peer> peers_;

@@ -13,10 +13,13 @@
 #include <boost/asio/write.hpp>
 
 #include <cerrno>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "transport/tls_filter.hpp"
+#include "transport/tls_psk_identity.hpp"
 #include "transport/ws_filter.hpp"
 
 namespace coapgw::transport {
@@ -67,6 +70,7 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     remote_ = to_address(socket_.remote_endpoint(ec));
     local_ = to_address(socket_.local_endpoint(ec));
     if (owner.settings.tls != nullptr) tls_ = std::make_unique<TlsFilter>(owner.settings.tls);
+    if (tls_ && owner.host.reads_psk_identity()) psk_identity_ = std::make_unique<TlsPskIdentity>();
     if (owner.settings.websocket) ws_ = std::make_unique<WsFilter>(owner.settings.stream.max_message_size);
   }
 
@@ -105,6 +109,13 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   }
   ssl_st* tls() const override {
     return tls_ && tls_->status() != TlsFilter::Status::handshaking ? tls_->native() : nullptr;
+  }
+  void resume() override {
+    if (!held_ || closing_) return;
+    const std::vector<std::byte> bytes = std::move(*held_);
+    held_.reset();
+    on_tls_bytes(bytes, StreamClock::now());
+    after_call();
   }
 
  private:
@@ -228,6 +239,7 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
 
   // Ciphertext from the socket: handshake answers out, then RFC 8323 over the plaintext.
   void on_tls_bytes(std::span<const std::byte> in, StreamTime now) {
+    if (hold_for_key(in)) return;
     const bool was_handshaking = tls_->status() == TlsFilter::Status::handshaking;
     std::vector<std::byte> plain, out;
     const auto status = tls_->on_ciphertext(in, plain, out);
@@ -239,6 +251,32 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
     }
     if (!plain.empty()) on_plain(plain, now);
     if (status == TlsFilter::Status::closed) conn_.on_end_of_stream();
+  }
+
+  // dtls.psk.lookup: the handshake's bytes wait while the Host looks up the identity the client
+  // named; true when `in` was held (or the connection ended: too much held).
+  bool hold_for_key(std::span<const std::byte> in) {
+    if (held_) {
+      if (held_->size() + in.size() > TcpStreamListener::max_held_bytes) {
+        held_.reset();
+        conn_.end(StreamClose::tls_failed);
+      } else {
+        held_->insert(held_->end(), in.begin(), in.end());
+      }
+      return true;
+    }
+    if (!psk_identity_) return false;
+    if (tls_->status() != TlsFilter::Status::handshaking) {
+      psk_identity_.reset();  // an open connection keeps nothing of its handshake
+      return false;
+    }
+    const auto state = psk_identity_->feed(in);
+    if (state == TlsPskIdentity::State::reading) return false;
+    const std::string identity = psk_identity_->identity();
+    psk_identity_.reset();  // one identity per connection
+    if (state != TlsPskIdentity::State::found || !owner_.host.wait_for_key(*this, identity)) return false;
+    held_.emplace(in.begin(), in.end());
+    return true;
   }
 
   // Plaintext from the peer: RFC 8323 bytes, or WebSocket frames carrying RFC 8323 messages.
@@ -345,6 +383,8 @@ class TcpLink final : public StreamLink, private StreamConnection::Host {
   asio::steady_timer close_timer_;
   StreamConnection conn_;
   std::unique_ptr<TlsFilter> tls_;                 // coaps+tcp, coaps+ws
+  std::unique_ptr<TlsPskIdentity> psk_identity_;   // until the client named its PSK identity (lookup)
+  std::optional<std::vector<std::byte>> held_;     // bytes waiting for the Host's key lookup
   std::unique_ptr<WsFilter> ws_;                   // coap+ws, coaps+ws
   std::optional<StreamTime> handshake_deadline_;   // while the TLS handshake runs
   Address remote_;

@@ -42,6 +42,9 @@ class StreamLink {
   virtual void abort(std::string_view diagnostic) = 0;
   // The TLS connection (SSL*) of a coaps+tcp link once its handshake finished; nullptr for TCP.
   virtual ssl_st* tls() const { return nullptr; }
+  // After Host::wait_for_key returned true: hands the held bytes to the TLS handshake now (the key
+  // is known, or will never be: then the handshake fails as for an unknown identity).
+  virtual void resume() {}
 };
 
 struct TcpListenerSettings {
@@ -75,6 +78,15 @@ class TcpStreamListener {
     // WebSocket upgraded), our CSM goes out next. false: the credentials are not accepted after
     // all; the connection ends with tls_failed.
     virtual bool secured(StreamLink& link) { (void)link; return true; }
+    // coaps+tcp / coaps+ws: whether new links read the PSK identity their client names
+    // (TlsPskIdentity) before the handshake needs its key (dtls.psk.lookup).
+    virtual bool reads_psk_identity() const { return false; }
+    // The client named `identity`: true holds the link's incoming bytes (at most max_held_bytes,
+    // beyond which it ends with tls_failed) until the Host calls StreamLink::resume; false goes on.
+    virtual bool wait_for_key(StreamLink& link, std::string_view identity) {
+      (void)link, (void)identity;
+      return false;
+    }
     virtual void established(StreamLink& link, const coap::Csm& peer) = 0;
     virtual void deliver(StreamLink& link, const coap::MessageView& message, StreamTime now) = 0;
     virtual void closed(StreamLink& link, StreamClose reason) = 0;  // the link goes away after this
@@ -89,6 +101,9 @@ class TcpStreamListener {
     std::uint64_t flush_timeouts = 0;    // closed before the last frames could be written
     std::uint64_t tls_handshakes = 0;    // TLS handshakes completed
   };
+
+  // Documented bound (README): a TLS connection's bytes held while its key is looked up.
+  static constexpr std::size_t max_held_bytes = 65536;
 
   TcpStreamListener(boost::asio::io_context& ioc, TcpListenerSettings settings, Host& host);
   // Destroy only when the io_context no longer runs (its pending handlers point here).
